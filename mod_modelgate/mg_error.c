@@ -1,0 +1,31 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_error.c -- OpenAI-style error bodies, serialised by jansson so every
+ * message is escaped correctly whatever it holds.
+ */
+#include <stdlib.h>
+#include <apr_strings.h>
+#include <jansson.h>
+#include "mg_error.h"
+
+const char *mg_error_json(apr_pool_t *p, const char *message,
+                          const char *type, const char *code)
+{
+    json_t *error, *body;
+    char *text;
+    const char *out;
+
+    error = json_pack("{s:s, s:s, s:n, s:s}", "message", message,
+                      "type", type, "param", "code", code);
+    body = error ? json_pack("{s:o}", "error", error) : NULL;
+    text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    if (!text) {
+        /* Only an allocation failure gets here; still answer in JSON. */
+        return "{\"error\":{\"message\":\"internal error\",\"type\":"
+               "\"server_error\",\"param\":null,\"code\":\"gateway_error\"}}";
+    }
+    out = apr_pstrcat(p, text, "\n", NULL);
+    free(text);
+    return out;
+}

@@ -1,0 +1,33 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_error.h -- error bodies in the shape OpenAI-compatible clients parse.
+ *
+ *     {"error":{"message":"...","type":"...","param":null,"code":"..."}}
+ *
+ * SDKs map the HTTP status to a typed exception and read `code`; the codes
+ * below are the gateway's stable contract (docs/ARCHITECTURE.md lists them).
+ * Messages never hold a secret: callers pass key ids, never keys.
+ */
+#ifndef MG_ERROR_H
+#define MG_ERROR_H
+
+#include <apr_pools.h>
+
+/* error.code values */
+#define MG_ERR_MISSING_KEY      "missing_api_key"
+#define MG_ERR_INVALID_KEY      "invalid_api_key"
+#define MG_ERR_RATE_LIMITED     "rate_limit_exceeded"
+#define MG_ERR_UPSTREAM_DOWN    "upstream_unavailable"
+#define MG_ERR_UPSTREAM_TIMEOUT "upstream_timeout"
+#define MG_ERR_GATEWAY          "gateway_error"
+
+/* error.type values */
+#define MG_ERRT_REQUEST   "invalid_request_error"
+#define MG_ERRT_REQUESTS  "requests"        /* a request-count limit, as OpenAI */
+#define MG_ERRT_SERVER    "server_error"
+
+/** The JSON text of an error body, allocated from `p`. */
+const char *mg_error_json(apr_pool_t *p, const char *message,
+                          const char *type, const char *code);
+
+#endif /* MG_ERROR_H */

@@ -1,0 +1,44 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_headers.h -- the rate limit response fields a decision implies.
+ *
+ * RateLimit-Policy and RateLimit follow draft-ietf-httpapi-ratelimit-
+ * headers-10: every policy that applied is listed in RateLimit-Policy
+ * ("pro";q=100;w=60), and RateLimit gives the remaining units (r) and the
+ * seconds until they are restored (t) of the binding policy.  The legacy
+ * X-RateLimit-Limit/-Remaining/-Reset carry the same numbers (Reset as
+ * delta seconds, like RateLimit's t).  A rejection adds Retry-After, the
+ * retry-after-ms that OpenAI's SDKs honour, and x-should-retry, which tells
+ * those SDKs to stop retrying when the wait is longer than they would wait.
+ */
+#ifndef MG_HEADERS_H
+#define MG_HEADERS_H
+
+#include <apr_pools.h>
+#include "mg_limit.h"
+
+/** Waits longer than this are announced with x-should-retry: false. */
+#define MG_HEADERS_RETRY_HORIZON (60 * APR_USEC_PER_SEC)
+
+typedef struct mg_headers {
+    const char *policy;          /**< RateLimit-Policy */
+    const char *ratelimit;       /**< RateLimit */
+    const char *x_limit;         /**< X-RateLimit-Limit */
+    const char *x_remaining;     /**< X-RateLimit-Remaining */
+    const char *x_reset;         /**< X-RateLimit-Reset */
+    const char *retry_after;     /**< Retry-After; NULL when allowed */
+    const char *retry_after_ms;  /**< retry-after-ms; NULL when allowed */
+    const char *should_retry;    /**< x-should-retry; NULL when allowed */
+} mg_headers;
+
+/** Whole seconds, rounded up: a client that waits that long is on time. */
+apr_int64_t mg_headers_seconds(apr_interval_time_t usec);
+
+/**
+ * Fill `h` for the decision `d` over `layers`.  With no layers every field
+ * is NULL.
+ */
+void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
+                      const mg_decision *d, mg_headers *h);
+
+#endif /* MG_HEADERS_H */

@@ -1,0 +1,68 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_keys.h -- API keys: the key file and the lookup of a presented key.
+ *
+ * The gateway never stores a key, only its SHA-256 digest.  A key file has
+ * one key per line:
+ *
+ *     # digest                                            key-id  tenant  tier  [scopes]
+ *     sha256:5e88...42d8  demo     acme    free  chat,embeddings
+ *
+ * `sha256:` is optional; the digest is 64 hex digits of SHA-256 over the
+ * key's bytes exactly as the client sends them (`printf %s KEY | sha256sum`
+ * or `modelgate-key hash`).  Blank lines and lines starting with '#' are
+ * ignored.  Key ids are unique; they name the caller in logs and counters.
+ */
+#ifndef MG_KEYS_H
+#define MG_KEYS_H
+
+#include <apr_pools.h>
+#include <apr_hash.h>
+#include <apr_tables.h>
+
+#define MG_KEYS_DIGEST_LEN 32
+/** Longest key accepted from a client; longer ones are refused unhashed. */
+#define MG_KEYS_PRESENTED_MAX 512
+
+typedef struct mg_key {
+    unsigned char digest[MG_KEYS_DIGEST_LEN];
+    const char *id;           /**< key id: logs, counters, X-Modelgate-Key-Id */
+    const char *tenant;
+    const char *tier;         /**< checked against the tiers after parsing */
+    apr_array_header_t *scopes; /**< const char *, may be empty */
+    int line;                 /**< line in the key file, for messages */
+} mg_key;
+
+typedef struct mg_keyring {
+    const char *source;       /**< file name, for messages */
+    apr_array_header_t *keys; /**< mg_key *, in file order */
+    apr_hash_t *buckets;      /**< 8-byte digest prefix -> mg_key * */
+    apr_hash_t *ids;          /**< key id -> mg_key * */
+} mg_keyring;
+
+/**
+ * Parse the text of a key file.
+ * @param source the file's name, used in messages
+ * @return NULL with *out set, or "SOURCE line N: reason".
+ */
+const char *mg_keys_parse(apr_pool_t *p, const char *source,
+                          const char *text, apr_size_t len,
+                          mg_keyring **out);
+
+/** SHA-256 of a key. */
+void mg_keys_digest(const char *key, apr_size_t len,
+                    unsigned char digest[MG_KEYS_DIGEST_LEN]);
+
+/** Lower-case hex of a digest into `hex` (65 bytes with the NUL). */
+void mg_keys_digest_hex(const unsigned char digest[MG_KEYS_DIGEST_LEN],
+                        char hex[2 * MG_KEYS_DIGEST_LEN + 1]);
+
+/**
+ * The key a client presented, or NULL.  Only the digest is compared, and
+ * with a constant-time comparison; a key longer than MG_KEYS_PRESENTED_MAX
+ * is refused without hashing.
+ */
+const mg_key *mg_keys_lookup(const mg_keyring *ring, const char *presented,
+                             apr_size_t len);
+
+#endif /* MG_KEYS_H */

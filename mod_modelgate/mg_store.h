@@ -1,0 +1,86 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_store.h -- the counter-store provider interface.
+ *
+ * A counter store keeps the state of every limit counter and makes the
+ * multi-layer decision atomically: all layers of a request are checked and,
+ * only if all allow, all are committed.  The core module carries the "shm"
+ * store (one host, shared memory); plugins register others ("redis") with
+ *
+ *     ap_register_provider(p, MG_STORE_PROVIDER_GROUP, "redis",
+ *                          MG_STORE_PROVIDER_VERSION, &provider);
+ *
+ * and `ModelGateStore NAME [ARGS]` selects one.  The shape follows
+ * ap_socache.h: create() parses the argument at configuration time,
+ * init() makes shared resources in post_config, child_init() attaches in
+ * each child, decide() runs per request in any thread.
+ *
+ * MG_STORE_PROVIDER_VERSION changes whenever this struct's layout or the
+ * meaning of a member changes; a plugin built against another version is
+ * not found by the lookup and the configuration says so.
+ */
+#ifndef MG_STORE_H
+#define MG_STORE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include "mg_limit.h"
+
+#define MG_STORE_PROVIDER_GROUP   "modelgate_store"
+#define MG_STORE_PROVIDER_VERSION "1"
+
+/** A store's private state; each provider defines it. */
+typedef struct mg_store_instance mg_store_instance;
+
+/** What a store tells about itself (status pages, metrics, docs). */
+typedef struct mg_store_info {
+    apr_uint64_t capacity;        /**< counters it can hold; 0: unbounded */
+    apr_uint64_t bytes;           /**< memory it reserved */
+    apr_uint64_t decisions;
+    apr_uint64_t inserted;
+    apr_uint64_t evicted_expired; /**< forgotten when their state was fresh */
+    apr_uint64_t evicted_live;    /**< forgotten while still counting */
+} mg_store_info;
+
+typedef struct mg_store_provider {
+    /** Provider name, as in ModelGateStore. */
+    const char *name;
+
+    /**
+     * Parse the arguments of ModelGateStore (everything after the name,
+     * possibly empty).  Runs while the configuration is read, in the parent.
+     * @param inst set to a new instance allocated from `p`
+     * @return NULL, or an error message naming the bad argument
+     */
+    const char *(*create)(mg_store_instance **inst, const char *args,
+                          apr_pool_t *ptemp, apr_pool_t *p);
+
+    /**
+     * Make shared resources (memory, mutexes).  Runs in the parent in
+     * post_config on every start and restart, never in the dry run.  A
+     * store whose counters must survive a graceful restart keeps them
+     * outside `pconf` (see the shm store).
+     */
+    apr_status_t (*init)(mg_store_instance *inst, server_rec *s,
+                         apr_pool_t *pconf, apr_pool_t *ptemp);
+
+    /** Attach in a new child (reopen mutexes; never connect in init). */
+    apr_status_t (*child_init)(mg_store_instance *inst, server_rec *s,
+                               apr_pool_t *pchild);
+
+    /**
+     * The atomic decision over `n` layers (at most MG_LIMIT_MAX_LAYERS).
+     * Safe to call from any thread of any child.  `now` is the gateway's
+     * clock; a store with a clock of its own (Redis TIME) may use that
+     * instead.  On error `d` is undefined and the caller applies the
+     * failure policy.
+     */
+    apr_status_t (*decide)(mg_store_instance *inst, server_rec *s,
+                           const mg_layer *layers, int n, apr_time_t now,
+                           mg_decision *d);
+
+    /** Fill `info`; cheap enough for a metrics scrape. */
+    void (*info)(mg_store_instance *inst, mg_store_info *info);
+} mg_store_provider;
+
+#endif /* MG_STORE_H */

@@ -1,0 +1,245 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_table.c -- the fixed-size counter table (see mg_table.h).
+ */
+#include <string.h>
+#include "mg_table.h"
+
+/* ---- fingerprints ------------------------------------------------------ */
+
+/* The finaliser of MurmurHash3: a bijection that spreads every input bit. */
+static apr_uint64_t mix64(apr_uint64_t x)
+{
+    x ^= x >> 33;
+    x *= APR_UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    x *= APR_UINT64_C(0xc4ceb9fe1a85ec53);
+    x ^= x >> 33;
+    return x;
+}
+
+static apr_uint64_t rotl64(apr_uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+/* Two of these with unrelated seeds give the 128-bit fingerprint.  Not a
+ * cryptographic hash: counter keys are key ids and names from the
+ * configuration, not attacker-chosen strings that could be searched for
+ * collisions at scale, and a collision costs a shared counter, not access. */
+static apr_uint64_t hash64(const unsigned char *p, apr_size_t len,
+                           apr_uint64_t seed)
+{
+    apr_uint64_t h = seed ^ ((apr_uint64_t)len * APR_UINT64_C(0x9e3779b97f4a7c15));
+    apr_uint64_t k;
+
+    while (len >= 8) {
+        memcpy(&k, p, 8);
+        h = rotl64(h ^ mix64(k + seed), 27) * APR_UINT64_C(0x9e3779b97f4a7c15)
+            + APR_UINT64_C(0x52dce729);
+        p += 8;
+        len -= 8;
+    }
+    k = 0;
+    memcpy(&k, p, len);
+    h = rotl64(h ^ mix64(k + seed + len), 31) * APR_UINT64_C(0x9e3779b97f4a7c15);
+    return mix64(h);
+}
+
+mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
+                                    const mg_limit_spec *spec)
+{
+    static const apr_uint64_t seed_hi = APR_UINT64_C(0x243f6a8885a308d3);
+    static const apr_uint64_t seed_lo = APR_UINT64_C(0x13198a2e03707344);
+    mg_fingerprint fp;
+    apr_uint64_t s[4];
+
+    s[0] = (apr_uint64_t)spec->algo;
+    s[1] = spec->quota;
+    s[2] = (apr_uint64_t)spec->window;
+    s[3] = spec->burst;
+    fp.hi = hash64((const unsigned char *)key, len, seed_hi)
+            ^ hash64((const unsigned char *)s, sizeof(s), seed_lo);
+    fp.lo = hash64((const unsigned char *)key, len, seed_lo)
+            ^ mix64(hash64((const unsigned char *)s, sizeof(s), seed_hi));
+    /* {0, 0} marks an empty entry. */
+    fp.lo |= 1;
+    return fp;
+}
+
+/* ---- layout ------------------------------------------------------------ */
+
+static apr_uint32_t nsets_for(apr_uint32_t capacity)
+{
+    apr_uint32_t nsets = (capacity + MG_TABLE_WAYS - 1) / MG_TABLE_WAYS;
+    return nsets ? nsets : 1;
+}
+
+apr_uint32_t mg_table_capacity(apr_uint32_t capacity)
+{
+    return nsets_for(capacity) * MG_TABLE_WAYS;
+}
+
+/* Entries start on a 64-byte boundary after the header. */
+static apr_size_t header_bytes(void)
+{
+    return (sizeof(mg_table_header) + 63) & ~(apr_size_t)63;
+}
+
+apr_size_t mg_table_bytes(apr_uint32_t capacity)
+{
+    return header_bytes()
+           + (apr_size_t)mg_table_capacity(capacity) * sizeof(mg_table_entry);
+}
+
+void mg_table_format(void *mem, apr_uint32_t capacity)
+{
+    mg_table_header *hdr = mem;
+
+    memset(mem, 0, mg_table_bytes(capacity));
+    hdr->nsets = nsets_for(capacity);
+    hdr->ways = MG_TABLE_WAYS;
+    hdr->entry_size = sizeof(mg_table_entry);
+    hdr->version = MG_TABLE_VERSION;
+    hdr->magic = MG_TABLE_MAGIC;
+}
+
+int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
+{
+    mg_table_header *hdr = mem;
+
+    if (size < header_bytes() || hdr->magic != MG_TABLE_MAGIC
+        || hdr->version != MG_TABLE_VERSION || hdr->ways != MG_TABLE_WAYS
+        || hdr->entry_size != sizeof(mg_table_entry)
+        || mg_table_bytes(hdr->nsets * MG_TABLE_WAYS) > size) {
+        return 0;
+    }
+    t->hdr = hdr;
+    t->entries = (mg_table_entry *)((char *)mem + header_bytes());
+    return 1;
+}
+
+typedef char mg_table_ways_exceed_layers
+    [(MG_LIMIT_MAX_LAYERS < MG_TABLE_WAYS) ? 1 : -1];
+
+/* ---- decisions --------------------------------------------------------- */
+
+static int fp_equal(const mg_fingerprint *a, const mg_fingerprint *b)
+{
+    return a->hi == b->hi && a->lo == b->lo;
+}
+
+static int fp_empty(const mg_fingerprint *fp)
+{
+    return fp->hi == 0 && fp->lo == 0;
+}
+
+static mg_table_entry *set_of(mg_table *t, const mg_fingerprint *fp)
+{
+    return t->entries + (apr_size_t)(fp->hi % t->hdr->nsets) * MG_TABLE_WAYS;
+}
+
+static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
+{
+    mg_table_entry *set = set_of(t, fp);
+    int i;
+
+    for (i = 0; i < MG_TABLE_WAYS; i++) {
+        if (fp_equal(&set[i].fp, fp)) {
+            return &set[i];
+        }
+    }
+    return NULL;
+}
+
+static int is_claimed(mg_table_entry *e, mg_table_entry **claimed, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (claimed[i] == e) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* An entry for a counter not in the table, never one that a layer of the
+ * same decision holds. */
+static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
+                             apr_time_t now, mg_table_entry **held, int nheld)
+{
+    mg_table_entry *set = set_of(t, fp), *empty = NULL, *expired = NULL;
+    mg_table_entry *lru = NULL, *victim;
+    int i;
+
+    for (i = 0; i < MG_TABLE_WAYS; i++) {
+        mg_table_entry *e = &set[i];
+        if (is_claimed(e, held, nheld)) {
+            continue;
+        }
+        if (fp_empty(&e->fp)) {
+            empty = e;
+            break;
+        }
+        if (e->expires <= now) {
+            if (!expired) {
+                expired = e;
+            }
+        }
+        else if (!lru || e->touched < lru->touched) {
+            lru = e;
+        }
+    }
+    if (empty) {
+        victim = empty;
+    }
+    else if (expired) {
+        victim = expired;
+        t->hdr->stats.evicted_expired++;
+    }
+    else {
+        /* The other layers of this decision hold at most
+         * MG_LIMIT_MAX_LAYERS - 1 < MG_TABLE_WAYS entries of the set (checked
+         * at compile time below), so lru is never NULL here. */
+        victim = lru;
+        t->hdr->stats.evicted_live++;
+    }
+    memset(victim, 0, sizeof(*victim));
+    victim->fp = *fp;
+    t->hdr->stats.inserted++;
+    return victim;
+}
+
+void mg_table_decide(mg_table *t, const mg_layer *layers, int n,
+                     apr_time_t now, mg_decision *d)
+{
+    static const mg_limit_state fresh;
+    mg_table_entry *found[MG_LIMIT_MAX_LAYERS];
+    mg_limit_state next[MG_LIMIT_MAX_LAYERS];
+    int i;
+
+    if (n > MG_LIMIT_MAX_LAYERS) {
+        n = MG_LIMIT_MAX_LAYERS;
+    }
+    d->nlayers = n;
+    for (i = 0; i < n; i++) {
+        found[i] = find(t, &layers[i].fp);
+        mg_limit_decide(layers[i].spec, found[i] ? &found[i]->state : &fresh,
+                        now, layers[i].cost, &next[i], &d->layer[i]);
+    }
+    mg_limit_combine(d);
+    t->hdr->stats.decisions++;
+    if (!d->allowed) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        mg_table_entry *e = found[i];
+        if (!e) {
+            e = found[i] = claim(t, &layers[i].fp, now, found, n);
+        }
+        e->state = next[i];
+        e->touched = now;
+        e->expires = d->layer[i].expires;
+    }
+}

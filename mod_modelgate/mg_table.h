@@ -1,0 +1,90 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_table.h -- a fixed-size table of limit counters in one memory region.
+ *
+ * The region is shared memory in the gateway and a plain buffer in the unit
+ * tests: the table holds offsets-free, pointer-free records only, so any
+ * process may map it anywhere.  It never grows.  A counter is found by a
+ * 128-bit fingerprint of its key and its limit, in a set of MG_TABLE_WAYS
+ * entries chosen by the fingerprint (set-associative, like a CPU cache).
+ *
+ * Eviction, when a new counter needs an entry in a full set: an empty
+ * entry first; else an expired one (its bucket is full again, so forgetting
+ * it changes no decision); else the least recently used of the set, which
+ * is counted in `evicted_live` because that counter starts afresh.  A
+ * counter that is still in the table is never confused with another.
+ *
+ * The table does no locking: the caller (the store) serialises access.
+ */
+#ifndef MG_TABLE_H
+#define MG_TABLE_H
+
+#include <apr.h>
+#include <apr_time.h>
+#include "mg_limit.h"
+
+#define MG_TABLE_WAYS 8
+#define MG_TABLE_MAGIC 0x4d475442u   /* "MGTB" */
+/** Changes whenever the layout of the region changes. */
+#define MG_TABLE_VERSION 1u
+
+typedef struct mg_table_entry {
+    mg_fingerprint fp;        /**< {0, 0}: empty */
+    apr_time_t touched;       /**< last decision that used it */
+    apr_time_t expires;       /**< state equals a fresh one from then on */
+    mg_limit_state state;
+} mg_table_entry;
+
+/** Counters the table keeps about itself, read by status and metrics. */
+typedef struct mg_table_stats {
+    apr_uint64_t decisions;
+    apr_uint64_t inserted;
+    apr_uint64_t evicted_expired;
+    apr_uint64_t evicted_live;
+} mg_table_stats;
+
+typedef struct mg_table_header {
+    apr_uint32_t magic;
+    apr_uint32_t version;
+    apr_uint32_t nsets;
+    apr_uint32_t ways;
+    apr_uint64_t entry_size;
+    mg_table_stats stats;
+} mg_table_header;
+
+/** A process's handle on a table region. */
+typedef struct mg_table {
+    mg_table_header *hdr;
+    mg_table_entry *entries;
+} mg_table;
+
+/** Bytes a table of at least `capacity` counters needs. */
+apr_size_t mg_table_bytes(apr_uint32_t capacity);
+
+/** Capacity rounded up to whole sets. */
+apr_uint32_t mg_table_capacity(apr_uint32_t capacity);
+
+/** Format `mem` (mg_table_bytes(capacity) bytes) as an empty table. */
+void mg_table_format(void *mem, apr_uint32_t capacity);
+
+/**
+ * Attach to a formatted region.
+ * @return 1, or 0 if the region does not hold a table of this layout.
+ */
+int mg_table_attach(mg_table *t, void *mem, apr_size_t size);
+
+/** The fingerprint of a counter key under a limit.  The limit's numbers
+ *  are part of it, so a changed limit starts from fresh counters instead of
+ *  reading state kept in another scale. */
+mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
+                                    const mg_limit_spec *spec);
+
+/**
+ * Check every layer and, only if all allow, commit every layer: one atomic
+ * decision when the caller holds the store's lock.  A rejected request
+ * consumes from no layer and adds no entry.
+ */
+void mg_table_decide(mg_table *t, const mg_layer *layers, int n,
+                     apr_time_t now, mg_decision *d);
+
+#endif /* MG_TABLE_H */

@@ -1,0 +1,328 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate.c -- the hooks: where in httpd's request cycle the gateway
+ * does what.  Decisions are made by the core (mg_*.c); this file moves
+ * data between request_rec and the core.
+ *
+ *   access_checker  who is calling (API key), and may they, now (limits)
+ *   fixups          hand the request to mod_proxy for its route
+ *   error filter    error bodies are JSON, as API clients expect
+ *
+ * Who before how much, how much before where: a request is limited only
+ * once its caller is known, and routed only once it is admitted.
+ */
+#include <apr_strings.h>
+#include <ap_provider.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <util_filter.h>
+#include <util_mutex.h>
+#include "mod_modelgate_private.h"
+#include "mg_error.h"
+#include "mg_table.h"
+
+#define MG_JSON_ERROR_FILTER "MODELGATE_JSON_ERROR"
+
+/* ---- per-request state --------------------------------------------------- */
+
+mg_request *mg_request_get(request_rec *r)
+{
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
+    if (!req) {
+        req = apr_pcalloc(r->pool, sizeof(*req));
+        ap_set_module_config(r->request_config, &modelgate_module, req);
+    }
+    return req;
+}
+
+/* ---- JSON error bodies ------------------------------------------------------ */
+
+/* The bit that says "status has a JSON body" for 4xx and 5xx statuses
+ * below x32; NULL for any other status. */
+static unsigned *json_error_bits(mg_request *req, int status, unsigned *bit)
+{
+    if (status >= 400 && status < 432) {
+        *bit = 1u << (status - 400);
+        return &req->json_4xx;
+    }
+    if (status >= 500 && status < 532) {
+        *bit = 1u << (status - 500);
+        return &req->json_5xx;
+    }
+    return NULL;
+}
+
+void mg_json_error_for(request_rec *r, int status, const char *message,
+                       const char *type, const char *code)
+{
+    mg_request *req = mg_request_get(r);
+    unsigned bit, *bits = json_error_bits(req, status, &bit);
+
+    ap_custom_response(r, status, mg_error_json(r->pool, message, type, code));
+    if (bits) {
+        *bits |= bit;
+    }
+}
+
+int mg_respond_error(request_rec *r, int status, const char *message,
+                     const char *type, const char *code)
+{
+    mg_json_error_for(r, status, message, type, code);
+    return status;
+}
+
+static int json_error_pending(request_rec *r)
+{
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
+    unsigned bit, *bits;
+
+    if (!req) {
+        return 0;
+    }
+    bits = json_error_bits(req, r->status, &bit);
+    return bits && (*bits & bit);
+}
+
+/* ap_send_error_response labels every body text/html, custom text too;
+ * this filter runs after that and before the headers go out. */
+static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    ap_set_content_type(f->r, "application/json");
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, bb);
+}
+
+static void insert_error_filter(request_rec *r)
+{
+    if (json_error_pending(r)) {
+        ap_add_output_filter(MG_JSON_ERROR_FILTER, NULL, r, r->connection);
+    }
+}
+
+/* ---- access_checker: identity, then the limit decision ---------------------- */
+
+static void set_limit_headers(request_rec *r, const mg_headers *h)
+{
+    /* err_headers_out: kept on errors and not replaced by mod_proxy_http,
+     * which overwrites headers_out with the upstream's. */
+    apr_table_t *t = r->err_headers_out;
+
+    if (!h->policy) {
+        return;
+    }
+    apr_table_setn(t, "RateLimit-Policy", h->policy);
+    apr_table_setn(t, "RateLimit", h->ratelimit);
+    apr_table_setn(t, "X-RateLimit-Limit", h->x_limit);
+    apr_table_setn(t, "X-RateLimit-Remaining", h->x_remaining);
+    apr_table_setn(t, "X-RateLimit-Reset", h->x_reset);
+    if (h->retry_after) {
+        apr_table_setn(t, "Retry-After", h->retry_after);
+        apr_table_setn(t, "retry-after-ms", h->retry_after_ms);
+        apr_table_setn(t, "x-should-retry", h->should_retry);
+    }
+}
+
+static int refuse_credential(request_rec *r, int missing)
+{
+    /* RFC 6750: a challenge on every 401; error= only when a token came. */
+    apr_table_setn(r->err_headers_out, "WWW-Authenticate", missing
+                   ? "Bearer realm=\"modelgate\""
+                   : "Bearer realm=\"modelgate\", error=\"invalid_token\"");
+    apr_table_setn(r->notes, "modelgate-decision",
+                   missing ? "missing-key" : "invalid-key");
+    if (missing) {
+        return mg_respond_error(r, HTTP_UNAUTHORIZED,
+                                "No API key provided: send it in the "
+                                "X-API-Key header or as Authorization: "
+                                "Bearer KEY.", MG_ERRT_REQUEST,
+                                MG_ERR_MISSING_KEY);
+    }
+    return mg_respond_error(r, HTTP_UNAUTHORIZED,
+                            "Invalid API key provided.", MG_ERRT_REQUEST,
+                            MG_ERR_INVALID_KEY);
+}
+
+static int decide_limits(request_rec *r, mg_server_conf *sc,
+                         const mg_key *key)
+{
+    const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
+    mg_layer layer;
+    mg_decision d;
+    mg_headers h;
+    apr_status_t rv;
+
+    if (!tier) {
+        /* check_config refuses such key files; a key file is never
+         * reloaded without a restart. */
+        return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                "The gateway has no tier for this key.",
+                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+    }
+    layer.policy = tier->name;
+    layer.spec = &tier->spec;
+    layer.key = apr_pstrcat(r->pool, "key:", key->id, NULL);
+    layer.fp = mg_table_fingerprint(layer.key, strlen(layer.key), &tier->spec);
+    layer.cost = 1;
+
+    rv = sc->store->decide(sc->store_inst, r->server, &layer, 1,
+                           apr_time_now(), &d);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGLOGNO(00201)
+                      "counter store '%s' failed to decide", sc->store->name);
+        return mg_respond_error(r, HTTP_SERVICE_UNAVAILABLE,
+                                "The gateway cannot check limits right now.",
+                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+    }
+    mg_headers_build(r->pool, &layer, &d, &h);
+    set_limit_headers(r, &h);
+    if (!d.allowed) {
+        apr_table_setn(r->notes, "modelgate-decision", "rejected");
+        return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+            apr_psprintf(r->pool, "Rate limit reached for key '%s' on "
+                         "policy '%s': %s requests per %s seconds. Retry "
+                         "after %s seconds.", key->id, tier->name,
+                         h.x_limit, apr_ltoa(r->pool, (long)mg_headers_seconds(
+                             tier->spec.window)), h.retry_after),
+            MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
+    }
+    apr_table_setn(r->notes, "modelgate-decision", "allowed");
+    return OK;
+}
+
+static int mg_access_checker(request_rec *r)
+{
+    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &modelgate_module);
+    mg_server_conf *sc = ap_get_module_config(r->server->module_config,
+                                              &modelgate_module);
+    const char *credential;
+    const mg_key *key;
+    apr_size_t len = 0;
+
+    if (dc->enabled != 1 || !ap_is_initial_req(r)) {
+        return DECLINED;
+    }
+    mg_identity_scrub(r);
+    credential = mg_identity_take_credential(r, &len);
+    if (!credential) {
+        return refuse_credential(r, 1);
+    }
+    key = mg_keys_lookup(sc->keys, credential, len);
+    if (!key) {
+        return refuse_credential(r, 0);
+    }
+    mg_request_get(r)->key = key;
+    mg_identity_announce(r, key);
+    return decide_limits(r, sc, key);
+}
+
+/* ---- fixups: hand the admitted request to mod_proxy ------------------------- */
+
+static int mg_fixups(request_rec *r)
+{
+    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &modelgate_module);
+    mg_server_conf *sc;
+    const mg_upstream *up;
+
+    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
+        return DECLINED;
+    }
+    sc = ap_get_module_config(r->server->module_config, &modelgate_module);
+    up = mg_upstream_get(sc, dc->route);
+    if (!up) {
+        /* Only a .htaccess could name it, and its parser refuses that. */
+        return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                "The route names no declared upstream.",
+                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+    }
+    mg_request_get(r)->upstream = up;
+    apr_table_setn(r->notes, "modelgate-upstream", up->name);
+    /* mod_proxy answers a dead or silent upstream with an httpd error
+     * page; make those JSON like every other answer of the API. */
+    mg_json_error_for(r, HTTP_BAD_GATEWAY, "The model server could not be "
+                      "reached.", MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN);
+    mg_json_error_for(r, HTTP_SERVICE_UNAVAILABLE, "The model server is "
+                      "unavailable.", MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN);
+    mg_json_error_for(r, HTTP_GATEWAY_TIME_OUT, "The model server did not "
+                      "answer in time.", MG_ERRT_SERVER,
+                      MG_ERR_UPSTREAM_TIMEOUT);
+    mg_json_error_for(r, HTTP_INTERNAL_SERVER_ERROR, "The gateway failed "
+                      "to forward the request.", MG_ERRT_SERVER,
+                      MG_ERR_GATEWAY);
+    mg_proxy_hand_off(r, up);
+    return OK;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static int mg_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    /* Registered every generation, so the admin's Mutex directive for
+     * "modelgate-store" applies. */
+    return ap_mutex_register(pconf, MG_STORE_MUTEX_TYPE, NULL,
+                             APR_LOCK_DEFAULT, 0) == APR_SUCCESS
+           ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp, server_rec *s)
+{
+    mg_server_conf *sc = ap_get_module_config(s->module_config,
+                                              &modelgate_module);
+
+    /* The first pass over the configuration is a dry run: no shared
+     * resources yet. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
+        return OK;
+    }
+    if (sc->store->init(sc->store_inst, s, pconf, ptemp) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ap_add_version_component(pconf, "mod_modelgate/" MODELGATE_VERSION);
+    return OK;
+}
+
+static void mg_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    mg_server_conf *sc = ap_get_module_config(s->module_config,
+                                              &modelgate_module);
+
+    sc->store->child_init(sc->store_inst, s, pchild);
+}
+
+static void mg_register_hooks(apr_pool_t *p)
+{
+    /* Before mod_proxy's fixup, which canonicalises "proxy:" URLs. */
+    static const char *const before_proxy[] = { "mod_proxy.c", NULL };
+
+    ap_register_provider(p, MG_STORE_PROVIDER_GROUP, "shm",
+                         MG_STORE_PROVIDER_VERSION, &mg_store_shm_provider);
+    ap_hook_pre_config(mg_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(mg_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(mg_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(mg_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_access_checker(mg_access_checker, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_fixups(mg_fixups, NULL, before_proxy, APR_HOOK_FIRST);
+    ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
+                                APR_HOOK_MIDDLE);
+    ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
+}
+
+/* Declared plainly, not with AP_DECLARE_MODULE, whose APLOG_USE_MODULE
+ * would repeat the one in mod_modelgate_private.h. */
+module AP_MODULE_DECLARE_DATA modelgate_module = {
+    STANDARD20_MODULE_STUFF,
+    mg_create_dir_conf,
+    mg_merge_dir_conf,
+    mg_create_server_conf,
+    mg_merge_server_conf,
+    mg_cmds,
+    mg_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,348 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_config.c -- directives, and the checks that need the whole
+ * configuration.  Parsing proper is in the core (mg_policy.c, mg_keys.c);
+ * this file reads files, picks contexts and prefixes messages.
+ *
+ * Contexts: tiers, keys, upstreams and the store are server-wide (main
+ * server only).  `ModelGate` and `ModelGateRoute` are per location and,
+ * under AllowOverride AuthConfig, per .htaccess -- where they can only
+ * pick among declared upstreams and cannot switch the gateway off.
+ */
+#include <apr_strings.h>
+#include <apr_uri.h>
+#include <apr_file_io.h>
+#include <ap_provider.h>
+#include <http_core.h>
+#include "mod_modelgate_private.h"
+
+/* The store used when none is configured. */
+#define MG_DEFAULT_STORE "shm"
+
+static int in_htaccess(cmd_parms *cmd)
+{
+    /* ap_parse_htaccess gives the directive the request pool for both. */
+    return cmd->pool == cmd->temp_pool;
+}
+
+static mg_where where_of(cmd_parms *cmd)
+{
+    mg_where w;
+    w.file = cmd->directive ? cmd->directive->filename : "?";
+    w.line = cmd->directive ? cmd->directive->line_num : 0;
+    return w;
+}
+
+static mg_server_conf *server_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &modelgate_module);
+}
+
+/* ---- create and merge ---------------------------------------------------- */
+
+void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    mg_server_conf *sc = apr_pcalloc(p, sizeof(*sc));
+
+    sc->policy = mg_policy_create(p);
+    sc->upstreams = apr_hash_make(p);
+    sc->route_refs = apr_array_make(p, 8, sizeof(mg_route_ref));
+    return sc;
+}
+
+void *mg_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    /* Every server-level directive is main-server only (GLOBAL_ONLY), so a
+     * virtual host sees the main server's policy, keys and store. */
+    return basev;
+}
+
+void *mg_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    mg_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->enabled = MG_UNSET;
+    return dc;
+}
+
+void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    mg_dir_conf *base = basev, *add = addv;
+    mg_dir_conf *dc = apr_palloc(p, sizeof(*dc));
+
+    dc->enabled = add->enabled != MG_UNSET ? add->enabled : base->enabled;
+    dc->route = add->route ? add->route : base->route;
+    return dc;
+}
+
+const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name)
+{
+    return apr_hash_get(sc->upstreams, name, APR_HASH_KEY_STRING);
+}
+
+/* ---- per location ---------------------------------------------------------- */
+
+static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
+{
+    mg_dir_conf *dc = dcv;
+
+    if (!flag && in_htaccess(cmd)) {
+        return "ModelGate Off cannot be used in .htaccess: limits may only "
+               "be tightened there";
+    }
+    dc->enabled = flag;
+    if (flag && !in_htaccess(cmd)) {
+        server_conf(cmd)->enabled_somewhere = 1;
+    }
+    return NULL;
+}
+
+static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
+{
+    mg_dir_conf *dc = dcv;
+    mg_server_conf *sc = server_conf(cmd);
+
+    if (!mg_policy_name_valid(name)) {
+        return apr_psprintf(cmd->pool, "ModelGateRoute: '%s' is not an "
+                            "upstream name (declare upstreams with "
+                            "ModelGateUpstream NAME URL)", name);
+    }
+    if (in_htaccess(cmd)) {
+        /* The server configuration is complete by now: check at once. */
+        if (!mg_upstream_get(sc, name)) {
+            return apr_psprintf(cmd->pool, "ModelGateRoute: unknown upstream "
+                                "'%s': .htaccess may only pick among the "
+                                "upstreams the server declares", name);
+        }
+    }
+    else {
+        mg_route_ref *ref = apr_array_push(sc->route_refs);
+        ref->upstream = apr_pstrdup(cmd->pool, name);
+        ref->where = where_of(cmd);
+    }
+    dc->route = name;
+    return NULL;
+}
+
+/* ---- server wide ------------------------------------------------------------- */
+
+static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
+                            char *const argv[])
+{
+    mg_server_conf *sc = server_conf(cmd);
+    const char *err;
+    mg_tier *tier;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    if (argc < 2) {
+        return "ModelGateTier: expected NAME RATE [burst=N], e.g. "
+               "ModelGateTier free 10/min";
+    }
+    err = mg_policy_parse_tier(cmd->pool, argv[0], argv[1], argc - 2,
+                               (const char *const *)argv + 2, &tier);
+    if (!err) {
+        err = mg_policy_add_tier(sc->policy, tier);
+    }
+    return err ? apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL) : NULL;
+}
+
+static const char *cmd_keyfile(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    mg_server_conf *sc = server_conf(cmd);
+    const char *path, *err;
+    apr_file_t *f;
+    apr_finfo_t finfo;
+    apr_size_t len;
+    apr_status_t rv;
+    char *text, buf[256];
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    if (sc->keys) {
+        return "ModelGateKeyFile: only one key file may be configured";
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path) {
+        return apr_psprintf(cmd->pool, "ModelGateKeyFile: invalid path '%s'",
+                            arg);
+    }
+    rv = apr_file_open(&f, path, APR_FOPEN_READ, APR_OS_DEFAULT, cmd->temp_pool);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_info_get(&finfo, APR_FINFO_SIZE, f);
+    }
+    if (rv != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "ModelGateKeyFile: cannot read '%s': "
+                            "%s", path, apr_strerror(rv, buf, sizeof(buf)));
+    }
+    if (finfo.size > 64 * 1024 * 1024) {
+        apr_file_close(f);
+        return apr_psprintf(cmd->pool, "ModelGateKeyFile: '%s' is larger "
+                            "than 64 MiB", path);
+    }
+    len = (apr_size_t)finfo.size;
+    text = apr_palloc(cmd->temp_pool, len + 1);
+    rv = apr_file_read_full(f, text, len, &len);
+    apr_file_close(f);
+    if (rv != APR_SUCCESS && rv != APR_EOF) {
+        return apr_psprintf(cmd->pool, "ModelGateKeyFile: cannot read '%s': "
+                            "%s", path, apr_strerror(rv, buf, sizeof(buf)));
+    }
+    if ((err = mg_keys_parse(cmd->pool, path, text, len, &sc->keys)) != NULL) {
+        return apr_pstrcat(cmd->pool, "ModelGateKeyFile: ", err, NULL);
+    }
+    sc->keys_where = where_of(cmd);
+    return NULL;
+}
+
+static const char *cmd_upstream(cmd_parms *cmd, void *dummy,
+                                const char *name, const char *url)
+{
+    mg_server_conf *sc = server_conf(cmd);
+    mg_upstream *up;
+    apr_uri_t uri;
+    const char *err;
+    apr_size_t n;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    if (!mg_policy_name_valid(name)) {
+        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is not a "
+                            "valid name (letters, digits, '.', '_', '-')",
+                            name);
+    }
+    if (mg_upstream_get(sc, name)) {
+        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is already "
+                            "declared", name);
+    }
+    if (apr_uri_parse(cmd->pool, url, &uri) != APR_SUCCESS || !uri.scheme
+        || (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https"))
+        || !uri.hostname || uri.query || uri.fragment || uri.user) {
+        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is not an "
+                            "upstream URL (http[s]://host[:port][/path], no "
+                            "query or credentials)", url);
+    }
+    up = apr_pcalloc(cmd->pool, sizeof(*up));
+    up->name = apr_pstrdup(cmd->pool, name);
+    up->url = apr_pstrdup(cmd->pool, url);
+    n = strlen(up->url);
+    while (n > 0 && up->url[n - 1] == '/') {
+        ((char *)up->url)[--n] = '\0';
+    }
+    up->where = where_of(cmd);
+    if ((err = mg_proxy_define_worker(cmd, up->url)) != NULL) {
+        return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
+    }
+    apr_hash_set(sc->upstreams, up->name, APR_HASH_KEY_STRING, up);
+    return NULL;
+}
+
+static const char *cmd_store(cmd_parms *cmd, void *dummy, const char *args)
+{
+    mg_server_conf *sc = server_conf(cmd);
+    const char *err, *name;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    if (sc->store) {
+        return "ModelGateStore: only one counter store may be configured";
+    }
+    name = ap_getword_conf(cmd->temp_pool, &args);
+    sc->store = ap_lookup_provider(MG_STORE_PROVIDER_GROUP, name,
+                                   MG_STORE_PROVIDER_VERSION);
+    if (!sc->store) {
+        return apr_psprintf(cmd->pool, "ModelGateStore: no counter store "
+                            "called '%s' (built in: shm; 'redis' needs "
+                            "LoadModule modelgate_redis_module first)", name);
+    }
+    err = sc->store->create(&sc->store_inst, args, cmd->temp_pool, cmd->pool);
+    return err ? apr_pstrcat(cmd->pool, "ModelGateStore ", name, ": ", err,
+                             NULL) : NULL;
+}
+
+const command_rec mg_cmds[] = {
+    AP_INIT_FLAG("ModelGate", cmd_enable, NULL, ACCESS_CONF | OR_AUTHCFG,
+        "On to authenticate, limit and route requests here; Off (not in "
+        ".htaccess) to leave them alone"),
+    AP_INIT_TAKE1("ModelGateRoute", cmd_route, NULL, ACCESS_CONF | OR_AUTHCFG,
+        "the declared upstream (ModelGateUpstream) that serves this location"),
+    AP_INIT_TAKE_ARGV("ModelGateTier", cmd_tier, NULL, RSRC_CONF,
+        "NAME RATE [burst=N]: a tier and its limit, e.g. free 10/min"),
+    AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
+        "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
+    AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
+        "NAME URL: an upstream model server that routes may name"),
+    AP_INIT_RAW_ARGS("ModelGateStore", cmd_store, NULL, RSRC_CONF,
+        "the counter store and its arguments: shm [capacity=N]"),
+    { NULL }
+};
+
+/* ---- checks over the whole configuration ------------------------------------ */
+
+static void config_error(server_rec *s, const mg_where *w, const char *msg)
+{
+    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                 MGLOGNO(00001) "%s (%s line %d)", msg, w->file, w->line);
+}
+
+/* Runs after the configuration is read and before `apache2 -t` says
+ * "Syntax OK", so cross-references fail the syntax check too. */
+int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s)
+{
+    mg_server_conf *sc = ap_get_module_config(s->module_config,
+                                              &modelgate_module);
+    int i, ok = 1;
+
+    if (sc->keys) {
+        for (i = 0; i < sc->keys->keys->nelts; i++) {
+            const mg_key *key = APR_ARRAY_IDX(sc->keys->keys, i, mg_key *);
+            if (!mg_policy_tier(sc->policy, key->tier)) {
+                config_error(s, &sc->keys_where, apr_psprintf(ptemp,
+                    "ModelGateKeyFile: %s line %d: key '%s' names the "
+                    "unknown tier '%s' (declare it with ModelGateTier)",
+                    sc->keys->source, key->line, key->id, key->tier));
+                ok = 0;
+            }
+        }
+    }
+    else if (sc->enabled_somewhere) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
+                     MGLOGNO(00002) "ModelGate is On but no ModelGateKeyFile "
+                     "is configured: every request there will be refused "
+                     "with 401");
+    }
+    for (i = 0; i < sc->route_refs->nelts; i++) {
+        const mg_route_ref *ref = &APR_ARRAY_IDX(sc->route_refs, i,
+                                                 mg_route_ref);
+        if (!mg_upstream_get(sc, ref->upstream)) {
+            config_error(s, &ref->where, apr_psprintf(ptemp,
+                "ModelGateRoute: unknown upstream '%s' (declare it with "
+                "ModelGateUpstream NAME URL)", ref->upstream));
+            ok = 0;
+        }
+    }
+    if (apr_hash_count(sc->upstreams) && !mg_proxy_available()) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                     MGLOGNO(00003) "ModelGateUpstream needs mod_proxy and "
+                     "mod_proxy_http: load them (a2enmod proxy_http)");
+        ok = 0;
+    }
+    if (!sc->store) {
+        sc->store = ap_lookup_provider(MG_STORE_PROVIDER_GROUP,
+                                       MG_DEFAULT_STORE,
+                                       MG_STORE_PROVIDER_VERSION);
+        if (!sc->store
+            || sc->store->create(&sc->store_inst, "", ptemp, pconf)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         MGLOGNO(00004) "the default counter store could "
+                         "not be created");
+            ok = 0;
+        }
+    }
+    return ok ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}

@@ -1,0 +1,104 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_private.h -- shared by the glue files of the module only.
+ */
+#ifndef MOD_MODELGATE_PRIVATE_H
+#define MOD_MODELGATE_PRIVATE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include "mod_modelgate.h"
+#include "mg_policy.h"
+#include "mg_keys.h"
+#include "mg_headers.h"
+
+extern module AP_MODULE_DECLARE_DATA modelgate_module;
+APLOG_USE_MODULE(modelgate);
+
+/* Log tags owned by the module: MG00001 and up, never httpd's AHnnnnn. */
+#define MGLOGNO(n) "MG" #n ": "
+
+#define MG_UNSET (-1)
+
+/** Where a directive was written, for messages found after parsing. */
+typedef struct mg_where {
+    const char *file;
+    int line;
+} mg_where;
+
+/** An upstream model server, declared at server level. */
+typedef struct mg_upstream {
+    const char *name;
+    const char *url;          /**< scheme://host[:port][/base], no trailing '/' */
+    mg_where where;
+} mg_upstream;
+
+/** A ModelGateRoute in the main configuration, checked once all is read. */
+typedef struct mg_route_ref {
+    const char *upstream;
+    mg_where where;
+} mg_route_ref;
+
+typedef struct mg_server_conf {
+    mg_policy *policy;
+    mg_keyring *keys;
+    mg_where keys_where;
+    apr_hash_t *upstreams;            /**< name -> mg_upstream* */
+    apr_array_header_t *route_refs;   /**< mg_route_ref */
+    const mg_store_provider *store;
+    mg_store_instance *store_inst;
+    int enabled_somewhere;            /**< some `ModelGate On` was read */
+} mg_server_conf;
+
+typedef struct mg_dir_conf {
+    int enabled;              /**< MG_UNSET, 0 or 1 */
+    const char *route;        /**< upstream name or NULL */
+} mg_dir_conf;
+
+/** What the module knows about one request, in r->request_config. */
+typedef struct mg_request {
+    const mg_key *key;
+    const mg_upstream *upstream;
+    unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
+    unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
+} mg_request;
+
+/* mod_modelgate_config.c */
+extern const command_rec mg_cmds[];
+void *mg_create_server_conf(apr_pool_t *p, server_rec *s);
+void *mg_merge_server_conf(apr_pool_t *p, void *base, void *add);
+void *mg_create_dir_conf(apr_pool_t *p, char *dir);
+void *mg_merge_dir_conf(apr_pool_t *p, void *base, void *add);
+int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                    server_rec *s);
+const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name);
+
+/* mod_modelgate_identity.c */
+/** Remove every X-Modelgate-* header a client sent. */
+void mg_identity_scrub(request_rec *r);
+/** Find and remove the credential; NULL when none was sent. */
+const char *mg_identity_take_credential(request_rec *r, apr_size_t *len);
+/** Tell the upstream and the logs who the caller is. */
+void mg_identity_announce(request_rec *r, const mg_key *key);
+
+/* mod_modelgate_proxy.c */
+/** Make sure mod_proxy has a worker (a connection pool) for `url`. */
+const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url);
+/** Hand the request to mod_proxy, as mod_rewrite's [P] does. */
+void mg_proxy_hand_off(request_rec *r, const mg_upstream *up);
+int mg_proxy_available(void);
+
+/* mod_modelgate.c */
+mg_request *mg_request_get(request_rec *r);
+/** Answer `status` with an OpenAI-style JSON body; returns `status`. */
+int mg_respond_error(request_rec *r, int status, const char *message,
+                     const char *type, const char *code);
+/** Give `status` a JSON body should httpd generate it later (proxy errors). */
+void mg_json_error_for(request_rec *r, int status, const char *message,
+                       const char *type, const char *code);
+
+/* mod_modelgate_store_shm.c */
+extern const mg_store_provider mg_store_shm_provider;
+
+#endif /* MOD_MODELGATE_PRIVATE_H */

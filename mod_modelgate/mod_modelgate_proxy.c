@@ -1,0 +1,73 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_proxy.c -- forwarding is mod_proxy's job; this file only
+ * hands requests over and makes sure each upstream has a worker.
+ *
+ * A request that mod_proxy sees through a "proxy:" filename, as mod_rewrite's
+ * [P] makes, reuses connections only when a worker exists for its URL;
+ * otherwise mod_proxy's default worker opens a connection per request.  So
+ * ModelGateUpstream defines a worker for its URL, as ProxyPass would.
+ *
+ * mod_proxy's functions are looked up at run time instead of linked: on
+ * Debian, mods-enabled/ loads modules in alphabetical order, so
+ * mod_modelgate is loaded before mod_proxy and a link-time dependency would
+ * make LoadModule fail with an unresolved symbol instead of a clear message.
+ */
+#include <dlfcn.h>
+#include <apr_strings.h>
+#include <http_request.h>
+#include <mod_proxy.h>
+#include "mod_modelgate_private.h"
+
+typedef proxy_worker *(*get_worker_fn)(apr_pool_t *, proxy_balancer *,
+                                       proxy_server_conf *, const char *);
+typedef char *(*define_worker_fn)(apr_pool_t *, proxy_worker **,
+                                  proxy_balancer *, proxy_server_conf *,
+                                  const char *, int);
+
+int mg_proxy_available(void)
+{
+    return ap_find_linked_module("mod_proxy.c") != NULL
+           && ap_find_linked_module("mod_proxy_http.c") != NULL;
+}
+
+const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url)
+{
+    module *proxy = ap_find_linked_module("mod_proxy.c");
+    proxy_server_conf *pconf;
+    get_worker_fn get_worker;
+    define_worker_fn define_worker;
+    proxy_worker *worker;
+    char *err;
+
+    if (!proxy) {
+        return "mod_proxy is not loaded: load mod_proxy and mod_proxy_http "
+               "before this line (a2enmod proxy_http)";
+    }
+    get_worker = (get_worker_fn)dlsym(RTLD_DEFAULT, "ap_proxy_get_worker");
+    define_worker = (define_worker_fn)dlsym(RTLD_DEFAULT,
+                                            "ap_proxy_define_worker");
+    if (!get_worker || !define_worker) {
+        return "this mod_proxy does not export ap_proxy_define_worker";
+    }
+    pconf = ap_get_module_config(cmd->server->module_config, proxy);
+    worker = get_worker(cmd->temp_pool, NULL, pconf, url);
+    if (worker) {
+        /* A ProxyPass or <Proxy> for this URL came first: share it. */
+        return NULL;
+    }
+    err = define_worker(cmd->pool, &worker, NULL, pconf, url, 0);
+    if (err) {
+        return apr_psprintf(cmd->pool, "mod_proxy refused '%s': %s", url, err);
+    }
+    return NULL;
+}
+
+void mg_proxy_hand_off(request_rec *r, const mg_upstream *up)
+{
+    /* The decoded path, as mod_rewrite passes it: mod_proxy_http's canon
+     * handler encodes it again and appends r->args as the query. */
+    r->filename = apr_pstrcat(r->pool, "proxy:", up->url, r->uri, NULL);
+    r->handler = "proxy-server";
+    r->proxyreq = PROXYREQ_REVERSE;
+}
