@@ -1,0 +1,316 @@
+"""harness.py - start and stop a real apache2 and the mock model server.
+
+Everything binds to 127.0.0.1 on ports picked free at start.  Processes are
+started in the foreground (apache2 -D FOREGROUND) as children of the test
+run, so they are stopped and reaped by PID, never left behind.
+"""
+import configparser
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIG = configparser.ConfigParser()
+CONFIG.read(os.path.join(HERE, "config.ini"))
+G = CONFIG["global"] if CONFIG.has_section("global") else {}
+
+SRCDIR = G.get("srcdir", os.path.abspath(os.path.join(HERE, "..", "..")))
+HTTPD = G.get("httpd", "/usr/sbin/apache2")
+MODULE = G.get("module", os.path.join(SRCDIR, ".libs", "mod_modelgate.so"))
+KEYTOOL = G.get("keytool", os.path.join(SRCDIR, "modelgate-key"))
+HTTPD_MODDIR = G.get("httpd_moddir", "/usr/lib/apache2/modules")
+CONF_EXAMPLES = os.path.join(SRCDIR, "conf-examples")
+MOCK = os.path.join(SRCDIR, "tests", "mock_backend", "mock_model.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+# Keys of conf-examples/keys/quickstart.keys (the digests are in that file).
+DEMO_KEY = "mg-quickstart-demo-key"
+OTHER_KEY = "mg-quickstart-other-key"
+PRO_KEY = "mg-quickstart-pro-key"
+
+START_TIMEOUT = 30.0
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=START_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop_process(proc, sig=signal.SIGTERM, timeout=30.0):
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers          # lower-case name -> value
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "<Response %d %r %r>" % (self.status, self.headers, self.body[:200])
+
+
+def request(port, method, path, headers=None, body=None, timeout=30.0, conn=None):
+    """One HTTP/1.1 request; with `conn` the connection is reused."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+        headers = dict(headers or {})
+        headers.setdefault("Content-Type", "application/json")
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        hdrs = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            hdrs[k] = v if k not in hdrs else hdrs[k] + ", " + v
+        return Response(resp.status, hdrs, data)
+    finally:
+        if own:
+            conn.close()
+
+
+CHAT = {"model": "mock-small", "messages": [{"role": "user", "content": "is this good?"}]}
+
+
+class MockBackend:
+    """tests/mock_backend/mock_model.py on a free port."""
+
+    def __init__(self, name="mock"):
+        self.name = name
+        self.proc = subprocess.Popen(
+            [PYTHON, MOCK, "--host", "127.0.0.1", "--port", "0", "--name", name, "--quiet"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "LISTENING":
+            stop_process(self.proc)
+            raise RuntimeError("mock backend did not start: %r" % line)
+        self.port = int(line[1])
+
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def control(self, method, path, body=None):
+        return request(self.port, method, path, body=body)
+
+    def reset(self):
+        assert self.control("POST", "/_mock/reset").status == 200
+
+    def mode(self, **mode):
+        assert self.control("POST", "/_mock/mode", body=mode).status == 200
+
+    def requests(self):
+        return self.control("GET", "/_mock/requests").json
+
+    def count(self):
+        return self.control("GET", "/_mock/stats").json["requests"]
+
+    def stop(self):
+        stop_process(self.proc)
+
+
+# Lines in error.log that are never acceptable: a test lists the ones it
+# provokes on purpose.
+BAD_LOG = re.compile(r"\[(?:[a-z_0-9]+:)?(error|crit|alert|emerg)\]")
+ALWAYS_OK = [
+    r"AH00558",   # could not determine the server's fully qualified domain name
+]
+
+
+class Gateway:
+    """A real apache2 (Debian's) running a configuration in its own dir."""
+
+    def __init__(self, rundir, backend_port=None, mpm="event"):
+        self.rundir = str(rundir)
+        os.makedirs(self.rundir, exist_ok=True)
+        # Children run as www-data when started by root: they must be able
+        # to reach lock files in the run dir.
+        os.chmod(self.rundir, 0o755)
+        self.port = free_port()
+        self.backend_port = backend_port or free_port()
+        self.mpm = mpm
+        self.proc = None
+        self.conf = None
+        self.log_offset = 0
+        self.allowed_errors = list(ALWAYS_OK)
+
+    # ---- configuration ----
+    def env(self):
+        env = dict(os.environ)
+        env.update({
+            "MG_RUN": self.rundir,
+            "MG_PORT": str(self.port),
+            "MG_BACKEND_PORT": str(self.backend_port),
+            "MG_MODULE": MODULE,
+            "MG_CONF": CONF_EXAMPLES,
+            "MG_HTTPD_MODULES": HTTPD_MODDIR,
+        })
+        return env
+
+    def defines(self):
+        return {"prefork": ["-D", "MG_PREFORK"], "worker": ["-D", "MG_WORKER"]}.get(self.mpm, [])
+
+    def base_conf(self):
+        """The httpd part every generated test configuration shares."""
+        mpm_conf = {
+            "event": "StartServers 2\nThreadsPerChild 25\nMaxRequestWorkers 150\n",
+            "worker": "StartServers 2\nThreadsPerChild 25\nMaxRequestWorkers 150\n",
+            "prefork": "StartServers 8\nMinSpareServers 8\nMaxSpareServers 80\nMaxRequestWorkers 100\n",
+        }[self.mpm]
+        return textwrap.dedent("""\
+            ServerRoot "{run}"
+            ServerName 127.0.0.1
+            Listen 127.0.0.1:{port}
+            PidFile "{run}/httpd.pid"
+            DefaultRuntimeDir "{run}"
+            ErrorLog "{run}/error.log"
+            LogLevel warn modelgate:info
+            User www-data
+            Group www-data
+            LoadModule mpm_{mpm}_module {mods}/mod_mpm_{mpm}.so
+            {mpm_conf}
+            LoadModule authz_core_module {mods}/mod_authz_core.so
+            LoadModule proxy_module {mods}/mod_proxy.so
+            LoadModule proxy_http_module {mods}/mod_proxy_http.so
+            LoadModule modelgate_module "{module}"
+            LogFormat "%h %{{MODELGATE_KEY_ID}}e %{{MODELGATE_TIER}}e \\"%r\\" %>s %{{modelgate-decision}}n %{{modelgate-upstream}}n" modelgate
+            CustomLog "{run}/access.log" modelgate
+            DocumentRoot "{run}/htdocs"
+            <Directory />
+                AllowOverride None
+                Require all denied
+            </Directory>
+            """).format(run=self.rundir, port=self.port, mpm=self.mpm, mpm_conf=mpm_conf,
+                        mods=HTTPD_MODDIR, module=MODULE)
+
+    def write_conf(self, gateway_part, name="httpd.conf"):
+        os.makedirs(os.path.join(self.rundir, "htdocs"), exist_ok=True)
+        path = os.path.join(self.rundir, name)
+        with open(path, "w") as f:
+            f.write(self.base_conf())
+            f.write("\n# ---- test configuration ----\n")
+            f.write(textwrap.dedent(gateway_part))
+        self.conf = path
+        return path
+
+    def use_conf(self, path):
+        self.conf = path
+        return path
+
+    # ---- lifecycle ----
+    def check_syntax(self, conf=None):
+        """apache2 -t: returns (exit code, output)."""
+        p = subprocess.run([HTTPD, "-d", self.rundir, "-f", conf or self.conf, "-t"]
+                           + self.defines(), env=self.env(), capture_output=True, text=True,
+                           timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def start(self):
+        assert self.conf, "no configuration"
+        if os.path.exists(self.error_log()):
+            self.log_offset = os.path.getsize(self.error_log())
+        self.proc = subprocess.Popen(
+            [HTTPD, "-d", self.rundir, "-f", self.conf, "-D", "FOREGROUND"] + self.defines(),
+            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if not wait_port(self.port, self.proc):
+            out = ""
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read()
+            self.stop()
+            raise RuntimeError("apache2 did not start: %s\n%s" % (out, self.read_log()))
+        return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def graceful(self):
+        """apache2 -k graceful: SIGUSR1 to the parent, then wait for the
+        new generation to answer."""
+        before = self.read_log().count("resuming normal operations")
+        self.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.read_log().count("resuming normal operations") > before:
+                return wait_port(self.port)
+            time.sleep(0.05)
+        raise RuntimeError("graceful restart did not complete")
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc)
+            if self.proc.stdout:
+                self.proc.stdout.close()
+            self.proc = None
+
+    # ---- logs ----
+    def error_log(self):
+        return os.path.join(self.rundir, "error.log")
+
+    def read_log(self, name="error.log"):
+        try:
+            with open(os.path.join(self.rundir, name), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def allow_errors(self, *patterns):
+        self.allowed_errors.extend(patterns)
+
+    def unexpected_errors(self):
+        text = self.read_log()[self.log_offset:]
+        bad = []
+        for line in text.splitlines():
+            if BAD_LOG.search(line) and not any(re.search(p, line) for p in self.allowed_errors):
+                bad.append(line)
+        return bad
+
+    # ---- requests ----
+    def get(self, path, headers=None, **kw):
+        return request(self.port, "GET", path, headers=headers, **kw)
+
+    def post(self, path, body=None, headers=None, **kw):
+        return request(self.port, "POST", path, headers=headers, body=body, **kw)
+
+    def chat(self, key=None, header="X-API-Key", body=None, extra=None, **kw):
+        headers = dict(extra or {})
+        if key is not None:
+            headers[header] = key if header == "X-API-Key" else "Bearer " + key
+        return self.post("/v1/chat/completions", body=body or CHAT, headers=headers, **kw)
