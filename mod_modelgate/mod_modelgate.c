@@ -4,8 +4,9 @@
  * does what.  Decisions are made by the core (mg_*.c); this file moves
  * data between request_rec and the core.
  *
+ *   translate_name  hand a routed request to mod_proxy (server config)
  *   access_checker  who is calling (API key), and may they, now (limits)
- *   fixups          hand the request to mod_proxy for its route
+ *   fixups          hand it over when the route came from .htaccess
  *   error filter    error bodies are JSON, as API clients expect
  *
  * Who before how much, how much before where: a request is limited only
@@ -219,27 +220,22 @@ static int mg_access_checker(request_rec *r)
     return decide_limits(r, sc, key);
 }
 
-/* ---- fixups: hand the admitted request to mod_proxy ------------------------- */
+/* ---- routing: hand the request to mod_proxy ------------------------------ */
 
-static int mg_fixups(request_rec *r)
+static int route_request(request_rec *r, const mg_dir_conf *dc)
 {
-    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
-                                           &modelgate_module);
-    mg_server_conf *sc;
-    const mg_upstream *up;
+    mg_server_conf *sc = ap_get_module_config(r->server->module_config,
+                                              &modelgate_module);
+    mg_request *req = mg_request_get(r);
+    const mg_upstream *up = mg_upstream_get(sc, dc->route);
 
-    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
-        return DECLINED;
-    }
-    sc = ap_get_module_config(r->server->module_config, &modelgate_module);
-    up = mg_upstream_get(sc, dc->route);
     if (!up) {
         /* Only a .htaccess could name it, and its parser refuses that. */
         return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
                                 "The route names no declared upstream.",
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
-    mg_request_get(r)->upstream = up;
+    req->upstream = up;
     apr_table_setn(r->notes, "modelgate-upstream", up->name);
     /* mod_proxy answers a dead or silent upstream with an httpd error
      * page; make those JSON like every other answer of the API. */
@@ -255,6 +251,39 @@ static int mg_fixups(request_rec *r)
                       MG_ERR_GATEWAY);
     mg_proxy_hand_off(r, up);
     return OK;
+}
+
+/* A route written in the server configuration (<Location>) is known
+ * before the URL is mapped to the filesystem: hand off here, as ProxyPass
+ * does, so mod_proxy's map_to_storage skips the directory walk -- an API
+ * path has no file behind it, and stat()ing one per request is waste. */
+static int mg_translate_name(request_rec *r)
+{
+    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &modelgate_module);
+
+    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
+        return DECLINED;
+    }
+    return route_request(r, dc);
+}
+
+/* A route chosen by .htaccess is known only after the directory walk that
+ * read it: hand off here, as mod_rewrite's per-directory [P] does. */
+static int mg_fixups(request_rec *r)
+{
+    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &modelgate_module);
+    mg_request *req;
+
+    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
+        return DECLINED;
+    }
+    req = mg_request_get(r);
+    if (req->upstream && !strcmp(req->upstream->name, dc->route)) {
+        return DECLINED;
+    }
+    return route_request(r, dc);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -297,7 +326,8 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void mg_register_hooks(apr_pool_t *p)
 {
-    /* Before mod_proxy's fixup, which canonicalises "proxy:" URLs. */
+    /* Before mod_proxy's translate (ProxyPass) and fixup (which
+     * canonicalises "proxy:" URLs). */
     static const char *const before_proxy[] = { "mod_proxy.c", NULL };
 
     ap_register_provider(p, MG_STORE_PROVIDER_GROUP, "shm",
@@ -307,6 +337,8 @@ static void mg_register_hooks(apr_pool_t *p)
     ap_hook_post_config(mg_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(mg_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_access_checker(mg_access_checker, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_translate_name(mg_translate_name, NULL, before_proxy,
+                           APR_HOOK_FIRST);
     ap_hook_fixups(mg_fixups, NULL, before_proxy, APR_HOOK_FIRST);
     ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
