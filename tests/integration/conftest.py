@@ -19,6 +19,13 @@ def backend():
     mock.stop()
 
 
+@pytest.fixture(scope="module")
+def backend2():
+    mock = harness.MockBackend("secondary")
+    yield mock
+    mock.stop()
+
+
 @pytest.fixture
 def gateways(tmp_path):
     """Makes Gateway objects; stops them and checks their error logs."""

@@ -68,6 +68,14 @@ def stop_process(proc, sig=signal.SIGTERM, timeout=30.0):
         proc.wait(timeout=10)
 
 
+def allow_search(path):
+    while path not in ("/", ""):
+        st = os.stat(path)
+        if st.st_uid == os.getuid() and not st.st_mode & 0o001:
+            os.chmod(path, (st.st_mode & 0o7777) | 0o011)
+        path = os.path.dirname(path)
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -162,8 +170,10 @@ class Gateway:
         self.rundir = str(rundir)
         os.makedirs(self.rundir, exist_ok=True)
         # Children run as www-data when started by root: they must be able
-        # to reach lock files in the run dir.
+        # to reach lock files and .htaccess files in the run dir, so every
+        # directory above it gets search (not read) permission for others.
         os.chmod(self.rundir, 0o755)
+        allow_search(os.path.dirname(self.rundir))
         self.port = free_port()
         self.backend_port = backend_port or free_port()
         self.mpm = mpm
@@ -188,7 +198,7 @@ class Gateway:
     def defines(self):
         return {"prefork": ["-D", "MG_PREFORK"], "worker": ["-D", "MG_WORKER"]}.get(self.mpm, [])
 
-    def base_conf(self):
+    def base_conf(self, proxy=True):
         """The httpd part every generated test configuration shares."""
         mpm_conf = {
             "event": "StartServers 2\nThreadsPerChild 25\nMaxRequestWorkers 150\n",
@@ -208,8 +218,7 @@ class Gateway:
             LoadModule mpm_{mpm}_module {mods}/mod_mpm_{mpm}.so
             {mpm_conf}
             LoadModule authz_core_module {mods}/mod_authz_core.so
-            LoadModule proxy_module {mods}/mod_proxy.so
-            LoadModule proxy_http_module {mods}/mod_proxy_http.so
+            {proxy}
             LoadModule modelgate_module "{module}"
             LogFormat "%h %{{MODELGATE_KEY_ID}}e %{{MODELGATE_TIER}}e \\"%r\\" %>s %{{modelgate-decision}}n %{{modelgate-upstream}}n" modelgate
             CustomLog "{run}/access.log" modelgate
@@ -219,13 +228,16 @@ class Gateway:
                 Require all denied
             </Directory>
             """).format(run=self.rundir, port=self.port, mpm=self.mpm, mpm_conf=mpm_conf,
-                        mods=HTTPD_MODDIR, module=MODULE)
+                        mods=HTTPD_MODDIR, module=MODULE,
+                        proxy=("LoadModule proxy_module {0}/mod_proxy.so\n"
+                               "LoadModule proxy_http_module {0}/mod_proxy_http.so"
+                               .format(HTTPD_MODDIR) if proxy else ""))
 
-    def write_conf(self, gateway_part, name="httpd.conf"):
+    def write_conf(self, gateway_part, name="httpd.conf", proxy=True):
         os.makedirs(os.path.join(self.rundir, "htdocs"), exist_ok=True)
         path = os.path.join(self.rundir, name)
         with open(path, "w") as f:
-            f.write(self.base_conf())
+            f.write(self.base_conf(proxy=proxy))
             f.write("\n# ---- test configuration ----\n")
             f.write(textwrap.dedent(gateway_part))
         self.conf = path
