@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing mod_modelgate need, from
+# Debian's packages.  Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    gcc make autoconf automake libtool pkg-config
+    apache2 apache2-dev libapr1-dev libaprutil1-dev
+    libssl-dev libjansson-dev libhiredis-dev
+    # tests
+    libcmocka-dev python3 python3-pytest curl redis-server valgrind
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# --no-install-recommends keeps the machine lean; policy-rc.d stops the
+# package scripts from starting system services (apache2, redis-server)
+# that would take ports the tests and demo do not need.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"
