@@ -17,11 +17,19 @@ const char *mg_error_json(apr_pool_t *p, const char *message,
 
     error = json_pack("{s:s, s:s, s:n, s:s}", "message", message,
                       "type", type, "param", "code", code);
+    if (!error) {
+        /* jansson refuses text that is not UTF-8: keep type and code,
+         * which are the contract, and say less. */
+        error = json_pack("{s:s, s:s, s:n, s:s}", "message",
+                          "(message withheld: not valid UTF-8)",
+                          "type", type, "param", "code", code);
+    }
     body = error ? json_pack("{s:o}", "error", error) : NULL;
     text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
     if (!text) {
-        /* Only an allocation failure gets here; still answer in JSON. */
+        /* Allocation failure, or a type or code that is not UTF-8 (they
+         * are constants): still answer in JSON. */
         return "{\"error\":{\"message\":\"internal error\",\"type\":"
                "\"server_error\",\"param\":null,\"code\":\"gateway_error\"}}";
     }

@@ -137,11 +137,16 @@ const char *mg_keys_parse(apr_pool_t *p, const char *source,
 {
     mg_keyring *ring = apr_pcalloc(p, sizeof(*ring));
     char *copy = apr_pstrmemdup(p, text, len), *line, *next;
+    const char *nul = memchr(text, '\0', len);
     int lineno = 0;
 
-    if (memchr(text, '\0', len)) {
-        return apr_psprintf(p, "%s: holds a NUL byte, not a key file",
-                            source);
+    if (nul) {
+        /* Report it like every other error: "SOURCE line N: ...". */
+        for (lineno = 1; text < nul; text++) {
+            lineno += *text == '\n';
+        }
+        return apr_psprintf(p, "%s line %d: holds a NUL byte, not a key "
+                            "file", source, lineno);
     }
     ring->source = apr_pstrdup(p, source);
     ring->keys = apr_array_make(p, 16, sizeof(mg_key *));

@@ -10,8 +10,10 @@
  * passes the time, so unit tests drive every algorithm with a fake clock.
  *
  * All times are apr_time_t microseconds.  All arithmetic is integer and
- * exact: a limit of q per window admits q, never q + 1, however the
- * requests are spread.
+ * exact: no rounding ever drifts, so what an algorithm admits is exactly
+ * what its definition says (a token bucket: its burst at once, then one
+ * unit each window/quota), and a store that serialises decisions admits
+ * no more than that under any concurrency.
  */
 #ifndef MG_LIMIT_H
 #define MG_LIMIT_H

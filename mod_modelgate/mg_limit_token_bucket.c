@@ -79,7 +79,13 @@ void mg_limit_token_bucket(const mg_limit_spec *spec,
     next->level = level;
     d->remaining = level / spec->unit_scale;
     d->reset = refill_time(spec, spec->capacity - level);
-    /* The state stamp may be ahead of `now` after a backwards step; the
-     * bucket is full `reset` after its own stamp. */
-    d->expires = (stamp > now ? stamp : now) + d->reset;
+    d->expires = stamp + d->reset;
+    if (stamp > now) {
+        /* After a backwards step refill resumes only once the clock is back
+         * at the stamp: waits told to the client count from its `now`. */
+        d->reset += stamp - now;
+        if (!d->allowed) {
+            d->retry_after += stamp - now;
+        }
+    }
 }

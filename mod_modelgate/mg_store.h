@@ -71,8 +71,8 @@ typedef struct mg_store_provider {
     /**
      * The atomic decision over `n` layers (at most MG_LIMIT_MAX_LAYERS).
      * Safe to call from any thread of any child.  `now` is the gateway's
-     * clock; a store with a clock of its own (Redis TIME) may use that
-     * instead.  On error `d` is undefined and the caller applies the
+     * monotonic clock (mg_clock.h); a store shared by several hosts uses a
+     * clock of its own (Redis TIME) instead.  On error `d` is undefined and the caller applies the
      * failure policy.
      */
     apr_status_t (*decide)(mg_store_instance *inst, server_rec *s,

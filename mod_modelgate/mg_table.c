@@ -111,7 +111,10 @@ int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
     if (size < header_bytes() || hdr->magic != MG_TABLE_MAGIC
         || hdr->version != MG_TABLE_VERSION || hdr->ways != MG_TABLE_WAYS
         || hdr->entry_size != sizeof(mg_table_entry)
-        || mg_table_bytes(hdr->nsets * MG_TABLE_WAYS) > size) {
+        /* nsets * ways could wrap 32 bits; 0 sets would divide by zero */
+        || hdr->nsets == 0
+        || hdr->nsets > (size - header_bytes())
+                        / (MG_TABLE_WAYS * sizeof(mg_table_entry))) {
         return 0;
     }
     t->hdr = hdr;

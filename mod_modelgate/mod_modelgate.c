@@ -22,6 +22,7 @@
 #include "mod_modelgate_private.h"
 #include "mg_error.h"
 #include "mg_table.h"
+#include "mg_clock.h"
 
 #define MG_JSON_ERROR_FILTER "MODELGATE_JSON_ERROR"
 
@@ -169,7 +170,7 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
     layer.cost = 1;
 
     rv = sc->store->decide(sc->store_inst, r->server, &layer, 1,
-                           apr_time_now(), &d);
+                           mg_clock_monotonic(), &d);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGLOGNO(00201)
                       "counter store '%s' failed to decide", sc->store->name);

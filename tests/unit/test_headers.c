@@ -1,0 +1,411 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * test_headers.c -- RateLimit header values (mg_headers.c) and the JSON
+ * error bodies (mg_error.c).
+ */
+#include "mg_test.h"
+#include <string.h>
+
+#include <apr_strings.h>
+#include <jansson.h>
+#include "mg_headers.h"
+#include "mg_error.h"
+
+/* ---- helpers --------------------------------------------------------------- */
+
+/* A request over up to MG_LIMIT_MAX_LAYERS layers, each with its own state,
+ * decided the way the table does: every layer, then combine, then commit
+ * only when all allow. */
+typedef struct req {
+    int n;
+    mg_layer layers[MG_LIMIT_MAX_LAYERS];
+    mg_limit_state states[MG_LIMIT_MAX_LAYERS];
+    mg_decision d;
+} req;
+
+static void add_layer(req *r, const char *policy, const mg_limit_spec *spec)
+{
+    mg_layer *l = &r->layers[r->n];
+
+    memset(l, 0, sizeof(*l));
+    l->policy = policy;
+    l->spec = spec;
+    l->key = policy;
+    l->cost = 1;
+    memset(&r->states[r->n], 0, sizeof(r->states[0]));
+    r->n++;
+}
+
+static const mg_decision *request(req *r, apr_time_t now)
+{
+    mg_limit_state next[MG_LIMIT_MAX_LAYERS];
+    int i;
+
+    r->d.nlayers = r->n;
+    for (i = 0; i < r->n; i++) {
+        mg_limit_decide(r->layers[i].spec, &r->states[i], now,
+                        r->layers[i].cost, &next[i], &r->d.layer[i]);
+    }
+    mg_limit_combine(&r->d);
+    if (r->d.allowed) {
+        memcpy(r->states, next, sizeof(next[0]) * (apr_size_t)r->n);
+    }
+    return &r->d;
+}
+
+static mg_headers build(apr_pool_t *p, const req *r)
+{
+    mg_headers h;
+
+    mg_headers_build(p, r->layers, &r->d, &h);
+    return h;
+}
+
+/* ---- mg_headers_seconds ---------------------------------------------------- */
+
+static void test_seconds_rounding(void **state)
+{
+    (void)state;
+    assert_int_equal(mg_headers_seconds(0), 0);
+    assert_int_equal(mg_headers_seconds(-1), 0);
+    assert_int_equal(mg_headers_seconds(-MG_SEC(5)), 0);
+    assert_int_equal(mg_headers_seconds(1), 1);
+    assert_int_equal(mg_headers_seconds(999999), 1);
+    assert_int_equal(mg_headers_seconds(MG_SEC(1)), 1);
+    assert_int_equal(mg_headers_seconds(MG_SEC(1) + 1), 2);
+    assert_int_equal(mg_headers_seconds(MG_SEC(6)), 6);
+    assert_int_equal(mg_headers_seconds(MG_DAY(1)), 86400);
+    assert_int_equal(mg_headers_seconds(MG_LIMIT_MAX_WINDOW), 31622400);
+}
+
+/* ---- single layer ---------------------------------------------------------- */
+
+static void test_allowed(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec spec = mg_test_spec(10, MG_MIN(1), 10);
+    mg_headers h;
+    req r;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &spec);
+    assert_true(request(&r, MG_T0)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.policy, "\"free\";q=10;w=60");
+    assert_string_equal(h.ratelimit, "\"free\";r=9;t=6");
+    assert_string_equal(h.x_limit, "10");
+    assert_string_equal(h.x_remaining, "9");
+    assert_string_equal(h.x_reset, "6");
+    assert_null(h.retry_after);
+    assert_null(h.retry_after_ms);
+    assert_null(h.should_retry);
+
+    /* Four more at t0 + 1.5 s: 5 units and 1.5e6 sub-units left; whole
+     * again in 4.5e6 + 6e6 * 4 = 28.5e6 us, announced as 29 s. */
+    request(&r, MG_T0 + MG_MSEC(1500));
+    request(&r, MG_T0 + MG_MSEC(1500));
+    request(&r, MG_T0 + MG_MSEC(1500));
+    assert_true(request(&r, MG_T0 + MG_MSEC(1500))->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"free\";r=5;t=29");
+    assert_string_equal(h.x_remaining, "5");
+    assert_string_equal(h.x_reset, "29");
+
+    /* A cost-0 look at a full bucket: nothing used, nothing to wait for. */
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &spec);
+    r.layers[0].cost = 0;
+    request(&r, MG_T0);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"free\";r=10;t=0");
+    assert_string_equal(h.x_reset, "0");
+}
+
+static void test_rejected(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec spec = mg_test_spec(10, MG_MIN(1), 10);
+    mg_headers h;
+    req r;
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &spec);
+    for (i = 0; i < 10; i++) {
+        assert_true(request(&r, MG_T0)->allowed);
+    }
+    assert_false(request(&r, MG_T0)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.policy, "\"free\";q=10;w=60");
+    assert_string_equal(h.ratelimit, "\"free\";r=0;t=6");
+    assert_string_equal(h.x_limit, "10");
+    assert_string_equal(h.x_remaining, "0");
+    assert_string_equal(h.x_reset, "6");
+    assert_string_equal(h.retry_after, "6");
+    assert_string_equal(h.retry_after_ms, "6000");
+    assert_string_equal(h.should_retry, "true");
+
+    /* Rounding: seconds and milliseconds both round up. */
+    {
+        static const struct {
+            apr_interval_time_t at;      /* after t0 */
+            const char *seconds, *ms;
+        } cases[] = {
+            { 1,            "6", "6000" },   /* 5,999,999 us */
+            { 999,          "6", "6000" },   /* 5,999,001 us */
+            { 1000,         "6", "5999" },   /* 5,999,000 us */
+            { 1001,         "6", "5999" },   /* 5,998,999 us */
+            { 1500000,      "5", "4500" },   /* 4,500,000 us */
+            { 5000000,      "1", "1000" },   /* 1,000,000 us */
+            { 4999999,      "2", "1001" },   /* 1,000,001 us */
+            { 5999999,      "1", "1" },      /* 1 us */
+        };
+        apr_size_t c;
+        for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+            assert_false(request(&r, MG_T0 + cases[c].at)->allowed);
+            h = build(p, &r);
+            assert_string_equal(h.retry_after, cases[c].seconds);
+            assert_string_equal(h.retry_after_ms, cases[c].ms);
+            assert_string_equal(h.x_reset, cases[c].seconds);
+            assert_string_equal(h.ratelimit,
+                                apr_psprintf(p, "\"free\";r=0;t=%s",
+                                             cases[c].seconds));
+            assert_string_equal(h.should_retry, "true");
+        }
+    }
+}
+
+static void test_rejected_long_wait(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec daily = mg_test_spec(1, MG_DAY(1), 1);
+    mg_headers h;
+    req r;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "daily", &daily);
+    assert_true(request(&r, MG_T0)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.policy, "\"daily\";q=1;w=86400");
+    assert_string_equal(h.ratelimit, "\"daily\";r=0;t=86400");
+    assert_false(request(&r, MG_T0 + MG_HOUR(1))->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"daily\";r=0;t=82800");
+    assert_string_equal(h.retry_after, "82800");
+    assert_string_equal(h.retry_after_ms, "82800000");
+    assert_string_equal(h.should_retry, "false");
+}
+
+/* x-should-retry: true up to and including 60 s, false beyond. */
+static void test_should_retry_horizon(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec spec = mg_test_spec(1, MG_MIN(2), 1);
+    mg_headers h;
+    req r;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "slow", &spec);
+    assert_true(request(&r, MG_T0)->allowed);
+
+    /* 2 min per unit: at t0 + 60 s exactly 60 s remain. */
+    assert_false(request(&r, MG_T0 + MG_SEC(60))->allowed);
+    assert_int_equal(r.d.layer[0].retry_after, MG_HEADERS_RETRY_HORIZON);
+    h = build(p, &r);
+    assert_string_equal(h.retry_after, "60");
+    assert_string_equal(h.retry_after_ms, "60000");
+    assert_string_equal(h.should_retry, "true");
+
+    assert_false(request(&r, MG_T0 + MG_SEC(60) - 1)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.retry_after, "61");
+    assert_string_equal(h.retry_after_ms, "60001");
+    assert_string_equal(h.should_retry, "false");
+
+    assert_false(request(&r, MG_T0 + MG_SEC(119))->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.retry_after, "1");
+    assert_string_equal(h.should_retry, "true");
+}
+
+/* ---- several layers ----------------------------------------------------------- */
+
+static void test_multi_layer(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec key = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec tenant = mg_test_spec(3, MG_MIN(1), 3);
+    mg_limit_spec global = mg_test_spec(1000, MG_DAY(1), 1000);
+    const char *policy = "\"free\";q=10;w=60, \"acme\";q=3;w=60, "
+                         "\"global\";q=1000;w=86400";
+    mg_headers h;
+    req r;
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &key);
+    add_layer(&r, "acme", &tenant);
+    add_layer(&r, "global", &global);
+
+    /* Allowed: free 9/10, acme 2/3, global 999/1000: acme is nearest. */
+    assert_true(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.binding, 1);
+    h = build(p, &r);
+    assert_string_equal(h.policy, policy);
+    assert_string_equal(h.ratelimit, "\"acme\";r=2;t=20");
+    assert_string_equal(h.x_limit, "3");
+    assert_string_equal(h.x_remaining, "2");
+    assert_string_equal(h.x_reset, "20");
+    assert_null(h.retry_after);
+
+    /* acme runs out and rejects: 20 s until its next unit. */
+    request(&r, MG_T0);
+    request(&r, MG_T0);
+    assert_false(request(&r, MG_T0)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.policy, policy);
+    assert_string_equal(h.ratelimit, "\"acme\";r=0;t=20");
+    assert_string_equal(h.x_limit, "3");
+    assert_string_equal(h.x_remaining, "0");
+    assert_string_equal(h.retry_after, "20");
+    assert_string_equal(h.retry_after_ms, "20000");
+    assert_string_equal(h.should_retry, "true");
+
+    /* Two layers reject: the longer wait is the one announced.  Three
+     * requests at t0, t0 + 1 us, t0 + 2 us empty both acme (3/min) and
+     * strict (1 per 5 min, burst 3) but for the 2 sub-units refilled
+     * meanwhile; at t0 + 3 us each holds 3: acme waits 20 s - 3 us,
+     * strict 300 s - 3 us. */
+    {
+        mg_limit_spec strict = mg_test_spec(1, MG_MIN(5), 3);
+        req r2;
+        memset(&r2, 0, sizeof(r2));
+        add_layer(&r2, "acme", &tenant);
+        add_layer(&r2, "strict", &strict);
+        for (i = 0; i < 3; i++) {
+            assert_true(request(&r2, MG_T0 + i)->allowed);
+        }
+        assert_false(request(&r2, MG_T0 + 3)->allowed);
+        assert_false(r2.d.layer[0].allowed);
+        assert_false(r2.d.layer[1].allowed);
+        assert_int_equal(r2.d.layer[0].retry_after, MG_SEC(20) - 3);
+        assert_int_equal(r2.d.layer[1].retry_after, MG_SEC(300) - 3);
+        h = build(p, &r2);
+        assert_int_equal(r2.d.binding, 1);
+        assert_string_equal(h.policy, "\"acme\";q=3;w=60, "
+                                      "\"strict\";q=1;w=300");
+        assert_string_equal(h.ratelimit, "\"strict\";r=0;t=300");
+        assert_string_equal(h.retry_after, "300");
+        assert_string_equal(h.retry_after_ms, "300000");   /* rounded up */
+        assert_string_equal(h.should_retry, "false");
+    }
+}
+
+/* A window that is not whole seconds (possible through mg_limit_spec_init,
+ * never through the rate syntax) is announced rounded up. */
+static void test_policy_window_rounding(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec spec = mg_test_spec(3, MG_MSEC(1500), 3);
+    mg_headers h;
+    req r;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "odd", &spec);
+    assert_true(request(&r, MG_T0)->allowed);
+    h = build(p, &r);
+    assert_string_equal(h.policy, "\"odd\";q=3;w=2");
+    assert_string_equal(h.ratelimit, "\"odd\";r=2;t=1");    /* 0.5 s */
+}
+
+static void test_no_layers(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_decision d;
+    mg_headers h;
+
+    memset(&d, 0, sizeof(d));
+    d.nlayers = 0;
+    mg_limit_combine(&d);
+    memset(&h, 0x5a, sizeof(h));
+    mg_headers_build(p, NULL, &d, &h);
+    assert_null(h.policy);
+    assert_null(h.ratelimit);
+    assert_null(h.x_limit);
+    assert_null(h.x_remaining);
+    assert_null(h.x_reset);
+    assert_null(h.retry_after);
+    assert_null(h.retry_after_ms);
+    assert_null(h.should_retry);
+}
+
+/* ---- error bodies ------------------------------------------------------------- */
+
+static void test_error_simple(void **state)
+{
+    apr_pool_t *p = *state;
+
+    assert_string_equal(
+        mg_error_json(p, "Invalid API key provided.", MG_ERRT_REQUEST,
+                      MG_ERR_INVALID_KEY),
+        "{\"error\":{\"message\":\"Invalid API key provided.\","
+        "\"type\":\"invalid_request_error\",\"param\":null,"
+        "\"code\":\"invalid_api_key\"}}\n");
+    assert_string_equal(
+        mg_error_json(p, "", MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED),
+        "{\"error\":{\"message\":\"\",\"type\":\"requests\",\"param\":null,"
+        "\"code\":\"rate_limit_exceeded\"}}\n");
+}
+
+static void test_error_escaping(void **state)
+{
+    apr_pool_t *p = *state;
+    /* Quotes, backslashes, newline, tab, CR, a control byte, a slash, and
+     * UTF-8 of 2, 3 and 4 bytes (e-acute, check mark, U+1F600). */
+    const char *message = "He said \"hi\" in C:\\tmp\\x\nline 2\tcol\r"
+                          "\x01 a/b caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80";
+    const char *expected =
+        "{\"error\":{\"message\":\"He said \\\"hi\\\" in C:\\\\tmp\\\\x"
+        "\\nline 2\\tcol\\r\\u0001 a/b caf\xc3\xa9 \xe2\x9c\x93 "
+        "\xf0\x9f\x98\x80\",\"type\":\"server_error\",\"param\":null,"
+        "\"code\":\"gateway_error\"}}\n";
+    const char *out = mg_error_json(p, message, MG_ERRT_SERVER,
+                                    MG_ERR_GATEWAY);
+    json_t *body, *msg;
+    json_error_t jerr;
+
+    assert_string_equal(out, expected);
+
+    /* And a JSON parser reads the message back byte for byte. */
+    body = json_loads(out, 0, &jerr);
+    assert_non_null(body);
+    msg = json_object_get(json_object_get(body, "error"), "message");
+    assert_non_null(msg);
+    assert_string_equal(json_string_value(msg), message);
+    assert_true(json_is_null(json_object_get(json_object_get(body, "error"),
+                                             "param")));
+    json_decref(body);
+
+    /* type and code are escaped the same way. */
+    assert_string_equal(mg_error_json(p, "m", "a\"b", "c\\d"),
+                        "{\"error\":{\"message\":\"m\",\"type\":\"a\\\"b\","
+                        "\"param\":null,\"code\":\"c\\\\d\"}}\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MG_TEST(test_seconds_rounding),
+        MG_TEST(test_allowed),
+        MG_TEST(test_rejected),
+        MG_TEST(test_rejected_long_wait),
+        MG_TEST(test_should_retry_horizon),
+        MG_TEST(test_multi_layer),
+        MG_TEST(test_policy_window_rounding),
+        MG_TEST(test_no_layers),
+        MG_TEST(test_error_simple),
+        MG_TEST(test_error_escaping),
+    };
+
+    return MG_RUN(tests);
+}

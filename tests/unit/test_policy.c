@@ -1,0 +1,335 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * test_policy.c -- rates, tiers and names (mg_policy.c).
+ */
+#include "mg_test.h"
+#include <string.h>
+
+#include <apr_strings.h>
+#include "mg_policy.h"
+
+/* ---- mg_policy_parse_rate ------------------------------------------------- */
+
+static void rate_ok(apr_pool_t *p, const char *text, apr_uint64_t quota,
+                    apr_int64_t window)
+{
+    apr_uint64_t q = 0;
+    apr_int64_t w = 0;
+    const char *err = mg_policy_parse_rate(p, text, &q, &w);
+
+    if (err) {
+        fail_msg("'%s': unexpected error: %s", text, err);
+    }
+    assert_int_equal(q, quota);
+    assert_int_equal(w, window);
+}
+
+static void rate_err(apr_pool_t *p, const char *text, const char *expected)
+{
+    apr_uint64_t q = 0;
+    apr_int64_t w = 0;
+    const char *err = mg_policy_parse_rate(p, text, &q, &w);
+
+    if (!err) {
+        fail_msg("'%s' was accepted as %llu per %lld us", text,
+                 (unsigned long long)q, (long long)w);
+    }
+    assert_string_equal(err, expected);
+}
+
+static void test_parse_rate_ok(void **state)
+{
+    apr_pool_t *p = *state;
+
+    rate_ok(p, "10/min", 10, MG_MIN(1));
+    rate_ok(p, "100/60s", 100, MG_SEC(60));
+    rate_ok(p, "5/s", 5, MG_SEC(1));
+    rate_ok(p, "1000/day", 1000, MG_DAY(1));
+    rate_ok(p, "50/h", 50, MG_HOUR(1));
+    rate_ok(p, "10/2m", 10, MG_MIN(2));
+    rate_ok(p, "1/366d", 1, MG_DAY(366));
+
+    /* Every unit spelling, any case. */
+    rate_ok(p, "1/sec", 1, MG_SEC(1));
+    rate_ok(p, "1/second", 1, MG_SEC(1));
+    rate_ok(p, "1/seconds", 1, MG_SEC(1));
+    rate_ok(p, "1/m", 1, MG_MIN(1));
+    rate_ok(p, "1/minute", 1, MG_MIN(1));
+    rate_ok(p, "1/minutes", 1, MG_MIN(1));
+    rate_ok(p, "1/hour", 1, MG_HOUR(1));
+    rate_ok(p, "1/hours", 1, MG_HOUR(1));
+    rate_ok(p, "1/d", 1, MG_DAY(1));
+    rate_ok(p, "1/days", 1, MG_DAY(1));
+    rate_ok(p, "10/MIN", 10, MG_MIN(1));
+    rate_ok(p, "10/Day", 10, MG_DAY(1));
+
+    /* The bounds. */
+    rate_ok(p, "1000000000000/min", APR_UINT64_C(1000000000000), MG_MIN(1));
+    rate_ok(p, "1/31622400s", 1, MG_DAY(366));
+    rate_ok(p, "1/8784h", 1, MG_DAY(366));
+    rate_ok(p, "007/01s", 7, MG_SEC(1));
+}
+
+static void test_parse_rate_errors(void **state)
+{
+    apr_pool_t *p = *state;
+
+    rate_err(p, "", "empty rate: expected QUOTA/PERIOD such as 10/min");
+    rate_err(p, NULL, "empty rate: expected QUOTA/PERIOD such as 10/min");
+    rate_err(p, "10", "'10' is not a rate: expected '/' after the quota "
+                      "(as in 10/min)");
+    rate_err(p, "10min", "'10min' is not a rate: expected '/' after the "
+                         "quota (as in 10/min)");
+    rate_err(p, "10/", "'10/' is not a rate: unknown period unit '' (use "
+                       "s, min, h or day)");
+    rate_err(p, "0/min", "'0/min' is not a rate: the quota must be a whole "
+                         "number from 1 to 10^12 (as in 10/min)");
+    rate_err(p, "10/fortnight", "'10/fortnight' is not a rate: unknown "
+                                "period unit 'fortnight' (use s, min, h or "
+                                "day)");
+    rate_err(p, "-1/min", "'-1/min' is not a rate: the quota must be a "
+                          "whole number from 1 to 10^12 (as in 10/min)");
+    rate_err(p, "+1/min", "'+1/min' is not a rate: the quota must be a "
+                          "whole number from 1 to 10^12 (as in 10/min)");
+    rate_err(p, " 10/min", "' 10/min' is not a rate: the quota must be a "
+                           "whole number from 1 to 10^12 (as in 10/min)");
+    rate_err(p, "/min", "'/min' is not a rate: the quota must be a whole "
+                        "number from 1 to 10^12 (as in 10/min)");
+    rate_err(p, "10/400d", "'10/400d': the period must not exceed 366 days");
+    rate_err(p, "10/367d", "'10/367d': the period must not exceed 366 days");
+    rate_err(p, "10/8785h", "'10/8785h': the period must not exceed 366 "
+                            "days");
+    rate_err(p, "10/31622401s", "'10/31622401s' is not a rate: the period "
+                                "count must be from 1 to 31622400");
+    rate_err(p, "10/0s", "'10/0s' is not a rate: the period count must be "
+                         "from 1 to 31622400");
+    rate_err(p, "10/99999999999999999999999s",
+             "'10/99999999999999999999999s' is not a rate: the period "
+             "count must be from 1 to 31622400");
+    /* Overflow of the quota: just past 10^12, and past 2^64. */
+    rate_err(p, "1000000000001/min", "'1000000000001/min' is not a rate: "
+             "the quota must be a whole number from 1 to 10^12 (as in "
+             "10/min)");
+    rate_err(p, "18446744073709551617/min", "'18446744073709551617/min' is "
+             "not a rate: the quota must be a whole number from 1 to 10^12 "
+             "(as in 10/min)");
+    /* Trailing garbage. */
+    rate_err(p, "10/min ", "'10/min ' is not a rate: unknown period unit "
+                           "'min ' (use s, min, h or day)");
+    rate_err(p, "10/minx", "'10/minx' is not a rate: unknown period unit "
+                           "'minx' (use s, min, h or day)");
+    rate_err(p, "10/min/2", "'10/min/2' is not a rate: unknown period unit "
+                            "'min/2' (use s, min, h or day)");
+    rate_err(p, "10/1.5s", "'10/1.5s' is not a rate: unknown period unit "
+                           "'.5s' (use s, min, h or day)");
+    rate_err(p, "10x/min", "'10x/min' is not a rate: expected '/' after "
+                           "the quota (as in 10/min)");
+    rate_err(p, "10/ min", "'10/ min' is not a rate: unknown period unit "
+                           "' min' (use s, min, h or day)");
+    rate_err(p, "10/-1s", "'10/-1s' is not a rate: unknown period unit "
+                          "'-1s' (use s, min, h or day)");
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static void test_name_valid(void **state)
+{
+    char name[MG_POLICY_NAME_MAX + 2];
+
+    (void)state;
+    assert_true(mg_policy_name_valid("free"));
+    assert_true(mg_policy_name_valid("a"));
+    assert_true(mg_policy_name_valid("Pro-2.tier_X"));
+    assert_true(mg_policy_name_valid("0"));
+    assert_true(mg_policy_name_valid("..."));
+
+    memset(name, 'x', MG_POLICY_NAME_MAX);
+    name[MG_POLICY_NAME_MAX] = '\0';
+    assert_int_equal(strlen(name), 64);
+    assert_true(mg_policy_name_valid(name));
+    name[MG_POLICY_NAME_MAX] = 'x';
+    name[MG_POLICY_NAME_MAX + 1] = '\0';
+    assert_int_equal(strlen(name), 65);
+    assert_false(mg_policy_name_valid(name));
+
+    assert_false(mg_policy_name_valid(NULL));
+    assert_false(mg_policy_name_valid(""));
+    assert_false(mg_policy_name_valid("a b"));
+    assert_false(mg_policy_name_valid("a\tb"));
+    assert_false(mg_policy_name_valid("a/b"));
+    assert_false(mg_policy_name_valid("a:b"));
+    assert_false(mg_policy_name_valid("a;b"));
+    assert_false(mg_policy_name_valid("a,b"));
+    assert_false(mg_policy_name_valid("a=b"));
+    assert_false(mg_policy_name_valid("a\"b"));
+    assert_false(mg_policy_name_valid("a\\b"));
+    assert_false(mg_policy_name_valid("a*"));
+    assert_false(mg_policy_name_valid("caf\xc3\xa9"));   /* UTF-8 e-acute */
+    assert_false(mg_policy_name_valid("\xff"));
+    assert_false(mg_policy_name_valid("free\n"));
+}
+
+/* ---- tiers ------------------------------------------------------------------ */
+
+static void test_parse_tier_ok(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_tier *t = NULL;
+    const char *opts[2];
+
+    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, &t));
+    assert_non_null(t);
+    assert_string_equal(t->name, "free");
+    assert_int_equal(t->spec.algo, MG_ALGO_TOKEN_BUCKET);
+    assert_int_equal(t->spec.quota, 10);
+    assert_int_equal(t->spec.window, MG_MIN(1));
+    assert_int_equal(t->spec.burst, 10);          /* defaults to the quota */
+    assert_int_equal(t->spec.unit_scale, 6000000);
+    assert_int_equal(t->spec.refill_per_us, 1);
+    assert_int_equal(t->spec.capacity, 60000000);
+
+    opts[0] = "burst=25";
+    assert_null(mg_policy_parse_tier(p, "pro", "100/60s", 1, opts, &t));
+    assert_string_equal(t->name, "pro");
+    assert_int_equal(t->spec.quota, 100);
+    assert_int_equal(t->spec.burst, 25);
+    assert_int_equal(t->spec.capacity, 25 * t->spec.unit_scale);
+
+    opts[0] = "BURST=1";
+    assert_null(mg_policy_parse_tier(p, "tiny", "5/s", 1, opts, &t));
+    assert_int_equal(t->spec.burst, 1);
+
+    /* The last burst= wins. */
+    opts[0] = "burst=3";
+    opts[1] = "burst=4";
+    assert_null(mg_policy_parse_tier(p, "twice", "5/s", 2, opts, &t));
+    assert_int_equal(t->spec.burst, 4);
+
+    opts[0] = "burst=1000000000000";
+    assert_null(mg_policy_parse_tier(p, "big", "1000000000000/min", 1, opts,
+                                     &t));
+    assert_int_equal(t->spec.burst, APR_UINT64_C(1000000000000));
+
+    /* The tier keeps its own copy of the name. */
+    {
+        char name[] = "copied";
+        assert_null(mg_policy_parse_tier(p, name, "1/s", 0, NULL, &t));
+        name[0] = 'X';
+        assert_string_equal(t->name, "copied");
+    }
+}
+
+static void tier_err(apr_pool_t *p, const char *name, const char *rate,
+                     const char *opt, const char *expected)
+{
+    mg_tier *t = NULL;
+    const char *opts[1];
+    const char *err;
+
+    opts[0] = opt;
+    err = mg_policy_parse_tier(p, name, rate, opt ? 1 : 0, opts, &t);
+    if (!err) {
+        fail_msg("tier '%s' '%s' '%s' was accepted", name, rate,
+                 opt ? opt : "");
+    }
+    assert_string_equal(err, expected);
+    assert_null(t);
+}
+
+static void test_parse_tier_errors(void **state)
+{
+    apr_pool_t *p = *state;
+    char longname[MG_POLICY_NAME_MAX + 2];
+
+    /* Bad bursts. */
+    tier_err(p, "free", "10/min", "burst=0",
+             "'burst=0': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst=",
+             "'burst=': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst=abc",
+             "'burst=abc': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst=5x",
+             "'burst=5x': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst=-1",
+             "'burst=-1': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst= 5",
+             "'burst= 5': burst must be a whole number from 1 to 10^12");
+    tier_err(p, "free", "10/min", "burst=1000000000001",
+             "'burst=1000000000001': burst must be a whole number from 1 "
+             "to 10^12");
+    /* Unknown options. */
+    tier_err(p, "free", "10/min", "rate=5",
+             "unknown tier option 'rate=5' (known: burst=N)");
+    tier_err(p, "free", "10/min", "burst",
+             "unknown tier option 'burst' (known: burst=N)");
+    tier_err(p, "free", "10/min", "",
+             "unknown tier option '' (known: burst=N)");
+    /* Bad names. */
+    tier_err(p, "", "10/min", NULL,
+             "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
+             "at most 64)");
+    tier_err(p, "my tier", "10/min", NULL,
+             "'my tier' is not a valid tier name (letters, digits, '.', "
+             "'_', '-'; at most 64)");
+    tier_err(p, "a\"b", "10/min", NULL,
+             "'a\"b' is not a valid tier name (letters, digits, '.', '_', "
+             "'-'; at most 64)");
+    memset(longname, 'n', MG_POLICY_NAME_MAX + 1);
+    longname[MG_POLICY_NAME_MAX + 1] = '\0';
+    tier_err(p, longname, "10/min", NULL,
+             apr_psprintf(p, "'%s' is not a valid tier name (letters, "
+                          "digits, '.', '_', '-'; at most 64)", longname));
+    /* Bad rates come through as they are. */
+    tier_err(p, "free", "10/fortnight", NULL,
+             "'10/fortnight' is not a rate: unknown period unit 'fortnight' "
+             "(use s, min, h or day)");
+    /* A burst the arithmetic cannot hold under this window. */
+    tier_err(p, "slow", "1/366d", "burst=145837",
+             "tier 'slow': burst and window are too large together for "
+             "exact arithmetic: lower the burst or pick a quota that "
+             "divides the window more evenly");
+    {
+        mg_tier *t = NULL;
+        const char *opts[1] = { "burst=145836" };
+        assert_null(mg_policy_parse_tier(p, "slow", "1/366d", 1, opts, &t));
+        assert_int_equal(t->spec.burst, 145836);
+    }
+}
+
+static void test_policy_tiers(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_policy *policy = mg_policy_create(p);
+    mg_tier *free1, *free2, *pro;
+
+    assert_null(mg_policy_tier(policy, "free"));
+    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, &free1));
+    assert_null(mg_policy_parse_tier(p, "free", "20/min", 0, NULL, &free2));
+    assert_null(mg_policy_parse_tier(p, "pro", "100/min", 0, NULL, &pro));
+
+    assert_null(mg_policy_add_tier(policy, free1));
+    assert_null(mg_policy_add_tier(policy, pro));
+    assert_string_equal(mg_policy_add_tier(policy, free2),
+                        "tier 'free' is already defined");
+    /* The first definition stays. */
+    assert_ptr_equal(mg_policy_tier(policy, "free"), free1);
+    assert_int_equal(mg_policy_tier(policy, "free")->spec.quota, 10);
+    assert_ptr_equal(mg_policy_tier(policy, "pro"), pro);
+    assert_null(mg_policy_tier(policy, "Free"));    /* names are exact */
+    assert_null(mg_policy_tier(policy, "enterprise"));
+    assert_int_equal(apr_hash_count(policy->tiers), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MG_TEST(test_parse_rate_ok),
+        MG_TEST(test_parse_rate_errors),
+        MG_TEST(test_name_valid),
+        MG_TEST(test_parse_tier_ok),
+        MG_TEST(test_parse_tier_errors),
+        MG_TEST(test_policy_tiers),
+    };
+
+    return MG_RUN(tests);
+}

@@ -1,0 +1,730 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * test_table.c -- the fixed-size counter table (mg_table.c): layout,
+ * multi-layer decisions, eviction, fingerprints.  The region is a plain
+ * buffer from a pool; every time is a fake clock value.
+ */
+#include "mg_test.h"
+#include <string.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+#include "mg_table.h"
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static mg_table *new_table(apr_pool_t *p, apr_uint32_t capacity)
+{
+    mg_table *t = apr_pcalloc(p, sizeof(*t));
+    apr_size_t size = mg_table_bytes(capacity);
+    void *mem = apr_palloc(p, size);
+
+    memset(mem, 0xa5, size);            /* format must not rely on zeroes */
+    mg_table_format(mem, capacity);
+    assert_int_equal(mg_table_attach(t, mem, size), 1);
+    return t;
+}
+
+static apr_uint32_t table_entries(const mg_table *t)
+{
+    return t->hdr->nsets * t->hdr->ways;
+}
+
+static mg_layer mk_layer(const char *policy, const mg_limit_spec *spec,
+                         const char *key, apr_uint64_t cost)
+{
+    mg_layer l;
+
+    l.policy = policy;
+    l.spec = spec;
+    l.key = key;
+    l.fp = mg_table_fingerprint(key, strlen(key), spec);
+    l.cost = cost;
+    return l;
+}
+
+/* The entry holding `fp`, searched over the whole table. */
+static mg_table_entry *entry_of(mg_table *t, const mg_fingerprint *fp)
+{
+    apr_uint32_t i, found = 0;
+    mg_table_entry *e = NULL;
+
+    for (i = 0; i < table_entries(t); i++) {
+        if (t->entries[i].fp.hi == fp->hi && t->entries[i].fp.lo == fp->lo) {
+            e = &t->entries[i];
+            found++;
+        }
+    }
+    assert_true(found <= 1);            /* never two entries for a counter */
+    return e;
+}
+
+static int used_entries(const mg_table *t)
+{
+    apr_uint32_t i;
+    int n = 0;
+
+    for (i = 0; i < table_entries(t); i++) {
+        n += t->entries[i].fp.hi != 0 || t->entries[i].fp.lo != 0;
+    }
+    return n;
+}
+
+static mg_decision decide1(mg_table *t, const mg_layer *l, apr_time_t now)
+{
+    mg_decision d;
+
+    mg_table_decide(t, l, 1, now, &d);
+    return d;
+}
+
+static void assert_decision_equal(const mg_limit_decision *a,
+                                  const mg_limit_decision *b)
+{
+    assert_int_equal(a->allowed, b->allowed);
+    assert_int_equal(a->limit, b->limit);
+    assert_int_equal(a->remaining, b->remaining);
+    assert_int_equal(a->reset, b->reset);
+    assert_int_equal(a->retry_after, b->retry_after);
+    assert_int_equal(a->expires, b->expires);
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+static void test_capacity_and_bytes(void **state)
+{
+    (void)state;
+    assert_int_equal(MG_TABLE_WAYS, 8);
+    assert_int_equal(mg_table_capacity(0), 8);
+    assert_int_equal(mg_table_capacity(1), 8);
+    assert_int_equal(mg_table_capacity(7), 8);
+    assert_int_equal(mg_table_capacity(8), 8);
+    assert_int_equal(mg_table_capacity(9), 16);
+    assert_int_equal(mg_table_capacity(16), 16);
+    assert_int_equal(mg_table_capacity(17), 24);
+    assert_int_equal(mg_table_capacity(1000), 1000);
+    assert_int_equal(mg_table_capacity(1001), 1008);
+    assert_int_equal(mg_table_capacity(65536), 65536);
+    assert_int_equal(mg_table_capacity(65537), 65544);
+    assert_int_equal(mg_table_capacity(64u * 1024 * 1024),
+                     64u * 1024 * 1024);
+
+    /* The header takes one 64-byte line; then whole sets of entries.  The
+     * entry size is part of the shared memory layout: changing it must
+     * come with a new MG_TABLE_VERSION. */
+    assert_int_equal(sizeof(mg_table_entry), 56);
+    assert_int_equal(MG_TABLE_VERSION, 1);
+    assert_int_equal(mg_table_bytes(1), 64 + 8 * sizeof(mg_table_entry));
+    assert_int_equal(mg_table_bytes(8), 64 + 8 * sizeof(mg_table_entry));
+    assert_int_equal(mg_table_bytes(9), 64 + 16 * sizeof(mg_table_entry));
+    assert_int_equal(mg_table_bytes(65536),
+                     64 + (apr_size_t)65536 * sizeof(mg_table_entry));
+}
+
+static void test_format_attach(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_size_t size = mg_table_bytes(100);
+    unsigned char *mem = apr_palloc(p, size + 64);
+    mg_table t, t2;
+    apr_size_t i;
+
+    /* Format writes its own bytes and nothing past them. */
+    memset(mem, 0xa5, size + 64);
+    mg_table_format(mem, 100);
+    for (i = size; i < size + 64; i++) {
+        assert_int_equal(mem[i], 0xa5);
+    }
+    memset(&t, 0, sizeof(t));
+    assert_int_equal(mg_table_attach(&t, mem, size), 1);
+    assert_ptr_equal(t.hdr, mem);
+    assert_ptr_equal((unsigned char *)t.entries, mem + 64);
+    assert_int_equal(t.hdr->magic, MG_TABLE_MAGIC);
+    assert_int_equal(t.hdr->version, MG_TABLE_VERSION);
+    assert_int_equal(t.hdr->nsets, 13);                /* 100 -> 104 */
+    assert_int_equal(t.hdr->ways, MG_TABLE_WAYS);
+    assert_int_equal(t.hdr->entry_size, sizeof(mg_table_entry));
+    assert_int_equal(t.hdr->stats.decisions, 0);
+    assert_int_equal(t.hdr->stats.inserted, 0);
+    assert_int_equal(t.hdr->stats.evicted_expired, 0);
+    assert_int_equal(t.hdr->stats.evicted_live, 0);
+    assert_int_equal(used_entries(&t), 0);
+    for (i = 0; i < 104; i++) {
+        static const mg_table_entry zero;
+        assert_memory_equal(&t.entries[i], &zero, sizeof(zero));
+    }
+
+    /* A bigger region is fine; a smaller one is not. */
+    assert_int_equal(mg_table_attach(&t2, mem, size + 64), 1);
+    assert_int_equal(mg_table_attach(&t2, mem, size - 1), 0);
+    assert_int_equal(mg_table_attach(&t2, mem, 64), 0);
+    assert_int_equal(mg_table_attach(&t2, mem, 8), 0);
+    assert_int_equal(mg_table_attach(&t2, mem, 0), 0);
+    /* A table formatted for 16 counters, offered with the size of 8. */
+    mg_table_format(mem, 16);
+    assert_int_equal(mg_table_attach(&t2, mem, mg_table_bytes(8)), 0);
+    assert_int_equal(mg_table_attach(&t2, mem, mg_table_bytes(16)), 1);
+
+    /* Headers of another layout. */
+    mg_table_format(mem, 100);
+    ((mg_table_header *)mem)->magic ^= 1;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    mg_table_format(mem, 100);
+    ((mg_table_header *)mem)->version = MG_TABLE_VERSION + 1;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    mg_table_format(mem, 100);
+    ((mg_table_header *)mem)->ways = 4;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    mg_table_format(mem, 100);
+    ((mg_table_header *)mem)->entry_size = 64;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    /* Zeroed memory is no table. */
+    memset(mem, 0, size);
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+}
+
+/* A header whose set count does not fit the region must be refused: with
+ * nsets = 0 a decision would divide by zero, and with a count whose product
+ * by the ways wraps 32 bits the sets would lie past the region. */
+static void test_attach_refuses_bad_set_count(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_size_t size = mg_table_bytes(64);
+    void *mem = apr_palloc(p, size);
+    mg_table t;
+
+    mg_table_format(mem, 64);
+    ((mg_table_header *)mem)->nsets = 0;
+    assert_int_equal(mg_table_attach(&t, mem, size), 0);
+
+    mg_table_format(mem, 64);
+    /* 0x20000001 * 8 = 0x100000008, which is 8 in 32 bits. */
+    ((mg_table_header *)mem)->nsets = 0x20000001u;
+    assert_int_equal(mg_table_attach(&t, mem, size), 0);
+
+    mg_table_format(mem, 64);
+    ((mg_table_header *)mem)->nsets = 9;
+    assert_int_equal(mg_table_attach(&t, mem, size), 0);
+    ((mg_table_header *)mem)->nsets = 8;
+    assert_int_equal(mg_table_attach(&t, mem, size), 1);
+    /* Fewer sets than the region could hold is a valid, smaller table. */
+    ((mg_table_header *)mem)->nsets = 1;
+    assert_int_equal(mg_table_attach(&t, mem, size), 1);
+}
+
+/* ---- decisions ------------------------------------------------------------- */
+
+/* One layer through the table decides exactly as mg_limit_decide over a
+ * state that is committed when allowed. */
+static void test_single_layer_matches_direct(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec spec = mg_test_spec(10, MG_MIN(1), 10);
+    mg_layer l = mk_layer("free", &spec, "key:demo", 1);
+    mg_limit_state direct;
+    mg_test_rng rng = { 42 };
+    apr_time_t now = MG_T0;
+    int i, admitted = 0;
+
+    memset(&direct, 0, sizeof(direct));
+    for (i = 0; i < 20000; i++) {
+        mg_limit_decision want;
+        mg_limit_state next;
+        mg_decision d;
+        apr_uint64_t r = mg_test_below(&rng, 100);
+
+        if (r < 80) {
+            now += (apr_time_t)mg_test_below(&rng, 12000001);
+        }
+        else if (r < 90) {
+            now += (apr_time_t)mg_test_below(&rng, MG_MIN(3));
+        }
+        else if (r < 95) {
+            now -= (apr_time_t)mg_test_below(&rng, MG_SEC(10));
+        }
+        l.cost = mg_test_below(&rng, 100) < 80 ? 1
+                 : mg_test_below(&rng, 13);
+
+        mg_limit_decide(&spec, &direct, now, l.cost, &next, &want);
+        d = decide1(t, &l, now);
+        assert_int_equal(d.nlayers, 1);
+        assert_int_equal(d.binding, 0);
+        assert_int_equal(d.allowed, want.allowed);
+        assert_decision_equal(&d.layer[0], &want);
+        if (want.allowed) {
+            mg_table_entry *e = entry_of(t, &l.fp);
+            direct = next;
+            admitted++;
+            assert_non_null(e);
+            assert_memory_equal(&e->state, &direct, sizeof(direct));
+            assert_int_equal(e->touched, now);
+            assert_int_equal(e->expires, want.expires);
+        }
+    }
+    assert_true(admitted > 1000);
+    assert_true(admitted < 19000);
+    assert_int_equal(t->hdr->stats.decisions, 20000);
+    assert_int_equal(t->hdr->stats.inserted, 1);
+    assert_int_equal(used_entries(t), 1);
+}
+
+/* Key 10/min and tenant 3/min: once the tenant rejects, the key layer is
+ * not charged, however often the client retries. */
+static void test_multi_layer_atomic(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 1024);
+    mg_limit_spec key_spec = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec tenant_spec = mg_test_spec(3, MG_MIN(1), 3);
+    mg_layer layers[2], other[2];
+    mg_table_entry *ke, *te;
+    mg_decision d;
+    int i;
+
+    layers[0] = mk_layer("free", &key_spec, "key:demo", 1);
+    layers[1] = mk_layer("tenant", &tenant_spec, "tenant:acme", 1);
+
+    for (i = 0; i < 3; i++) {
+        mg_table_decide(t, layers, 2, MG_T0, &d);
+        assert_true(d.allowed);
+        assert_int_equal(d.nlayers, 2);
+        assert_int_equal(d.layer[0].remaining, 9 - i);
+        assert_int_equal(d.layer[1].remaining, 2 - i);
+        assert_int_equal(d.binding, 1);               /* nearer its limit */
+    }
+    ke = entry_of(t, &layers[0].fp);
+    te = entry_of(t, &layers[1].fp);
+    assert_non_null(ke);
+    assert_non_null(te);
+    assert_int_equal(ke->state.level, 7 * 6000000);
+    assert_int_equal(te->state.level, 0);
+    assert_int_equal(t->hdr->stats.inserted, 2);
+
+    for (i = 0; i < 50; i++) {
+        mg_table_decide(t, layers, 2, MG_T0 + i * MG_MSEC(100), &d);
+        assert_false(d.allowed);
+        assert_int_equal(d.binding, 1);
+        assert_false(d.layer[1].allowed);
+        /* The key layer on its own would allow, leaving 6; it is shown so,
+         * but never charged: it reads 6 every time, not 6, 5, 4, ... */
+        assert_true(d.layer[0].allowed);
+        assert_int_equal(d.layer[0].remaining, 6);
+        assert_int_equal(d.layer[1].retry_after,
+                         MG_SEC(20) - i * MG_MSEC(100));
+        assert_int_equal(ke->state.level, 7 * 6000000);
+        assert_int_equal(ke->state.stamp, MG_T0);
+        assert_int_equal(te->state.level, 0);
+        assert_int_equal(te->touched, MG_T0);
+    }
+
+    /* The same with the layers the other way round. */
+    other[0] = layers[1];
+    other[1] = layers[0];
+    mg_table_decide(t, other, 2, MG_T0 + MG_SEC(10), &d);
+    assert_false(d.allowed);
+    assert_int_equal(d.binding, 0);
+    assert_int_equal(ke->state.level, 7 * 6000000);
+
+    /* 20 s on, the tenant has one unit: admitted, and now the key layer is
+     * charged once.  Key: 42e6 + 20e6 capped at 60e6, less 6e6 = 54e6. */
+    mg_table_decide(t, layers, 2, MG_T0 + MG_SEC(20), &d);
+    assert_true(d.allowed);
+    assert_int_equal(d.layer[0].remaining, 9);
+    assert_int_equal(d.layer[1].remaining, 0);
+    assert_int_equal(ke->state.level, 54000000);
+    assert_int_equal(te->state.level, 0);
+    assert_int_equal(t->hdr->stats.inserted, 2);
+    assert_int_equal(t->hdr->stats.decisions, 3 + 50 + 1 + 1);
+}
+
+static void test_rejected_request_adds_no_entry(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec spec = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec tenant_spec = mg_test_spec(1, MG_MIN(1), 1);
+    mg_layer big = mk_layer("free", &spec, "key:big", 11);
+    mg_layer a[2], b[2];
+    mg_decision d;
+
+    /* A cost that never fits, on a fresh counter. */
+    d = decide1(t, &big, MG_T0);
+    assert_false(d.allowed);
+    assert_int_equal(t->hdr->stats.decisions, 1);
+    assert_int_equal(t->hdr->stats.inserted, 0);
+    assert_int_equal(used_entries(t), 0);
+    assert_null(entry_of(t, &big.fp));
+
+    /* Key A uses up the tenant; key B, new, is then refused: B gets no
+     * entry, and the tenant's entry is not touched. */
+    a[0] = mk_layer("free", &spec, "key:a", 1);
+    a[1] = mk_layer("tenant", &tenant_spec, "tenant:acme", 1);
+    b[0] = mk_layer("free", &spec, "key:b", 1);
+    b[1] = a[1];
+    mg_table_decide(t, a, 2, MG_T0, &d);
+    assert_true(d.allowed);
+    assert_int_equal(t->hdr->stats.inserted, 2);
+    mg_table_decide(t, b, 2, MG_T0 + MG_SEC(1), &d);
+    assert_false(d.allowed);
+    assert_int_equal(t->hdr->stats.inserted, 2);
+    assert_int_equal(used_entries(t), 2);
+    assert_null(entry_of(t, &b[0].fp));
+    assert_int_equal(entry_of(t, &a[1].fp)->touched, MG_T0);
+    assert_int_equal(t->hdr->stats.decisions, 3);
+}
+
+/* ---- eviction ---------------------------------------------------------------
+ *
+ * Capacity 8 is one set, so every key competes for the same 8 entries.
+ * "live" is 10/h, burst 10: one unit spent keeps an entry unexpired for 6
+ * minutes.  "short" is 1/s, burst 1: its entry expires 1 s after use. */
+
+static void test_eviction_order(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_limit_spec brief = mg_test_spec(1, MG_SEC(1), 1);
+    mg_layer k[12];
+    mg_decision d;
+    int i;
+
+    assert_int_equal(t->hdr->nsets, 1);
+    for (i = 0; i < 12; i++) {
+        k[i] = mk_layer("p", i == 3 ? &brief : &live,
+                        apr_psprintf(p, "key:k%d", i), 1);
+    }
+
+    /* Empty entries first: eight keys, no eviction. */
+    for (i = 0; i < 8; i++) {
+        d = decide1(t, &k[i], MG_T0 + i);
+        assert_true(d.allowed);
+    }
+    assert_int_equal(t->hdr->stats.inserted, 8);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    assert_int_equal(t->hdr->stats.evicted_live, 0);
+    assert_int_equal(used_entries(t), 8);
+    assert_int_equal(entry_of(t, &k[3].fp)->expires, MG_T0 + 3 + MG_SEC(1));
+
+    /* Then an expired entry, though k0 is older: k3 went at t0 + 1 s. */
+    d = decide1(t, &k[8], MG_T0 + MG_SEC(2));
+    assert_true(d.allowed);
+    assert_int_equal(t->hdr->stats.inserted, 9);
+    assert_int_equal(t->hdr->stats.evicted_expired, 1);
+    assert_int_equal(t->hdr->stats.evicted_live, 0);
+    assert_null(entry_of(t, &k[3].fp));
+    assert_non_null(entry_of(t, &k[0].fp));
+    assert_non_null(entry_of(t, &k[8].fp));
+
+    /* k0 is used again, so it is no longer the least recently used. */
+    d = decide1(t, &k[0], MG_T0 + MG_SEC(3));
+    assert_true(d.allowed);
+    assert_int_equal(d.layer[0].remaining, 8);
+    assert_int_equal(t->hdr->stats.inserted, 9);
+
+    /* Then the least recently used live entry: k1 (t0 + 1 us), then k2. */
+    d = decide1(t, &k[9], MG_T0 + MG_SEC(4));
+    assert_true(d.allowed);
+    assert_int_equal(t->hdr->stats.evicted_expired, 1);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+    assert_null(entry_of(t, &k[1].fp));
+    assert_non_null(entry_of(t, &k[0].fp));
+    assert_non_null(entry_of(t, &k[9].fp));
+    d = decide1(t, &k[10], MG_T0 + MG_SEC(5));
+    assert_true(d.allowed);
+    assert_int_equal(t->hdr->stats.evicted_live, 2);
+    assert_null(entry_of(t, &k[2].fp));
+    assert_int_equal(used_entries(t), 8);
+
+    /* k0 kept its counter through all this: 2 spent, 1 more now. */
+    d = decide1(t, &k[0], MG_T0 + MG_SEC(6));
+    assert_int_equal(d.layer[0].remaining, 7);
+
+    /* An evicted key comes back fresh, evicting the next LRU, k4. */
+    d = decide1(t, &k[1], MG_T0 + MG_SEC(7));
+    assert_true(d.allowed);
+    assert_int_equal(d.layer[0].remaining, 9);
+    assert_int_equal(t->hdr->stats.evicted_live, 3);
+    assert_null(entry_of(t, &k[4].fp));
+    assert_int_equal(t->hdr->stats.inserted, 12);
+    assert_int_equal(t->hdr->stats.decisions, 14);
+}
+
+/* An empty entry is taken before an expired one: the expired counter stays
+ * until the set is full. */
+static void test_eviction_prefers_empty(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_limit_spec brief = mg_test_spec(1, MG_SEC(1), 1);
+    mg_layer s = mk_layer("p", &brief, "key:short", 1);
+    mg_layer a = mk_layer("p", &live, "key:a", 1);
+    mg_layer b = mk_layer("p", &live, "key:b", 1);
+
+    assert_true(decide1(t, &s, MG_T0).layer[0].allowed);
+    assert_true(decide1(t, &a, MG_T0 + 1).layer[0].allowed);
+    assert_true(decide1(t, &b, MG_T0 + MG_SEC(10)).layer[0].allowed);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    assert_non_null(entry_of(t, &s.fp));
+    assert_int_equal(used_entries(t), 3);
+}
+
+/* The entries a decision holds for its other layers are never the victims,
+ * even when they are the least recently used. */
+static void test_eviction_spares_own_layers(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_layer old[8], fresh[MG_LIMIT_MAX_LAYERS], two[2];
+    mg_decision d;
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        old[i] = mk_layer("p", &live, apr_psprintf(p, "key:old%d", i), 1);
+        assert_true(decide1(t, &old[i], MG_T0 + i).allowed);
+    }
+
+    /* old0 is the LRU; a decision over a new key and then old0 must evict
+     * old1: old0 is claimed by the decision, though not yet committed when
+     * the new key needs an entry. */
+    two[0] = mk_layer("p", &live, "key:new", 1);
+    two[1] = old[0];
+    mg_table_decide(t, two, 2, MG_T0 + MG_SEC(1), &d);
+    assert_true(d.allowed);
+    assert_non_null(entry_of(t, &old[0].fp));
+    assert_null(entry_of(t, &old[1].fp));
+    assert_non_null(entry_of(t, &two[0].fp));
+    /* old0 charged twice, with 1 s of refill (1 sub-unit a us) between. */
+    assert_int_equal(entry_of(t, &old[0].fp)->state.level,
+                     8 * live.unit_scale + 1000000);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+    /* key:new becomes the most recently used. */
+    assert_true(decide1(t, &two[0], MG_T0 + MG_MSEC(1500)).allowed);
+
+    /* Seven new keys in one decision: each claims a different entry, the
+     * LRU ones (old2..old7, then old0) going first. */
+    for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
+        fresh[i] = mk_layer("p", &live, apr_psprintf(p, "key:fresh%d", i), 1);
+    }
+    mg_table_decide(t, fresh, MG_LIMIT_MAX_LAYERS, MG_T0 + MG_SEC(2), &d);
+    assert_true(d.allowed);
+    assert_int_equal(d.nlayers, MG_LIMIT_MAX_LAYERS);
+    for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
+        mg_table_entry *e = entry_of(t, &fresh[i].fp);
+        assert_non_null(e);
+        assert_int_equal(e->touched, MG_T0 + MG_SEC(2));
+        assert_int_equal(e->state.level, 9 * live.unit_scale);
+    }
+    /* The one survivor is the most recently used before: key:new. */
+    assert_null(entry_of(t, &old[0].fp));
+    assert_non_null(entry_of(t, &two[0].fp));
+    assert_int_equal(t->hdr->stats.evicted_live, 1 + MG_LIMIT_MAX_LAYERS);
+    assert_int_equal(used_entries(t), 8);
+}
+
+/* A held entry is spared even when it has expired, which would otherwise
+ * make it the first victim. */
+static void test_eviction_spares_own_expired_layer(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_limit_spec brief = mg_test_spec(1, MG_SEC(1), 1);
+    mg_layer two[2], o;
+    mg_decision d;
+    int i;
+
+    two[1] = mk_layer("p", &brief, "key:brief", 1);
+    assert_true(decide1(t, &two[1], MG_T0).allowed);
+    for (i = 1; i < 8; i++) {
+        o = mk_layer("p", &live, apr_psprintf(p, "key:live%d", i), 1);
+        assert_true(decide1(t, &o, MG_T0 + i).allowed);
+    }
+    two[0] = mk_layer("p", &live, "key:new", 1);
+    mg_table_decide(t, two, 2, MG_T0 + MG_SEC(5), &d);
+    assert_true(d.allowed);
+    assert_non_null(entry_of(t, &two[0].fp));
+    assert_non_null(entry_of(t, &two[1].fp));
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+    assert_int_equal(entry_of(t, &two[1].fp)->state.level, 0);
+}
+
+/* An entry expires at its `expires` exactly, not a microsecond earlier. */
+static void test_expiry_boundary(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_limit_spec brief = mg_test_spec(1, MG_SEC(1), 1);
+    mg_layer b = mk_layer("p", &brief, "key:brief", 1);
+    mg_layer l[7], n1, n2;
+    int i;
+
+    for (i = 0; i < 7; i++) {
+        l[i] = mk_layer("p", &live, apr_psprintf(p, "key:live%d", i), 1);
+        assert_true(decide1(t, &l[i], MG_T0 + i).allowed);
+    }
+    assert_true(decide1(t, &b, MG_T0 + 7).allowed);
+    assert_int_equal(entry_of(t, &b.fp)->expires, MG_T0 + 7 + MG_SEC(1));
+
+    /* 1 us before: the brief counter is live and not the LRU. */
+    n1 = mk_layer("p", &live, "key:n1", 1);
+    assert_true(decide1(t, &n1, MG_T0 + 7 + MG_SEC(1) - 1).allowed);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    assert_null(entry_of(t, &l[0].fp));
+    assert_non_null(entry_of(t, &b.fp));
+
+    /* At its expiry: gone before any live counter. */
+    n2 = mk_layer("p", &live, "key:n2", 1);
+    assert_true(decide1(t, &n2, MG_T0 + 7 + MG_SEC(1)).allowed);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+    assert_int_equal(t->hdr->stats.evicted_expired, 1);
+    assert_null(entry_of(t, &b.fp));
+    assert_non_null(entry_of(t, &l[1].fp));
+}
+
+/* While its set has room a counter is never reset by other keys. */
+static void test_live_key_kept_while_room(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec live = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_layer a = mk_layer("p", &live, "key:a", 3);
+    mg_decision d;
+    int i;
+
+    assert_true(decide1(t, &a, MG_T0).allowed);
+    for (i = 1; i < 8; i++) {
+        mg_layer o = mk_layer("p", &live, apr_psprintf(p, "key:o%d", i), 1);
+        assert_true(decide1(t, &o, MG_T0 + MG_SEC(i)).allowed);
+    }
+    assert_int_equal(t->hdr->stats.evicted_live, 0);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    a.cost = 1;
+    d = decide1(t, &a, MG_T0 + MG_SEC(8));
+    assert_int_equal(d.layer[0].remaining, 6);
+
+    /* A bigger table, 512 sets, with 256 counters all kept. */
+    t = new_table(p, 4096);
+    assert_int_equal(t->hdr->nsets, 512);
+    for (i = 0; i < 256; i++) {
+        mg_layer o = mk_layer("p", &live, apr_psprintf(p, "key:%d", i),
+                              (apr_uint64_t)(i % 10) + 1);
+        assert_true(decide1(t, &o, MG_T0 + i).allowed);
+    }
+    assert_int_equal(t->hdr->stats.inserted, 256);
+    assert_int_equal(t->hdr->stats.evicted_live, 0);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    for (i = 0; i < 256; i++) {
+        mg_layer o = mk_layer("p", &live, apr_psprintf(p, "key:%d", i), 0);
+        d = decide1(t, &o, MG_T0 + 1000);
+        assert_int_equal(d.layer[0].remaining, 10 - (i % 10) - 1);
+    }
+    assert_int_equal(t->hdr->stats.inserted, 256);
+}
+
+/* ---- fingerprints ------------------------------------------------------------ */
+
+static int fp_eq(mg_fingerprint a, mg_fingerprint b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+
+static mg_fingerprint fp_of(const char *key, const mg_limit_spec *spec)
+{
+    return mg_table_fingerprint(key, strlen(key), spec);
+}
+
+static void test_fingerprints(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec s = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec s_quota = mg_test_spec(11, MG_MIN(1), 10);
+    mg_limit_spec s_window = mg_test_spec(10, MG_MIN(2), 10);
+    mg_limit_spec s_burst = mg_test_spec(10, MG_MIN(1), 20);
+    mg_limit_spec s_same = mg_test_spec(10, MG_SEC(60), 10);
+    mg_fingerprint f = fp_of("key:demo", &s);
+    char buf[32];
+    apr_hash_t *seen = apr_hash_make(p);
+    int i;
+
+    /* The same key string and limit: the same fingerprint, whatever the
+     * buffer. */
+    strcpy(buf, "key:demo");
+    assert_true(fp_eq(f, fp_of(buf, &s)));
+    assert_true(fp_eq(f, fp_of(apr_pstrdup(p, "key:demo"), &s_same)));
+    assert_true(fp_eq(f, mg_table_fingerprint("key:demo-and-more", 8, &s)));
+
+    /* A different limit. */
+    assert_false(fp_eq(f, fp_of("key:demo", &s_quota)));
+    assert_false(fp_eq(f, fp_of("key:demo", &s_window)));
+    assert_false(fp_eq(f, fp_of("key:demo", &s_burst)));
+
+    /* A different key, including prefixes, case and a trailing NUL. */
+    assert_false(fp_eq(f, fp_of("key:demO", &s)));
+    assert_false(fp_eq(f, fp_of("key:dem", &s)));
+    assert_false(fp_eq(f, fp_of("key:demo2", &s)));
+    assert_false(fp_eq(f, fp_of("tenant:demo", &s)));
+    assert_false(fp_eq(f, mg_table_fingerprint("key:demo", 9, &s)));
+    assert_false(fp_eq(fp_of("", &s), fp_of("a", &s)));
+
+    /* Many keys of every length up to 24 bytes, each with a fingerprint
+     * of its own that is never the empty marker. */
+    for (i = 0; i < 2000; i++) {
+        mg_fingerprint g;
+        const char *key = apr_psprintf(p, "%.*s%d", i % 17, "kkkkkkkkkkkkkkkkk",
+                                       i);
+        g = fp_of(key, &s);
+        assert_true(g.lo & 1);
+        assert_null(apr_hash_get(seen, &g, sizeof(g)));
+        apr_hash_set(seen, apr_pmemdup(p, &g, sizeof(g)), sizeof(g), key);
+    }
+    assert_int_equal(apr_hash_count(seen), 2000);
+}
+
+/* A changed limit reads no state kept under the old one. */
+static void test_changed_limit_starts_fresh(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec s10 = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec s20 = mg_test_spec(20, MG_MIN(1), 20);
+    mg_layer a = mk_layer("free", &s10, "key:demo", 10);
+    mg_layer b = mk_layer("free", &s20, "key:demo", 1);
+    mg_decision d;
+
+    assert_true(decide1(t, &a, MG_T0).allowed);
+    a.cost = 1;
+    assert_false(decide1(t, &a, MG_T0).allowed);
+    d = decide1(t, &b, MG_T0);
+    assert_true(d.allowed);
+    assert_int_equal(d.layer[0].remaining, 19);
+    assert_int_equal(t->hdr->stats.inserted, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MG_TEST(test_capacity_and_bytes),
+        MG_TEST(test_format_attach),
+        MG_TEST(test_attach_refuses_bad_set_count),
+        MG_TEST(test_single_layer_matches_direct),
+        MG_TEST(test_multi_layer_atomic),
+        MG_TEST(test_rejected_request_adds_no_entry),
+        MG_TEST(test_eviction_order),
+        MG_TEST(test_eviction_prefers_empty),
+        MG_TEST(test_eviction_spares_own_layers),
+        MG_TEST(test_eviction_spares_own_expired_layer),
+        MG_TEST(test_expiry_boundary),
+        MG_TEST(test_live_key_kept_while_room),
+        MG_TEST(test_fingerprints),
+        MG_TEST(test_changed_limit_starts_fresh),
+    };
+
+    return MG_RUN(tests);
+}
