@@ -56,13 +56,13 @@ static unsigned *json_error_bits(mg_request *req, int status, unsigned *bit)
     return NULL;
 }
 
-void mg_json_error_for(request_rec *r, int status, const char *message,
-                       const char *type, const char *code)
+/* Give `status` the body `json` should httpd answer with it. */
+static void set_json_error(request_rec *r, int status, const char *json)
 {
     mg_request *req = mg_request_get(r);
     unsigned bit, *bits = json_error_bits(req, status, &bit);
 
-    ap_custom_response(r, status, mg_error_json(r->pool, message, type, code));
+    ap_custom_response(r, status, json);
     if (bits) {
         *bits |= bit;
     }
@@ -71,8 +71,57 @@ void mg_json_error_for(request_rec *r, int status, const char *message,
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code)
 {
-    mg_json_error_for(r, status, message, type, code);
+    set_json_error(r, status, mg_error_json(r->pool, message, type, code));
     return status;
+}
+
+/* Errors whose text never changes are serialised once per generation, in
+ * post_config, not on every request that might need them. */
+typedef struct canned_error {
+    int status;
+    const char *message, *type, *code;
+    const char *json;
+} canned_error;
+
+enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
+       CANNED_STORE_DOWN, CANNED_PROXY_FIRST };
+
+static canned_error canned[] = {
+    { HTTP_UNAUTHORIZED, "No API key provided: send it in the X-API-Key "
+      "header or as Authorization: Bearer KEY.", MG_ERRT_REQUEST,
+      MG_ERR_MISSING_KEY, NULL },
+    { HTTP_UNAUTHORIZED, "Invalid API key provided.", MG_ERRT_REQUEST,
+      MG_ERR_INVALID_KEY, NULL },
+    { HTTP_INTERNAL_SERVER_ERROR, "The route names no declared upstream.",
+      MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
+    { HTTP_SERVICE_UNAVAILABLE, "The gateway cannot check limits right now.",
+      MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
+    /* From CANNED_PROXY_FIRST on: what mod_proxy's own failures become. */
+    { HTTP_BAD_GATEWAY, "The model server could not be reached.",
+      MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN, NULL },
+    { HTTP_SERVICE_UNAVAILABLE, "The model server is unavailable.",
+      MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN, NULL },
+    { HTTP_GATEWAY_TIME_OUT, "The model server did not answer in time.",
+      MG_ERRT_SERVER, MG_ERR_UPSTREAM_TIMEOUT, NULL },
+    { HTTP_INTERNAL_SERVER_ERROR, "The gateway failed to forward the "
+      "request.", MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
+};
+#define CANNED_COUNT (int)(sizeof(canned) / sizeof(canned[0]))
+
+static void prepare_canned_errors(apr_pool_t *pconf)
+{
+    int i;
+
+    for (i = 0; i < CANNED_COUNT; i++) {
+        canned[i].json = mg_error_json(pconf, canned[i].message,
+                                       canned[i].type, canned[i].code);
+    }
+}
+
+static int respond_canned(request_rec *r, int which)
+{
+    set_json_error(r, canned[which].status, canned[which].json);
+    return canned[which].status;
 }
 
 static int json_error_pending(request_rec *r)
@@ -135,16 +184,8 @@ static int refuse_credential(request_rec *r, int missing)
                    : "Bearer realm=\"modelgate\", error=\"invalid_token\"");
     apr_table_setn(r->notes, "modelgate-decision",
                    missing ? "missing-key" : "invalid-key");
-    if (missing) {
-        return mg_respond_error(r, HTTP_UNAUTHORIZED,
-                                "No API key provided: send it in the "
-                                "X-API-Key header or as Authorization: "
-                                "Bearer KEY.", MG_ERRT_REQUEST,
-                                MG_ERR_MISSING_KEY);
-    }
-    return mg_respond_error(r, HTTP_UNAUTHORIZED,
-                            "Invalid API key provided.", MG_ERRT_REQUEST,
-                            MG_ERR_INVALID_KEY);
+    return respond_canned(r, missing ? CANNED_MISSING_KEY
+                                     : CANNED_INVALID_KEY);
 }
 
 static int decide_limits(request_rec *r, mg_server_conf *sc,
@@ -174,9 +215,7 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGLOGNO(00201)
                       "counter store '%s' failed to decide", sc->store->name);
-        return mg_respond_error(r, HTTP_SERVICE_UNAVAILABLE,
-                                "The gateway cannot check limits right now.",
-                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+        return respond_canned(r, CANNED_STORE_DOWN);
     }
     mg_headers_build(r->pool, &layer, &d, &h);
     set_limit_headers(r, &h);
@@ -229,27 +268,19 @@ static int route_request(request_rec *r, const mg_dir_conf *dc)
                                               &modelgate_module);
     mg_request *req = mg_request_get(r);
     const mg_upstream *up = mg_upstream_get(sc, dc->route);
+    int i;
 
     if (!up) {
         /* Only a .htaccess could name it, and its parser refuses that. */
-        return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
-                                "The route names no declared upstream.",
-                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+        return respond_canned(r, CANNED_NO_UPSTREAM);
     }
     req->upstream = up;
     apr_table_setn(r->notes, "modelgate-upstream", up->name);
     /* mod_proxy answers a dead or silent upstream with an httpd error
      * page; make those JSON like every other answer of the API. */
-    mg_json_error_for(r, HTTP_BAD_GATEWAY, "The model server could not be "
-                      "reached.", MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN);
-    mg_json_error_for(r, HTTP_SERVICE_UNAVAILABLE, "The model server is "
-                      "unavailable.", MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN);
-    mg_json_error_for(r, HTTP_GATEWAY_TIME_OUT, "The model server did not "
-                      "answer in time.", MG_ERRT_SERVER,
-                      MG_ERR_UPSTREAM_TIMEOUT);
-    mg_json_error_for(r, HTTP_INTERNAL_SERVER_ERROR, "The gateway failed "
-                      "to forward the request.", MG_ERRT_SERVER,
-                      MG_ERR_GATEWAY);
+    for (i = CANNED_PROXY_FIRST; i < CANNED_COUNT; i++) {
+        respond_canned(r, i);
+    }
     mg_proxy_hand_off(r, up);
     return OK;
 }
@@ -310,6 +341,7 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
+    prepare_canned_errors(pconf);
     if (sc->store->init(sc->store_inst, s, pconf, ptemp) != APR_SUCCESS) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -94,9 +94,6 @@ mg_request *mg_request_get(request_rec *r);
 /** Answer `status` with an OpenAI-style JSON body; returns `status`. */
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code);
-/** Give `status` a JSON body should httpd generate it later (proxy errors). */
-void mg_json_error_for(request_rec *r, int status, const char *message,
-                       const char *type, const char *code);
 
 /* mod_modelgate_store_shm.c */
 extern const mg_store_provider mg_store_shm_provider;

@@ -126,7 +126,8 @@ class MockBackend:
         self.name = name
         self.proc = subprocess.Popen(
             [PYTHON, MOCK, "--host", "127.0.0.1", "--port", "0", "--name", name, "--quiet"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True)
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "LISTENING":
             stop_process(self.proc)
@@ -259,9 +260,12 @@ class Gateway:
         assert self.conf, "no configuration"
         if os.path.exists(self.error_log()):
             self.log_offset = os.path.getsize(self.error_log())
+        # A session of its own: prefork stops its children by signalling
+        # its whole process group, which would otherwise be pytest's.
         self.proc = subprocess.Popen(
             [HTTPD, "-d", self.rundir, "-f", self.conf, "-D", "FOREGROUND"] + self.defines(),
-            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
         if not wait_port(self.port, self.proc):
             out = ""
             if self.proc.poll() is not None:
