@@ -63,3 +63,18 @@ def test_mg_004_01_burst_admits_exactly_b(gateways, backend, mpm):
     assert results[OTHER_KEY] == {200: 48, 429: sent - 48}
     assert results[PRO_KEY] == {200: 25, 429: sent - 25}
     assert backend.count() == 48 + 48 + 25
+
+
+def test_mg_004_02_mutex_directive_applies(gateways, backend):
+    """The store's lock is httpd's "modelgate-store" mutex: `Mutex` picks
+    its mechanism and place, and the limit stays exact with it."""
+    backend.reset()
+    gw = gateways("mutex", backend_port=backend.port)
+    gw.write_conf(GATEWAY.format(conf=harness.CONF_EXAMPLES, backend=backend.port)
+                  + 'Mutex flock:%s/locks modelgate-store\n' % gw.rundir)
+    os.makedirs(os.path.join(gw.rundir, "locks"), exist_ok=True)
+    gw.start()
+    locks = os.listdir(os.path.join(gw.rundir, "locks"))
+    assert any(name.startswith("modelgate-store") for name in locks), locks
+    results = hammer(gw, [DEMO_KEY])
+    assert results[DEMO_KEY] == {200: 48, 429: CLIENTS * PER_CLIENT - 48}
