@@ -2,6 +2,8 @@
  *
  * mg_limit.c -- limit construction and dispatch to the algorithms.
  */
+#include <string.h>
+#include <apr_general.h>
 #include "mg_limit.h"
 
 static apr_uint64_t gcd_u64(apr_uint64_t a, apr_uint64_t b)
@@ -14,13 +16,40 @@ static apr_uint64_t gcd_u64(apr_uint64_t a, apr_uint64_t b)
     return a;
 }
 
+static const char *const algo_names[] = {
+    NULL, "token_bucket", "leaky_bucket", "fixed_window", "sliding_log",
+    "sliding_window", "gcra"
+};
+#define ALGO_COUNT (int)(sizeof(algo_names) / sizeof(algo_names[0]))
+
+mg_limit_algo mg_limit_algo_parse(const char *name)
+{
+    int i;
+
+    for (i = 1; i < ALGO_COUNT; i++) {
+        if (!strcmp(name, algo_names[i])) {
+            return (mg_limit_algo)i;
+        }
+    }
+    return (mg_limit_algo)0;
+}
+
+const char *mg_limit_algo_name(mg_limit_algo algo)
+{
+    return (int)algo > 0 && (int)algo < ALGO_COUNT ? algo_names[algo] : "?";
+}
+
 const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
                                apr_uint64_t quota, apr_int64_t window,
                                apr_uint64_t burst)
 {
     apr_uint64_t g;
+    int windowed = algo == MG_ALGO_FIXED_WINDOW
+                   || algo == MG_ALGO_SLIDING_WINDOW
+                   || algo == MG_ALGO_SLIDING_LOG;
 
-    if (algo != MG_ALGO_TOKEN_BUCKET) {
+    memset(spec, 0, sizeof(*spec));
+    if ((int)algo < 1 || (int)algo >= ALGO_COUNT) {
         return "unknown algorithm";
     }
     if (quota < 1 || quota > MG_LIMIT_MAX_QUOTA) {
@@ -29,8 +58,17 @@ const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
     if (window < APR_USEC_PER_SEC || window > MG_LIMIT_MAX_WINDOW) {
         return "the window must be between 1 second and 366 days";
     }
+    if (windowed) {
+        /* A window admits its quota; there is no separate bucket size. */
+        burst = quota;
+    }
     if (burst < 1 || burst > MG_LIMIT_MAX_QUOTA) {
         return "the burst must be between 1 and 10^12";
+    }
+    if (algo == MG_ALGO_SLIDING_LOG && quota > MG_LIMIT_LOG_MAX) {
+        return "a sliding log keeps one timestamp per unit: its quota must "
+               "be at most " APR_STRINGIFY(MG_LIMIT_LOG_MAX)
+               " (use sliding_window for larger quotas)";
     }
     g = gcd_u64(quota, (apr_uint64_t)window);
     spec->algo = algo;
@@ -40,13 +78,56 @@ const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
     spec->unit_scale = (apr_uint64_t)window / g;
     spec->refill_per_us = quota / g;
     /* The bucket holds burst * unit_scale sub-units; keep two bits of
-     * headroom so sums of a level and a refill never wrap. */
-    if (burst > (APR_UINT64_C(1) << 62) / spec->unit_scale) {
+     * headroom so sums of a level and a refill never wrap.  Window
+     * algorithms count whole units and need no scale. */
+    if (!windowed && burst > (APR_UINT64_C(1) << 62) / spec->unit_scale) {
         return "burst and window are too large together for exact "
                "arithmetic: lower the burst or pick a quota that divides "
                "the window more evenly";
     }
-    spec->capacity = burst * spec->unit_scale;
+    spec->capacity = windowed ? 0 : burst * spec->unit_scale;
+    spec->wall_clock = algo == MG_ALGO_FIXED_WINDOW
+                       || algo == MG_ALGO_SLIDING_WINDOW;
+    spec->state_size = sizeof(mg_limit_state);
+    if (algo == MG_ALGO_SLIDING_LOG) {
+        spec->state_size += (apr_size_t)quota * sizeof(apr_int64_t);
+    }
+    return NULL;
+}
+
+const char *mg_limit_spec_calendar(mg_limit_spec *spec,
+                                   mg_limit_calendar calendar,
+                                   apr_int32_t utc_offset)
+{
+    if (calendar == MG_CAL_NONE) {
+        spec->calendar = calendar;
+        return NULL;
+    }
+    if (spec->algo != MG_ALGO_FIXED_WINDOW) {
+        return "calendar days and months are periods of fixed windows: "
+               "use algorithm=fixed_window";
+    }
+    if (utc_offset <= -24 * 3600 || utc_offset >= 24 * 3600) {
+        return "the zone's offset from UTC must be less than a day";
+    }
+    spec->calendar = calendar;
+    spec->utc_offset = utc_offset;
+    spec->window = (calendar == MG_CAL_DAY ? 1 : 31) * APR_INT64_C(86400)
+                   * APR_USEC_PER_SEC;
+    return NULL;
+}
+
+const char *mg_limit_spec_delay(mg_limit_spec *spec,
+                                apr_interval_time_t max_delay)
+{
+    if (spec->algo != MG_ALGO_LEAKY_BUCKET) {
+        return "only a leaky bucket can hold requests (delay=)";
+    }
+    if (max_delay < 0 || max_delay > 60 * APR_USEC_PER_SEC) {
+        return "delay must be between 0 and 60 seconds: a held request "
+               "holds an httpd worker";
+    }
+    spec->max_delay = max_delay;
     return NULL;
 }
 
@@ -54,7 +135,23 @@ void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
                      apr_time_t now, apr_uint64_t cost,
                      mg_limit_state *next, mg_limit_decision *d)
 {
+    d->delay = 0;
     switch (spec->algo) {
+    case MG_ALGO_LEAKY_BUCKET:
+        mg_limit_leaky_bucket(spec, state, now, cost, next, d);
+        break;
+    case MG_ALGO_FIXED_WINDOW:
+        mg_limit_fixed_window(spec, state, now, cost, next, d);
+        break;
+    case MG_ALGO_SLIDING_LOG:
+        mg_limit_sliding_log(spec, state, now, cost, next, d);
+        break;
+    case MG_ALGO_SLIDING_WINDOW:
+        mg_limit_sliding_window(spec, state, now, cost, next, d);
+        break;
+    case MG_ALGO_GCRA:
+        mg_limit_gcra(spec, state, now, cost, next, d);
+        break;
     case MG_ALGO_TOKEN_BUCKET:
     default:
         mg_limit_token_bucket(spec, state, now, cost, next, d);
@@ -72,23 +169,40 @@ static int nearer_to_limit(const mg_limit_decision *a,
            < (double)b->remaining / (double)b->limit;
 }
 
-void mg_limit_combine(mg_decision *d)
+void mg_limit_combine(const mg_layer *layers, mg_decision *d)
 {
     int i;
 
     d->allowed = 1;
-    d->binding = d->nlayers > 0 ? 0 : -1;
+    d->binding = -1;
+    d->shadow_rejected = 0;
+    d->delay = 0;
     for (i = 0; i < d->nlayers; i++) {
-        if (!d->layer[i].allowed) {
-            if (d->allowed
-                || d->layer[i].retry_after > d->layer[d->binding].retry_after) {
+        const mg_limit_decision *l = &d->layer[i];
+
+        if (!l->allowed && layers[i].shadow) {
+            d->shadow_rejected |= 1u << i;
+            continue;
+        }
+        if (!l->allowed) {
+            if (d->allowed || l->retry_after > d->layer[d->binding].retry_after) {
                 d->binding = i;
             }
             d->allowed = 0;
         }
-        else if (d->allowed && i > 0
-                 && nearer_to_limit(&d->layer[i], &d->layer[d->binding])) {
+        else if (d->allowed && (d->binding < 0
+                                || nearer_to_limit(l, &d->layer[d->binding]))) {
             d->binding = i;
         }
+        if (l->delay > d->delay) {
+            d->delay = l->delay;
+        }
+    }
+    if (d->binding < 0 && d->nlayers > 0) {
+        /* Only shadow layers, all rejecting: show the first. */
+        d->binding = 0;
+    }
+    if (!d->allowed) {
+        d->delay = 0;
     }
 }

@@ -23,14 +23,35 @@
 
 /** The algorithms.  The numeric values are stored in shared memory: append. */
 typedef enum {
-    MG_ALGO_TOKEN_BUCKET = 1
+    MG_ALGO_TOKEN_BUCKET = 1,   /**< burst at once, then quota/window */
+    MG_ALGO_LEAKY_BUCKET = 2,   /**< a meter, or with max_delay a queue that
+                                     releases requests at quota/window */
+    MG_ALGO_FIXED_WINDOW = 3,   /**< quota per aligned window (or calendar
+                                     day/month) */
+    MG_ALGO_SLIDING_LOG = 4,    /**< quota in any window-long interval, exact,
+                                     one timestamp per unit */
+    MG_ALGO_SLIDING_WINDOW = 5, /**< sliding window counter: the previous
+                                     window weighted by its overlap */
+    MG_ALGO_GCRA = 6            /**< generic cell rate algorithm: the token
+                                     bucket's admissions, kept as a
+                                     theoretical arrival time */
 } mg_limit_algo;
+
+/** Calendar alignment of window algorithms. */
+typedef enum {
+    MG_CAL_NONE = 0,            /**< windows aligned to multiples of their
+                                     length since the epoch (UTC) */
+    MG_CAL_DAY = 1,             /**< calendar days in the limit's zone */
+    MG_CAL_MONTH = 2            /**< calendar months in the limit's zone */
+} mg_limit_calendar;
 
 /** Largest value any counter, quota or burst may take.  Keeps every
  *  intermediate product inside 64 bits (see mg_limit_spec_init). */
 #define MG_LIMIT_MAX_QUOTA   APR_UINT64_C(1000000000000)   /* 1e12 */
 /** Longest window: 366 days. */
 #define MG_LIMIT_MAX_WINDOW  (APR_INT64_C(366) * 86400 * APR_USEC_PER_SEC)
+/** Largest quota of a sliding log: it keeps one timestamp per unit. */
+#define MG_LIMIT_LOG_MAX     256
 
 /**
  * A limit: `quota` units per `window`, with a bucket of `burst` units.
@@ -39,8 +60,14 @@ typedef enum {
 typedef struct mg_limit_spec {
     mg_limit_algo algo;
     apr_uint64_t quota;       /**< units per window (RateLimit-Policy q) */
-    apr_int64_t window;       /**< window, microseconds (RateLimit-Policy w) */
-    apr_uint64_t burst;       /**< bucket capacity, units; >= 1 */
+    apr_int64_t window;       /**< window, microseconds (RateLimit-Policy w);
+                                   for calendar months the longest, 31 days */
+    apr_uint64_t burst;       /**< bucket capacity, units; >= 1 (buckets and
+                                   GCRA; window algorithms use the quota) */
+    apr_interval_time_t max_delay; /**< leaky bucket: longest a request may
+                                   be held to conform; 0 makes it a meter */
+    mg_limit_calendar calendar;    /**< fixed window: align to days/months */
+    apr_int32_t utc_offset;   /**< seconds east of UTC of the calendar */
     /* derived: one unit is `unit_scale` sub-units and the bucket gains
      * `refill_per_us` sub-units every microsecond.  With g = gcd(quota,
      * window): unit_scale = window / g, refill_per_us = quota / g, so the
@@ -48,18 +75,34 @@ typedef struct mg_limit_spec {
     apr_uint64_t unit_scale;
     apr_uint64_t refill_per_us;
     apr_uint64_t capacity;    /**< burst * unit_scale, sub-units */
+    apr_size_t state_size;    /**< bytes of state a counter needs */
+    int wall_clock;           /**< 1: decide on the wall clock (aligned
+                                   windows); 0: on the monotonic clock */
 } mg_limit_spec;
 
 /**
- * The stored state of one counter.  Fixed size; zero-filled means "never
- * seen", which every algorithm treats as a full allowance.
+ * The stored state of one counter.  Zero-filled means "never seen", which
+ * every algorithm treats as a full allowance.  A sliding log keeps this
+ * head followed by its timestamps (mg_limit_log_state); every other
+ * algorithm fits in the head.
  */
 typedef struct mg_limit_state {
-    apr_uint64_t level;       /**< token bucket: sub-units in the bucket */
-    apr_int64_t stamp;        /**< time of the last update */
+    apr_uint64_t level;       /**< buckets: sub-units; windows: units used
+                                   in the current window; GCRA: sub-unit
+                                   remainder of the arrival time */
+    apr_int64_t stamp;        /**< buckets: last update; windows: start of
+                                   the current window; GCRA: arrival time;
+                                   log: unused */
+    apr_uint64_t aux;         /**< sliding window: units of the previous
+                                   window; log: index of the oldest entry */
     apr_uint32_t flags;       /**< MG_LIMIT_STATE_* */
-    apr_uint32_t reserved;
+    apr_uint32_t count;       /**< log: entries held */
 } mg_limit_state;
+
+typedef struct mg_limit_log_state {
+    mg_limit_state head;
+    apr_int64_t t[MG_LIMIT_LOG_MAX];  /**< ring of admission times */
+} mg_limit_log_state;
 
 #define MG_LIMIT_STATE_VALID 0x1u
 
@@ -71,25 +114,70 @@ typedef struct mg_limit_decision {
                                    (before it, when rejected) */
     apr_interval_time_t reset;       /**< until the allowance is whole again */
     apr_interval_time_t retry_after; /**< until this cost would fit; 0 if allowed */
-    apr_time_t expires;       /**< from then on the state equals a fresh one
-                                   and the store may forget it */
+    apr_interval_time_t delay;       /**< allowed, but hold the request this
+                                          long first (leaky bucket queue) */
+    apr_time_t expires;       /**< from then on (on the algorithm's clock)
+                                   the state equals a fresh one and the
+                                   store may forget it */
 } mg_limit_decision;
 
+/** The two clocks a decision may need (see mg_clock.h). */
+typedef struct mg_now {
+    apr_time_t mono;          /**< buckets and GCRA */
+    apr_time_t wall;          /**< aligned and calendar windows */
+} mg_now;
+
+/** The same instant on both clocks: for tests with a fake clock. */
+static APR_INLINE mg_now mg_now_at(apr_time_t t)
+{
+    mg_now now;
+    now.mono = t;
+    now.wall = t;
+    return now;
+}
+
+/** The time `spec` decides on. */
+static APR_INLINE apr_time_t mg_limit_clock(const mg_limit_spec *spec,
+                                            const mg_now *now)
+{
+    return spec->wall_clock ? now->wall : now->mono;
+}
+
+/** Parse an algorithm's name (token_bucket, leaky_bucket, fixed_window,
+ *  sliding_log, sliding_window, gcra); 0 if unknown. */
+mg_limit_algo mg_limit_algo_parse(const char *name);
+
+/** The name of an algorithm. */
+const char *mg_limit_algo_name(mg_limit_algo algo);
+
 /**
- * Fill the derived fields of a limit.
+ * Fill the derived fields of a limit.  For MG_CAL_DAY and MG_CAL_MONTH the
+ * window is set from the calendar (one day; 31 days for the bound) and the
+ * quota is per calendar period; `window` is then ignored.
  * @return NULL, or a message saying why the numbers cannot be used.
  */
 const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
                                apr_uint64_t quota, apr_int64_t window,
                                apr_uint64_t burst);
 
+/** Align a window algorithm to the calendar in a zone `utc_offset`
+ *  seconds east of UTC.  Only for fixed and sliding windows. */
+const char *mg_limit_spec_calendar(mg_limit_spec *spec,
+                                   mg_limit_calendar calendar,
+                                   apr_int32_t utc_offset);
+
+/** Make a leaky bucket hold requests up to `max_delay` to conform. */
+const char *mg_limit_spec_delay(mg_limit_spec *spec,
+                                apr_interval_time_t max_delay);
+
 /**
- * Decide whether `cost` units fit under `spec` at `now`, given `state`.
- * Writes the decision to `d` and, in every case, the state to store if the
- * caller commits to `next` (which may alias `state` only when the caller
- * commits unconditionally).  A rejected request leaves the allowance as it
- * was: committing `next` after a rejection consumes nothing.
- * Time going backwards is treated as no time passing.
+ * Decide whether `cost` units fit under `spec` at `now` (on the clock
+ * mg_limit_clock() picks), given `state` (spec->state_size bytes).  Writes
+ * the decision to `d` and, in every case, the state to store if the caller
+ * commits to `next` (spec->state_size bytes; it may alias `state` only when
+ * the caller commits unconditionally).  A rejected request leaves the
+ * allowance as it was: committing `next` after a rejection consumes
+ * nothing.  Time going backwards is treated as no time passing.
  */
 void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
                      apr_time_t now, apr_uint64_t cost,
@@ -113,29 +201,43 @@ typedef struct mg_layer {
     const char *key;          /**< counter key, e.g. "key:demo" */
     mg_fingerprint fp;        /**< counter identity for fixed-size stores */
     apr_uint64_t cost;        /**< units this request consumes */
+    int shadow;               /**< counts and reports, never rejects */
 } mg_layer;
 
 /** The combined decision over every layer that applies to a request. */
 typedef struct mg_decision {
-    int allowed;              /**< 1 if every layer allowed */
+    int allowed;              /**< 1 if every enforced layer allowed */
     int nlayers;
     int binding;              /**< the layer whose numbers the client is
                                    told in RateLimit and Retry-After: the
-                                   rejecting layer with the longest wait, or,
-                                   when all allow, the one nearest to its
-                                   limit; -1 with no layers */
+                                   rejecting enforced layer with the longest
+                                   wait, or, when all allow, the layer
+                                   nearest to its limit; -1 with no layers */
+    unsigned shadow_rejected; /**< bit i: shadow layer i would have
+                                   rejected (it consumed nothing) */
+    apr_interval_time_t delay; /**< hold the request this long (the longest
+                                   delay any layer asks) */
     mg_limit_decision layer[MG_LIMIT_MAX_LAYERS];
 } mg_decision;
 
 /**
- * Fill `allowed` and `binding` from the per-layer decisions in d->layer.
+ * Fill `allowed`, `binding`, `shadow_rejected` and `delay` from the
+ * per-layer decisions in d->layer.  A layer is committed when the request
+ * is allowed and the layer itself allowed: a shadow layer that would have
+ * rejected consumes nothing, and the request goes on.
  */
-void mg_limit_combine(mg_decision *d);
+void mg_limit_combine(const mg_layer *layers, mg_decision *d);
 
-/** Token bucket; mg_limit_decide dispatches here. */
-void mg_limit_token_bucket(const mg_limit_spec *spec,
-                           const mg_limit_state *state, apr_time_t now,
-                           apr_uint64_t cost, mg_limit_state *next,
-                           mg_limit_decision *d);
+/* The algorithms; mg_limit_decide dispatches to them. */
+#define MG_LIMIT_ALGORITHM(name) \
+    void name(const mg_limit_spec *spec, const mg_limit_state *state, \
+              apr_time_t now, apr_uint64_t cost, mg_limit_state *next, \
+              mg_limit_decision *d)
+MG_LIMIT_ALGORITHM(mg_limit_token_bucket);
+MG_LIMIT_ALGORITHM(mg_limit_leaky_bucket);
+MG_LIMIT_ALGORITHM(mg_limit_fixed_window);
+MG_LIMIT_ALGORITHM(mg_limit_sliding_log);
+MG_LIMIT_ALGORITHM(mg_limit_sliding_window);
+MG_LIMIT_ALGORITHM(mg_limit_gcra);
 
 #endif /* MG_LIMIT_H */

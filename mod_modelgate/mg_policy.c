@@ -11,6 +11,8 @@ mg_policy *mg_policy_create(apr_pool_t *p)
 {
     mg_policy *policy = apr_pcalloc(p, sizeof(*policy));
     policy->tiers = apr_hash_make(p);
+    policy->names = apr_hash_make(p);
+    policy->limits = apr_array_make(p, 8, sizeof(mg_limit_def *));
     return policy;
 }
 
@@ -61,13 +63,16 @@ static const struct {
     { "d", 86400 }, { "day", 86400 }, { "days", 86400 },
 };
 
-const char *mg_policy_parse_rate(apr_pool_t *p, const char *text,
-                                 apr_uint64_t *quota, apr_int64_t *window)
+const char *mg_policy_parse_rate_ex(apr_pool_t *p, const char *text,
+                                    apr_uint64_t *quota, apr_int64_t *window,
+                                    mg_limit_calendar *calendar)
 {
     const char *s = text, *err;
     apr_uint64_t count = 1;
+    int counted = 0;
     apr_size_t i;
 
+    *calendar = MG_CAL_NONE;
     if (!text || !*text) {
         return "empty rate: expected QUOTA/PERIOD such as 10/min";
     }
@@ -82,10 +87,21 @@ const char *mg_policy_parse_rate(apr_pool_t *p, const char *text,
                             "the quota (as in 10/min)", text);
     }
     if (apr_isdigit(*s)) {
+        counted = 1;
         if (parse_count(s, &s, 366 * 86400, &count) != NULL || count == 0) {
             return apr_psprintf(p, "'%s' is not a rate: the period count "
                                 "must be from 1 to 31622400", text);
         }
+    }
+    if (!strcasecmp(s, "month") || !strcasecmp(s, "months")
+        || !strcasecmp(s, "mo")) {
+        if (counted && count != 1) {
+            return apr_psprintf(p, "'%s': a calendar period is one month",
+                                text);
+        }
+        *calendar = MG_CAL_MONTH;
+        *window = APR_INT64_C(31) * 86400 * APR_USEC_PER_SEC;
+        return NULL;
     }
     for (i = 0; i < sizeof(period_units) / sizeof(period_units[0]); i++) {
         if (!strcasecmp(s, period_units[i].name)) {
@@ -99,17 +115,215 @@ const char *mg_policy_parse_rate(apr_pool_t *p, const char *text,
         }
     }
     return apr_psprintf(p, "'%s' is not a rate: unknown period unit '%s' "
-                        "(use s, min, h or day)", text, s);
+                        "(use s, min, h, day or month)", text, s);
+}
+
+const char *mg_policy_parse_rate(apr_pool_t *p, const char *text,
+                                 apr_uint64_t *quota, apr_int64_t *window)
+{
+    mg_limit_calendar calendar;
+    const char *err = mg_policy_parse_rate_ex(p, text, quota, window,
+                                              &calendar);
+
+    if (!err && calendar != MG_CAL_NONE) {
+        return apr_psprintf(p, "'%s': a month is a calendar period, only "
+                            "for algorithm=fixed_window", text);
+    }
+    return err;
+}
+
+const char *mg_policy_parse_zone(apr_pool_t *p, const char *text,
+                                 apr_int32_t *offset)
+{
+    const char *s = text;
+    apr_uint64_t hh = 0, mm = 0;
+    int sign;
+
+    if (!strcasecmp(text, "UTC") || !strcasecmp(text, "Z")
+        || !strcasecmp(text, "GMT")) {
+        *offset = 0;
+        return NULL;
+    }
+    if (*s != '+' && *s != '-') {
+        goto bad;
+    }
+    sign = *s++ == '-' ? -1 : 1;
+    if (!apr_isdigit(s[0]) || !apr_isdigit(s[1])) {
+        goto bad;
+    }
+    hh = (apr_uint64_t)((s[0] - '0') * 10 + (s[1] - '0'));
+    s += 2;
+    if (*s == ':') {
+        s++;
+    }
+    if (*s) {
+        if (!apr_isdigit(s[0]) || !apr_isdigit(s[1]) || s[2]) {
+            goto bad;
+        }
+        mm = (apr_uint64_t)((s[0] - '0') * 10 + (s[1] - '0'));
+    }
+    if (hh > 14 || mm > 59) {
+        goto bad;
+    }
+    *offset = sign * (apr_int32_t)(hh * 3600 + mm * 60);
+    return NULL;
+bad:
+    return apr_psprintf(p, "'%s' is not a zone: use UTC or an offset such "
+                        "as +02:00 or -05:00 (named zones with daylight "
+                        "saving time are not supported)", text);
+}
+
+static const char *const scope_names[] = {
+    "global", "tier", "tenant", "key", "route", "ip"
+};
+
+const char *mg_policy_parse_scope(apr_pool_t *p, const char *text,
+                                  mg_scope *scope)
+{
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(scope_names) / sizeof(scope_names[0]); i++) {
+        if (!strcasecmp(text, scope_names[i])) {
+            *scope = (mg_scope)i;
+            return NULL;
+        }
+    }
+    return apr_psprintf(p, "'%s' is not a scope (global, tier, tenant, key, "
+                        "route, ip)", text);
+}
+
+const char *mg_policy_scope_name(mg_scope scope)
+{
+    return (apr_size_t)scope < sizeof(scope_names) / sizeof(scope_names[0])
+           ? scope_names[scope] : "?";
+}
+
+static const char *parse_number_opt(apr_pool_t *p, const char *opt,
+                                    apr_size_t skip, apr_uint64_t max,
+                                    apr_uint64_t *out)
+{
+    const char *end;
+
+    if (parse_count(opt + skip, &end, max, out) != NULL || *end) {
+        return apr_psprintf(p, "'%s': expected a whole number up to %"
+                            APR_UINT64_T_FMT, opt, max);
+    }
+    return NULL;
+}
+
+const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
+                                  mg_scope scope, const char *rate, int nopts,
+                                  const char *const *opts, mg_limit_def **out)
+{
+    apr_uint64_t quota, burst = 0, delay_ms = 0;
+    apr_int64_t window;
+    mg_limit_calendar calendar;
+    mg_limit_algo algo = MG_ALGO_TOKEN_BUCKET;
+    apr_int32_t zone = 0;
+    int zoned = 0, delayed = 0;
+    mg_limit_def *def;
+    const char *err;
+    int i;
+
+    if (!mg_policy_name_valid(name)) {
+        return apr_psprintf(p, "'%s' is not a valid name (letters, digits, "
+                            "'.', '_', '-'; at most %d)", name,
+                            MG_POLICY_NAME_MAX);
+    }
+    if ((err = mg_policy_parse_rate_ex(p, rate, &quota, &window,
+                                       &calendar)) != NULL) {
+        return err;
+    }
+    def = apr_pcalloc(p, sizeof(*def));
+    def->name = apr_pstrdup(p, name);
+    def->scope = scope;
+    for (i = 0; i < nopts; i++) {
+        const char *opt = opts[i];
+        if (!strncasecmp(opt, "burst=", 6)) {
+            if ((err = parse_number_opt(p, opt, 6, MG_LIMIT_MAX_QUOTA, &burst))
+                || burst == 0) {
+                return err ? err : apr_psprintf(p, "'%s': burst must be a "
+                                                "whole number from 1 to "
+                                                "10^12", opt);
+            }
+        }
+        else if (!strncasecmp(opt, "algorithm=", 10)) {
+            algo = mg_limit_algo_parse(opt + 10);
+            if (!algo) {
+                return apr_psprintf(p, "'%s': unknown algorithm (token_bucket,"
+                                    " leaky_bucket, fixed_window, sliding_log,"
+                                    " sliding_window, gcra)", opt);
+            }
+        }
+        else if (!strncasecmp(opt, "delay=", 6)) {
+            if ((err = parse_number_opt(p, opt, 6, 60000, &delay_ms))) {
+                return err;
+            }
+            delayed = 1;
+        }
+        else if (!strncasecmp(opt, "zone=", 5)) {
+            if ((err = mg_policy_parse_zone(p, opt + 5, &zone))) {
+                return err;
+            }
+            zoned = 1;
+        }
+        else if (!strncasecmp(opt, "tiers=", 6)) {
+            char *list = apr_pstrdup(p, opt + 6), *state = NULL, *tok;
+            def->tiers = apr_array_make(p, 2, sizeof(const char *));
+            for (tok = apr_strtok(list, ",", &state); tok;
+                 tok = apr_strtok(NULL, ",", &state)) {
+                if (!mg_policy_name_valid(tok)) {
+                    return apr_psprintf(p, "'%s': '%s' is not a tier name",
+                                        opt, tok);
+                }
+                APR_ARRAY_PUSH(def->tiers, const char *) = tok;
+            }
+            if (def->tiers->nelts == 0) {
+                return apr_psprintf(p, "'%s': name at least one tier", opt);
+            }
+        }
+        else if (!strcasecmp(opt, "shadow")) {
+            def->shadow = 1;
+        }
+        else {
+            return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
+                                "burst=, delay=, zone=, tiers=, shadow)", opt);
+        }
+    }
+    err = mg_limit_spec_init(&def->spec, algo, quota, window,
+                             burst ? burst : quota);
+    if (!err && burst && algo != MG_ALGO_TOKEN_BUCKET
+        && algo != MG_ALGO_LEAKY_BUCKET && algo != MG_ALGO_GCRA) {
+        err = "burst= applies to token_bucket, leaky_bucket and gcra; a "
+              "window admits its quota";
+    }
+    if (!err && calendar == MG_CAL_MONTH) {
+        err = mg_limit_spec_calendar(&def->spec, MG_CAL_MONTH, zone);
+    }
+    else if (!err && zoned) {
+        if (algo != MG_ALGO_FIXED_WINDOW
+            || window != APR_INT64_C(86400) * APR_USEC_PER_SEC) {
+            err = "zone= applies to fixed windows of a day or a month";
+        }
+        else {
+            err = mg_limit_spec_calendar(&def->spec, MG_CAL_DAY, zone);
+        }
+    }
+    if (!err && delayed) {
+        err = mg_limit_spec_delay(&def->spec,
+                                  (apr_interval_time_t)delay_ms * 1000);
+    }
+    if (err) {
+        return apr_psprintf(p, "'%s': %s", name, err);
+    }
+    *out = def;
+    return NULL;
 }
 
 const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                                  const char *rate, int nopts,
                                  const char *const *opts, mg_tier **out)
 {
-    apr_uint64_t quota, burst = 0;
-    apr_int64_t window;
-    mg_tier *tier;
-    const char *err;
     int i;
 
     if (!mg_policy_name_valid(name)) {
@@ -117,43 +331,63 @@ const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                             "digits, '.', '_', '-'; at most %d)", name,
                             MG_POLICY_NAME_MAX);
     }
-    if ((err = mg_policy_parse_rate(p, rate, &quota, &window)) != NULL) {
-        return err;
-    }
     for (i = 0; i < nopts; i++) {
-        const char *opt = opts[i], *end;
-        if (!strncasecmp(opt, "burst=", 6)) {
-            if (parse_count(opt + 6, &end, MG_LIMIT_MAX_QUOTA, &burst) != NULL
-                || *end || burst == 0) {
-                return apr_psprintf(p, "'%s': burst must be a whole number "
-                                    "from 1 to 10^12", opt);
-            }
-        }
-        else {
-            return apr_psprintf(p, "unknown tier option '%s' (known: "
-                                "burst=N)", opt);
+        if (!strncasecmp(opts[i], "tiers=", 6)) {
+            return "a tier applies to its own callers: tiers= is for "
+                   "ModelGateLimit";
         }
     }
-    tier = apr_pcalloc(p, sizeof(*tier));
-    tier->name = apr_pstrdup(p, name);
-    err = mg_limit_spec_init(&tier->spec, MG_ALGO_TOKEN_BUCKET, quota, window,
-                             burst ? burst : quota);
-    if (err) {
-        return apr_psprintf(p, "tier '%s': %s", name, err);
+    return mg_policy_parse_limit(p, name, MG_SCOPE_KEY, rate, nopts, opts,
+                                 out);
+}
+
+static const char *claim_name(mg_policy *policy, mg_limit_def *def,
+                              const char *what)
+{
+    apr_pool_t *p = apr_hash_pool_get(policy->names);
+
+    if (apr_hash_get(policy->names, def->name, APR_HASH_KEY_STRING)) {
+        return apr_psprintf(p, "%s '%s' is already defined (tiers and "
+                            "server-wide limits share one set of names)",
+                            what, def->name);
     }
-    *out = tier;
+    apr_hash_set(policy->names, def->name, APR_HASH_KEY_STRING, def);
     return NULL;
 }
 
 const char *mg_policy_add_tier(mg_policy *policy, mg_tier *tier)
 {
-    apr_pool_t *p = apr_hash_pool_get(policy->tiers);
+    const char *err = claim_name(policy, tier, "tier");
 
-    if (apr_hash_get(policy->tiers, tier->name, APR_HASH_KEY_STRING)) {
-        return apr_psprintf(p, "tier '%s' is already defined", tier->name);
+    if (!err) {
+        apr_hash_set(policy->tiers, tier->name, APR_HASH_KEY_STRING, tier);
     }
-    apr_hash_set(policy->tiers, tier->name, APR_HASH_KEY_STRING, tier);
-    return NULL;
+    return err;
+}
+
+const char *mg_policy_add_limit(mg_policy *policy, mg_limit_def *def)
+{
+    const char *err = claim_name(policy, def, "limit");
+
+    if (!err) {
+        APR_ARRAY_PUSH(policy->limits, mg_limit_def *) = def;
+    }
+    return err;
+}
+
+int mg_policy_limit_applies(const mg_limit_def *def, const char *tier)
+{
+    int i;
+
+    if (!def->tiers) {
+        return 1;
+    }
+    for (i = 0; i < def->tiers->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(def->tiers, i, const char *), tier)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 const mg_tier *mg_policy_tier(const mg_policy *policy, const char *name)

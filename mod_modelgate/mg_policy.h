@@ -12,20 +12,45 @@
 
 #include <apr_pools.h>
 #include <apr_hash.h>
+#include <apr_tables.h>
 #include "mg_limit.h"
 
 /** Longest tier, key id, tenant or upstream name. */
 #define MG_POLICY_NAME_MAX 64
 
-/** A tier: a named limit that callers are assigned to. */
-typedef struct mg_tier {
-    const char *name;
+/** Whose counter a limit keeps: one for everybody, or one per tier,
+ *  tenant, key, route or client address. */
+typedef enum {
+    MG_SCOPE_GLOBAL = 0,
+    MG_SCOPE_TIER,
+    MG_SCOPE_TENANT,
+    MG_SCOPE_KEY,
+    MG_SCOPE_ROUTE,
+    MG_SCOPE_IP
+} mg_scope;
+
+/**
+ * A named limit: a spec, the scope of its counters and how it acts.  A tier
+ * is a limit of scope key that callers are assigned to by their key.
+ */
+typedef struct mg_limit_def {
+    const char *name;         /**< policy name (RateLimit-Policy) and part of
+                                   the counter key: limits of one name and
+                                   numbers share counters wherever used */
+    mg_scope scope;
     mg_limit_spec spec;
-} mg_tier;
+    int shadow;               /**< counts and reports, never rejects */
+    apr_array_header_t *tiers; /**< only for callers of these tiers
+                                   (const char *); NULL: for everybody */
+} mg_limit_def;
+
+typedef mg_limit_def mg_tier;
 
 /** The server-wide policy. */
 typedef struct mg_policy {
     apr_hash_t *tiers;        /**< name -> mg_tier* */
+    apr_hash_t *names;        /**< every tier and limit name -> mg_limit_def* */
+    apr_array_header_t *limits; /**< server-wide limits, mg_limit_def* */
 } mg_policy;
 
 mg_policy *mg_policy_create(apr_pool_t *p);
@@ -48,9 +73,45 @@ const char *mg_policy_parse_rate(apr_pool_t *p, const char *text,
                                  apr_uint64_t *quota, apr_int64_t *window);
 
 /**
- * Parse a tier definition: its name, rate and options ("burst=N").  The
- * burst defaults to the quota, so "10/min" admits 10 at once and then one
- * every 6 seconds.
+ * As mg_policy_parse_rate, and also "QUOTA/month" (month, months, mo): a
+ * calendar month, reported in *calendar (MG_CAL_MONTH, window 31 days);
+ * any other period gives MG_CAL_NONE.
+ */
+const char *mg_policy_parse_rate_ex(apr_pool_t *p, const char *text,
+                                    apr_uint64_t *quota, apr_int64_t *window,
+                                    mg_limit_calendar *calendar);
+
+/** Parse a zone for calendar windows: "UTC", "Z", "+HH:MM", "-HH", ...
+ *  into seconds east of UTC. */
+const char *mg_policy_parse_zone(apr_pool_t *p, const char *text,
+                                 apr_int32_t *offset);
+
+/** Parse a scope name (global, tier, tenant, key, route, ip). */
+const char *mg_policy_parse_scope(apr_pool_t *p, const char *text,
+                                  mg_scope *scope);
+
+/** The name of a scope. */
+const char *mg_policy_scope_name(mg_scope scope);
+
+/**
+ * Parse a limit: its name, scope, rate and options:
+ *   algorithm=token_bucket|leaky_bucket|fixed_window|sliding_log|
+ *             sliding_window|gcra   (default token_bucket)
+ *   burst=N        bucket size (token/leaky bucket, GCRA; default: quota)
+ *   delay=MS       leaky bucket: hold a request up to MS to conform
+ *   zone=+HH:MM    fixed window of a day or a month: calendar zone (UTC)
+ *   tiers=a,b      apply only to callers of these tiers
+ *   shadow         count and report, never reject
+ * @return NULL on success with *out set, else an error message.
+ */
+const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
+                                  mg_scope scope, const char *rate, int nopts,
+                                  const char *const *opts, mg_limit_def **out);
+
+/**
+ * Parse a tier definition: its name, rate and options, as a limit of scope
+ * key (tiers= is refused).  The burst defaults to the quota, so "10/min"
+ * admits 10 at once and then one every 6 seconds.
  * @return NULL on success with *out set, else an error message.
  */
 const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
@@ -59,6 +120,13 @@ const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
 
 /** Add a tier; refuses a second definition of the same name. */
 const char *mg_policy_add_tier(mg_policy *policy, mg_tier *tier);
+
+/** Add a server-wide limit; refuses a name already used by a tier or
+ *  limit. */
+const char *mg_policy_add_limit(mg_policy *policy, mg_limit_def *def);
+
+/** Does `def` apply to a caller of `tier`? */
+int mg_policy_limit_applies(const mg_limit_def *def, const char *tier);
 
 /** The tier called `name`, or NULL. */
 const mg_tier *mg_policy_tier(const mg_policy *policy, const char *name);

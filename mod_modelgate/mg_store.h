@@ -70,13 +70,13 @@ typedef struct mg_store_provider {
 
     /**
      * The atomic decision over `n` layers (at most MG_LIMIT_MAX_LAYERS).
-     * Safe to call from any thread of any child.  `now` is the gateway's
-     * monotonic clock (mg_clock.h); a store shared by several hosts uses a
-     * clock of its own (Redis TIME) instead.  On error `d` is undefined and the caller applies the
+     * Safe to call from any thread of any child.  `now` holds the
+     * gateway's monotonic and wall clocks (mg_clock.h); a store shared by
+     * several hosts uses a clock of its own (Redis TIME) instead.  On error `d` is undefined and the caller applies the
      * failure policy.
      */
     apr_status_t (*decide)(mg_store_instance *inst, server_rec *s,
-                           const mg_layer *layers, int n, apr_time_t now,
+                           const mg_layer *layers, int n, mg_now now,
                            mg_decision *d);
 
     /** Fill `info`; cheap enough for a metrics scrape. */

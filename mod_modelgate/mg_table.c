@@ -86,22 +86,41 @@ static apr_size_t header_bytes(void)
     return (sizeof(mg_table_header) + 63) & ~(apr_size_t)63;
 }
 
-apr_size_t mg_table_bytes(apr_uint32_t capacity)
+static apr_size_t entry_size_for(apr_size_t state_size)
+{
+    apr_size_t n = sizeof(mg_table_entry) - sizeof(mg_limit_state)
+                   + (state_size > sizeof(mg_limit_state)
+                      ? state_size : sizeof(mg_limit_state));
+    return (n + 7) & ~(apr_size_t)7;
+}
+
+apr_size_t mg_table_bytes_for(apr_uint32_t capacity, apr_size_t state_size)
 {
     return header_bytes()
-           + (apr_size_t)mg_table_capacity(capacity) * sizeof(mg_table_entry);
+           + (apr_size_t)mg_table_capacity(capacity) * entry_size_for(state_size);
+}
+
+apr_size_t mg_table_bytes(apr_uint32_t capacity)
+{
+    return mg_table_bytes_for(capacity, sizeof(mg_limit_state));
+}
+
+void mg_table_format_for(void *mem, apr_uint32_t capacity,
+                         apr_size_t state_size)
+{
+    mg_table_header *hdr = mem;
+
+    memset(mem, 0, mg_table_bytes_for(capacity, state_size));
+    hdr->nsets = nsets_for(capacity);
+    hdr->ways = MG_TABLE_WAYS;
+    hdr->entry_size = entry_size_for(state_size);
+    hdr->version = MG_TABLE_VERSION;
+    hdr->magic = MG_TABLE_MAGIC;
 }
 
 void mg_table_format(void *mem, apr_uint32_t capacity)
 {
-    mg_table_header *hdr = mem;
-
-    memset(mem, 0, mg_table_bytes(capacity));
-    hdr->nsets = nsets_for(capacity);
-    hdr->ways = MG_TABLE_WAYS;
-    hdr->entry_size = sizeof(mg_table_entry);
-    hdr->version = MG_TABLE_VERSION;
-    hdr->magic = MG_TABLE_MAGIC;
+    mg_table_format_for(mem, capacity, sizeof(mg_limit_state));
 }
 
 int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
@@ -110,15 +129,20 @@ int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
 
     if (size < header_bytes() || hdr->magic != MG_TABLE_MAGIC
         || hdr->version != MG_TABLE_VERSION || hdr->ways != MG_TABLE_WAYS
-        || hdr->entry_size != sizeof(mg_table_entry)
+        || hdr->entry_size < sizeof(mg_table_entry)
+        || hdr->entry_size % 8 != 0
         /* nsets * ways could wrap 32 bits; 0 sets would divide by zero */
         || hdr->nsets == 0
         || hdr->nsets > (size - header_bytes())
-                        / (MG_TABLE_WAYS * sizeof(mg_table_entry))) {
+                        / (MG_TABLE_WAYS * hdr->entry_size)) {
         return 0;
     }
     t->hdr = hdr;
-    t->entries = (mg_table_entry *)((char *)mem + header_bytes());
+    t->entries = (char *)mem + header_bytes();
+    t->entry_size = (apr_size_t)hdr->entry_size;
+    t->state_size = t->entry_size - (sizeof(mg_table_entry)
+                                     - sizeof(mg_limit_state));
+    t->logs = NULL;
     return 1;
 }
 
@@ -137,19 +161,25 @@ static int fp_empty(const mg_fingerprint *fp)
     return fp->hi == 0 && fp->lo == 0;
 }
 
-static mg_table_entry *set_of(mg_table *t, const mg_fingerprint *fp)
+static mg_table_entry *entry_at(mg_table *t, apr_size_t i)
 {
-    return t->entries + (apr_size_t)(fp->hi % t->hdr->nsets) * MG_TABLE_WAYS;
+    return (mg_table_entry *)(t->entries + i * t->entry_size);
+}
+
+static apr_size_t set_of(mg_table *t, const mg_fingerprint *fp)
+{
+    return (apr_size_t)(fp->hi % t->hdr->nsets) * MG_TABLE_WAYS;
 }
 
 static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
 {
-    mg_table_entry *set = set_of(t, fp);
+    apr_size_t base = set_of(t, fp);
     int i;
 
     for (i = 0; i < MG_TABLE_WAYS; i++) {
-        if (fp_equal(&set[i].fp, fp)) {
-            return &set[i];
+        mg_table_entry *e = entry_at(t, base + i);
+        if (fp_equal(&e->fp, fp)) {
+            return e;
         }
     }
     return NULL;
@@ -172,12 +202,12 @@ static int is_claimed(mg_table_entry *e, mg_table_entry **claimed, int n)
 static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
                              apr_time_t now, mg_table_entry **held, int nheld)
 {
-    mg_table_entry *set = set_of(t, fp), *empty = NULL, *expired = NULL;
-    mg_table_entry *lru = NULL, *victim;
+    apr_size_t base = set_of(t, fp);
+    mg_table_entry *empty = NULL, *expired = NULL, *lru = NULL, *victim;
     int i;
 
     for (i = 0; i < MG_TABLE_WAYS; i++) {
-        mg_table_entry *e = &set[i];
+        mg_table_entry *e = entry_at(t, base + i);
         if (is_claimed(e, held, nheld)) {
             continue;
         }
@@ -204,45 +234,66 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
     else {
         /* The other layers of this decision hold at most
          * MG_LIMIT_MAX_LAYERS - 1 < MG_TABLE_WAYS entries of the set (checked
-         * at compile time below), so lru is never NULL here. */
+         * at compile time above), so lru is never NULL here. */
         victim = lru;
         t->hdr->stats.evicted_live++;
     }
-    memset(victim, 0, sizeof(*victim));
+    memset(victim, 0, t->entry_size);
     victim->fp = *fp;
     t->hdr->stats.inserted++;
     return victim;
 }
 
-void mg_table_decide(mg_table *t, const mg_layer *layers, int n,
-                     apr_time_t now, mg_decision *d)
+/* A state blob big enough for any algorithm's state. */
+typedef union state_buf {
+    mg_limit_state head;
+    mg_limit_log_state log;
+} state_buf;
+
+apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
+                             mg_now now, mg_decision *d)
 {
-    static const mg_limit_state fresh;
+    static const state_buf fresh;
+    mg_table *tab[MG_LIMIT_MAX_LAYERS];
     mg_table_entry *found[MG_LIMIT_MAX_LAYERS];
-    mg_limit_state next[MG_LIMIT_MAX_LAYERS];
+    state_buf next[MG_LIMIT_MAX_LAYERS];
+    apr_time_t alg_now[MG_LIMIT_MAX_LAYERS];
     int i;
 
     if (n > MG_LIMIT_MAX_LAYERS) {
-        n = MG_LIMIT_MAX_LAYERS;
+        return APR_ENOSPC;
+    }
+    for (i = 0; i < n; i++) {
+        tab[i] = layers[i].spec->state_size <= t->state_size ? t : t->logs;
+        if (!tab[i] || layers[i].spec->state_size > tab[i]->state_size) {
+            return APR_ENOSPC;
+        }
     }
     d->nlayers = n;
     for (i = 0; i < n; i++) {
-        found[i] = find(t, &layers[i].fp);
-        mg_limit_decide(layers[i].spec, found[i] ? &found[i]->state : &fresh,
-                        now, layers[i].cost, &next[i], &d->layer[i]);
+        found[i] = find(tab[i], &layers[i].fp);
+        alg_now[i] = mg_limit_clock(layers[i].spec, &now);
+        mg_limit_decide(layers[i].spec,
+                        found[i] ? &found[i]->state : &fresh.head,
+                        alg_now[i], layers[i].cost, &next[i].head,
+                        &d->layer[i]);
     }
-    mg_limit_combine(d);
+    mg_limit_combine(layers, d);
     t->hdr->stats.decisions++;
     if (!d->allowed) {
-        return;
+        return APR_SUCCESS;
     }
     for (i = 0; i < n; i++) {
         mg_table_entry *e = found[i];
-        if (!e) {
-            e = found[i] = claim(t, &layers[i].fp, now, found, n);
+        if (!d->layer[i].allowed) {
+            continue;          /* a shadow layer: it consumes nothing */
         }
-        e->state = next[i];
-        e->touched = now;
-        e->expires = d->layer[i].expires;
+        if (!e) {
+            e = found[i] = claim(tab[i], &layers[i].fp, now.mono, found, n);
+        }
+        memcpy(&e->state, &next[i], layers[i].spec->state_size);
+        e->touched = now.mono;
+        e->expires = now.mono + (d->layer[i].expires - alg_now[i]);
     }
+    return APR_SUCCESS;
 }

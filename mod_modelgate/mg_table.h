@@ -26,12 +26,19 @@
 #define MG_TABLE_WAYS 8
 #define MG_TABLE_MAGIC 0x4d475442u   /* "MGTB" */
 /** Changes whenever the layout of the region changes. */
-#define MG_TABLE_VERSION 1u
+#define MG_TABLE_VERSION 2u
 
+/**
+ * An entry: 32 bytes of bookkeeping, then the counter's state.  In the
+ * standard table the state is one mg_limit_state (64 bytes an entry); a
+ * table for sliding logs has larger entries (hdr->entry_size), whose state
+ * continues past this struct.
+ */
 typedef struct mg_table_entry {
     mg_fingerprint fp;        /**< {0, 0}: empty */
-    apr_time_t touched;       /**< last decision that used it */
-    apr_time_t expires;       /**< state equals a fresh one from then on */
+    apr_time_t touched;       /**< last decision that used it (monotonic) */
+    apr_time_t expires;       /**< state equals a fresh one from then on
+                                   (monotonic) */
     mg_limit_state state;
 } mg_table_entry;
 
@@ -55,17 +62,28 @@ typedef struct mg_table_header {
 /** A process's handle on a table region. */
 typedef struct mg_table {
     mg_table_header *hdr;
-    mg_table_entry *entries;
+    char *entries;
+    apr_size_t entry_size;
+    apr_size_t state_size;    /**< the largest state an entry holds */
+    struct mg_table *logs;    /**< where counters with larger states go
+                                   (sliding logs); NULL if none */
 } mg_table;
 
 /** Bytes a table of at least `capacity` counters needs. */
 apr_size_t mg_table_bytes(apr_uint32_t capacity);
+
+/** The same, for states of up to `state_size` bytes. */
+apr_size_t mg_table_bytes_for(apr_uint32_t capacity, apr_size_t state_size);
 
 /** Capacity rounded up to whole sets. */
 apr_uint32_t mg_table_capacity(apr_uint32_t capacity);
 
 /** Format `mem` (mg_table_bytes(capacity) bytes) as an empty table. */
 void mg_table_format(void *mem, apr_uint32_t capacity);
+
+/** The same, for states of up to `state_size` bytes. */
+void mg_table_format_for(void *mem, apr_uint32_t capacity,
+                         apr_size_t state_size);
 
 /**
  * Attach to a formatted region.
@@ -80,11 +98,15 @@ mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
                                     const mg_limit_spec *spec);
 
 /**
- * Check every layer and, only if all allow, commit every layer: one atomic
- * decision when the caller holds the store's lock.  A rejected request
- * consumes from no layer and adds no entry.
+ * Check every layer and, only if all enforced layers allow, commit every
+ * layer that allowed: one atomic decision when the caller holds the store's
+ * lock.  A rejected request consumes from no layer and adds no entry; a
+ * shadow layer that would reject consumes nothing.  Layers whose state is
+ * larger than t's go to t->logs.
+ * @return APR_SUCCESS, or APR_ENOSPC if a layer's state fits no table (the
+ *         decision is then not made)
  */
-void mg_table_decide(mg_table *t, const mg_layer *layers, int n,
-                     apr_time_t now, mg_decision *d);
+apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
+                             mg_now now, mg_decision *d);
 
 #endif /* MG_TABLE_H */

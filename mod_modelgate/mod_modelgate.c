@@ -84,7 +84,7 @@ typedef struct canned_error {
 } canned_error;
 
 enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
-       CANNED_STORE_DOWN, CANNED_PROXY_FIRST };
+       CANNED_STORE_DOWN, CANNED_TOO_MANY_LAYERS, CANNED_PROXY_FIRST };
 
 static canned_error canned[] = {
     { HTTP_UNAUTHORIZED, "No API key provided: send it in the X-API-Key "
@@ -96,6 +96,8 @@ static canned_error canned[] = {
       MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
     { HTTP_SERVICE_UNAVAILABLE, "The gateway cannot check limits right now.",
       MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
+    { HTTP_INTERNAL_SERVER_ERROR, "More limits apply here than the gateway "
+      "can check at once.", MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
     /* From CANNED_PROXY_FIRST on: what mod_proxy's own failures become. */
     { HTTP_BAD_GATEWAY, "The model server could not be reached.",
       MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN, NULL },
@@ -188,14 +190,39 @@ static int refuse_credential(request_rec *r, int missing)
                                      : CANNED_INVALID_KEY);
 }
 
+/* Say which shadow layers would have refused this request: a log line at
+ * LogLevel info, a note for the access log and a response header. */
+static void report_shadow(request_rec *r, const mg_layer *layers,
+                          const mg_decision *d, const mg_key *key)
+{
+    const char *names = NULL;
+    int i;
+
+    for (i = 0; i < d->nlayers; i++) {
+        if (d->shadow_rejected & (1u << i)) {
+            names = names ? apr_pstrcat(r->pool, names, ", ", layers[i].policy,
+                                        NULL)
+                          : layers[i].policy;
+        }
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00203)
+                  "shadow limit(s) %s would have refused key '%s'", names,
+                  key->id);
+    apr_table_setn(r->notes, "modelgate-shadow", names);
+    apr_table_setn(r->err_headers_out, "X-Modelgate-Shadow-Rejected", names);
+}
+
 static int decide_limits(request_rec *r, mg_server_conf *sc,
-                         const mg_key *key)
+                         const mg_dir_conf *dc, const mg_key *key)
 {
     const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
-    mg_layer layer;
+    mg_layer layers[MG_LIMIT_MAX_LAYERS];
+    const mg_layer *b;
     mg_decision d;
     mg_headers h;
+    mg_now now;
     apr_status_t rv;
+    int n;
 
     if (!tier) {
         /* check_config refuses such key files; a key file is never
@@ -204,32 +231,47 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
                                 "The gateway has no tier for this key.",
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
-    layer.policy = tier->name;
-    layer.spec = &tier->spec;
-    layer.key = apr_pstrcat(r->pool, "key:", key->id, NULL);
-    layer.fp = mg_table_fingerprint(layer.key, strlen(layer.key), &tier->spec);
-    layer.cost = 1;
-
-    rv = sc->store->decide(sc->store_inst, r->server, &layer, 1,
-                           mg_clock_monotonic(), &d);
+    n = mg_layers_for_request(r, sc, dc, key, tier, layers);
+    if (n < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
+                      "more than %d limits apply to %s: refusing rather than "
+                      "leaving one out", MG_LIMIT_MAX_LAYERS, r->uri);
+        return respond_canned(r, CANNED_TOO_MANY_LAYERS);
+    }
+    now.mono = mg_clock_monotonic();
+    now.wall = r->request_time;
+    rv = sc->store->decide(sc->store_inst, r->server, layers, n, now, &d);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGLOGNO(00201)
                       "counter store '%s' failed to decide", sc->store->name);
         return respond_canned(r, CANNED_STORE_DOWN);
     }
-    mg_headers_build(r->pool, &layer, &d, &h);
+    mg_headers_build(r->pool, layers, &d, &h);
     set_limit_headers(r, &h);
+    if (d.shadow_rejected) {
+        report_shadow(r, layers, &d, key);
+    }
     if (!d.allowed) {
+        b = &layers[d.binding];
         apr_table_setn(r->notes, "modelgate-decision", "rejected");
+        apr_table_setn(r->notes, "modelgate-limit", b->policy);
         return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
             apr_psprintf(r->pool, "Rate limit reached for key '%s' on "
-                         "policy '%s': %s requests per %s seconds. Retry "
-                         "after %s seconds.", key->id, tier->name,
-                         h.x_limit, apr_ltoa(r->pool, (long)mg_headers_seconds(
-                             tier->spec.window)), h.retry_after),
+                         "policy '%s': %s requests per %" APR_INT64_T_FMT
+                         " seconds. Retry after %s seconds.", key->id,
+                         b->policy, h.x_limit,
+                         mg_headers_seconds(b->spec->window), h.retry_after),
             MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
     }
     apr_table_setn(r->notes, "modelgate-decision", "allowed");
+    if (d.delay > 0) {
+        /* A leaky bucket's queue: bounded by the limit's delay=, at most
+         * 60 s by configuration. */
+        apr_table_setn(r->notes, "modelgate-delay-ms",
+                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                    (apr_int64_t)(d.delay / 1000)));
+        apr_sleep(d.delay);
+    }
     return OK;
 }
 
@@ -257,7 +299,7 @@ static int mg_access_checker(request_rec *r)
     }
     mg_request_get(r)->key = key;
     mg_identity_announce(r, key);
-    return decide_limits(r, sc, key);
+    return decide_limits(r, sc, dc, key);
 }
 
 /* ---- routing: hand the request to mod_proxy ------------------------------ */

@@ -62,6 +62,8 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
     mg_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
     dc->enabled = MG_UNSET;
+    dc->cost = MG_UNSET;
+    dc->limits = apr_array_make(p, 2, sizeof(mg_limit_def *));
     return dc;
 }
 
@@ -72,6 +74,12 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     dc->enabled = add->enabled != MG_UNSET ? add->enabled : base->enabled;
     dc->route = add->route ? add->route : base->route;
+    dc->cost = add->cost != MG_UNSET ? add->cost : base->cost;
+    /* Limits accumulate: a nested section or .htaccess can add layers,
+     * never drop one, so it can only tighten. */
+    dc->limits = add->limits->nelts == 0 ? base->limits
+                 : base->limits->nelts == 0 ? add->limits
+                 : apr_array_append(p, base->limits, add->limits);
     return dc;
 }
 
@@ -137,7 +145,7 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
         return err;
     }
     if (argc < 2) {
-        return "ModelGateTier: expected NAME RATE [burst=N], e.g. "
+        return "ModelGateTier: expected NAME RATE [options], e.g. "
                "ModelGateTier free 10/min";
     }
     err = mg_policy_parse_tier(cmd->pool, argv[0], argv[1], argc - 2,
@@ -146,6 +154,65 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
         err = mg_policy_add_tier(sc->policy, tier);
     }
     return err ? apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL) : NULL;
+}
+
+/* ModelGateLimit NAME SCOPE RATE [options]: server-wide in the server
+ * configuration, else for the location (or .htaccess) it appears in. */
+static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
+                             char *const argv[])
+{
+    mg_server_conf *sc = server_conf(cmd);
+    mg_dir_conf *dc = dcv;
+    mg_limit_def *def;
+    mg_scope scope;
+    const char *err;
+
+    if (argc < 3) {
+        return "ModelGateLimit: expected NAME SCOPE RATE [options], e.g. "
+               "ModelGateLimit per-tenant tenant 1000/min";
+    }
+    if ((err = mg_policy_parse_scope(cmd->temp_pool, argv[1], &scope))
+        || (err = mg_policy_parse_limit(cmd->pool, argv[0], scope, argv[2],
+                                        argc - 3,
+                                        (const char *const *)argv + 3,
+                                        &def))) {
+        return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
+    }
+    if (cmd->path == NULL) {
+        if (cmd->server->is_virtual) {
+            return "ModelGateLimit: server-wide limits belong to the main "
+                   "server; inside a virtual host put them in a <Location>";
+        }
+        err = mg_policy_add_limit(sc->policy, def);
+        return err ? apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL)
+                   : NULL;
+    }
+    if (sc->policy->limits->nelts + dc->limits->nelts + 2
+        > MG_LIMIT_MAX_LAYERS) {
+        return apr_psprintf(cmd->pool, "ModelGateLimit: at most %d limit "
+                            "layers apply to a request (the tier's, the "
+                            "server-wide ones and the location's)",
+                            MG_LIMIT_MAX_LAYERS);
+    }
+    APR_ARRAY_PUSH(dc->limits, mg_limit_def *) = def;
+    return NULL;
+}
+
+static const char *cmd_cost(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    mg_dir_conf *dc = dcv;
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+
+    if (*end || end == arg || n < 1 || n > 1000000) {
+        return apr_psprintf(cmd->pool, "ModelGateCost: '%s' must be a whole "
+                            "number of units from 1 to 1000000", arg);
+    }
+    if (in_htaccess(cmd) && dc->cost != MG_UNSET && n < dc->cost) {
+        return "ModelGateCost: .htaccess may raise a cost, not lower it";
+    }
+    dc->cost = n;
+    return NULL;
 }
 
 static const char *cmd_keyfile(cmd_parms *cmd, void *dummy, const char *arg)
@@ -271,7 +338,13 @@ const command_rec mg_cmds[] = {
     AP_INIT_TAKE1("ModelGateRoute", cmd_route, NULL, ACCESS_CONF | OR_AUTHCFG,
         "the declared upstream (ModelGateUpstream) that serves this location"),
     AP_INIT_TAKE_ARGV("ModelGateTier", cmd_tier, NULL, RSRC_CONF,
-        "NAME RATE [burst=N]: a tier and its limit, e.g. free 10/min"),
+        "NAME RATE [options]: a tier and its per-key limit, e.g. free 10/min"),
+    AP_INIT_TAKE_ARGV("ModelGateLimit", cmd_limit, NULL,
+        RSRC_CONF | ACCESS_CONF | OR_AUTHCFG,
+        "NAME SCOPE RATE [options]: a limit layer; server-wide, or for this "
+        "location"),
+    AP_INIT_TAKE1("ModelGateCost", cmd_cost, NULL, ACCESS_CONF | OR_AUTHCFG,
+        "units a request here costs in every limit (default 1)"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
     AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,

@@ -54,6 +54,10 @@ typedef struct mg_server_conf {
 typedef struct mg_dir_conf {
     int enabled;              /**< MG_UNSET, 0 or 1 */
     const char *route;        /**< upstream name or NULL */
+    apr_array_header_t *limits; /**< mg_limit_def*: this location's limits
+                                   and its parents' (never fewer: .htaccess
+                                   and nested locations only add) */
+    apr_int64_t cost;         /**< units a request costs; MG_UNSET: 1 */
 } mg_dir_conf;
 
 /** What the module knows about one request, in r->request_config. */
@@ -81,6 +85,13 @@ void mg_identity_scrub(request_rec *r);
 const char *mg_identity_take_credential(request_rec *r, apr_size_t *len);
 /** Tell the upstream and the logs who the caller is. */
 void mg_identity_announce(request_rec *r, const mg_key *key);
+
+/* mod_modelgate_layers.c */
+/** Fill `layers` (MG_LIMIT_MAX_LAYERS) for this request; returns how many,
+ *  or -1 if more limits apply than a decision can take. */
+int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
+                          const mg_dir_conf *dc, const mg_key *key,
+                          const mg_tier *tier, mg_layer *layers);
 
 /* mod_modelgate_proxy.c */
 /** Make sure mod_proxy has a worker (a connection pool) for `url`. */

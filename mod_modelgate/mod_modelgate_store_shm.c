@@ -24,12 +24,19 @@
 #include "mg_table.h"
 
 #define SHM_DEFAULT_CAPACITY 65536u
+#define SHM_DEFAULT_LOGS     1024u
 #define SHM_MAX_CAPACITY     (64u * 1024 * 1024)
+#define SHM_MAX_LOGS         (1024u * 1024)
 #define SHM_RETAINED_KEY     "mod_modelgate:shm-store"
 
+/* One segment holds two tables: counters whose state is one
+ * mg_limit_state (every algorithm but the sliding log), and sliding logs,
+ * whose entries carry MG_LIMIT_LOG_MAX timestamps. */
 struct mg_store_instance {
     apr_uint32_t capacity;
+    apr_uint32_t logs_capacity;
     mg_table table;
+    mg_table logs;
     apr_global_mutex_t *mutex;
     apr_size_t bytes;
 };
@@ -38,8 +45,38 @@ struct mg_store_instance {
 typedef struct shm_retained {
     apr_shm_t *shm;
     apr_uint32_t capacity;
+    apr_uint32_t logs_capacity;
     apr_global_mutex_t *mutex;
 } shm_retained;
+
+static apr_size_t logs_offset(apr_uint32_t capacity)
+{
+    return (mg_table_bytes(capacity) + 63) & ~(apr_size_t)63;
+}
+
+static apr_size_t segment_bytes(apr_uint32_t capacity, apr_uint32_t logs)
+{
+    return logs_offset(capacity)
+           + mg_table_bytes_for(logs, sizeof(mg_limit_log_state));
+}
+
+/* "name=N" with min <= N <= max. */
+static const char *parse_count(apr_pool_t *p, const char *word,
+                               apr_size_t skip, apr_int64_t min,
+                               apr_int64_t max, apr_uint32_t *out)
+{
+    char *end;
+    apr_int64_t n = apr_strtoi64(word + skip, &end, 10);
+
+    if (*end || end == word + skip || n < min || n > max) {
+        return apr_psprintf(p, "%.*s must be a number of counters from %"
+                            APR_INT64_T_FMT " to %" APR_INT64_T_FMT
+                            ", not '%s'", (int)skip - 1, word, min, max,
+                            word + skip);
+    }
+    *out = (apr_uint32_t)n;
+    return NULL;
+}
 
 static const char *shm_create(mg_store_instance **instp, const char *args,
                               apr_pool_t *ptemp, apr_pool_t *p)
@@ -48,21 +85,23 @@ static const char *shm_create(mg_store_instance **instp, const char *args,
     const char *word;
 
     inst->capacity = SHM_DEFAULT_CAPACITY;
+    inst->logs_capacity = SHM_DEFAULT_LOGS;
     while (*(word = ap_getword_conf(ptemp, &args))) {
+        const char *err;
         if (!strncasecmp(word, "capacity=", 9)) {
-            char *end;
-            apr_int64_t n = apr_strtoi64(word + 9, &end, 10);
-            if (*end || n < MG_TABLE_WAYS || n > SHM_MAX_CAPACITY) {
-                return apr_psprintf(p, "capacity must be a number of "
-                                    "counters from %d to %u, not '%s'",
-                                    MG_TABLE_WAYS, SHM_MAX_CAPACITY,
-                                    word + 9);
-            }
-            inst->capacity = (apr_uint32_t)n;
+            err = parse_count(p, word, 9, MG_TABLE_WAYS, SHM_MAX_CAPACITY,
+                              &inst->capacity);
+        }
+        else if (!strncasecmp(word, "logs=", 5)) {
+            err = parse_count(p, word, 5, MG_TABLE_WAYS, SHM_MAX_LOGS,
+                              &inst->logs_capacity);
         }
         else {
-            return apr_psprintf(p, "unknown argument '%s' (known: "
-                                "capacity=N)", word);
+            err = apr_psprintf(p, "unknown argument '%s' (known: "
+                               "capacity=N, logs=N)", word);
+        }
+        if (err) {
+            return err;
         }
     }
     *instp = inst;
@@ -76,20 +115,24 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
     shm_retained *kept;
     apr_status_t rv;
     apr_uint32_t capacity = mg_table_capacity(inst->capacity);
+    apr_uint32_t logs = mg_table_capacity(inst->logs_capacity);
 
     kept = ap_retained_data_get(SHM_RETAINED_KEY);
     if (!kept) {
         kept = ap_retained_data_create(SHM_RETAINED_KEY, sizeof(*kept));
     }
-    if (kept->shm && kept->capacity != capacity) {
+    if (kept->shm && (kept->capacity != capacity
+                      || kept->logs_capacity != logs)) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGLOGNO(00101)
-                     "shm store: capacity changed from %u to %u counters, "
-                     "starting with empty counters", kept->capacity, capacity);
+                     "shm store: capacity changed from %u+%u to %u+%u "
+                     "counters, starting with empty counters",
+                     kept->capacity, kept->logs_capacity, capacity, logs);
         apr_shm_destroy(kept->shm);
         kept->shm = NULL;
     }
-    inst->bytes = mg_table_bytes(capacity);
+    inst->bytes = segment_bytes(capacity, logs);
     if (!kept->shm) {
+        char *base;
         rv = apr_shm_create(&kept->shm, inst->bytes, NULL, pproc);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGLOGNO(00102)
@@ -97,16 +140,24 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
                          " bytes of shared memory", inst->bytes);
             return rv;
         }
-        mg_table_format(apr_shm_baseaddr_get(kept->shm), capacity);
+        base = apr_shm_baseaddr_get(kept->shm);
+        mg_table_format(base, capacity);
+        mg_table_format_for(base + logs_offset(capacity), logs,
+                            sizeof(mg_limit_log_state));
         kept->capacity = capacity;
+        kept->logs_capacity = logs;
     }
     if (!mg_table_attach(&inst->table, apr_shm_baseaddr_get(kept->shm),
-                         apr_shm_size_get(kept->shm))) {
+                         logs_offset(capacity))
+        || !mg_table_attach(&inst->logs, (char *)apr_shm_baseaddr_get(kept->shm)
+                            + logs_offset(capacity),
+                            inst->bytes - logs_offset(capacity))) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, MGLOGNO(00103)
                      "shm store: shared memory does not hold a counter "
                      "table of this version");
         return APR_EGENERAL;
     }
+    inst->table.logs = &inst->logs;
     if (!kept->mutex) {
         rv = ap_global_mutex_create(&kept->mutex, NULL, MG_STORE_MUTEX_TYPE,
                                     NULL, s, pproc, 0);
@@ -116,9 +167,10 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
     }
     inst->mutex = kept->mutex;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, MGLOGNO(00104)
-                 "shm store: %u counters in %" APR_SIZE_T_FMT " bytes "
-                 "(%" APR_SIZE_T_FMT " bytes per counter)", capacity,
-                 inst->bytes, sizeof(mg_table_entry));
+                 "shm store: %u counters and %u sliding logs in %"
+                 APR_SIZE_T_FMT " bytes (%" APR_SIZE_T_FMT " bytes per "
+                 "counter, %" APR_SIZE_T_FMT " per log)", capacity, logs,
+                 inst->bytes, inst->table.entry_size, inst->logs.entry_size);
     return APR_SUCCESS;
 }
 
@@ -141,10 +193,10 @@ static apr_status_t shm_child_init(mg_store_instance *inst, server_rec *s,
 }
 
 static apr_status_t shm_decide(mg_store_instance *inst, server_rec *s,
-                               const mg_layer *layers, int n, apr_time_t now,
+                               const mg_layer *layers, int n, mg_now now,
                                mg_decision *d)
 {
-    apr_status_t rv;
+    apr_status_t rv, rv2;
 
     if (!inst->table.hdr) {
         return APR_EINIT;
@@ -152,8 +204,9 @@ static apr_status_t shm_decide(mg_store_instance *inst, server_rec *s,
     if ((rv = apr_global_mutex_lock(inst->mutex)) != APR_SUCCESS) {
         return rv;
     }
-    mg_table_decide(&inst->table, layers, n, now, d);
-    return apr_global_mutex_unlock(inst->mutex);
+    rv = mg_table_decide(&inst->table, layers, n, now, d);
+    rv2 = apr_global_mutex_unlock(inst->mutex);
+    return rv != APR_SUCCESS ? rv : rv2;
 }
 
 static void shm_info(mg_store_instance *inst, mg_store_info *info)
@@ -162,7 +215,8 @@ static void shm_info(mg_store_instance *inst, mg_store_info *info)
     if (!inst->table.hdr) {
         return;
     }
-    info->capacity = (apr_uint64_t)inst->table.hdr->nsets * MG_TABLE_WAYS;
+    info->capacity = (apr_uint64_t)inst->table.hdr->nsets * MG_TABLE_WAYS
+                     + (apr_uint64_t)inst->logs.hdr->nsets * MG_TABLE_WAYS;
     info->bytes = inst->bytes;
     /* Read without the lock: monotonic counters, a stale value is fine. */
     info->decisions = inst->table.hdr->stats.decisions;

@@ -221,7 +221,7 @@ class Gateway:
             LoadModule authz_core_module {mods}/mod_authz_core.so
             {proxy}
             LoadModule modelgate_module "{module}"
-            LogFormat "%h %{{MODELGATE_KEY_ID}}e %{{MODELGATE_TIER}}e \\"%r\\" %>s %{{modelgate-decision}}n %{{modelgate-upstream}}n" modelgate
+            LogFormat "%h %{{MODELGATE_KEY_ID}}e %{{MODELGATE_TIER}}e \\"%r\\" %>s %{{modelgate-decision}}n %{{modelgate-upstream}}n %{{modelgate-delay-ms}}n" modelgate
             CustomLog "{run}/access.log" modelgate
             DocumentRoot "{run}/htdocs"
             <Directory />
@@ -306,6 +306,16 @@ class Gateway:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def access_lines(self, count, timeout=10.0):
+        """The access log once it holds `count` lines: httpd writes a line
+        after the response has gone, so a client can be ahead of it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.read_log("access.log").splitlines()
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
 
     def allow_errors(self, *patterns):
         self.allowed_errors.extend(patterns)

@@ -47,7 +47,7 @@ def test_mg_005_01_good_configuration_passes(gateways):
     ("ModelGateTier gold 10/fortnight", "unknown period unit 'fortnight'"),
     ("ModelGateTier gold 0/min", "the quota must be a whole number"),
     ("ModelGateTier gold 10/min burst=0", "burst must be a whole number"),
-    ("ModelGateTier gold 10/min bust=5", "unknown tier option 'bust=5'"),
+    ("ModelGateTier gold 10/min bust=5", "unknown option 'bust=5'"),
     ("ModelGateTier gold", "ModelGateTier: expected NAME RATE"),
     ("ModelGateTier go/ld 10/min", "'go/ld' is not a valid tier name"),
     ("ModelGateTier free 20/min", "tier 'free' is already defined"),
@@ -129,7 +129,8 @@ def test_mg_005_09_upstream_needs_mod_proxy(gateways):
 
 @pytest.mark.parametrize("arg,message", [
     ("redis 127.0.0.1:6379", "no counter store called 'redis'"),
-    ("shm capacity=abc", "capacity must be a number of counters"),
+    ("shm capacity=abc", "capacity must be a number of counters from 8 to 67108864, not 'abc'"),
+    ("shm logs=1", "logs must be a number of counters from 8 to 1048576, not '1'"),
     ("shm size=10", "unknown argument 'size=10'"),
 ])
 def test_mg_005_10_bad_store(gateways, arg, message):

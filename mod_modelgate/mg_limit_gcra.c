@@ -1,0 +1,78 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_limit_gcra.c -- the generic cell rate algorithm (ITU-T I.371).
+ *
+ * GCRA keeps one number per counter: the theoretical arrival time (TAT) of
+ * the next conforming unit.  Each admitted unit pushes it one emission
+ * interval T = window/quota further; a request is admitted when the TAT it
+ * would leave is no more than the tolerance tau = burst * T ahead of now.
+ * That admits exactly what a token bucket of `burst` admits (the TAT's lead
+ * over now is the bucket's missing tokens), with a state that needs no
+ * refill step: Redis rate limiters use it for that reason.
+ *
+ * T is rarely a whole number of microseconds, so the TAT is kept as whole
+ * microseconds (stamp) plus a remainder in sub-units (level < refill_per_us):
+ * one microsecond is refill_per_us sub-units and one unit unit_scale
+ * sub-units, as in mg_limit_spec.
+ */
+#include "mg_limit.h"
+
+static apr_interval_time_t ceil_div_us(apr_uint64_t subunits,
+                                       apr_uint64_t per_us)
+{
+    return (apr_interval_time_t)((subunits + per_us - 1) / per_us);
+}
+
+MG_LIMIT_ALGORITHM(mg_limit_gcra)
+{
+    apr_uint64_t per_us = spec->refill_per_us;
+    apr_uint64_t lead = 0, add = cost * spec->unit_scale, after;
+    apr_time_t tat_us = now;
+    apr_uint64_t tat_rem = 0;
+
+    d->limit = spec->quota;
+    d->delay = 0;
+    *next = *state;
+    if (state->flags & MG_LIMIT_STATE_VALID) {
+        tat_us = state->stamp;
+        tat_rem = state->level;
+    }
+    if (tat_us > now || (tat_us == now && tat_rem > 0)) {
+        apr_uint64_t gap = (apr_uint64_t)(tat_us - now);
+        if (gap > spec->capacity / per_us + 1) {
+            /* Only a clock far behind the TAT gets here: everything is in
+             * the future, so nothing fits until the clock catches up. */
+            d->allowed = 0;
+            d->remaining = 0;
+            d->retry_after = (apr_interval_time_t)gap
+                             - (apr_interval_time_t)(spec->capacity / per_us);
+            d->reset = (apr_interval_time_t)gap;
+            d->expires = tat_us + 1;
+            return;
+        }
+        lead = gap * per_us + tat_rem;
+    }
+    if (cost <= spec->burst && lead + add <= spec->capacity) {
+        after = lead + add;
+        d->allowed = 1;
+        d->retry_after = 0;
+        next->flags = MG_LIMIT_STATE_VALID;
+        next->stamp = now + (apr_time_t)(after / per_us);
+        next->level = after % per_us;
+        next->aux = 0;
+        next->count = 0;
+    }
+    else {
+        after = lead;
+        d->allowed = 0;
+        if (cost <= spec->burst) {
+            d->retry_after = ceil_div_us(lead + add - spec->capacity, per_us);
+        }
+        else {
+            d->retry_after = lead ? ceil_div_us(lead, per_us) : spec->window;
+        }
+    }
+    d->remaining = (spec->capacity - after) / spec->unit_scale;
+    d->reset = ceil_div_us(after, per_us);
+    d->expires = now + d->reset;
+}

@@ -1,0 +1,80 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_layers.c -- which limit layers a request meets, and whose
+ * counter each one charges.
+ *
+ * In order: the caller's tier (per key), the server-wide limits, then the
+ * location's (with its parents' and .htaccess's).  A limit restricted with
+ * tiers= is skipped for other tiers.  The counter key is the scope, the
+ * limit's name and the subject the scope picks (nobody, tier, tenant, key
+ * id, route or client address); the store adds the limit's numbers.
+ */
+#include <apr_strings.h>
+#include <http_core.h>
+#include "mod_modelgate_private.h"
+#include "mg_table.h"
+
+static const char *subject_of(request_rec *r, const mg_dir_conf *dc,
+                              const mg_key *key, mg_scope scope)
+{
+    switch (scope) {
+    case MG_SCOPE_TIER:
+        return key->tier;
+    case MG_SCOPE_TENANT:
+        return key->tenant;
+    case MG_SCOPE_KEY:
+        return key->id;
+    case MG_SCOPE_ROUTE:
+        return dc->route ? dc->route : "";
+    case MG_SCOPE_IP:
+        /* mod_remoteip, when configured, has already replaced it with the
+         * client behind trusted proxies. */
+        return r->useragent_ip ? r->useragent_ip : "";
+    case MG_SCOPE_GLOBAL:
+    default:
+        return "";
+    }
+}
+
+static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
+                      const mg_limit_def *def, apr_uint64_t cost,
+                      mg_layer *layer)
+{
+    /* \x1f (unit separator) cannot occur in names or addresses. */
+    layer->key = apr_pstrcat(r->pool, mg_policy_scope_name(def->scope), "\x1f",
+                             def->name, "\x1f",
+                             subject_of(r, dc, key, def->scope), NULL);
+    layer->policy = def->name;
+    layer->spec = &def->spec;
+    layer->fp = mg_table_fingerprint(layer->key, strlen(layer->key),
+                                     &def->spec);
+    layer->cost = cost;
+    layer->shadow = def->shadow;
+}
+
+int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
+                          const mg_dir_conf *dc, const mg_key *key,
+                          const mg_tier *tier, mg_layer *layers)
+{
+    const apr_array_header_t *lists[2];
+    apr_uint64_t cost = dc->cost == MG_UNSET ? 1 : (apr_uint64_t)dc->cost;
+    int n = 0, l, i;
+
+    add_layer(r, dc, key, tier, cost, &layers[n++]);
+    lists[0] = sc->policy->limits;
+    lists[1] = dc->limits;
+    for (l = 0; l < 2; l++) {
+        for (i = 0; i < lists[l]->nelts; i++) {
+            const mg_limit_def *def = APR_ARRAY_IDX(lists[l], i,
+                                                    mg_limit_def *);
+            if (!mg_policy_limit_applies(def, key->tier)) {
+                continue;
+            }
+            if (n == MG_LIMIT_MAX_LAYERS) {
+                return -1;
+            }
+            add_layer(r, dc, key, def, cost, &layers[n++]);
+        }
+    }
+    return n;
+}
