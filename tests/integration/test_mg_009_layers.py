@@ -260,3 +260,37 @@ def test_mg_009_12_limit_config_errors(gateways, directive, message):
     assert code != 0
     assert message in out, out
     assert "ModelGateLimit" in out
+
+
+def test_mg_009_13_ip_scope_honours_trusted_proxies(gateways, backend):
+    """Client addresses come from httpd's mod_remoteip: X-Forwarded-For is
+    believed only from the proxies it trusts (IPv4 and IPv6 prefixes)."""
+    gw = start(gateways, backend, """
+        LoadModule remoteip_module %s/mod_remoteip.so
+        RemoteIPHeader X-Forwarded-For
+        RemoteIPInternalProxy 127.0.0.0/8 ::1/128
+        ModelGateTier free 10/min
+        ModelGateTier pro  100/min
+        ModelGateLimit per-address ip 2/min
+        """ % harness.HTTPD_MODDIR + location("/v1/"))
+
+    def via(addr):
+        return gw.chat(DEMO_KEY, extra={"X-Forwarded-For": addr}).status
+
+    assert [via("203.0.113.7") for _ in range(3)] == [200, 200, 429]
+    assert [via("2001:db8::1") for _ in range(3)] == [200, 200, 429]
+    # a forged hop before an untrusted one does not move the count: the
+    # rightmost untrusted address is the client
+    assert via("198.51.100.9, 203.0.113.7") == 429
+    assert via("203.0.113.8") == 200
+
+
+def test_mg_009_14_forwarded_for_ignored_without_trust(gateways, backend):
+    gw = start(gateways, backend, """
+        ModelGateTier free 10/min
+        ModelGateTier pro  100/min
+        ModelGateLimit per-address ip 2/min
+        """ + location("/v1/"))
+    statuses = [gw.chat(DEMO_KEY, extra={"X-Forwarded-For": "203.0.113.%d" % i}).status
+                for i in range(3)]
+    assert statuses == [200, 200, 429]
