@@ -94,10 +94,19 @@ static apr_size_t entry_size_for(apr_size_t state_size)
     return (n + 7) & ~(apr_size_t)7;
 }
 
+/* After the header, one 64-byte line of tags per set (the low word of each
+ * way's fingerprint, 0 when empty): a lookup reads that line and then only
+ * the entry whose tag matches, two cache lines instead of eight. */
+static apr_size_t tags_bytes(apr_uint32_t nsets)
+{
+    return (apr_size_t)nsets * MG_TABLE_WAYS * sizeof(apr_uint64_t);
+}
+
 apr_size_t mg_table_bytes_for(apr_uint32_t capacity, apr_size_t state_size)
 {
-    return header_bytes()
-           + (apr_size_t)mg_table_capacity(capacity) * entry_size_for(state_size);
+    apr_uint32_t nsets = nsets_for(capacity);
+    return header_bytes() + tags_bytes(nsets)
+           + (apr_size_t)nsets * MG_TABLE_WAYS * entry_size_for(state_size);
 }
 
 apr_size_t mg_table_bytes(apr_uint32_t capacity)
@@ -134,11 +143,13 @@ int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
         /* nsets * ways could wrap 32 bits; 0 sets would divide by zero */
         || hdr->nsets == 0
         || hdr->nsets > (size - header_bytes())
-                        / (MG_TABLE_WAYS * hdr->entry_size)) {
+                        / (MG_TABLE_WAYS * (hdr->entry_size
+                                            + sizeof(apr_uint64_t)))) {
         return 0;
     }
     t->hdr = hdr;
-    t->entries = (char *)mem + header_bytes();
+    t->tags = (apr_uint64_t *)((char *)mem + header_bytes());
+    t->entries = (char *)t->tags + tags_bytes(hdr->nsets);
     t->entry_size = (apr_size_t)hdr->entry_size;
     t->state_size = t->entry_size - (sizeof(mg_table_entry)
                                      - sizeof(mg_limit_state));
@@ -174,12 +185,15 @@ static apr_size_t set_of(mg_table *t, const mg_fingerprint *fp)
 static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
 {
     apr_size_t base = set_of(t, fp);
+    const apr_uint64_t *tags = t->tags + base;
     int i;
 
     for (i = 0; i < MG_TABLE_WAYS; i++) {
-        mg_table_entry *e = entry_at(t, base + i);
-        if (fp_equal(&e->fp, fp)) {
-            return e;
+        if (tags[i] == fp->lo) {
+            mg_table_entry *e = entry_at(t, base + i);
+            if (fp_equal(&e->fp, fp)) {
+                return e;
+            }
         }
     }
     return NULL;
@@ -240,6 +254,7 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
     }
     memset(victim, 0, t->entry_size);
     victim->fp = *fp;
+    t->tags[((char *)victim - t->entries) / t->entry_size] = fp->lo;
     t->hdr->stats.inserted++;
     return victim;
 }

@@ -26,7 +26,7 @@
 #define MG_TABLE_WAYS 8
 #define MG_TABLE_MAGIC 0x4d475442u   /* "MGTB" */
 /** Changes whenever the layout of the region changes. */
-#define MG_TABLE_VERSION 2u
+#define MG_TABLE_VERSION 3u
 
 /**
  * An entry: 32 bytes of bookkeeping, then the counter's state.  In the
@@ -62,6 +62,7 @@ typedef struct mg_table_header {
 /** A process's handle on a table region. */
 typedef struct mg_table {
     mg_table_header *hdr;
+    apr_uint64_t *tags;       /**< per way: fp.lo of its entry, 0 if empty */
     char *entries;
     apr_size_t entry_size;
     apr_size_t state_size;    /**< the largest state an entry holds */

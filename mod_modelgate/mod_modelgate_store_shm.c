@@ -170,7 +170,8 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
                  "shm store: %u counters and %u sliding logs in %"
                  APR_SIZE_T_FMT " bytes (%" APR_SIZE_T_FMT " bytes per "
                  "counter, %" APR_SIZE_T_FMT " per log)", capacity, logs,
-                 inst->bytes, inst->table.entry_size, inst->logs.entry_size);
+                 inst->bytes, inst->table.entry_size + sizeof(apr_uint64_t),
+                 inst->logs.entry_size + sizeof(apr_uint64_t));
     return APR_SUCCESS;
 }
 
