@@ -194,7 +194,8 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
                                 || nearer_to_limit(l, &d->layer[d->binding]))) {
             d->binding = i;
         }
-        if (l->delay > d->delay) {
+        if (l->delay > d->delay && !layers[i].shadow) {
+            /* A shadow layer reports; it never holds the request. */
             d->delay = l->delay;
         }
     }

@@ -160,8 +160,8 @@ const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
                                apr_uint64_t quota, apr_int64_t window,
                                apr_uint64_t burst);
 
-/** Align a window algorithm to the calendar in a zone `utc_offset`
- *  seconds east of UTC.  Only for fixed and sliding windows. */
+/** Align a fixed window to the calendar in a zone `utc_offset` seconds
+ *  east of UTC (a sliding window over calendar months is refused). */
 const char *mg_limit_spec_calendar(mg_limit_spec *spec,
                                    mg_limit_calendar calendar,
                                    apr_int32_t utc_offset);
@@ -216,7 +216,7 @@ typedef struct mg_decision {
     unsigned shadow_rejected; /**< bit i: shadow layer i would have
                                    rejected (it consumed nothing) */
     apr_interval_time_t delay; /**< hold the request this long (the longest
-                                   delay any layer asks) */
+                                   delay an enforced layer asks) */
     mg_limit_decision layer[MG_LIMIT_MAX_LAYERS];
 } mg_decision;
 

@@ -63,6 +63,7 @@ static void take(const mg_limit_spec *spec, apr_uint64_t level,
                  int allowed, mg_limit_state *next, mg_limit_decision *d)
 {
     d->limit = spec->quota;
+    d->delay = 0;             /* the leaky bucket's queue sets it after */
     next->flags = MG_LIMIT_STATE_VALID;
     next->count = 0;
     next->aux = 0;
@@ -146,8 +147,12 @@ MG_LIMIT_ALGORITHM(mg_limit_leaky_bucket)
         d->delay = wait;
     }
     else if (spec->max_delay > 0 && wait > spec->max_delay
-             && d->retry_after < wait - spec->max_delay) {
-        /* Fits in the bucket but not in the time one may wait. */
+             && (fits(spec, level, cost)
+                 || d->retry_after < wait - spec->max_delay)) {
+        /* Fits in the bucket but not in the time one may wait: the queue
+         * must shrink to max_delay (`wait` already counts a clock step
+         * back; take() offered only that step).  Or fits in neither: the
+         * longer of the two waits. */
         d->retry_after = wait - spec->max_delay;
     }
 }

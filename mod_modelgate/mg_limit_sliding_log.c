@@ -64,6 +64,11 @@ MG_LIMIT_ALGORITHM(mg_limit_sliding_log)
     out->head.level = count;
     out->head.stamp = 0;
     d->remaining = q - count;
+    /* Whole again once the newest entry kept has left (`newest` is only
+     * the stamp new entries get: it is `now` when nothing was added). */
+    if (count > 0) {
+        newest = out->t[(oldest + count - 1) % q];
+    }
     d->reset = count ? newest + w - now : 0;
     d->expires = count ? newest + w : now;
 }

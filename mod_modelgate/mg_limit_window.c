@@ -151,8 +151,10 @@ MG_LIMIT_ALGORITHM(mg_limit_sliding_window)
         d->retry_after = w;
     }
     else if (cur + cost <= q) {
-        /* Later in this window the previous one weighs little enough. */
-        d->retry_after = share_fits_at(prev, q - cur - cost, w) - e;
+        /* Later in this window the previous one weighs little enough.
+         * From the caller's clock: after a step back it is before the
+         * window's start (e is then 0), and that time counts too. */
+        d->retry_after = start + share_fits_at(prev, q - cur - cost, w) - now;
     }
     else {
         /* Not before the next window, where this one is the previous. */

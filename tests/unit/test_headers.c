@@ -46,9 +46,15 @@ static const mg_decision *request(req *r, apr_time_t now)
         mg_limit_decide(r->layers[i].spec, &r->states[i], now,
                         r->layers[i].cost, &next[i], &r->d.layer[i]);
     }
-    mg_limit_combine(&r->d);
+    mg_limit_combine(r->layers, &r->d);
     if (r->d.allowed) {
-        memcpy(r->states, next, sizeof(next[0]) * (apr_size_t)r->n);
+        /* Commit the layers that allowed (a shadow layer that would have
+         * rejected consumes nothing), as mg_table_decide does. */
+        for (i = 0; i < r->n; i++) {
+            if (r->d.layer[i].allowed) {
+                r->states[i] = next[i];
+            }
+        }
     }
     return &r->d;
 }
@@ -326,7 +332,7 @@ static void test_no_layers(void **state)
 
     memset(&d, 0, sizeof(d));
     d.nlayers = 0;
-    mg_limit_combine(&d);
+    mg_limit_combine(NULL, &d);       /* no layers: none is read */
     memset(&h, 0x5a, sizeof(h));
     mg_headers_build(p, NULL, &d, &h);
     assert_null(h.policy);

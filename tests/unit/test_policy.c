@@ -81,12 +81,12 @@ static void test_parse_rate_errors(void **state)
     rate_err(p, "10min", "'10min' is not a rate: expected '/' after the "
                          "quota (as in 10/min)");
     rate_err(p, "10/", "'10/' is not a rate: unknown period unit '' (use "
-                       "s, min, h or day)");
+                       "s, min, h, day or month)");
     rate_err(p, "0/min", "'0/min' is not a rate: the quota must be a whole "
                          "number from 1 to 10^12 (as in 10/min)");
     rate_err(p, "10/fortnight", "'10/fortnight' is not a rate: unknown "
-                                "period unit 'fortnight' (use s, min, h or "
-                                "day)");
+                                "period unit 'fortnight' (use s, min, h, "
+                                "day or month)");
     rate_err(p, "-1/min", "'-1/min' is not a rate: the quota must be a "
                           "whole number from 1 to 10^12 (as in 10/min)");
     rate_err(p, "+1/min", "'+1/min' is not a rate: the quota must be a "
@@ -115,19 +115,19 @@ static void test_parse_rate_errors(void **state)
              "(as in 10/min)");
     /* Trailing garbage. */
     rate_err(p, "10/min ", "'10/min ' is not a rate: unknown period unit "
-                           "'min ' (use s, min, h or day)");
+                           "'min ' (use s, min, h, day or month)");
     rate_err(p, "10/minx", "'10/minx' is not a rate: unknown period unit "
-                           "'minx' (use s, min, h or day)");
+                           "'minx' (use s, min, h, day or month)");
     rate_err(p, "10/min/2", "'10/min/2' is not a rate: unknown period unit "
-                            "'min/2' (use s, min, h or day)");
+                            "'min/2' (use s, min, h, day or month)");
     rate_err(p, "10/1.5s", "'10/1.5s' is not a rate: unknown period unit "
-                           "'.5s' (use s, min, h or day)");
+                           "'.5s' (use s, min, h, day or month)");
     rate_err(p, "10x/min", "'10x/min' is not a rate: expected '/' after "
                            "the quota (as in 10/min)");
     rate_err(p, "10/ min", "'10/ min' is not a rate: unknown period unit "
-                           "' min' (use s, min, h or day)");
+                           "' min' (use s, min, h, day or month)");
     rate_err(p, "10/-1s", "'10/-1s' is not a rate: unknown period unit "
-                          "'-1s' (use s, min, h or day)");
+                          "'-1s' (use s, min, h, day or month)");
 }
 
 /* ---- names ------------------------------------------------------------------ */
@@ -245,25 +245,28 @@ static void test_parse_tier_errors(void **state)
     tier_err(p, "free", "10/min", "burst=0",
              "'burst=0': burst must be a whole number from 1 to 10^12");
     tier_err(p, "free", "10/min", "burst=",
-             "'burst=': burst must be a whole number from 1 to 10^12");
+             "'burst=': expected a whole number up to 1000000000000");
     tier_err(p, "free", "10/min", "burst=abc",
-             "'burst=abc': burst must be a whole number from 1 to 10^12");
+             "'burst=abc': expected a whole number up to 1000000000000");
     tier_err(p, "free", "10/min", "burst=5x",
-             "'burst=5x': burst must be a whole number from 1 to 10^12");
+             "'burst=5x': expected a whole number up to 1000000000000");
     tier_err(p, "free", "10/min", "burst=-1",
-             "'burst=-1': burst must be a whole number from 1 to 10^12");
+             "'burst=-1': expected a whole number up to 1000000000000");
     tier_err(p, "free", "10/min", "burst= 5",
-             "'burst= 5': burst must be a whole number from 1 to 10^12");
+             "'burst= 5': expected a whole number up to 1000000000000");
     tier_err(p, "free", "10/min", "burst=1000000000001",
-             "'burst=1000000000001': burst must be a whole number from 1 "
-             "to 10^12");
+             "'burst=1000000000001': expected a whole number up to "
+             "1000000000000");
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
-             "unknown tier option 'rate=5' (known: burst=N)");
+             "unknown option 'rate=5' (known: algorithm=, burst=, "
+             "delay=, zone=, tiers=, shadow)");
     tier_err(p, "free", "10/min", "burst",
-             "unknown tier option 'burst' (known: burst=N)");
+             "unknown option 'burst' (known: algorithm=, burst=, "
+             "delay=, zone=, tiers=, shadow)");
     tier_err(p, "free", "10/min", "",
-             "unknown tier option '' (known: burst=N)");
+             "unknown option '' (known: algorithm=, burst=, "
+             "delay=, zone=, tiers=, shadow)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
@@ -282,10 +285,10 @@ static void test_parse_tier_errors(void **state)
     /* Bad rates come through as they are. */
     tier_err(p, "free", "10/fortnight", NULL,
              "'10/fortnight' is not a rate: unknown period unit 'fortnight' "
-             "(use s, min, h or day)");
+             "(use s, min, h, day or month)");
     /* A burst the arithmetic cannot hold under this window. */
     tier_err(p, "slow", "1/366d", "burst=145837",
-             "tier 'slow': burst and window are too large together for "
+             "'slow': burst and window are too large together for "
              "exact arithmetic: lower the burst or pick a quota that "
              "divides the window more evenly");
     {
@@ -310,7 +313,8 @@ static void test_policy_tiers(void **state)
     assert_null(mg_policy_add_tier(policy, free1));
     assert_null(mg_policy_add_tier(policy, pro));
     assert_string_equal(mg_policy_add_tier(policy, free2),
-                        "tier 'free' is already defined");
+                        "tier 'free' is already defined (tiers and "
+                        "server-wide limits share one set of names)");
     /* The first definition stays. */
     assert_ptr_equal(mg_policy_tier(policy, "free"), free1);
     assert_int_equal(mg_policy_tier(policy, "free")->spec.quota, 10);

@@ -35,12 +35,19 @@ static mg_layer mk_layer(const char *policy, const mg_limit_spec *spec,
 {
     mg_layer l;
 
+    memset(&l, 0, sizeof(l));           /* enforced: shadow = 0 */
     l.policy = policy;
     l.spec = spec;
     l.key = key;
     l.fp = mg_table_fingerprint(key, strlen(key), spec);
     l.cost = cost;
     return l;
+}
+
+/* Entry i of the table (entries are t->entry_size bytes apart). */
+static mg_table_entry *entry_at(const mg_table *t, apr_uint32_t i)
+{
+    return (mg_table_entry *)(t->entries + (apr_size_t)i * t->entry_size);
 }
 
 /* The entry holding `fp`, searched over the whole table. */
@@ -50,8 +57,11 @@ static mg_table_entry *entry_of(mg_table *t, const mg_fingerprint *fp)
     mg_table_entry *e = NULL;
 
     for (i = 0; i < table_entries(t); i++) {
-        if (t->entries[i].fp.hi == fp->hi && t->entries[i].fp.lo == fp->lo) {
-            e = &t->entries[i];
+        mg_table_entry *x = entry_at(t, i);
+        /* The tag line mirrors the entries: fp.lo, or 0 when empty. */
+        assert_int_equal(t->tags[i], x->fp.lo);
+        if (x->fp.hi == fp->hi && x->fp.lo == fp->lo) {
+            e = x;
             found++;
         }
     }
@@ -65,16 +75,26 @@ static int used_entries(const mg_table *t)
     int n = 0;
 
     for (i = 0; i < table_entries(t); i++) {
-        n += t->entries[i].fp.hi != 0 || t->entries[i].fp.lo != 0;
+        const mg_table_entry *x = entry_at(t, i);
+        assert_int_equal(t->tags[i], x->fp.lo);
+        n += x->fp.hi != 0 || x->fp.lo != 0;
     }
     return n;
+}
+
+/* mg_table_decide on one instant of both clocks; it must succeed. */
+static void decide(mg_table *t, const mg_layer *layers, int n, apr_time_t now,
+                   mg_decision *d)
+{
+    assert_int_equal(mg_table_decide(t, layers, n, mg_now_at(now), d),
+                     APR_SUCCESS);
 }
 
 static mg_decision decide1(mg_table *t, const mg_layer *l, apr_time_t now)
 {
     mg_decision d;
 
-    mg_table_decide(t, l, 1, now, &d);
+    decide(t, l, 1, now, &d);
     return d;
 }
 
@@ -109,16 +129,20 @@ static void test_capacity_and_bytes(void **state)
     assert_int_equal(mg_table_capacity(64u * 1024 * 1024),
                      64u * 1024 * 1024);
 
-    /* The header takes one 64-byte line; then whole sets of entries.  The
-     * entry size is part of the shared memory layout: changing it must
-     * come with a new MG_TABLE_VERSION. */
-    assert_int_equal(sizeof(mg_table_entry), 56);
-    assert_int_equal(MG_TABLE_VERSION, 1);
-    assert_int_equal(mg_table_bytes(1), 64 + 8 * sizeof(mg_table_entry));
-    assert_int_equal(mg_table_bytes(8), 64 + 8 * sizeof(mg_table_entry));
-    assert_int_equal(mg_table_bytes(9), 64 + 16 * sizeof(mg_table_entry));
+    /* The header takes one 64-byte line; then one 64-byte line of tags
+     * per set (8 bytes a way); then whole sets of entries.  The entry size
+     * is part of the shared memory layout: changing it must come with a
+     * new MG_TABLE_VERSION. */
+    assert_int_equal(sizeof(mg_table_entry), 64);
+    assert_int_equal(sizeof(mg_limit_state), 32);
+    assert_int_equal(MG_TABLE_VERSION, 3);
+    assert_int_equal(mg_table_bytes(1), 64 + 64 + 8 * sizeof(mg_table_entry));
+    assert_int_equal(mg_table_bytes(8), 64 + 64 + 8 * sizeof(mg_table_entry));
+    assert_int_equal(mg_table_bytes(9),
+                     64 + 2 * 64 + 16 * sizeof(mg_table_entry));
     assert_int_equal(mg_table_bytes(65536),
-                     64 + (apr_size_t)65536 * sizeof(mg_table_entry));
+                     64 + (apr_size_t)8192 * 64
+                     + (apr_size_t)65536 * sizeof(mg_table_entry));
 }
 
 static void test_format_attach(void **state)
@@ -138,7 +162,12 @@ static void test_format_attach(void **state)
     memset(&t, 0, sizeof(t));
     assert_int_equal(mg_table_attach(&t, mem, size), 1);
     assert_ptr_equal(t.hdr, mem);
-    assert_ptr_equal((unsigned char *)t.entries, mem + 64);
+    /* 13 sets: 13 lines of tags, then the entries. */
+    assert_ptr_equal((unsigned char *)t.tags, mem + 64);
+    assert_ptr_equal((unsigned char *)t.entries, mem + 64 + 13 * 64);
+    assert_int_equal(t.entry_size, sizeof(mg_table_entry));
+    assert_int_equal(t.state_size, sizeof(mg_limit_state));
+    assert_null(t.logs);
     assert_int_equal(t.hdr->magic, MG_TABLE_MAGIC);
     assert_int_equal(t.hdr->version, MG_TABLE_VERSION);
     assert_int_equal(t.hdr->nsets, 13);                /* 100 -> 104 */
@@ -151,7 +180,9 @@ static void test_format_attach(void **state)
     assert_int_equal(used_entries(&t), 0);
     for (i = 0; i < 104; i++) {
         static const mg_table_entry zero;
-        assert_memory_equal(&t.entries[i], &zero, sizeof(zero));
+        assert_memory_equal(entry_at(&t, (apr_uint32_t)i), &zero,
+                            sizeof(zero));
+        assert_int_equal(t.tags[i], 0);
     }
 
     /* A bigger region is fine; a smaller one is not. */
@@ -176,8 +207,18 @@ static void test_format_attach(void **state)
     ((mg_table_header *)mem)->ways = 4;
     assert_int_equal(mg_table_attach(&t2, mem, size), 0);
     mg_table_format(mem, 100);
-    ((mg_table_header *)mem)->entry_size = 64;
+    /* Entry sizes: smaller than an entry, not a multiple of 8, or larger
+     * than the region holds for its sets (13 sets of 8 tags and 8 entries
+     * of 72 bytes need 64 + 13 * 640 bytes, more than the 64 + 13 * 576
+     * there are). */
+    ((mg_table_header *)mem)->entry_size = 56;
     assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    ((mg_table_header *)mem)->entry_size = 68;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    ((mg_table_header *)mem)->entry_size = 72;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 0);
+    ((mg_table_header *)mem)->entry_size = 64;
+    assert_int_equal(mg_table_attach(&t2, mem, size), 1);
     /* Zeroed memory is no table. */
     memset(mem, 0, size);
     assert_int_equal(mg_table_attach(&t2, mem, size), 0);
@@ -286,7 +327,7 @@ static void test_multi_layer_atomic(void **state)
     layers[1] = mk_layer("tenant", &tenant_spec, "tenant:acme", 1);
 
     for (i = 0; i < 3; i++) {
-        mg_table_decide(t, layers, 2, MG_T0, &d);
+        decide(t, layers, 2, MG_T0, &d);
         assert_true(d.allowed);
         assert_int_equal(d.nlayers, 2);
         assert_int_equal(d.layer[0].remaining, 9 - i);
@@ -302,7 +343,7 @@ static void test_multi_layer_atomic(void **state)
     assert_int_equal(t->hdr->stats.inserted, 2);
 
     for (i = 0; i < 50; i++) {
-        mg_table_decide(t, layers, 2, MG_T0 + i * MG_MSEC(100), &d);
+        decide(t, layers, 2, MG_T0 + i * MG_MSEC(100), &d);
         assert_false(d.allowed);
         assert_int_equal(d.binding, 1);
         assert_false(d.layer[1].allowed);
@@ -321,14 +362,14 @@ static void test_multi_layer_atomic(void **state)
     /* The same with the layers the other way round. */
     other[0] = layers[1];
     other[1] = layers[0];
-    mg_table_decide(t, other, 2, MG_T0 + MG_SEC(10), &d);
+    decide(t, other, 2, MG_T0 + MG_SEC(10), &d);
     assert_false(d.allowed);
     assert_int_equal(d.binding, 0);
     assert_int_equal(ke->state.level, 7 * 6000000);
 
     /* 20 s on, the tenant has one unit: admitted, and now the key layer is
      * charged once.  Key: 42e6 + 20e6 capped at 60e6, less 6e6 = 54e6. */
-    mg_table_decide(t, layers, 2, MG_T0 + MG_SEC(20), &d);
+    decide(t, layers, 2, MG_T0 + MG_SEC(20), &d);
     assert_true(d.allowed);
     assert_int_equal(d.layer[0].remaining, 9);
     assert_int_equal(d.layer[1].remaining, 0);
@@ -362,10 +403,10 @@ static void test_rejected_request_adds_no_entry(void **state)
     a[1] = mk_layer("tenant", &tenant_spec, "tenant:acme", 1);
     b[0] = mk_layer("free", &spec, "key:b", 1);
     b[1] = a[1];
-    mg_table_decide(t, a, 2, MG_T0, &d);
+    decide(t, a, 2, MG_T0, &d);
     assert_true(d.allowed);
     assert_int_equal(t->hdr->stats.inserted, 2);
-    mg_table_decide(t, b, 2, MG_T0 + MG_SEC(1), &d);
+    decide(t, b, 2, MG_T0 + MG_SEC(1), &d);
     assert_false(d.allowed);
     assert_int_equal(t->hdr->stats.inserted, 2);
     assert_int_equal(used_entries(t), 2);
@@ -492,7 +533,7 @@ static void test_eviction_spares_own_layers(void **state)
      * the new key needs an entry. */
     two[0] = mk_layer("p", &live, "key:new", 1);
     two[1] = old[0];
-    mg_table_decide(t, two, 2, MG_T0 + MG_SEC(1), &d);
+    decide(t, two, 2, MG_T0 + MG_SEC(1), &d);
     assert_true(d.allowed);
     assert_non_null(entry_of(t, &old[0].fp));
     assert_null(entry_of(t, &old[1].fp));
@@ -509,7 +550,7 @@ static void test_eviction_spares_own_layers(void **state)
     for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
         fresh[i] = mk_layer("p", &live, apr_psprintf(p, "key:fresh%d", i), 1);
     }
-    mg_table_decide(t, fresh, MG_LIMIT_MAX_LAYERS, MG_T0 + MG_SEC(2), &d);
+    decide(t, fresh, MG_LIMIT_MAX_LAYERS, MG_T0 + MG_SEC(2), &d);
     assert_true(d.allowed);
     assert_int_equal(d.nlayers, MG_LIMIT_MAX_LAYERS);
     for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
@@ -544,7 +585,7 @@ static void test_eviction_spares_own_expired_layer(void **state)
         assert_true(decide1(t, &o, MG_T0 + i).allowed);
     }
     two[0] = mk_layer("p", &live, "key:new", 1);
-    mg_table_decide(t, two, 2, MG_T0 + MG_SEC(5), &d);
+    decide(t, two, 2, MG_T0 + MG_SEC(5), &d);
     assert_true(d.allowed);
     assert_non_null(entry_of(t, &two[0].fp));
     assert_non_null(entry_of(t, &two[1].fp));

@@ -45,6 +45,7 @@ static void assert_decision_equal(const mg_limit_decision *a,
     assert_int_equal(a->remaining, b->remaining);
     assert_int_equal(a->reset, b->reset);
     assert_int_equal(a->retry_after, b->retry_after);
+    assert_int_equal(a->delay, b->delay);
     assert_int_equal(a->expires, b->expires);
 }
 
@@ -53,8 +54,9 @@ static void assert_state_equal(const mg_limit_state *a,
 {
     assert_int_equal(a->level, b->level);
     assert_int_equal(a->stamp, b->stamp);
+    assert_int_equal(a->aux, b->aux);
     assert_int_equal(a->flags, b->flags);
-    assert_int_equal(a->reserved, b->reserved);
+    assert_int_equal(a->count, b->count);
 }
 
 /* ---- mg_limit_spec_init ----------------------------------------------------- */
@@ -184,9 +186,10 @@ static void test_fresh_state_is_full(void **state)
     assert_true(d.allowed);
     assert_int_equal(d.remaining, 0);
 
-    /* A set `flags` without VALID still means fresh, whatever `level`. */
+    /* A set `flags` without VALID still means fresh, whatever `level`,
+     * `aux` and `count`. */
     {
-        mg_limit_state odd = { 0, MG_T0 - MG_DAY(1), 0, 0 };
+        mg_limit_state odd = { 0, MG_T0 - MG_DAY(1), 77, 0x2u, 5 };
         mg_limit_decide(&spec, &odd, MG_T0, 10, &next, &d);
         assert_true(d.allowed);
         assert_int_equal(d.remaining, 0);
@@ -196,8 +199,15 @@ static void test_fresh_state_is_full(void **state)
     {
         mg_limit_decision d2;
         mg_limit_state next2;
+        /* Poison both: every field of the answer and the state is set by
+         * the algorithm itself, also when called directly. */
+        memset(&d, 0xab, sizeof(d));
+        memset(&d2, 0xcd, sizeof(d2));
+        memset(&next, 0xab, sizeof(next));
+        memset(&next2, 0xcd, sizeof(next2));
         mg_limit_decide(&spec, &fresh, MG_T0, 3, &next, &d);
         mg_limit_token_bucket(&spec, &fresh, MG_T0, 3, &next2, &d2);
+        assert_int_equal(d2.delay, 0);
         assert_decision_equal(&d, &d2);
         assert_state_equal(&next, &next2);
     }
@@ -819,6 +829,7 @@ static void ref_decide(ref_bucket *b, apr_time_t now, apr_uint64_t cost,
         }
     }
     d->limit = b->quota;
+    d->delay = 0;                       /* a token bucket never holds */
     if (cost <= b->burst && level >= (u128)cost * (u128)b->window) {
         level -= (u128)cost * (u128)b->window;
         d->allowed = 1;
@@ -975,6 +986,10 @@ static void test_random_trace_vs_reference(void **state)
 
 /* ---- mg_limit_combine -------------------------------------------------------- */
 
+/* Enforced layers only (shadow = 0); the combination reads nothing else of
+ * them.  Shadow layers are covered in test_algorithms.c. */
+static const mg_layer no_shadow[MG_LIMIT_MAX_LAYERS];
+
 static mg_limit_decision ld(int allowed, apr_uint64_t limit,
                             apr_uint64_t remaining,
                             apr_interval_time_t retry_after)
@@ -996,9 +1011,11 @@ static void test_combine_zero_layers(void **state)
     (void)state;
     memset(&d, 0xab, sizeof(d));
     d.nlayers = 0;
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, -1);
+    assert_int_equal(d.shadow_rejected, 0);
+    assert_int_equal(d.delay, 0);
 }
 
 static void test_combine_all_allow(void **state)
@@ -1009,7 +1026,7 @@ static void test_combine_all_allow(void **state)
     memset(&d, 0, sizeof(d));
     d.nlayers = 1;
     d.layer[0] = ld(1, 10, 0, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 0);
 
@@ -1018,7 +1035,7 @@ static void test_combine_all_allow(void **state)
     d.layer[0] = ld(1, 100, 50, 0);
     d.layer[1] = ld(1, 100, 2, 0);
     d.layer[2] = ld(1, 10, 5, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 1);
 
@@ -1026,13 +1043,13 @@ static void test_combine_all_allow(void **state)
     d.nlayers = 2;
     d.layer[0] = ld(1, 10, 1, 0);
     d.layer[1] = ld(1, 1000, 9, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 1);
 
     /* Equal shares: the first keeps it. */
     d.layer[0] = ld(1, 10, 5, 0);
     d.layer[1] = ld(1, 100, 50, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 0);
 
     /* The last layer can be binding. */
@@ -1043,7 +1060,7 @@ static void test_combine_all_allow(void **state)
             d.layer[i] = ld(1, 10, (apr_uint64_t)(MG_LIMIT_MAX_LAYERS - i), 0);
         }
     }
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, MG_LIMIT_MAX_LAYERS - 1);
 }
 
@@ -1058,7 +1075,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = ld(1, 10, 0, 0);
     d.layer[1] = ld(0, 100, 0, MG_SEC(1));
     d.layer[2] = ld(1, 10, 0, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 1);
 
@@ -1068,7 +1085,7 @@ static void test_combine_rejections(void **state)
     d.layer[1] = ld(1, 10, 0, 0);
     d.layer[2] = ld(0, 3, 0, MG_SEC(20));
     d.layer[3] = ld(0, 1000, 0, MG_SEC(7));
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 2);
 
@@ -1077,7 +1094,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = ld(0, 10, 0, MG_SEC(6));
     d.layer[1] = ld(1, 10, 0, 0);
     d.layer[2] = ld(1, 10, 1, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 0);
 
@@ -1086,7 +1103,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = ld(1, 10, 0, 0);
     d.layer[1] = ld(0, 10, 0, MG_SEC(6));
     d.layer[2] = ld(0, 10, 0, MG_SEC(6));
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 1);
 
     /* An allowing layer nearer its limit after a rejection does not steal
@@ -1094,7 +1111,7 @@ static void test_combine_rejections(void **state)
     d.nlayers = 2;
     d.layer[0] = ld(0, 10, 5, MG_SEC(6));
     d.layer[1] = ld(1, 10, 0, 0);
-    mg_limit_combine(&d);
+    mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 0);
 }
 
