@@ -14,12 +14,33 @@ apr_int64_t mg_headers_seconds(apr_interval_time_t usec)
     return (usec + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
 }
 
+const char *mg_headers_policy_item(apr_pool_t *p, const char *name,
+                                   const mg_limit_spec *spec)
+{
+    return apr_psprintf(p, "\"%s\";q=%" APR_UINT64_T_FMT ";w=%"
+                        APR_INT64_T_FMT, name, spec->quota,
+                        mg_headers_seconds(spec->window));
+}
+
+/* Decimal text of v: on every request, so no format string is parsed. */
+static const char *u64_text(apr_pool_t *p, apr_uint64_t v)
+{
+    char buf[24], *s = buf + sizeof(buf);
+
+    *--s = '\0';
+    do {
+        *--s = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return apr_pstrmemdup(p, s, (apr_size_t)(buf + sizeof(buf) - 1 - s));
+}
+
 void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
                       const mg_decision *d, mg_headers *h)
 {
     const mg_limit_decision *b;
-    const char *policy = NULL;
-    apr_int64_t t;
+    const mg_layer *bl;
+    const char *t;
     int i;
 
     memset(h, 0, sizeof(*h));
@@ -27,27 +48,27 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
         return;
     }
     for (i = 0; i < d->nlayers; i++) {
-        const char *item = apr_psprintf(p, "\"%s\";q=%" APR_UINT64_T_FMT
-                                        ";w=%" APR_INT64_T_FMT,
-                                        layers[i].policy,
-                                        layers[i].spec->quota,
-                                        mg_headers_seconds(layers[i].spec->window));
-        policy = policy ? apr_pstrcat(p, policy, ", ", item, NULL) : item;
+        const char *item = layers[i].policy_item
+                           ? layers[i].policy_item
+                           : mg_headers_policy_item(p, layers[i].policy,
+                                                    layers[i].spec);
+        h->policy = h->policy ? apr_pstrcat(p, h->policy, ", ", item, NULL)
+                              : item;
     }
-    h->policy = policy;
 
+    bl = &layers[d->binding];
     b = &d->layer[d->binding];
-    t = mg_headers_seconds(d->allowed ? b->reset : b->retry_after);
-    h->ratelimit = apr_psprintf(p, "\"%s\";r=%" APR_UINT64_T_FMT
-                                ";t=%" APR_INT64_T_FMT,
-                                layers[d->binding].policy, b->remaining, t);
-    h->x_limit = apr_psprintf(p, "%" APR_UINT64_T_FMT, b->limit);
-    h->x_remaining = apr_psprintf(p, "%" APR_UINT64_T_FMT, b->remaining);
-    h->x_reset = apr_psprintf(p, "%" APR_INT64_T_FMT, t);
+    t = u64_text(p, (apr_uint64_t)mg_headers_seconds(d->allowed ? b->reset
+                                                     : b->retry_after));
+    h->x_remaining = u64_text(p, b->remaining);
+    h->ratelimit = apr_pstrcat(p, "\"", bl->policy, "\";r=", h->x_remaining,
+                               ";t=", t, NULL);
+    h->x_limit = bl->limit_text ? bl->limit_text : u64_text(p, b->limit);
+    h->x_reset = t;
     if (!d->allowed) {
-        h->retry_after = apr_psprintf(p, "%" APR_INT64_T_FMT, t);
-        h->retry_after_ms = apr_psprintf(p, "%" APR_INT64_T_FMT,
-                                         (b->retry_after + 999) / 1000);
+        h->retry_after = t;
+        h->retry_after_ms = u64_text(p, (apr_uint64_t)
+                                     ((b->retry_after + 999) / 1000));
         h->should_retry = b->retry_after > MG_HEADERS_RETRY_HORIZON
                           ? "false" : "true";
     }

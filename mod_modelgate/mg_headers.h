@@ -31,6 +31,10 @@ typedef struct mg_headers {
     const char *should_retry;    /**< x-should-retry; NULL when allowed */
 } mg_headers;
 
+/** The RateLimit-Policy item of a limit: "name";q=Q;w=W. */
+const char *mg_headers_policy_item(apr_pool_t *p, const char *name,
+                                   const mg_limit_spec *spec);
+
 /** Whole seconds, rounded up: a client that waits that long is on time. */
 apr_int64_t mg_headers_seconds(apr_interval_time_t usec);
 

@@ -7,6 +7,8 @@
 #include <apr_lib.h>
 #include <openssl/sha.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
 #include "mg_keys.h"
 #include "mg_policy.h"
 
@@ -16,11 +18,39 @@
  * constant time. */
 #define BUCKET_KEY_LEN 8
 
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* OpenSSL 3's SHA256() looks the algorithm up in its provider registry on
+ * every call, which costs more than hashing a key.  It is fetched once, in
+ * the parent while the key file is read, and shared by every child and
+ * thread (a fetched EVP_MD is immutable). */
+static EVP_MD *sha256_md;
+
+static void fetch_sha256(void)
+{
+    if (!sha256_md) {
+        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+}
+
+void mg_keys_digest(const char *key, apr_size_t len,
+                    unsigned char digest[MG_KEYS_DIGEST_LEN])
+{
+    if (!sha256_md
+        || !EVP_Digest(key, len, digest, NULL, sha256_md, NULL)) {
+        SHA256((const unsigned char *)key, len, digest);
+    }
+}
+#else
+static void fetch_sha256(void)
+{
+}
+
 void mg_keys_digest(const char *key, apr_size_t len,
                     unsigned char digest[MG_KEYS_DIGEST_LEN])
 {
     SHA256((const unsigned char *)key, len, digest);
 }
+#endif
 
 void mg_keys_digest_hex(const unsigned char digest[MG_KEYS_DIGEST_LEN],
                         char hex[2 * MG_KEYS_DIGEST_LEN + 1])
@@ -148,6 +178,7 @@ const char *mg_keys_parse(apr_pool_t *p, const char *source,
         return apr_psprintf(p, "%s line %d: holds a NUL byte, not a key "
                             "file", source, lineno);
     }
+    fetch_sha256();
     ring->source = apr_pstrdup(p, source);
     ring->keys = apr_array_make(p, 16, sizeof(mg_key *));
     ring->buckets = apr_hash_make(p);

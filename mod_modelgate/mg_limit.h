@@ -198,10 +198,14 @@ typedef struct mg_fingerprint {
 typedef struct mg_layer {
     const char *policy;       /**< policy name, shown in RateLimit headers */
     const mg_limit_spec *spec;
-    const char *key;          /**< counter key, e.g. "key:demo" */
-    mg_fingerprint fp;        /**< counter identity for fixed-size stores */
+    const char *key;          /**< counter key for stores that want text;
+                                   may be NULL (fp identifies the counter) */
+    mg_fingerprint fp;        /**< counter identity */
     apr_uint64_t cost;        /**< units this request consumes */
     int shadow;               /**< counts and reports, never rejects */
+    const char *policy_item;  /**< this layer's RateLimit-Policy item, made
+                                   once per limit; NULL: formatted per call */
+    const char *limit_text;   /**< the quota as text, likewise */
 } mg_layer;
 
 /** The combined decision over every layer that applies to a request. */

@@ -42,6 +42,11 @@ typedef struct mg_limit_def {
     int shadow;               /**< counts and reports, never rejects */
     apr_array_header_t *tiers; /**< only for callers of these tiers
                                    (const char *); NULL: for everybody */
+    /* Made once when the configuration is read, so a request does not:
+     * the counter fingerprint's own part, and the header texts. */
+    mg_fingerprint fp_base;
+    const char *policy_item;  /**< "name";q=Q;w=W */
+    const char *quota_text;   /**< Q */
 } mg_limit_def;
 
 typedef mg_limit_def mg_tier;

@@ -67,6 +67,21 @@ mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
     return fp;
 }
 
+mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
+                                            const char *subject,
+                                            apr_size_t len)
+{
+    static const apr_uint64_t seed_hi = APR_UINT64_C(0xa4093822299f31d0);
+    static const apr_uint64_t seed_lo = APR_UINT64_C(0x082efa98ec4e6c89);
+    mg_fingerprint fp;
+
+    fp.hi = mix64(base->hi ^ hash64((const unsigned char *)subject, len,
+                                    seed_hi));
+    fp.lo = mix64(base->lo + hash64((const unsigned char *)subject, len,
+                                    seed_lo)) | 1;
+    return fp;
+}
+
 /* ---- layout ------------------------------------------------------------ */
 
 static apr_uint32_t nsets_for(apr_uint32_t capacity)

@@ -98,6 +98,14 @@ int mg_table_attach(mg_table *t, void *mem, apr_size_t size);
 mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
                                     const mg_limit_spec *spec);
 
+/** The fingerprint of one subject's counter (a key id, a tenant, an
+ *  address) under a limit whose own part, `base` (its scope, name and
+ *  numbers through mg_table_fingerprint), was computed once: per request
+ *  only the subject is hashed. */
+mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
+                                            const char *subject,
+                                            apr_size_t len);
+
 /**
  * Check every layer and, only if all enforced layers allow, commit every
  * layer that allowed: one atomic decision when the caller holds the store's

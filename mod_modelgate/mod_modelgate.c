@@ -150,6 +150,21 @@ static apr_status_t json_error_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
 static void insert_error_filter(request_rec *r)
 {
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
+    int i;
+
+    /* mod_proxy answers a dead or silent upstream with an httpd error
+     * page; make those JSON like every other answer of the API.  Done
+     * here, on the error path only, not on every routed request. */
+    if (req && req->upstream && !json_error_pending(r)) {
+        for (i = CANNED_PROXY_FIRST; i < CANNED_COUNT; i++) {
+            if (canned[i].status == r->status) {
+                respond_canned(r, i);
+                break;
+            }
+        }
+    }
     if (json_error_pending(r)) {
         ap_add_output_filter(MG_JSON_ERROR_FILTER, NULL, r, r->connection);
     }
@@ -310,7 +325,6 @@ static int route_request(request_rec *r, const mg_dir_conf *dc)
                                               &modelgate_module);
     mg_request *req = mg_request_get(r);
     const mg_upstream *up = mg_upstream_get(sc, dc->route);
-    int i;
 
     if (!up) {
         /* Only a .htaccess could name it, and its parser refuses that. */
@@ -318,11 +332,6 @@ static int route_request(request_rec *r, const mg_dir_conf *dc)
     }
     req->upstream = up;
     apr_table_setn(r->notes, "modelgate-upstream", up->name);
-    /* mod_proxy answers a dead or silent upstream with an httpd error
-     * page; make those JSON like every other answer of the API. */
-    for (i = CANNED_PROXY_FIRST; i < CANNED_COUNT; i++) {
-        respond_canned(r, i);
-    }
     mg_proxy_hand_off(r, up);
     return OK;
 }

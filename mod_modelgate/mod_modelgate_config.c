@@ -151,6 +151,7 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
     err = mg_policy_parse_tier(cmd->pool, argv[0], argv[1], argc - 2,
                                (const char *const *)argv + 2, &tier);
     if (!err) {
+        mg_layers_prepare(cmd->pool, tier);
         err = mg_policy_add_tier(sc->policy, tier);
     }
     return err ? apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL) : NULL;
@@ -178,6 +179,7 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                                         &def))) {
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
+    mg_layers_prepare(cmd->pool, def);
     if (cmd->path == NULL) {
         if (cmd->server->is_virtual) {
             return "ModelGateLimit: server-wide limits belong to the main "

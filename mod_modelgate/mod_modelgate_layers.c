@@ -7,7 +7,8 @@
  * location's (with its parents' and .htaccess's).  A limit restricted with
  * tiers= is skipped for other tiers.  The counter key is the scope, the
  * limit's name and the subject the scope picks (nobody, tier, tenant, key
- * id, route or client address); the store adds the limit's numbers.
+ * id, route or client address) with the limit's numbers; all but the
+ * subject is hashed once, when the configuration is read.
  */
 #include <apr_strings.h>
 #include <http_core.h>
@@ -36,20 +37,32 @@ static const char *subject_of(request_rec *r, const mg_dir_conf *dc,
     }
 }
 
+void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def)
+{
+    /* \x1f (unit separator) cannot occur in names. */
+    const char *own = apr_pstrcat(p, mg_policy_scope_name(def->scope), "\x1f",
+                                  def->name, NULL);
+
+    def->fp_base = mg_table_fingerprint(own, strlen(own), &def->spec);
+    def->policy_item = mg_headers_policy_item(p, def->name, &def->spec);
+    def->quota_text = apr_psprintf(p, "%" APR_UINT64_T_FMT, def->spec.quota);
+}
+
 static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
                       const mg_limit_def *def, apr_uint64_t cost,
                       mg_layer *layer)
 {
-    /* \x1f (unit separator) cannot occur in names or addresses. */
-    layer->key = apr_pstrcat(r->pool, mg_policy_scope_name(def->scope), "\x1f",
-                             def->name, "\x1f",
-                             subject_of(r, dc, key, def->scope), NULL);
+    const char *subject = subject_of(r, dc, key, def->scope);
+
+    layer->key = NULL;
     layer->policy = def->name;
     layer->spec = &def->spec;
-    layer->fp = mg_table_fingerprint(layer->key, strlen(layer->key),
-                                     &def->spec);
+    layer->fp = mg_table_fingerprint_subject(&def->fp_base, subject,
+                                             strlen(subject));
     layer->cost = cost;
     layer->shadow = def->shadow;
+    layer->policy_item = def->policy_item;
+    layer->limit_text = def->quota_text;
 }
 
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,

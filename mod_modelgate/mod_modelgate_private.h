@@ -87,6 +87,8 @@ const char *mg_identity_take_credential(request_rec *r, apr_size_t *len);
 void mg_identity_announce(request_rec *r, const mg_key *key);
 
 /* mod_modelgate_layers.c */
+/** Make the per-limit texts and hashes requests use (at config time). */
+void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def);
 /** Fill `layers` (MG_LIMIT_MAX_LAYERS) for this request; returns how many,
  *  or -1 if more limits apply than a decision can take. */
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,

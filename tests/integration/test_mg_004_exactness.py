@@ -66,11 +66,12 @@ def test_mg_004_01_burst_admits_exactly_b(gateways, backend, mpm):
 
 
 def test_mg_004_02_mutex_directive_applies(gateways, backend):
-    """The store's lock is httpd's "modelgate-store" mutex: `Mutex` picks
-    its mechanism and place, and the limit stays exact with it."""
+    """With lock=httpd the store's lock is httpd's "modelgate-store" mutex:
+    `Mutex` picks its mechanism and place, and the limit stays exact."""
     backend.reset()
     gw = gateways("mutex", backend_port=backend.port)
-    gw.write_conf(GATEWAY.format(conf=harness.CONF_EXAMPLES, backend=backend.port)
+    gw.write_conf("ModelGateStore shm lock=httpd\n"
+                  + GATEWAY.format(conf=harness.CONF_EXAMPLES, backend=backend.port)
                   + 'Mutex flock:%s/locks modelgate-store\n' % gw.rundir)
     os.makedirs(os.path.join(gw.rundir, "locks"), exist_ok=True)
     gw.start()

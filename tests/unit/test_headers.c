@@ -398,6 +398,29 @@ static void test_error_escaping(void **state)
                         "\"param\":null,\"code\":\"c\\\\d\"}}\n");
 }
 
+static void test_precomputed_texts(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec spec = mg_test_spec(10, MG_MIN(1), 10);
+    req r;
+    const mg_decision *d;
+    mg_headers h;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &spec);
+    /* Texts made once per limit (mg_layers_prepare) are used verbatim. */
+    assert_string_equal(mg_headers_policy_item(p, "free", &spec),
+                        "\"free\";q=10;w=60");
+    r.layers[0].policy_item = "\"free\";q=10;w=60;precomputed";
+    r.layers[0].limit_text = "ten";
+    d = request(&r, MG_T0);
+    mg_headers_build(p, r.layers, d, &h);
+    assert_string_equal(h.policy, "\"free\";q=10;w=60;precomputed");
+    assert_string_equal(h.x_limit, "ten");
+    assert_string_equal(h.ratelimit, "\"free\";r=9;t=6");
+    assert_string_equal(h.x_remaining, "9");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +432,7 @@ int main(void)
         MG_TEST(test_multi_layer),
         MG_TEST(test_policy_window_rounding),
         MG_TEST(test_no_layers),
+        MG_TEST(test_precomputed_texts),
         MG_TEST(test_error_simple),
         MG_TEST(test_error_escaping),
     };

@@ -748,6 +748,30 @@ static void test_changed_limit_starts_fresh(void **state)
     assert_int_equal(t->hdr->stats.inserted, 2);
 }
 
+static void test_subject_fingerprints(void **state)
+{
+    mg_limit_spec a = mg_test_spec(10, MG_MIN(1), 10);
+    mg_limit_spec b = mg_test_spec(20, MG_MIN(1), 20);
+    mg_fingerprint base_a = mg_table_fingerprint("key\x1f" "free", 8, &a);
+    mg_fingerprint base_b = mg_table_fingerprint("key\x1f" "free", 8, &b);
+    mg_fingerprint x1 = mg_table_fingerprint_subject(&base_a, "demo", 4);
+    mg_fingerprint x2 = mg_table_fingerprint_subject(&base_a, "demo", 4);
+    mg_fingerprint y = mg_table_fingerprint_subject(&base_a, "demp", 4);
+    mg_fingerprint z = mg_table_fingerprint_subject(&base_b, "demo", 4);
+    mg_fingerprint e = mg_table_fingerprint_subject(&base_a, "", 0);
+
+    (void)state;
+    /* the same subject under the same limit is the same counter */
+    assert_true(x1.hi == x2.hi && x1.lo == x2.lo);
+    /* another subject, or the same subject under other numbers, is not */
+    assert_false(x1.hi == y.hi && x1.lo == y.lo);
+    assert_false(x1.hi == z.hi && x1.lo == z.lo);
+    /* never the empty marker, even for an empty subject */
+    assert_true(x1.lo & 1);
+    assert_true(e.lo & 1);
+    assert_false(e.hi == base_a.hi && e.lo == base_a.lo);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -764,6 +788,7 @@ int main(void)
         MG_TEST(test_expiry_boundary),
         MG_TEST(test_live_key_kept_while_room),
         MG_TEST(test_fingerprints),
+        MG_TEST(test_subject_fingerprints),
         MG_TEST(test_changed_limit_starts_fresh),
     };
 
