@@ -68,6 +68,8 @@ typedef struct mg_limit_spec {
                                    be held to conform; 0 makes it a meter */
     mg_limit_calendar calendar;    /**< fixed window: align to days/months */
     apr_int32_t utc_offset;   /**< seconds east of UTC of the calendar */
+    const struct mg_zone *zone; /**< a named zone (mg_zone.h) instead of
+                                   utc_offset; NULL: the fixed offset */
     /* derived: one unit is `unit_scale` sub-units and the bucket gains
      * `refill_per_us` sub-units every microsecond.  With g = gcd(quota,
      * window): unit_scale = window / g, refill_per_us = quota / g, so the

@@ -11,6 +11,7 @@
  */
 #include <apr_time.h>
 #include "mg_limit.h"
+#include "mg_zone.h"
 
 #ifndef __SIZEOF_INT128__
 #error "the sliding window counter needs 128-bit integers (gcc or clang on a 64-bit target)"
@@ -41,21 +42,39 @@ static void month_bounds(apr_time_t t, apr_time_t *start, apr_time_t *end)
     apr_time_exp_gmt_get(end, &tm);
 }
 
-/* The window of `spec` that contains `t`. */
+/* Local calendar time of `t`, as microseconds since a local epoch. */
+static apr_time_t to_local(const mg_limit_spec *spec, apr_time_t t)
+{
+    apr_int32_t off = spec->zone ? mg_zone_offset(spec->zone, t)
+                                 : spec->utc_offset;
+    return t + (apr_time_t)off * APR_USEC_PER_SEC;
+}
+
+static apr_time_t to_utc(const mg_limit_spec *spec, apr_time_t local)
+{
+    return spec->zone ? mg_zone_to_utc(spec->zone, local)
+                      : local - (apr_time_t)spec->utc_offset * APR_USEC_PER_SEC;
+}
+
+/* The window of `spec` that contains `t`.  Calendar windows run from local
+ * midnight to local midnight, so a day is 23 or 25 hours when daylight
+ * saving time begins or ends in it. */
 static void window_bounds(const mg_limit_spec *spec, apr_time_t t,
                           apr_time_t *start, apr_time_t *end)
 {
-    apr_time_t off = (apr_time_t)spec->utc_offset * APR_USEC_PER_SEC;
+    apr_time_t local, ls, le;
 
     switch (spec->calendar) {
     case MG_CAL_MONTH:
-        month_bounds(t + off, start, end);
-        *start -= off;
-        *end -= off;
+        month_bounds(to_local(spec, t), &ls, &le);
+        *start = to_utc(spec, ls);
+        *end = to_utc(spec, le);
         break;
     case MG_CAL_DAY:
-        *start = floor_div(t + off, DAY_US) * DAY_US - off;
-        *end = *start + DAY_US;
+        local = to_local(spec, t);
+        ls = floor_div(local, DAY_US) * DAY_US;
+        *start = to_utc(spec, ls);
+        *end = to_utc(spec, ls + DAY_US);
         break;
     case MG_CAL_NONE:
     default:

@@ -6,6 +6,7 @@
 #include <apr_lib.h>
 #include <strings.h>
 #include "mg_policy.h"
+#include "mg_zone.h"
 
 mg_policy *mg_policy_create(apr_pool_t *p)
 {
@@ -168,9 +169,9 @@ const char *mg_policy_parse_zone(apr_pool_t *p, const char *text,
     *offset = sign * (apr_int32_t)(hh * 3600 + mm * 60);
     return NULL;
 bad:
-    return apr_psprintf(p, "'%s' is not a zone: use UTC or an offset such "
-                        "as +02:00 or -05:00 (named zones with daylight "
-                        "saving time are not supported)", text);
+    return apr_psprintf(p, "'%s' is not a zone offset: use UTC or an "
+                        "offset such as +02:00 or -05:00, or a zone name "
+                        "such as Europe/Berlin", text);
 }
 
 static const char *const scope_names[] = {
@@ -220,6 +221,7 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
     mg_limit_calendar calendar;
     mg_limit_algo algo = MG_ALGO_TOKEN_BUCKET;
     apr_int32_t zone = 0;
+    mg_zone *named = NULL;
     int zoned = 0, delayed = 0;
     mg_limit_def *def;
     const char *err;
@@ -262,7 +264,14 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
             delayed = 1;
         }
         else if (!strncasecmp(opt, "zone=", 5)) {
-            if ((err = mg_policy_parse_zone(p, opt + 5, &zone))) {
+            const char *v = opt + 5;
+            if (*v == '+' || *v == '-' || !strcasecmp(v, "UTC")
+                || !strcasecmp(v, "Z") || !strcasecmp(v, "GMT")) {
+                if ((err = mg_policy_parse_zone(p, v, &zone))) {
+                    return err;
+                }
+            }
+            else if ((err = mg_zone_load(p, v, apr_time_now(), &named))) {
                 return err;
             }
             zoned = 1;
@@ -308,6 +317,9 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
         else {
             err = mg_limit_spec_calendar(&def->spec, MG_CAL_DAY, zone);
         }
+    }
+    if (!err && named) {
+        def->spec.zone = named;
     }
     if (!err && delayed) {
         err = mg_limit_spec_delay(&def->spec,

@@ -104,7 +104,8 @@ const char *mg_policy_scope_name(mg_scope scope);
  *             sliding_window|gcra   (default token_bucket)
  *   burst=N        bucket size (token/leaky bucket, GCRA; default: quota)
  *   delay=MS       leaky bucket: hold a request up to MS to conform
- *   zone=+HH:MM    fixed window of a day or a month: calendar zone (UTC)
+ *   zone=Z         fixed window of a day or a month: the calendar's zone,
+ *                  an offset (+HH:MM) or a tz name (Europe/Berlin); UTC
  *   tiers=a,b      apply only to callers of these tiers
  *   shadow         count and report, never reject
  * @return NULL on success with *out set, else an error message.

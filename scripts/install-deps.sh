@@ -7,7 +7,7 @@ PACKAGES=(
     # build
     gcc make autoconf automake libtool pkg-config
     apache2 apache2-dev libapr1-dev libaprutil1-dev
-    libssl-dev libjansson-dev libhiredis-dev
+    libssl-dev libjansson-dev libhiredis-dev tzdata
     # tests
     libcmocka-dev python3 python3-pytest curl redis-server valgrind
 )
