@@ -257,9 +257,17 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
     now.wall = r->request_time;
     rv = sc->store->decide(sc->store_inst, r->server, layers, n, now, &d);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGLOGNO(00201)
+        /* Stores log their failures once per outage, not per request. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGLOGNO(00201)
                       "counter store '%s' failed to decide", sc->store->name);
+        apr_table_setn(r->notes, "modelgate-decision", "store-down");
+        apr_table_setn(r->err_headers_out, "Retry-After", "1");
         return respond_canned(r, CANNED_STORE_DOWN);
+    }
+    if (d.unenforced) {
+        apr_table_setn(r->notes, "modelgate-decision", "unenforced");
+        apr_table_setn(r->err_headers_out, "X-Modelgate-Limits", "unenforced");
+        return OK;
     }
     mg_headers_build(r->pool, layers, &d, &h);
     set_limit_headers(r, &h);

@@ -25,6 +25,8 @@ SRCDIR = G.get("srcdir", os.path.abspath(os.path.join(HERE, "..", "..")))
 HTTPD = G.get("httpd", "/usr/sbin/apache2")
 MODULE = G.get("module", os.path.join(SRCDIR, ".libs", "mod_modelgate.so"))
 KEYTOOL = G.get("keytool", os.path.join(SRCDIR, "modelgate-key"))
+REDIS_MODULE = G.get("redis_module", os.path.join(SRCDIR, ".libs", "mod_modelgate_redis.so"))
+REDIS_SERVER = "/usr/bin/redis-server"
 HTTPD_MODDIR = G.get("httpd_moddir", "/usr/lib/apache2/modules")
 CONF_EXAMPLES = os.path.join(SRCDIR, "conf-examples")
 MOCK = os.path.join(SRCDIR, "tests", "mock_backend", "mock_model.py")
@@ -154,6 +156,50 @@ class MockBackend:
 
     def stop(self):
         stop_process(self.proc)
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, no disk."""
+
+    def __init__(self, rundir, password=None):
+        self.rundir = str(rundir)
+        os.makedirs(self.rundir, exist_ok=True)
+        self.port = free_port()
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.rundir,
+                "--daemonize", "no", "--protected-mode", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        if not wait_port(self.port, self.proc):
+            raise RuntimeError("redis-server did not start")
+        return self
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+    def command(self, *args):
+        """One command in RESP, for the tests' own checks."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            if self.password:
+                s.sendall(self._encode("AUTH", self.password))
+                s.recv(1024)
+            s.sendall(self._encode(*args))
+            return s.recv(65536).decode(errors="replace")
+
+    @staticmethod
+    def _encode(*args):
+        out = "*%d\r\n" % len(args)
+        for a in args:
+            a = str(a)
+            out += "$%d\r\n%s\r\n" % (len(a.encode()), a)
+        return out.encode()
 
 
 # Lines in error.log that are never acceptable: a test lists the ones it

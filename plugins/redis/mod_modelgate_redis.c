@@ -1,0 +1,473 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_redis.c -- the "redis" counter store: many gateways, one
+ * truth.  Every layer of a request is decided in one round trip by a
+ * server-side script (mg_redis_script.h), with Redis's clock.
+ *
+ *   LoadModule modelgate_redis_module modules/mod_modelgate_redis.so
+ *   ModelGateStore redis 127.0.0.1:6379 [connect_timeout=MS] [timeout=MS]
+ *                  [db=N] [user=NAME] [password=SECRET] [on_failure=closed|open]
+ *
+ * Connections are made lazily in each child (never in the parent), kept in
+ * an apr_reslist shared by the child's threads, and dropped after any
+ * error.  A circuit breaker stops requests from paying the timeout once
+ * Redis fails: after a failure the store fails fast for a back-off that
+ * doubles up to 30 s, then lets one request probe.  Its transitions are
+ * logged once, not per request.  While it fails the store follows
+ * on_failure: "closed" (the default) refuses with 503, "open" admits and
+ * marks the response (X-Modelgate-Limits: unenforced).
+ *
+ * Not yet: the sliding log, calendar windows and leaky-bucket delays
+ * (refused per request as unsupported), TLS (Debian 12's hiredis 0.14 has
+ * none), local-sync mode and a per-tier failure policy.
+ */
+#include <apr_strings.h>
+#include <apr_reslist.h>
+#include <apr_thread_mutex.h>
+#include <ap_provider.h>
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <hiredis/hiredis.h>
+#include "mod_modelgate.h"
+#include "mg_redis_script.h"
+
+module AP_MODULE_DECLARE_DATA modelgate_redis_module;
+APLOG_USE_MODULE(modelgate_redis);
+
+#define MGRLOGNO(n) "MGR" #n ": "
+#define BREAKER_MAX_BACKOFF (30 * APR_USEC_PER_SEC)
+
+struct mg_store_instance {
+    const char *host;
+    int port;
+    apr_interval_time_t connect_timeout;
+    apr_interval_time_t timeout;
+    int db;
+    const char *user;
+    const char *password;
+    int fail_open;
+    /* per child */
+    apr_pool_t *pool;
+    apr_reslist_t *conns;
+    apr_thread_mutex_t *mutex;    /* guards the fields below */
+    char sha[41];                 /* the script's SHA-1, once loaded */
+    apr_time_t open_until;        /* breaker: fail fast until then */
+    apr_interval_time_t backoff;
+    int broken;                   /* breaker open (for logging once) */
+};
+
+static struct timeval to_timeval(apr_interval_time_t t)
+{
+    struct timeval tv;
+    tv.tv_sec = (long)(t / APR_USEC_PER_SEC);
+    tv.tv_usec = (long)(t % APR_USEC_PER_SEC);
+    return tv;
+}
+
+static const char *parse_ms(apr_pool_t *p, const char *word, apr_size_t skip,
+                            apr_interval_time_t *out)
+{
+    char *end;
+    apr_int64_t ms = apr_strtoi64(word + skip, &end, 10);
+
+    if (*end || end == word + skip || ms < 1 || ms > 60000) {
+        return apr_psprintf(p, "'%s': milliseconds from 1 to 60000", word);
+    }
+    *out = ms * 1000;
+    return NULL;
+}
+
+static const char *redis_create(mg_store_instance **instp, const char *args,
+                                apr_pool_t *ptemp, apr_pool_t *p)
+{
+    mg_store_instance *inst = apr_pcalloc(p, sizeof(*inst));
+    const char *word, *colon;
+    char *end;
+    apr_int64_t n;
+
+    inst->connect_timeout = 100 * 1000;
+    inst->timeout = 50 * 1000;
+    word = ap_getword_conf(p, &args);
+    if (!*word) {
+        return "expected HOST:PORT, e.g. ModelGateStore redis 127.0.0.1:6379";
+    }
+    colon = strrchr(word, ':');
+    if (!colon || colon == word) {
+        return apr_psprintf(p, "'%s' is not HOST:PORT", word);
+    }
+    inst->host = apr_pstrmemdup(p, word, (apr_size_t)(colon - word));
+    n = apr_strtoi64(colon + 1, &end, 10);
+    if (*end || n < 1 || n > 65535) {
+        return apr_psprintf(p, "'%s' is not HOST:PORT", word);
+    }
+    inst->port = (int)n;
+    while (*(word = ap_getword_conf(p, &args))) {
+        const char *err = NULL;
+        if (!strncasecmp(word, "connect_timeout=", 16)) {
+            err = parse_ms(p, word, 16, &inst->connect_timeout);
+        }
+        else if (!strncasecmp(word, "timeout=", 8)) {
+            err = parse_ms(p, word, 8, &inst->timeout);
+        }
+        else if (!strncasecmp(word, "db=", 3)) {
+            n = apr_strtoi64(word + 3, &end, 10);
+            if (*end || n < 0 || n > 1000) {
+                err = apr_psprintf(p, "'%s': a database number", word);
+            }
+            inst->db = (int)n;
+        }
+        else if (!strncasecmp(word, "user=", 5)) {
+            inst->user = word + 5;
+        }
+        else if (!strncasecmp(word, "password=", 9)) {
+            inst->password = word + 9;
+        }
+        else if (!strcasecmp(word, "on_failure=open")) {
+            inst->fail_open = 1;
+        }
+        else if (!strcasecmp(word, "on_failure=closed")) {
+            inst->fail_open = 0;
+        }
+        else {
+            /* Never echo the argument: it may be a password. */
+            err = "unknown argument (known: connect_timeout=, timeout=, db=, "
+                  "user=, password=, on_failure=closed|open)";
+        }
+        if (err) {
+            return err;
+        }
+    }
+    *instp = inst;
+    return NULL;
+}
+
+static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
+                               apr_pool_t *pconf, apr_pool_t *ptemp)
+{
+    /* Nothing to share between processes, and no connection from the
+     * parent: each child connects when it first needs to. */
+    return APR_SUCCESS;
+}
+
+/* A reply's error text, or why there is no reply. */
+static const char *reply_error(redisContext *c, redisReply *reply)
+{
+    if (!reply) {
+        return c->errstr[0] ? c->errstr : "no reply";
+    }
+    return reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
+}
+
+static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
+{
+    mg_store_instance *inst = params;
+    redisContext *c;
+    redisReply *reply;
+
+    c = redisConnectWithTimeout(inst->host, inst->port,
+                                to_timeval(inst->connect_timeout));
+    if (!c || c->err) {
+        if (c) {
+            redisFree(c);
+        }
+        return APR_ECONNREFUSED;
+    }
+    redisSetTimeout(c, to_timeval(inst->timeout));
+    if (inst->password) {
+        reply = inst->user
+                ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
+                : redisCommand(c, "AUTH %s", inst->password);
+        if (reply_error(c, reply)) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL, MGRLOGNO(00001)
+                         "redis store: AUTH refused by %s:%d: %s",
+                         inst->host, inst->port, reply_error(c, reply));
+            if (reply) {
+                freeReplyObject(reply);
+            }
+            redisFree(c);
+            return APR_EACCES;
+        }
+        freeReplyObject(reply);
+    }
+    if (inst->db) {
+        reply = redisCommand(c, "SELECT %d", inst->db);
+        if (reply_error(c, reply)) {
+            if (reply) {
+                freeReplyObject(reply);
+            }
+            redisFree(c);
+            return APR_EGENERAL;
+        }
+        freeReplyObject(reply);
+    }
+    *resource = c;
+    return APR_SUCCESS;
+}
+
+static apr_status_t conn_close(void *resource, void *params, apr_pool_t *pool)
+{
+    redisFree(resource);
+    return APR_SUCCESS;
+}
+
+static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
+                                     apr_pool_t *pchild)
+{
+    apr_status_t rv;
+
+    inst->pool = pchild;
+    if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                      pchild)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* No minimum: connections are made on first use. */
+    return apr_reslist_create(&inst->conns, 0, 4, 64, 0, conn_open,
+                              conn_close, inst, pchild);
+}
+
+/* The breaker: may this request try Redis? */
+static int breaker_allows(mg_store_instance *inst, apr_time_t now)
+{
+    int allow;
+
+    apr_thread_mutex_lock(inst->mutex);
+    allow = now >= inst->open_until;
+    if (allow && inst->broken) {
+        /* half-open: this request probes; others keep failing fast until
+         * it reports back. */
+        inst->open_until = now + inst->backoff;
+    }
+    apr_thread_mutex_unlock(inst->mutex);
+    return allow;
+}
+
+static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
+                           const char *why)
+{
+    apr_thread_mutex_lock(inst->mutex);
+    if (ok) {
+        if (inst->broken) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGRLOGNO(00002)
+                         "redis store: %s:%d answers again; limits are "
+                         "enforced in Redis", inst->host, inst->port);
+        }
+        inst->broken = 0;
+        inst->backoff = 0;
+        inst->open_until = 0;
+    }
+    else {
+        if (!inst->broken) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
+                         "redis store: %s:%d failed (%s); %s until it "
+                         "answers", inst->host, inst->port, why,
+                         inst->fail_open ? "admitting requests unlimited"
+                                         : "refusing requests with 503");
+        }
+        inst->broken = 1;
+        inst->backoff = inst->backoff ? inst->backoff * 2
+                                      : 250 * 1000;
+        if (inst->backoff > BREAKER_MAX_BACKOFF) {
+            inst->backoff = BREAKER_MAX_BACKOFF;
+        }
+        inst->open_until = apr_time_now() + inst->backoff;
+    }
+    apr_thread_mutex_unlock(inst->mutex);
+}
+
+static int supported(const mg_limit_spec *spec)
+{
+    switch (spec->algo) {
+    case MG_ALGO_TOKEN_BUCKET:
+    case MG_ALGO_GCRA:
+    case MG_ALGO_SLIDING_WINDOW:
+        return 1;
+    case MG_ALGO_LEAKY_BUCKET:
+        return spec->max_delay == 0;
+    case MG_ALGO_FIXED_WINDOW:
+        return spec->calendar == MG_CAL_NONE;
+    default:
+        return 0;
+    }
+}
+
+/* EVALSHA, loading the script first when this Redis does not have it. */
+static redisReply *run_script(mg_store_instance *inst, redisContext *c,
+                              int argc, const char **argv, size_t *argvlen)
+{
+    redisReply *reply;
+    char sha[41];
+
+    apr_thread_mutex_lock(inst->mutex);
+    memcpy(sha, inst->sha, sizeof(sha));
+    apr_thread_mutex_unlock(inst->mutex);
+    if (sha[0]) {
+        argv[0] = "EVALSHA";
+        argvlen[0] = 7;
+        argv[1] = sha;
+        argvlen[1] = 40;
+        reply = redisCommandArgv(c, argc, argv, argvlen);
+        if (!reply || reply->type != REDIS_REPLY_ERROR
+            || strncmp(reply->str, "NOSCRIPT", 8)) {
+            return reply;
+        }
+        freeReplyObject(reply);
+    }
+    /* First use, or Redis restarted and lost its scripts. */
+    reply = redisCommand(c, "SCRIPT LOAD %s", mg_redis_script);
+    if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+        return reply;
+    }
+    apr_thread_mutex_lock(inst->mutex);
+    memcpy(inst->sha, reply->str, 40);
+    inst->sha[40] = '\0';
+    memcpy(sha, inst->sha, sizeof(sha));
+    apr_thread_mutex_unlock(inst->mutex);
+    freeReplyObject(reply);
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = sha;
+    argvlen[1] = 40;
+    return redisCommandArgv(c, argc, argv, argvlen);
+}
+
+static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
+                                 const mg_layer *layers, int n, mg_now now,
+                                 mg_decision *d)
+{
+    const char *argv[3 + MG_LIMIT_MAX_LAYERS * 7];
+    size_t argvlen[3 + MG_LIMIT_MAX_LAYERS * 7];
+    char keys[MG_LIMIT_MAX_LAYERS][40];
+    char nums[MG_LIMIT_MAX_LAYERS * 6][24];
+    char nkeys[8];
+    redisContext *c = NULL;
+    redisReply *reply;
+    const char *err = NULL;
+    apr_status_t rv;
+    int argc = 0, i, j;
+
+    memset(d, 0, sizeof(*d));
+    for (i = 0; i < n; i++) {
+        if (!supported(layers[i].spec)) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00004)
+                         "redis store: limit '%s' uses %s%s, which this "
+                         "store does not support yet", layers[i].policy,
+                         mg_limit_algo_name(layers[i].spec->algo),
+                         layers[i].spec->calendar ? " with a calendar" : "");
+            return APR_ENOTIMPL;
+        }
+    }
+    if (!breaker_allows(inst, apr_time_now())) {
+        goto failed_fast;
+    }
+    argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
+    argv[argc] = ""; argvlen[argc++] = 0;
+    apr_snprintf(nkeys, sizeof(nkeys), "%d", n);
+    argv[argc] = nkeys; argvlen[argc++] = strlen(nkeys);
+    for (i = 0; i < n; i++) {
+        /* One hash tag for all counters: a request's keys must share a
+         * slot for one script to touch them on Redis Cluster. */
+        apr_snprintf(keys[i], sizeof(keys[i]), "{mg}%016" APR_UINT64_T_HEX_FMT
+                     "%016" APR_UINT64_T_HEX_FMT, layers[i].fp.hi,
+                     layers[i].fp.lo);
+        argv[argc] = keys[i];
+        argvlen[argc++] = strlen(keys[i]);
+    }
+    for (i = 0; i < n; i++) {
+        const mg_limit_spec *spec = layers[i].spec;
+        apr_uint64_t v[6];
+        v[0] = (apr_uint64_t)spec->algo;
+        v[1] = spec->quota;
+        v[2] = (apr_uint64_t)spec->window;
+        v[3] = spec->burst;
+        v[4] = layers[i].cost;
+        v[5] = (apr_uint64_t)layers[i].shadow;
+        for (j = 0; j < 6; j++) {
+            char *num = nums[i * 6 + j];
+            apr_snprintf(num, 24, "%" APR_UINT64_T_FMT, v[j]);
+            argv[argc] = num;
+            argvlen[argc++] = strlen(num);
+        }
+    }
+
+    rv = apr_reslist_acquire(inst->conns, (void **)&c);
+    if (rv != APR_SUCCESS) {
+        breaker_report(inst, s, 0, "cannot connect");
+        goto failed_fast;
+    }
+    reply = run_script(inst, c, argc, argv, argvlen);
+    err = reply_error(c, reply);
+    if (err || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != (size_t)(2 + 4 * n)) {
+        if (!err) {
+            err = "unexpected reply";
+        }
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00005)
+                     "redis store: %s", err);
+        breaker_report(inst, s, 0, err);
+        if (reply) {
+            freeReplyObject(reply);
+        }
+        apr_reslist_invalidate(inst->conns, c);
+        goto failed_fast;
+    }
+    d->nlayers = n;
+    for (i = 0; i < n; i++) {
+        redisReply **e = reply->element + 2 + 4 * i;
+        mg_limit_decision *l = &d->layer[i];
+        l->allowed = (int)e[0]->integer;
+        l->limit = layers[i].spec->quota;
+        l->remaining = e[1]->integer > 0 ? (apr_uint64_t)e[1]->integer : 0;
+        l->reset = (apr_interval_time_t)e[2]->integer;
+        l->retry_after = (apr_interval_time_t)e[3]->integer;
+        l->delay = 0;
+        l->expires = 0;
+    }
+    freeReplyObject(reply);
+    apr_reslist_release(inst->conns, c);
+    breaker_report(inst, s, 1, NULL);
+    mg_limit_combine(layers, d);
+    return APR_SUCCESS;
+
+failed_fast:
+    if (inst->fail_open) {
+        /* Admitted, unlimited: the glue says so in a header. */
+        d->nlayers = 0;
+        d->binding = -1;
+        d->allowed = 1;
+        d->unenforced = 1;
+        return APR_SUCCESS;
+    }
+    return APR_ECONNREFUSED;
+}
+
+static void redis_info(mg_store_instance *inst, mg_store_info *info)
+{
+    memset(info, 0, sizeof(*info));
+}
+
+static const mg_store_provider redis_provider = {
+    "redis",
+    redis_create,
+    redis_init,
+    redis_child_init,
+    redis_decide,
+    redis_info
+};
+
+static void register_hooks(apr_pool_t *p)
+{
+    ap_register_provider(p, MG_STORE_PROVIDER_GROUP, "redis",
+                         MG_STORE_PROVIDER_VERSION, &redis_provider);
+}
+
+module AP_MODULE_DECLARE_DATA modelgate_redis_module = {
+    STANDARD20_MODULE_STUFF,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+    register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,182 @@
+"""The redis counter store (plugins/redis): two gateways share one limit
+exactly; Redis down, restarted, without its script, or refusing the
+password; each with a defined answer and no 500."""
+import os
+import threading
+import collections
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, OTHER_KEY
+
+KEYS = os.path.join(harness.CONF_EXAMPLES, "keys", "quickstart.keys")
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = harness.RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def gateway(gateways, backend, redis, name, tier="48/day", store_args=""):
+    gw = gateways(name, backend_port=backend.port)
+    gw.write_conf("""
+        LoadModule modelgate_redis_module "%s"
+        ModelGateStore redis 127.0.0.1:%d timeout=200 %s
+        ModelGateTier free %s
+        ModelGateTier pro  100/min
+        ModelGateKeyFile "%s"
+        ModelGateUpstream model http://127.0.0.1:%d
+        <Location "/v1/">
+            Require all granted
+            ModelGate On
+            ModelGateRoute model
+        </Location>
+        """ % (harness.REDIS_MODULE, redis.port, store_args, tier, KEYS, backend.port))
+    return gw
+
+
+def split_hammer(gws, key, clients=64, per_client=2):
+    """clients threads, alternating between the gateways, released together."""
+    results = collections.Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(clients)
+
+    def client(i):
+        barrier.wait()
+        for _ in range(per_client):
+            try:
+                status = gws[i % len(gws)].chat(key).status
+            except Exception as e:
+                status = repr(e)
+            with lock:
+                results[status] += 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+@pytest.mark.parametrize("tier", ["48/day", "48/day algorithm=gcra",
+                                  "48/day algorithm=fixed_window",
+                                  "48/day algorithm=sliding_window",
+                                  "48/day algorithm=leaky_bucket"],
+                         ids=["token_bucket", "gcra", "fixed_window", "sliding_window", "leaky"])
+def test_mg_011_01_two_gateways_share_one_limit(gateways, backend, redis, tier):
+    backend.reset()
+    gw1 = gateway(gateways, backend, redis, "gw1", tier).start()
+    gw2 = gateway(gateways, backend, redis, "gw2", tier).start()
+    results = split_hammer([gw1, gw2], DEMO_KEY)
+    assert results == {200: 48, 429: 64 * 2 - 48}
+    assert backend.count() == 48
+    # one hash-tagged key per counter, with an expiry
+    keys = redis.command("KEYS", "*")
+    assert "{mg}" in keys
+    ttl = redis.command("PTTL", keys.split("\r\n")[-2])
+    assert int(ttl.strip()[1:]) > 0
+
+
+def test_mg_011_02_headers_come_from_redis(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "hdr", "10/min").start()
+    results = [gw.chat(OTHER_KEY) for _ in range(11)]
+    assert [r.status for r in results] == [200] * 10 + [429]
+    assert [r.header("x-ratelimit-remaining") for r in results[:10]] == [str(9 - i) for i in range(10)]
+    assert results[-1].header("ratelimit-policy") == '"free";q=10;w=60'
+    assert 0 < int(results[-1].header("retry-after")) <= 6
+
+
+def test_mg_011_03_redis_down_closed_is_503(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "closed", "10/min").start()
+    gw.allow_errors(r"MGR00003")
+    assert gw.chat(DEMO_KEY).status == 200
+    redis.stop()
+    for _ in range(5):
+        resp = gw.chat(DEMO_KEY)
+        assert resp.status == 503
+        assert resp.header("content-type") == "application/json"
+        assert resp.json["error"]["code"] == "gateway_error"
+        assert resp.header("retry-after") == "1"
+    # the outage is logged once per child process (each keeps its own
+    # breaker; the test configuration runs two), not once per request
+    assert 1 <= gw.read_log().count("MGR00003") <= 2
+
+
+def test_mg_011_04_redis_down_open_admits_and_says_so(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "open", "2/min", "on_failure=open").start()
+    gw.allow_errors(r"MGR00003")
+    redis.stop()
+    results = [gw.chat(DEMO_KEY) for _ in range(4)]
+    assert [r.status for r in results] == [200] * 4
+    assert all(r.header("x-modelgate-limits") == "unenforced" for r in results)
+    assert all(r.header("ratelimit") is None for r in results)
+
+
+def test_mg_011_05_redis_restarted_resumes_without_reload(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "restart", "3/min").start()
+    gw.allow_errors(r"MGR00003")
+    assert gw.chat(DEMO_KEY).status == 200
+    port = redis.port
+    redis.stop()
+    assert gw.chat(DEMO_KEY).status == 503
+    redis.port = port
+    redis.start()
+    # the breaker lets a probe through after its back-off (250 ms at first)
+    import time
+    deadline = time.monotonic() + 10
+    statuses = []
+    while time.monotonic() < deadline:
+        status = gw.chat(DEMO_KEY).status
+        if status != 503:
+            statuses.append(status)
+            if len(statuses) == 4:
+                break
+        else:
+            time.sleep(0.1)
+    # Redis lost its counters and its script: limits start afresh, exactly
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_mg_011_06_script_flushed_is_reloaded(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "flush", "5/min").start()
+    assert gw.chat(DEMO_KEY).status == 200
+    assert "+OK" in redis.command("SCRIPT", "FLUSH")
+    assert [gw.chat(DEMO_KEY).status for _ in range(5)] == [200] * 4 + [429]
+
+
+def test_mg_011_07_wrong_password(gateways, backend, tmp_path):
+    server = harness.RedisServer(tmp_path / "authredis", password="s3cret").start()
+    try:
+        gw = gateway(gateways, backend, server, "auth", "5/min", "password=Xq7-not-it")
+        gw.allow_errors(r"MGR00001", r"MGR00003")
+        gw.start()
+        resp = gw.chat(DEMO_KEY)
+        assert resp.status == 503
+        log = gw.read_log()
+        assert "AUTH refused" in log
+        assert "Xq7-not-it" not in log     # the secret is never logged
+        gw.stop()
+        gw2 = gateway(gateways, backend, server, "auth-ok", "5/min", "password=s3cret").start()
+        assert gw2.chat(DEMO_KEY).status == 200
+    finally:
+        server.stop()
+
+
+def test_mg_011_08_unsupported_algorithm_is_refused_clearly(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "unsup", "5/min algorithm=sliding_log").start()
+    gw.allow_errors(r"MGR00004")
+    resp = gw.chat(DEMO_KEY)
+    assert resp.status == 503
+    assert "does not support yet" in gw.read_log()
+
+
+def test_mg_011_09_store_without_plugin_says_which_module(gateways):
+    gw = gateways("noplugin")
+    gw.write_conf("ModelGateStore redis 127.0.0.1:6379\n")
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert "LoadModule modelgate_redis_module" in out
