@@ -15,7 +15,9 @@
  * doubles up to 30 s, then lets one request probe.  Its transitions are
  * logged once, not per request.  While it fails the store follows
  * on_failure: "closed" (the default) refuses with 503, "open" admits and
- * marks the response (X-Modelgate-Limits: unenforced).
+ * marks the response (X-Modelgate-Limits: unenforced), "local" decides on
+ * this host's shared-memory counters (the built-in shm store) -- limits
+ * per gateway instead of global, but limits.
  *
  * Not yet: the sliding log, calendar windows and leaky-bucket delays
  * (refused per request as unsupported), TLS (Debian 12's hiredis 0.14 has
@@ -47,6 +49,9 @@ struct mg_store_instance {
     const char *user;
     const char *password;
     int fail_open;
+    int fail_local;               /* on_failure=local: the shm store */
+    const mg_store_provider *local;
+    mg_store_instance *local_inst;
     /* per child */
     apr_pool_t *pool;
     apr_reslist_t *conns;
@@ -129,10 +134,20 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
         else if (!strcasecmp(word, "on_failure=closed")) {
             inst->fail_open = 0;
         }
+        else if (!strcasecmp(word, "on_failure=local")) {
+            /* Fall back to this host's shared-memory counters: limits
+             * per gateway instead of global, but limits. */
+            inst->fail_local = 1;
+            inst->local = ap_lookup_provider(MG_STORE_PROVIDER_GROUP, "shm",
+                                             MG_STORE_PROVIDER_VERSION);
+            err = !inst->local ? "on_failure=local needs mod_modelgate's "
+                                 "shm store"
+                  : inst->local->create(&inst->local_inst, "", ptemp, p);
+        }
         else {
             /* Never echo the argument: it may be a password. */
             err = "unknown argument (known: connect_timeout=, timeout=, db=, "
-                  "user=, password=, on_failure=closed|open)";
+                  "user=, password=, on_failure=closed|open|local)";
         }
         if (err) {
             return err;
@@ -145,9 +160,11 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
                                apr_pool_t *pconf, apr_pool_t *ptemp)
 {
-    /* Nothing to share between processes, and no connection from the
-     * parent: each child connects when it first needs to. */
-    return APR_SUCCESS;
+    /* No connection from the parent: each child connects when it first
+     * needs to.  Only the fallback store has shared memory to make. */
+    return inst->fail_local ? inst->local->init(inst->local_inst, s, pconf,
+                                                ptemp)
+                            : APR_SUCCESS;
 }
 
 /* A reply's error text, or why there is no reply. */
@@ -217,6 +234,11 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
     apr_status_t rv;
 
     inst->pool = pchild;
+    if (inst->fail_local
+        && (rv = inst->local->child_init(inst->local_inst, s, pchild))
+           != APR_SUCCESS) {
+        return rv;
+    }
     if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
@@ -261,8 +283,9 @@ static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
                          "redis store: %s:%d failed (%s); %s until it "
                          "answers", inst->host, inst->port, why,
-                         inst->fail_open ? "admitting requests unlimited"
-                                         : "refusing requests with 503");
+                         inst->fail_local ? "counting on this host only"
+                         : inst->fail_open ? "admitting requests unlimited"
+                         : "refusing requests with 503");
         }
         inst->broken = 1;
         inst->backoff = inst->backoff ? inst->backoff * 2
@@ -430,6 +453,9 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     return APR_SUCCESS;
 
 failed_fast:
+    if (inst->fail_local) {
+        return inst->local->decide(inst->local_inst, s, layers, n, now, d);
+    }
     if (inst->fail_open) {
         /* Admitted, unlimited: the glue says so in a header. */
         d->nlayers = 0;

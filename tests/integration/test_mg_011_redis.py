@@ -180,3 +180,37 @@ def test_mg_011_09_store_without_plugin_says_which_module(gateways):
     code, out = gw.check_syntax()
     assert code != 0
     assert "LoadModule modelgate_redis_module" in out
+
+
+def test_mg_011_10_redis_down_local_counts_on_this_host(gateways, backend, redis):
+    gw = gateway(gateways, backend, redis, "local", "3/min", "on_failure=local").start()
+    gw.allow_errors(r"MGR00003")
+    assert gw.chat(DEMO_KEY).status == 200
+    redis.stop()
+    # the host's own counters take over (afresh): 3, then refused
+    assert [gw.chat(DEMO_KEY).status for _ in range(4)] == [200, 200, 200, 429]
+    assert "counting on this host only" in gw.read_log()
+
+
+def test_mg_011_11_slow_redis_times_out_then_fails_fast(gateways, backend, redis):
+    """A Redis that stops answering (SIGSTOP) costs the command timeout
+    once per child; with the breaker open, requests stop paying it."""
+    import signal
+    import time
+    gw = gateway(gateways, backend, redis, "slow", "100/min", "on_failure=open").start()
+    gw.allow_errors(r"MGR00003")
+    assert gw.chat(DEMO_KEY).status == 200
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        took = []
+        for _ in range(8):
+            start = time.monotonic()
+            resp = gw.chat(DEMO_KEY)
+            took.append(time.monotonic() - start)
+            assert resp.status == 200
+            assert resp.header("x-modelgate-limits") == "unenforced"
+        # at most one timeout (200 ms) per child; the rest fail fast
+        assert sum(t > 0.15 for t in took) <= 2, took
+        assert max(took) < 2.0, took
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
