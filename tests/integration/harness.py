@@ -228,6 +228,7 @@ class Gateway:
         self.conf = None
         self.log_offset = 0
         self.allowed_errors = list(ALWAYS_OK)
+        self.redis_port = None
 
     # ---- configuration ----
     def env(self):
@@ -239,6 +240,8 @@ class Gateway:
             "MG_MODULE": MODULE,
             "MG_CONF": CONF_EXAMPLES,
             "MG_HTTPD_MODULES": HTTPD_MODDIR,
+            "MG_REDIS_MODULE": REDIS_MODULE,
+            "MG_REDIS_PORT": str(self.redis_port or 6379),
         })
         return env
 

@@ -214,3 +214,18 @@ def test_mg_011_11_slow_redis_times_out_then_fails_fast(gateways, backend, redis
         assert max(took) < 2.0, took
     finally:
         redis.proc.send_signal(signal.SIGCONT)
+
+
+def test_mg_011_12_redis_shared_example(gateways, backend, redis):
+    """conf-examples/redis-shared.conf on two gateways: one limit."""
+    backend.reset()
+    gws = []
+    for name in ("ex1", "ex2"):
+        gw = gateways(name, backend_port=backend.port)
+        gw.redis_port = redis.port
+        gw.use_conf(os.path.join(harness.CONF_EXAMPLES, "redis-shared.conf"))
+        gws.append(gw.start())
+    statuses = [gws[i % 2].chat(DEMO_KEY).status for i in range(12)]
+    assert statuses == [200] * 10 + [429, 429]
+    resp = gws[0].chat(DEMO_KEY)
+    assert resp.header("ratelimit-policy") == '"free";q=10;w=60, "gateway";q=6000;w=60'
