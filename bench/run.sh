@@ -27,6 +27,10 @@
 #   BENCH_MG_EXTRA=       lines added to (2)'s configuration, to try variants
 #                         (e.g. "Mutex posixsem modelgate-store")
 #   BENCH_SERVERS_ONLY=1  start all five, print their ports, wait for Ctrl-C
+#   BENCH_MG_STORE=redis  (2) keeps its counters in a redis-server of its own
+#                         (plugins/redis, exact mode) instead of shared
+#                         memory; the report adds Redis round trips per
+#                         request from INFO commandstats
 #
 # Everything binds to 127.0.0.1, runs in bench/results/<timestamp>/, is
 # started in the foreground in a session of its own and stopped by PID; the
@@ -46,6 +50,8 @@ ROUNDS=${BENCH_ROUNDS:-1}
 QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 SERVERS_ONLY=${BENCH_SERVERS_ONLY:-0}
 MG_EXTRA=${BENCH_MG_EXTRA:-}
+MG_STORE=${BENCH_MG_STORE:-shm}
+REDIS_PORT=
 # Threads per apache process: at least the number of connections (see
 # apache_base_conf).
 APACHE_THREADS=$(( CONNECTIONS > 64 ? CONNECTIONS : 64 ))
@@ -328,11 +334,17 @@ MG_LAYERS=3
 modelgate_conf() {
     local dir=$1 port=$2 layers=$3
     apache_base_conf "$dir" "$port"
+    local store="ModelGateStore shm capacity=65536" load=""
+    if [ "$MG_STORE" = redis ]; then
+        load="LoadModule modelgate_redis_module \"$dir/mod_modelgate_redis.so\""
+        store="ModelGateStore redis 127.0.0.1:$REDIS_PORT timeout=200"
+    fi
     cat <<EOF
 LoadModule modelgate_module "$dir/mod_modelgate.so"
+$load
 
 # ---- (2) mod_modelgate ----
-ModelGateStore shm capacity=65536
+$store
 ModelGateTier bench 100000000/s burst=100000000
 EOF
     if [ "$layers" = 3 ]; then
@@ -359,6 +371,9 @@ start_apache_modelgate() {
     port=$(free_port)
     # A copy of the module: others rebuild the tree while this runs.
     cp "$MODULE_SO" "$dir/mod_modelgate.so"
+    if [ "$MG_STORE" = redis ]; then
+        cp "$SRCDIR/.libs/mod_modelgate_redis.so" "$dir/mod_modelgate_redis.so"
+    fi
     printf 'sha256:%s bench-key bench-tenant bench\n' \
         "$(printf %s "$BENCH_KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
     MG_LAYERS=3
@@ -478,11 +493,18 @@ measure() {
     local out=$dir/wrk.r$ROUND.txt c0 b0 h0 x0 c1 b1 h1 x1 wt
     c0=$(cpu_ticks "$pgid"); b0=$(cpu_ticks "${RUNNING[backend]}"); h0=$(host_cpu)
     x0=$(ctx_switches "$pgid")
+    local r0=0 r1=0
+    if [ "$name" = apache-modelgate ] && [ "$MG_STORE" = redis ]; then
+        r0=$(redis_calls evalsha); r0=${r0:-0}
+    fi
     # bash's `time` gives wrk's own CPU: it shares the two cores.
     wt=$( { TIMEFORMAT='%U %S'; time timeout $(( secs + 30 )) "${wrk[@]}" -d"$DURATION" --latency "$url" \
             >"$out" 2>&1; } 2>&1 ) || die "$name: wrk failed: $(cat "$out")"
     c1=$(cpu_ticks "$pgid"); b1=$(cpu_ticks "${RUNNING[backend]}"); h1=$(host_cpu)
     x1=$(ctx_switches "$pgid")
+    if [ "$name" = apache-modelgate ] && [ "$MG_STORE" = redis ]; then
+        r1=$(redis_calls evalsha); r1=${r1:-0}
+    fi
 
     local n rps p50 p99 bad sockerr ok=valid
     n=$(awk '/requests in/ { print $1 }' "$out")
@@ -512,6 +534,13 @@ measure() {
             printf "%.0f", 100 - 100 * (y[1] - x[1]) / (y[2] - x[2]) }')" \
         "$bad" "$sockerr" "$ok" "$PRE_IDLE" >>"$RESULTS/results.tsv"
     log "$name (round $ROUND): $(tail -n 1 "$RESULTS/results.tsv" | cut -f3-)"
+    if [ "$r1" != 0 ]; then
+        # wrk may count a few requests still in flight at its end.
+        printf 'redis round %s: %s EVALSHA for %s requests: %s round trips per request\n' \
+            "$ROUND" "$((r1 - r0))" "$n" \
+            "$(awk -v c=$((r1 - r0)) -v n="$n" 'BEGIN { printf "%.3f", c / n }')" \
+            | tee -a "$RESULTS/redis-roundtrips.txt" >&2
+    fi
 }
 
 # ---- main ---------------------------------------------------------------------------
@@ -552,10 +581,35 @@ prepare() {
     } | tee "$RESULTS/machine.txt" >&2
 }
 
+# The redis-server (2) uses with BENCH_MG_STORE=redis: no persistence, on
+# loopback, in a session of its own like the other servers.
+start_redis() {
+    local dir
+    dir=$(make_rundir redis)
+    REDIS_PORT=$(free_port)
+    start_session redis "$dir" /usr/bin/redis-server --port "$REDIS_PORT" \
+        --bind 127.0.0.1 --save "" --appendonly no --dir "$dir"
+    local i
+    for i in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "redis-server did not start"
+}
+
+# Calls of a Redis command so far (INFO commandstats).
+redis_calls() {
+    redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null \
+        | sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p" | head -1
+}
+
 main() {
     prepare
     start_backend
     PORT[backend]=$BACKEND_PORT
+    if [ "$MG_STORE" = redis ]; then
+        start_redis
+    fi
 
     if [ "$SERVERS_ONLY" = 1 ]; then
         start_apache_proxy; start_apache_modelgate
@@ -587,8 +641,15 @@ main() {
         done
     done
     stop_server backend
+    if [ "$MG_STORE" = redis ]; then
+        stop_server redis
+    fi
 
     report | tee "$RESULTS/summary.txt"
+    if [ -f "$RESULTS/redis-roundtrips.txt" ]; then
+        echo "(2) on the redis store (exact mode):" | tee -a "$RESULTS/summary.txt"
+        tee -a "$RESULTS/summary.txt" <"$RESULTS/redis-roundtrips.txt"
+    fi
 }
 
 # ---- the report ---------------------------------------------------------------------------
@@ -658,7 +719,7 @@ report() {
         if [ "$MG_LAYERS" = 1 ]; then
             echo "WARNING: only 1 layer: ModelGateLimit not available (tier layer only in (2))"
         else
-            echo "(2) counts every request in $MG_LAYERS limit layers (tier, global, tenant) on the shm store."
+            echo "(2) counts every request in $MG_LAYERS limit layers (tier, global, tenant) on the $MG_STORE store."
         fi
         [ -z "$MG_EXTRA" ] || echo "(2) with extra configuration: $MG_EXTRA"
     fi
