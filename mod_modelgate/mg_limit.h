@@ -236,6 +236,11 @@ typedef struct mg_decision {
  */
 void mg_limit_combine(const mg_layer *layers, mg_decision *d);
 
+/** The window of a window algorithm that contains `t` (wall clock):
+ *  aligned to its length, or the calendar day or month in its zone. */
+void mg_limit_window_bounds(const mg_limit_spec *spec, apr_time_t t,
+                            apr_time_t *start, apr_time_t *end);
+
 /* The algorithms; mg_limit_decide dispatches to them. */
 #define MG_LIMIT_ALGORITHM(name) \
     void name(const mg_limit_spec *spec, const mg_limit_state *state, \

@@ -59,8 +59,8 @@ static apr_time_t to_utc(const mg_limit_spec *spec, apr_time_t local)
 /* The window of `spec` that contains `t`.  Calendar windows run from local
  * midnight to local midnight, so a day is 23 or 25 hours when daylight
  * saving time begins or ends in it. */
-static void window_bounds(const mg_limit_spec *spec, apr_time_t t,
-                          apr_time_t *start, apr_time_t *end)
+void mg_limit_window_bounds(const mg_limit_spec *spec, apr_time_t t,
+                            apr_time_t *start, apr_time_t *end)
 {
     apr_time_t local, ls, le;
 
@@ -89,12 +89,12 @@ MG_LIMIT_ALGORITHM(mg_limit_fixed_window)
     apr_time_t start, end;
     apr_uint64_t used = 0;
 
-    window_bounds(spec, now, &start, &end);
+    mg_limit_window_bounds(spec, now, &start, &end);
     if ((state->flags & MG_LIMIT_STATE_VALID) && state->stamp >= start) {
         /* This window, or a later one the clock stepped back from. */
         used = state->level;
         if (state->stamp > start) {
-            window_bounds(spec, state->stamp, &start, &end);
+            mg_limit_window_bounds(spec, state->stamp, &start, &end);
         }
     }
     d->limit = spec->quota;
@@ -142,7 +142,7 @@ MG_LIMIT_ALGORITHM(mg_limit_sliding_window)
     apr_uint64_t cur = 0, prev = 0;
     u128 used, cap = (u128)q * (u128)w;
 
-    window_bounds(spec, now, &start, &end);
+    mg_limit_window_bounds(spec, now, &start, &end);
     if (state->flags & MG_LIMIT_STATE_VALID) {
         if (state->stamp >= start) {
             /* This window, or a later one the clock stepped back from. */

@@ -3,15 +3,20 @@
  * mg_redis_script.h -- the server-side script that decides every layer of a
  * request in one round trip, atomically (Redis runs a script alone).
  *
- * KEYS: one counter per layer.  ARGV: six numbers per layer: algorithm
- * (mg_limit_algo), quota, window (us), burst, cost, shadow.  The clock is
- * Redis's TIME, so gateways whose clocks disagree still share one limit.
- * Buckets (token, leaky as a meter, GCRA) are kept as a theoretical arrival
- * time; windows as "start:used[:previous]".  Every key expires when its
- * state would be fresh again.
+ * KEYS: one counter per layer.  ARGV: eleven numbers per layer: algorithm
+ * (mg_limit_algo), quota, window (us), burst, cost, shadow, max delay (us),
+ * and for calendar windows the starts of the previous, current and next
+ * windows and the end of the next, as the gateway's calendar puts them
+ * around its own time (0 otherwise).  The clock is Redis's TIME, so
+ * gateways whose clocks disagree still share one limit; only calendar
+ * boundaries come from the gateway, which knows the zone.  Buckets (token,
+ * leaky, GCRA) are kept as a theoretical arrival time, fixed windows as
+ * "start:end:used", sliding windows as "start:used:previous", sliding logs
+ * as the admission times.  Every key expires when its state would be fresh
+ * again.
  *
  * Reply: { all enforced layers allowed (0/1), TIME in us, then per layer
- * allowed, remaining, reset us, retry-after us }.
+ * allowed, remaining, reset us, retry-after us, delay us }.
  *
  * Lua numbers are doubles: times (about 2^51 us today) and counts are
  * exact; a bucket's arrival time keeps fractions of a microsecond only to
@@ -27,18 +32,25 @@ static const char mg_redis_script[] =
 "local out = {0, now}\n"
 "local ok_all, states, ttls, oks = 1, {}, {}, {}\n"
 "for i = 1, n do\n"
-"  local b = (i - 1) * 6\n"
+"  local b = (i - 1) * 11\n"
 "  local algo, q, w = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3])\n"
 "  local burst, cost, shadow = tonumber(ARGV[b+4]), tonumber(ARGV[b+5]), tonumber(ARGV[b+6])\n"
+"  local maxdelay = tonumber(ARGV[b+7])\n"
+"  local c0, c1, c2, c3 = tonumber(ARGV[b+8]), tonumber(ARGV[b+9]), tonumber(ARGV[b+10]), tonumber(ARGV[b+11])\n"
 "  local raw = redis.call('GET', KEYS[i])\n"
-"  local ok, rem, reset, retry, state, ttl = 0, 0, 0, 0, nil, 1\n"
+"  local ok, rem, reset, retry, delay, state, ttl = 0, 0, 0, 0, 0, nil, 1\n"
 "  if algo == 1 or algo == 2 or algo == 6 then\n"
 "    local T = w / q\n"
 "    local tau = burst * T\n"
 "    local tat = now\n"
 "    if raw then tat = math.max(tonumber(raw), now) end\n"
 "    local new = tat + cost * T\n"
-"    if cost <= burst and new - now <= tau * (1 + 1e-12) then\n"
+"    local fits = cost <= burst and new - now <= tau * (1 + 1e-12)\n"
+"    if algo == 2 and maxdelay > 0 then\n"
+"      delay = math.ceil(tat - now)\n"
+"      if delay > maxdelay then fits = false end\n"
+"    end\n"
+"    if fits then\n"
 "      ok = 1\n"
 "      state = string.format('%.17g', new)\n"
 "      rem = math.floor((tau - (new - now)) / T + 1e-9)\n"
@@ -47,25 +59,61 @@ static const char mg_redis_script[] =
 "    else\n"
 "      rem = math.floor((tau - (tat - now)) / T + 1e-9)\n"
 "      reset = math.ceil(tat - now)\n"
-"      if cost <= burst then retry = math.ceil(new - now - tau) else retry = w end\n"
+"      if cost > burst then retry = w\n"
+"      else\n"
+"        retry = math.ceil(new - now - tau)\n"
+"        if algo == 2 and maxdelay > 0 and delay - maxdelay > retry then retry = delay - maxdelay end\n"
+"      end\n"
 "      if retry < 1 then retry = 1 end\n"
+"      delay = 0\n"
 "    end\n"
 "  elseif algo == 3 then\n"
-"    local start = now - (now % w)\n"
+"    local start, fin\n"
+"    if c1 > 0 then\n"
+"      if now < c1 then start, fin = c0, c1\n"
+"      elseif now < c2 then start, fin = c1, c2\n"
+"      else start, fin = c2, c3 end\n"
+"    else\n"
+"      start = now - (now % w)\n"
+"      fin = start + w\n"
+"    end\n"
 "    local used = 0\n"
 "    if raw then\n"
-"      local s, u = string.match(raw, '^(%d+):(%d+)$')\n"
-"      if s and tonumber(s) >= start then start = tonumber(s); used = tonumber(u) end\n"
+"      local s, f, u = string.match(raw, '^(%d+):(%d+):(%d+)$')\n"
+"      if s and tonumber(s) >= start then start, fin, used = tonumber(s), tonumber(f), tonumber(u) end\n"
 "    end\n"
 "    if cost <= q and used + cost <= q then\n"
 "      ok = 1\n"
 "      used = used + cost\n"
-"    elseif cost <= q then retry = start + w - now\n"
-"    else retry = start + 2 * w - now end\n"
+"    elseif cost <= q then retry = fin - now\n"
+"    else retry = fin - now + w end\n"
 "    rem = q - used\n"
-"    if used > 0 then reset = start + w - now end\n"
-"    state = string.format('%.17g:%d', start, used)\n"
-"    ttl = math.ceil((start + w - now) / 1000) + 1\n"
+"    if used > 0 then reset = fin - now end\n"
+"    state = string.format('%.17g:%.17g:%d', start, fin, used)\n"
+"    ttl = math.ceil((fin - now) / 1000) + 1\n"
+"  elseif algo == 4 then\n"
+"    local log = {}\n"
+"    if raw then\n"
+"      for v in string.gmatch(raw, '%d+') do\n"
+"        v = tonumber(v)\n"
+"        if v + w > now then table.insert(log, v) end\n"
+"      end\n"
+"    end\n"
+"    local count = #log\n"
+"    local newest = now\n"
+"    if count > 0 and log[count] > now then newest = log[count] end\n"
+"    if cost <= q and count + cost <= q then\n"
+"      ok = 1\n"
+"      for j = 1, cost do table.insert(log, newest) end\n"
+"      count = count + cost\n"
+"    elseif cost <= q then retry = log[count + cost - q] + w - now\n"
+"    else retry = w end\n"
+"    rem = q - count\n"
+"    if count > 0 then reset = log[count] + w - now end\n"
+"    local parts = {}\n"
+"    for j = 1, count do parts[j] = string.format('%.17g', log[j]) end\n"
+"    state = table.concat(parts, ' ')\n"
+"    if count > 0 then ttl = math.ceil((log[count] + w - now) / 1000) + 1 end\n"
 "  elseif algo == 5 then\n"
 "    local start = now - (now % w)\n"
 "    local cur, prev = 0, 0\n"
@@ -108,10 +156,14 @@ static const char mg_redis_script[] =
 "  table.insert(out, rem)\n"
 "  table.insert(out, reset)\n"
 "  table.insert(out, retry)\n"
+"  table.insert(out, delay)\n"
 "end\n"
 "if ok_all == 1 then\n"
 "  for i = 1, n do\n"
-"    if oks[i] == 1 then redis.call('SET', KEYS[i], states[i], 'PX', ttls[i]) end\n"
+"    if oks[i] == 1 then\n"
+"      if states[i] == '' then redis.call('DEL', KEYS[i])\n"
+"      else redis.call('SET', KEYS[i], states[i], 'PX', ttls[i]) end\n"
+"    end\n"
 "  end\n"
 "end\n"
 "out[1] = ok_all\n"

@@ -19,9 +19,8 @@
  * this host's shared-memory counters (the built-in shm store) -- limits
  * per gateway instead of global, but limits.
  *
- * Not yet: the sliding log, calendar windows and leaky-bucket delays
- * (refused per request as unsupported), TLS (Debian 12's hiredis 0.14 has
- * none), local-sync mode and a per-tier failure policy.
+ * Every algorithm runs in the script.  Not yet: TLS (Debian 12's hiredis
+ * 0.14 has none), the local-sync mode and a per-tier failure policy.
  */
 #include <apr_strings.h>
 #include <apr_reslist.h>
@@ -39,6 +38,9 @@ APLOG_USE_MODULE(modelgate_redis);
 
 #define MGRLOGNO(n) "MGR" #n ": "
 #define BREAKER_MAX_BACKOFF (30 * APR_USEC_PER_SEC)
+/* What the script takes and answers per layer (mg_redis_script.h). */
+#define ARGS_PER_LAYER  11
+#define REPLY_PER_LAYER 5
 
 struct mg_store_instance {
     const char *host;
@@ -298,22 +300,6 @@ static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
     apr_thread_mutex_unlock(inst->mutex);
 }
 
-static int supported(const mg_limit_spec *spec)
-{
-    switch (spec->algo) {
-    case MG_ALGO_TOKEN_BUCKET:
-    case MG_ALGO_GCRA:
-    case MG_ALGO_SLIDING_WINDOW:
-        return 1;
-    case MG_ALGO_LEAKY_BUCKET:
-        return spec->max_delay == 0;
-    case MG_ALGO_FIXED_WINDOW:
-        return spec->calendar == MG_CAL_NONE;
-    default:
-        return 0;
-    }
-}
-
 /* EVALSHA, loading the script first when this Redis does not have it. */
 static redisReply *run_script(mg_store_instance *inst, redisContext *c,
                               int argc, const char **argv, size_t *argvlen)
@@ -358,10 +344,10 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
                                  const mg_layer *layers, int n, mg_now now,
                                  mg_decision *d)
 {
-    const char *argv[3 + MG_LIMIT_MAX_LAYERS * 7];
-    size_t argvlen[3 + MG_LIMIT_MAX_LAYERS * 7];
+    const char *argv[3 + MG_LIMIT_MAX_LAYERS * (1 + ARGS_PER_LAYER)];
+    size_t argvlen[3 + MG_LIMIT_MAX_LAYERS * (1 + ARGS_PER_LAYER)];
     char keys[MG_LIMIT_MAX_LAYERS][40];
-    char nums[MG_LIMIT_MAX_LAYERS * 6][24];
+    char nums[MG_LIMIT_MAX_LAYERS * ARGS_PER_LAYER][24];
     char nkeys[8];
     redisContext *c = NULL;
     redisReply *reply;
@@ -370,16 +356,6 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     int argc = 0, i, j;
 
     memset(d, 0, sizeof(*d));
-    for (i = 0; i < n; i++) {
-        if (!supported(layers[i].spec)) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00004)
-                         "redis store: limit '%s' uses %s%s, which this "
-                         "store does not support yet", layers[i].policy,
-                         mg_limit_algo_name(layers[i].spec->algo),
-                         layers[i].spec->calendar ? " with a calendar" : "");
-            return APR_ENOTIMPL;
-        }
-    }
     if (!breaker_allows(inst, apr_time_now())) {
         goto failed_fast;
     }
@@ -398,16 +374,31 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     }
     for (i = 0; i < n; i++) {
         const mg_limit_spec *spec = layers[i].spec;
-        apr_uint64_t v[6];
-        v[0] = (apr_uint64_t)spec->algo;
-        v[1] = spec->quota;
-        v[2] = (apr_uint64_t)spec->window;
-        v[3] = spec->burst;
-        v[4] = layers[i].cost;
-        v[5] = (apr_uint64_t)layers[i].shadow;
-        for (j = 0; j < 6; j++) {
-            char *num = nums[i * 6 + j];
-            apr_snprintf(num, 24, "%" APR_UINT64_T_FMT, v[j]);
+        apr_int64_t v[ARGS_PER_LAYER];
+        memset(v, 0, sizeof(v));
+        v[0] = spec->algo;
+        v[1] = (apr_int64_t)spec->quota;
+        v[2] = spec->window;
+        v[3] = (apr_int64_t)spec->burst;
+        v[4] = (apr_int64_t)layers[i].cost;
+        v[5] = layers[i].shadow;
+        v[6] = spec->max_delay;
+        if (spec->calendar != MG_CAL_NONE) {
+            /* Redis cannot know the zone: the gateway names the windows
+             * around its own time, the script picks the one Redis's time
+             * falls in. */
+            apr_time_t start, end, pstart, pend, nstart, nend;
+            mg_limit_window_bounds(spec, now.wall, &start, &end);
+            mg_limit_window_bounds(spec, start - 1, &pstart, &pend);
+            mg_limit_window_bounds(spec, end, &nstart, &nend);
+            v[7] = pstart;
+            v[8] = start;
+            v[9] = nstart;
+            v[10] = nend;
+        }
+        for (j = 0; j < ARGS_PER_LAYER; j++) {
+            char *num = nums[i * ARGS_PER_LAYER + j];
+            apr_snprintf(num, 24, "%" APR_INT64_T_FMT, v[j]);
             argv[argc] = num;
             argvlen[argc++] = strlen(num);
         }
@@ -421,7 +412,7 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     reply = run_script(inst, c, argc, argv, argvlen);
     err = reply_error(c, reply);
     if (err || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != (size_t)(2 + 4 * n)) {
+        || reply->elements != (size_t)(2 + REPLY_PER_LAYER * n)) {
         if (!err) {
             err = "unexpected reply";
         }
@@ -436,14 +427,14 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     }
     d->nlayers = n;
     for (i = 0; i < n; i++) {
-        redisReply **e = reply->element + 2 + 4 * i;
+        redisReply **e = reply->element + 2 + REPLY_PER_LAYER * i;
         mg_limit_decision *l = &d->layer[i];
         l->allowed = (int)e[0]->integer;
         l->limit = layers[i].spec->quota;
         l->remaining = e[1]->integer > 0 ? (apr_uint64_t)e[1]->integer : 0;
         l->reset = (apr_interval_time_t)e[2]->integer;
         l->retry_after = (apr_interval_time_t)e[3]->integer;
-        l->delay = 0;
+        l->delay = (apr_interval_time_t)e[4]->integer;
         l->expires = 0;
     }
     freeReplyObject(reply);
