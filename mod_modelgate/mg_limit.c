@@ -176,7 +176,6 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
     d->allowed = 1;
     d->binding = -1;
     d->shadow_rejected = 0;
-    d->unenforced = 0;
     d->delay = 0;
     for (i = 0; i < d->nlayers; i++) {
         const mg_limit_decision *l = &d->layer[i];

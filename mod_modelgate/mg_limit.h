@@ -221,8 +221,6 @@ typedef struct mg_decision {
                                    nearest to its limit; -1 with no layers */
     unsigned shadow_rejected; /**< bit i: shadow layer i would have
                                    rejected (it consumed nothing) */
-    int unenforced;           /**< the store could not decide and its
-                                   failure policy admits: no layer counted */
     apr_interval_time_t delay; /**< hold the request this long (the longest
                                    delay an enforced layer asks) */
     mg_limit_decision layer[MG_LIMIT_MAX_LAYERS];

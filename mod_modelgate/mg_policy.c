@@ -174,6 +174,25 @@ bad:
                         "such as Europe/Berlin", text);
 }
 
+const char *mg_policy_parse_failure(apr_pool_t *p, const char *text,
+                                    mg_failure_policy *out)
+{
+    if (!strcasecmp(text, "closed")) {
+        *out = MG_FAIL_CLOSED;
+    }
+    else if (!strcasecmp(text, "open")) {
+        *out = MG_FAIL_OPEN;
+    }
+    else if (!strcasecmp(text, "local")) {
+        *out = MG_FAIL_LOCAL;
+    }
+    else {
+        return apr_psprintf(p, "'%s' is not a failure policy (closed, open, "
+                            "local)", text);
+    }
+    return NULL;
+}
+
 static const char *const scope_names[] = {
     "global", "tier", "tenant", "key", "route", "ip"
 };
@@ -294,9 +313,16 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
         else if (!strcasecmp(opt, "shadow")) {
             def->shadow = 1;
         }
+        else if (!strncasecmp(opt, "on_store_failure=", 17)) {
+            if ((err = mg_policy_parse_failure(p, opt + 17,
+                                               &def->on_store_failure))) {
+                return err;
+            }
+        }
         else {
             return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
-                                "burst=, delay=, zone=, tiers=, shadow)", opt);
+                                "burst=, delay=, zone=, tiers=, shadow, "
+                                "on_store_failure=)", opt);
         }
     }
     err = mg_limit_spec_init(&def->spec, algo, quota, window,

@@ -18,6 +18,18 @@
 /** Longest tier, key id, tenant or upstream name. */
 #define MG_POLICY_NAME_MAX 64
 
+/** What to do while the counter store cannot decide. */
+typedef enum {
+    MG_FAIL_UNSET = 0,        /**< the server's ModelGateStoreFailure */
+    MG_FAIL_CLOSED,           /**< refuse: 503 with Retry-After */
+    MG_FAIL_OPEN,             /**< admit, unlimited, and say so */
+    MG_FAIL_LOCAL             /**< count on this host's shared memory */
+} mg_failure_policy;
+
+/** Parse closed, open or local. */
+const char *mg_policy_parse_failure(apr_pool_t *p, const char *text,
+                                    mg_failure_policy *out);
+
 /** Whose counter a limit keeps: one for everybody, or one per tier,
  *  tenant, key, route or client address. */
 typedef enum {
@@ -40,6 +52,8 @@ typedef struct mg_limit_def {
     mg_scope scope;
     mg_limit_spec spec;
     int shadow;               /**< counts and reports, never rejects */
+    mg_failure_policy on_store_failure; /**< tiers only: this tier's policy
+                                   while the store fails */
     apr_array_header_t *tiers; /**< only for callers of these tiers
                                    (const char *); NULL: for everybody */
     /* Made once when the configuration is read, so a request does not:
@@ -108,6 +122,7 @@ const char *mg_policy_scope_name(mg_scope scope);
  *                  an offset (+HH:MM) or a tz name (Europe/Berlin); UTC
  *   tiers=a,b      apply only to callers of these tiers
  *   shadow         count and report, never reject
+ *   on_store_failure=closed|open|local   tiers: while the store fails
  * @return NULL on success with *out set, else an error message.
  */
 const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,

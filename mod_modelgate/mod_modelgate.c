@@ -257,17 +257,29 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
     now.wall = r->request_time;
     rv = sc->store->decide(sc->store_inst, r->server, layers, n, now, &d);
     if (rv != APR_SUCCESS) {
-        /* Stores log their failures once per outage, not per request. */
+        /* Stores log their outages once, not per request; what happens to
+         * the request is the tier's policy, else the server's. */
+        mg_failure_policy policy = tier->on_store_failure != MG_FAIL_UNSET
+                                   ? tier->on_store_failure
+                                   : sc->store_failure;
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGLOGNO(00201)
                       "counter store '%s' failed to decide", sc->store->name);
-        apr_table_setn(r->notes, "modelgate-decision", "store-down");
-        apr_table_setn(r->err_headers_out, "Retry-After", "1");
-        return respond_canned(r, CANNED_STORE_DOWN);
-    }
-    if (d.unenforced) {
-        apr_table_setn(r->notes, "modelgate-decision", "unenforced");
-        apr_table_setn(r->err_headers_out, "X-Modelgate-Limits", "unenforced");
-        return OK;
+        if (policy == MG_FAIL_LOCAL && sc->local) {
+            apr_table_setn(r->notes, "modelgate-store", "local");
+            rv = sc->local->decide(sc->local_inst, r->server, layers, n, now,
+                                   &d);
+        }
+        else if (policy == MG_FAIL_OPEN) {
+            apr_table_setn(r->notes, "modelgate-decision", "unenforced");
+            apr_table_setn(r->err_headers_out, "X-Modelgate-Limits",
+                           "unenforced");
+            return OK;
+        }
+        if (rv != APR_SUCCESS) {
+            apr_table_setn(r->notes, "modelgate-decision", "store-down");
+            apr_table_setn(r->err_headers_out, "Retry-After", "1");
+            return respond_canned(r, CANNED_STORE_DOWN);
+        }
     }
     mg_headers_build(r->pool, layers, &d, &h);
     set_limit_headers(r, &h);
@@ -401,7 +413,9 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     prepare_canned_errors(pconf);
-    if (sc->store->init(sc->store_inst, s, pconf, ptemp) != APR_SUCCESS) {
+    if (sc->store->init(sc->store_inst, s, pconf, ptemp) != APR_SUCCESS
+        || (sc->local && sc->local->init(sc->local_inst, s, pconf, ptemp)
+                         != APR_SUCCESS)) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ap_add_version_component(pconf, "mod_modelgate/" MODELGATE_VERSION);
@@ -414,6 +428,9 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
                                               &modelgate_module);
 
     sc->store->child_init(sc->store_inst, s, pchild);
+    if (sc->local) {
+        sc->local->child_init(sc->local_inst, s, pchild);
+    }
 }
 
 static void mg_register_hooks(apr_pool_t *p)

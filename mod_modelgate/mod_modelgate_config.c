@@ -179,6 +179,10 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                                         &def))) {
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
+    if (def->on_store_failure != MG_FAIL_UNSET) {
+        return "ModelGateLimit: on_store_failure= is a tier's option "
+               "(ModelGateTier)";
+    }
     mg_layers_prepare(cmd->pool, def);
     if (cmd->path == NULL) {
         if (cmd->server->is_virtual) {
@@ -309,6 +313,20 @@ static const char *cmd_upstream(cmd_parms *cmd, void *dummy,
     return NULL;
 }
 
+static const char *cmd_store_failure(cmd_parms *cmd, void *dummy,
+                                     const char *arg)
+{
+    mg_server_conf *sc = server_conf(cmd);
+    const char *err;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    err = mg_policy_parse_failure(cmd->pool, arg, &sc->store_failure);
+    return err ? apr_pstrcat(cmd->pool, "ModelGateStoreFailure: ", err, NULL)
+               : NULL;
+}
+
 static const char *cmd_store(cmd_parms *cmd, void *dummy, const char *args)
 {
     mg_server_conf *sc = server_conf(cmd);
@@ -351,6 +369,9 @@ const command_rec mg_cmds[] = {
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
     AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
         "NAME URL: an upstream model server that routes may name"),
+    AP_INIT_TAKE1("ModelGateStoreFailure", cmd_store_failure, NULL, RSRC_CONF,
+        "closed (503, the default), open (admit unlimited) or local (count "
+        "on this host): what to do while the counter store fails"),
     AP_INIT_RAW_ARGS("ModelGateStore", cmd_store, NULL, RSRC_CONF,
         "the counter store and its arguments: shm [capacity=N]"),
     { NULL }
@@ -362,6 +383,24 @@ static void config_error(server_rec *s, const mg_where *w, const char *msg)
 {
     ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                  MGLOGNO(00001) "%s (%s line %d)", msg, w->file, w->line);
+}
+
+/* Does a failure policy anywhere ask for this host's counters? */
+static int needs_local_store(const mg_server_conf *sc)
+{
+    apr_hash_index_t *hi;
+
+    if (sc->store_failure == MG_FAIL_LOCAL) {
+        return 1;
+    }
+    for (hi = apr_hash_first(NULL, sc->policy->tiers); hi;
+         hi = apr_hash_next(hi)) {
+        const mg_tier *tier = apr_hash_this_val(hi);
+        if (tier->on_store_failure == MG_FAIL_LOCAL) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* Runs after the configuration is read and before `apache2 -t` says
@@ -416,6 +455,19 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                          MGLOGNO(00004) "the default counter store could "
                          "not be created");
+            ok = 0;
+        }
+    }
+    if (ok && sc->store && strcmp(sc->store->name, MG_DEFAULT_STORE)
+        && needs_local_store(sc)) {
+        sc->local = ap_lookup_provider(MG_STORE_PROVIDER_GROUP,
+                                       MG_DEFAULT_STORE,
+                                       MG_STORE_PROVIDER_VERSION);
+        if (!sc->local
+            || sc->local->create(&sc->local_inst, "", ptemp, pconf)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         MGLOGNO(00005) "the shm store that stands in for "
+                         "a failing store could not be created");
             ok = 0;
         }
     }

@@ -48,6 +48,11 @@ typedef struct mg_server_conf {
     apr_array_header_t *route_refs;   /**< mg_route_ref */
     const mg_store_provider *store;
     mg_store_instance *store_inst;
+    mg_failure_policy store_failure; /**< while the store fails (default
+                                   closed); tiers may override */
+    const mg_store_provider *local;  /**< the shm store standing in for a
+                                   failing store (policy local) */
+    mg_store_instance *local_inst;
     int enabled_somewhere;            /**< some `ModelGate On` was read */
 } mg_server_conf;
 

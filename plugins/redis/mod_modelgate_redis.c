@@ -13,11 +13,9 @@
  * error.  A circuit breaker stops requests from paying the timeout once
  * Redis fails: after a failure the store fails fast for a back-off that
  * doubles up to 30 s, then lets one request probe.  Its transitions are
- * logged once, not per request.  While it fails the store follows
- * on_failure: "closed" (the default) refuses with 503, "open" admits and
- * marks the response (X-Modelgate-Limits: unenforced), "local" decides on
- * this host's shared-memory counters (the built-in shm store) -- limits
- * per gateway instead of global, but limits.
+ * logged once per child, not per request.  While it fails, decide()
+ * returns an error and the gateway applies its failure policy
+ * (ModelGateStoreFailure, and per tier on_store_failure=).
  *
  * Every algorithm runs in the script.  Not yet: TLS (Debian 12's hiredis
  * 0.14 has none), the local-sync mode and a per-tier failure policy.
@@ -50,10 +48,6 @@ struct mg_store_instance {
     int db;
     const char *user;
     const char *password;
-    int fail_open;
-    int fail_local;               /* on_failure=local: the shm store */
-    const mg_store_provider *local;
-    mg_store_instance *local_inst;
     /* per child */
     apr_pool_t *pool;
     apr_reslist_t *conns;
@@ -130,26 +124,11 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
         else if (!strncasecmp(word, "password=", 9)) {
             inst->password = word + 9;
         }
-        else if (!strcasecmp(word, "on_failure=open")) {
-            inst->fail_open = 1;
-        }
-        else if (!strcasecmp(word, "on_failure=closed")) {
-            inst->fail_open = 0;
-        }
-        else if (!strcasecmp(word, "on_failure=local")) {
-            /* Fall back to this host's shared-memory counters: limits
-             * per gateway instead of global, but limits. */
-            inst->fail_local = 1;
-            inst->local = ap_lookup_provider(MG_STORE_PROVIDER_GROUP, "shm",
-                                             MG_STORE_PROVIDER_VERSION);
-            err = !inst->local ? "on_failure=local needs mod_modelgate's "
-                                 "shm store"
-                  : inst->local->create(&inst->local_inst, "", ptemp, p);
-        }
         else {
             /* Never echo the argument: it may be a password. */
             err = "unknown argument (known: connect_timeout=, timeout=, db=, "
-                  "user=, password=, on_failure=closed|open|local)";
+                  "user=, password=; what to do while Redis fails is "
+                  "ModelGateStoreFailure's)";
         }
         if (err) {
             return err;
@@ -162,11 +141,9 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
                                apr_pool_t *pconf, apr_pool_t *ptemp)
 {
-    /* No connection from the parent: each child connects when it first
-     * needs to.  Only the fallback store has shared memory to make. */
-    return inst->fail_local ? inst->local->init(inst->local_inst, s, pconf,
-                                                ptemp)
-                            : APR_SUCCESS;
+    /* Nothing to share between processes, and no connection from the
+     * parent: each child connects when it first needs to. */
+    return APR_SUCCESS;
 }
 
 /* A reply's error text, or why there is no reply. */
@@ -236,11 +213,6 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
     apr_status_t rv;
 
     inst->pool = pchild;
-    if (inst->fail_local
-        && (rv = inst->local->child_init(inst->local_inst, s, pchild))
-           != APR_SUCCESS) {
-        return rv;
-    }
     if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
@@ -283,11 +255,9 @@ static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
     else {
         if (!inst->broken) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
-                         "redis store: %s:%d failed (%s); %s until it "
-                         "answers", inst->host, inst->port, why,
-                         inst->fail_local ? "counting on this host only"
-                         : inst->fail_open ? "admitting requests unlimited"
-                         : "refusing requests with 503");
+                         "redis store: %s:%d failed (%s); failing fast, "
+                         "and so applying ModelGateStoreFailure, until it "
+                         "answers", inst->host, inst->port, why);
         }
         inst->broken = 1;
         inst->backoff = inst->backoff ? inst->backoff * 2
@@ -444,17 +414,8 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     return APR_SUCCESS;
 
 failed_fast:
-    if (inst->fail_local) {
-        return inst->local->decide(inst->local_inst, s, layers, n, now, d);
-    }
-    if (inst->fail_open) {
-        /* Admitted, unlimited: the glue says so in a header. */
-        d->nlayers = 0;
-        d->binding = -1;
-        d->allowed = 1;
-        d->unenforced = 1;
-        return APR_SUCCESS;
-    }
+    /* The gateway applies its failure policy (ModelGateStoreFailure and
+     * the tiers' on_store_failure=). */
     return APR_ECONNREFUSED;
 }
 

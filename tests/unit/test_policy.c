@@ -260,13 +260,13 @@ static void test_parse_tier_errors(void **state)
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
              "unknown option 'rate=5' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow)");
+             "delay=, zone=, tiers=, shadow, on_store_failure=)");
     tier_err(p, "free", "10/min", "burst",
              "unknown option 'burst' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow)");
+             "delay=, zone=, tiers=, shadow, on_store_failure=)");
     tier_err(p, "free", "10/min", "",
              "unknown option '' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow)");
+             "delay=, zone=, tiers=, shadow, on_store_failure=)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
@@ -324,9 +324,29 @@ static void test_policy_tiers(void **state)
     assert_int_equal(apr_hash_count(policy->tiers), 2);
 }
 
+static void test_failure_policy(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_failure_policy f = MG_FAIL_UNSET;
+    const char *opts[] = { "on_store_failure=local" };
+    mg_tier *t = NULL;
+
+    assert_null(mg_policy_parse_failure(p, "closed", &f));
+    assert_int_equal(f, MG_FAIL_CLOSED);
+    assert_null(mg_policy_parse_failure(p, "OPEN", &f));
+    assert_int_equal(f, MG_FAIL_OPEN);
+    assert_null(mg_policy_parse_failure(p, "local", &f));
+    assert_int_equal(f, MG_FAIL_LOCAL);
+    assert_string_equal(mg_policy_parse_failure(p, "maybe", &f),
+                        "'maybe' is not a failure policy (closed, open, local)");
+    assert_null(mg_policy_parse_tier(p, "pro", "10/min", 1, opts, &t));
+    assert_int_equal(t->on_store_failure, MG_FAIL_LOCAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_failure_policy),
         MG_TEST(test_parse_rate_ok),
         MG_TEST(test_parse_rate_errors),
         MG_TEST(test_name_valid),
