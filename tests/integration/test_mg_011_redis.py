@@ -263,3 +263,47 @@ def test_mg_011_12_redis_shared_example(gateways, backend, redis):
     assert statuses == [200] * 10 + [429, 429]
     resp = gws[0].chat(DEMO_KEY)
     assert resp.header("ratelimit-policy") == '"free";q=10;w=60, "gateway";q=6000;w=60'
+
+
+def test_mg_011_15_acl_user_and_database(gateways, backend, redis):
+    """AUTH with an ACL user and password, and SELECT of a database."""
+    assert "+OK" in redis.command("ACL", "SETUSER", "gateway", "on", ">gw-pass-9",
+                                  "~*", "+@all")
+    gw = gateway(gateways, backend, redis, "acl", "5/min",
+                 "user=gateway password=gw-pass-9 db=3").start()
+    assert [gw.chat(DEMO_KEY).status for _ in range(6)] == [200] * 5 + [429]
+    keyspace = redis.command("INFO", "keyspace")
+    assert "db3:keys=1" in keyspace
+    assert "db0:" not in keyspace
+
+
+def test_mg_011_16_redis_killed_mid_load(gateways, backend, redis):
+    """Redis dies while 32 clients are sending: every answer is a 200, a
+    429 or a 503 in JSON (closed policy); no 500, no crash."""
+    gw = gateway(gateways, backend, redis, "midload", "1000/min").start()
+    gw.allow_errors(r"MGR00003")
+    results = collections.Counter()
+    done = threading.Event()
+
+    def client():
+        while not done.is_set():
+            try:
+                results[gw.chat(OTHER_KEY).status] += 1
+            except Exception as e:
+                results[repr(e)] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(32)]
+    for t in threads:
+        t.start()
+    import time
+    time.sleep(0.5)
+    redis.stop()
+    time.sleep(1.0)
+    done.set()
+    for t in threads:
+        t.join(30)
+    assert set(results) <= {200, 429, 503}, results
+    assert results[200] > 0 and results[503] > 0, results
+    # the server still answers, and says why it refuses
+    resp = gw.chat(OTHER_KEY)
+    assert resp.status == 503 and resp.json["error"]["code"] == "gateway_error"
