@@ -200,9 +200,8 @@ typedef struct mg_fingerprint {
 typedef struct mg_layer {
     const char *policy;       /**< policy name, shown in RateLimit headers */
     const mg_limit_spec *spec;
-    const char *key;          /**< counter key for stores that want text;
-                                   may be NULL (fp identifies the counter) */
-    mg_fingerprint fp;        /**< counter identity */
+    mg_fingerprint fp;        /**< counter identity (stores that want a
+                                   text key use its hex, as Redis does) */
     apr_uint64_t cost;        /**< units this request consumes */
     int shadow;               /**< counts and reports, never rejects */
     const char *policy_item;  /**< this layer's RateLimit-Policy item, made

@@ -54,7 +54,6 @@ static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
 {
     const char *subject = subject_of(r, dc, key, def->scope);
 
-    layer->key = NULL;
     layer->policy = def->name;
     layer->spec = &def->spec;
     layer->fp = mg_table_fingerprint_subject(&def->fp_base, subject,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing mod_modelgate need, from
-# Debian's packages.  Safe to run again: it installs only what is missing.
+# Debian's packages, and any packages named as arguments (bench/ adds its
+# own).  Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 PACKAGES=(
@@ -10,6 +11,7 @@ PACKAGES=(
     libssl-dev libjansson-dev libhiredis-dev tzdata
     # tests
     libcmocka-dev python3 python3-pytest curl redis-server valgrind
+    "$@"
 )
 
 missing=()
@@ -27,8 +29,8 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 # --no-install-recommends keeps the machine lean; policy-rc.d stops the
-# package scripts from starting system services (apache2, redis-server)
-# that would take ports the tests and demo do not need.
+# package scripts from starting system services (apache2, redis-server,
+# nginx) that would take ports and compete for the cores.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d

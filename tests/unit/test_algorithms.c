@@ -2497,7 +2497,6 @@ static mg_layer mk_layer(const char *policy, const mg_limit_spec *spec,
     memset(&l, 0, sizeof(l));
     l.policy = policy;
     l.spec = spec;
-    l.key = key;
     l.fp = mg_table_fingerprint(key, strlen(key), spec);
     l.cost = cost;
     l.shadow = shadow;

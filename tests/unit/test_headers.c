@@ -30,7 +30,6 @@ static void add_layer(req *r, const char *policy, const mg_limit_spec *spec)
     memset(l, 0, sizeof(*l));
     l->policy = policy;
     l->spec = spec;
-    l->key = policy;
     l->cost = 1;
     memset(&r->states[r->n], 0, sizeof(r->states[0]));
     r->n++;
