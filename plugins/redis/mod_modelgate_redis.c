@@ -24,6 +24,7 @@
 #include <apr_reslist.h>
 #include <apr_thread_mutex.h>
 #include <ap_provider.h>
+#include <ap_mpm.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -211,15 +212,22 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
                                      apr_pool_t *pchild)
 {
     apr_status_t rv;
+    int threads = 0;
 
     inst->pool = pchild;
     if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
     }
-    /* No minimum: connections are made on first use. */
-    return apr_reslist_create(&inst->conns, 0, 4, 64, 0, conn_open,
-                              conn_close, inst, pchild);
+    /* No minimum: connections are made on first use.  At most one per
+     * thread that can serve a request, so no thread waits for another's
+     * connection; four are kept when idle. */
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
+        || threads < 1) {
+        threads = 1;
+    }
+    return apr_reslist_create(&inst->conns, 0, threads < 4 ? threads : 4,
+                              threads, 0, conn_open, conn_close, inst, pchild);
 }
 
 /* The breaker: may this request try Redis? */
