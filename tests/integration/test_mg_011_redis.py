@@ -307,3 +307,21 @@ def test_mg_011_16_redis_killed_mid_load(gateways, backend, redis):
     # the server still answers, and says why it refuses
     resp = gw.chat(OTHER_KEY)
     assert resp.status == 503 and resp.json["error"]["code"] == "gateway_error"
+
+
+@pytest.mark.parametrize("args,message", [
+    ("", "expected HOST:PORT"),
+    ("localhost", "'localhost' is not HOST:PORT"),
+    ("127.0.0.1:70000", "'127.0.0.1:70000' is not HOST:PORT"),
+    ("127.0.0.1:6379 timeout=0", "'timeout=0': milliseconds from 1 to 60000"),
+    ("127.0.0.1:6379 db=x", "'db=x': a database number"),
+    ("127.0.0.1:6379 pasword=Zz-secret-1", "unknown argument"),
+], ids=["none", "noport", "badport", "timeout", "db", "typo"])
+def test_mg_011_17_store_argument_errors(gateways, args, message):
+    gw = gateways("storeargs")
+    gw.write_conf('LoadModule modelgate_redis_module "%s"\nModelGateStore redis %s\n'
+                  % (harness.REDIS_MODULE, args))
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert message in out, out
+    assert "Zz-secret-1" not in out      # a mistyped secret is not echoed
