@@ -27,6 +27,9 @@
 #   BENCH_MG_EXTRA=       lines added to (2)'s configuration, to try variants
 #                         (e.g. "Mutex posixsem modelgate-store")
 #   BENCH_SERVERS_ONLY=1  start all five, print their ports, wait for Ctrl-C
+#   BENCH_REDIS_DOWN=1    with BENCH_MG_STORE=redis: stop Redis once (2) is
+#                         up, with ModelGateStoreFailure open, to measure
+#                         what a dead Redis costs once the breaker is open
 #   BENCH_MG_STORE=redis  (2) keeps its counters in a redis-server of its own
 #                         (plugins/redis, exact mode) instead of shared
 #                         memory; the report adds Redis round trips per
@@ -51,6 +54,7 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
 SERVERS_ONLY=${BENCH_SERVERS_ONLY:-0}
 MG_EXTRA=${BENCH_MG_EXTRA:-}
 MG_STORE=${BENCH_MG_STORE:-shm}
+REDIS_DOWN=${BENCH_REDIS_DOWN:-0}
 REDIS_PORT=
 # Threads per apache process: at least the number of connections (see
 # apache_base_conf).
@@ -337,7 +341,8 @@ modelgate_conf() {
     local store="ModelGateStore shm capacity=65536" load=""
     if [ "$MG_STORE" = redis ]; then
         load="LoadModule modelgate_redis_module \"$dir/mod_modelgate_redis.so\""
-        store="ModelGateStore redis 127.0.0.1:$REDIS_PORT timeout=200"
+        store="ModelGateStore redis 127.0.0.1:$REDIS_PORT timeout=200
+ModelGateStoreFailure open"
     fi
     cat <<EOF
 LoadModule modelgate_module "$dir/mod_modelgate.so"
@@ -494,7 +499,7 @@ measure() {
     c0=$(cpu_ticks "$pgid"); b0=$(cpu_ticks "${RUNNING[backend]}"); h0=$(host_cpu)
     x0=$(ctx_switches "$pgid")
     local r0=0 r1=0
-    if [ "$name" = apache-modelgate ] && [ "$MG_STORE" = redis ]; then
+    if [ "$name" = apache-modelgate ] && [ -n "${RUNNING[redis]:-}" ]; then
         r0=$(redis_calls evalsha); r0=${r0:-0}
     fi
     # bash's `time` gives wrk's own CPU: it shares the two cores.
@@ -502,7 +507,7 @@ measure() {
             >"$out" 2>&1; } 2>&1 ) || die "$name: wrk failed: $(cat "$out")"
     c1=$(cpu_ticks "$pgid"); b1=$(cpu_ticks "${RUNNING[backend]}"); h1=$(host_cpu)
     x1=$(ctx_switches "$pgid")
-    if [ "$name" = apache-modelgate ] && [ "$MG_STORE" = redis ]; then
+    if [ "$name" = apache-modelgate ] && [ -n "${RUNNING[redis]:-}" ]; then
         r1=$(redis_calls evalsha); r1=${r1:-0}
     fi
 
@@ -633,7 +638,13 @@ main() {
             case $which in
                 0) measure backend ;;
                 1) start_apache_proxy; measure apache-proxy; stop_server apache-proxy ;;
-                2) start_apache_modelgate; measure apache-modelgate; stop_server apache-modelgate ;;
+                2) start_apache_modelgate
+                   if [ "$REDIS_DOWN" = 1 ] && [ -n "${RUNNING[redis]:-}" ]; then
+                       # Dead for the rest of the run: every (2) request
+                       # now meets the open breaker.
+                       stop_server redis
+                   fi
+                   measure apache-modelgate; stop_server apache-modelgate ;;
                 3) start_nginx_gateway nginx-limitreq 1; measure nginx-limitreq; stop_server nginx-limitreq ;;
                 4) start_nginx_gateway nginx-proxy 0; measure nginx-proxy; stop_server nginx-proxy ;;
                 *) die "BENCH_ONLY: unknown server $which (0-4)" ;;
@@ -641,9 +652,7 @@ main() {
         done
     done
     stop_server backend
-    if [ "$MG_STORE" = redis ]; then
-        stop_server redis
-    fi
+    stop_server redis
 
     report | tee "$RESULTS/summary.txt"
     if [ -f "$RESULTS/redis-roundtrips.txt" ]; then
