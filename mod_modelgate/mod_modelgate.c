@@ -332,7 +332,6 @@ static int mg_access_checker(request_rec *r)
     if (!key) {
         return refuse_credential(r, 0);
     }
-    mg_request_get(r)->key = key;
     mg_identity_announce(r, key);
     return decide_limits(r, sc, dc, key);
 }

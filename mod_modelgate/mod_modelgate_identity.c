@@ -16,24 +16,34 @@
 #define MG_HDR_PREFIX     "X-Modelgate-"
 #define MG_HDR_PREFIX_LEN (sizeof(MG_HDR_PREFIX) - 1)
 
+typedef struct scrub_ctx {
+    request_rec *r;
+    apr_array_header_t *names;    /* made only when a client sent one */
+} scrub_ctx;
+
 static int collect_ours(void *rec, const char *name, const char *value)
 {
-    apr_array_header_t *names = rec;
+    scrub_ctx *ctx = rec;
 
     if (!strncasecmp(name, MG_HDR_PREFIX, MG_HDR_PREFIX_LEN)) {
-        APR_ARRAY_PUSH(names, const char *) = name;
+        if (!ctx->names) {
+            ctx->names = apr_array_make(ctx->r->pool, 2, sizeof(char *));
+        }
+        APR_ARRAY_PUSH(ctx->names, const char *) = name;
     }
     return 1;
 }
 
 void mg_identity_scrub(request_rec *r)
 {
-    apr_array_header_t *names = apr_array_make(r->pool, 2, sizeof(char *));
+    scrub_ctx ctx = { r, NULL };
     int i;
 
-    apr_table_do(collect_ours, names, r->headers_in, NULL);
-    for (i = 0; i < names->nelts; i++) {
-        apr_table_unset(r->headers_in, APR_ARRAY_IDX(names, i, const char *));
+    /* Collected first: a table must not change while apr_table_do walks it. */
+    apr_table_do(collect_ours, &ctx, r->headers_in, NULL);
+    for (i = 0; ctx.names && i < ctx.names->nelts; i++) {
+        apr_table_unset(r->headers_in,
+                        APR_ARRAY_IDX(ctx.names, i, const char *));
     }
 }
 

@@ -67,7 +67,6 @@ typedef struct mg_dir_conf {
 
 /** What the module knows about one request, in r->request_config. */
 typedef struct mg_request {
-    const mg_key *key;
     const mg_upstream *upstream;
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */

@@ -32,12 +32,27 @@ CONF_EXAMPLES = os.path.join(SRCDIR, "conf-examples")
 MOCK = os.path.join(SRCDIR, "tests", "mock_backend", "mock_model.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-# Keys of conf-examples/keys/quickstart.keys (the digests are in that file).
+# conf-examples/keys/quickstart.keys and its keys (the digests are in the file).
+QUICKSTART_KEYS = os.path.join(CONF_EXAMPLES, "keys", "quickstart.keys")
 DEMO_KEY = "mg-quickstart-demo-key"
 OTHER_KEY = "mg-quickstart-other-key"
 PRO_KEY = "mg-quickstart-pro-key"
 
 START_TIMEOUT = 30.0
+
+
+def routed_v1(keys, backend_port):
+    """The gateway part most generated configurations share: a key file,
+    one upstream, and /v1/ authenticated, limited and routed to it."""
+    return """
+ModelGateKeyFile "%s"
+ModelGateUpstream model http://127.0.0.1:%d
+<Location "/v1/">
+    Require all granted
+    ModelGate On
+    ModelGateRoute model
+</Location>
+""" % (keys, backend_port)
 
 
 def free_port():

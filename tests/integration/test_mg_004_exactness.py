@@ -12,17 +12,14 @@ from harness import DEMO_KEY, OTHER_KEY, PRO_KEY
 CLIENTS = 64
 PER_CLIENT = 3
 # Refill of one request per half hour or more: nothing refills during a test.
-GATEWAY = """
+TIERS = """
 ModelGateTier free 48/day
 ModelGateTier pro  25/day
-ModelGateKeyFile "{conf}/keys/quickstart.keys"
-ModelGateUpstream model http://127.0.0.1:{backend}
-<Location "/v1/">
-    Require all granted
-    ModelGate On
-    ModelGateRoute model
-</Location>
 """
+
+
+def gateway_conf(backend):
+    return TIERS + harness.routed_v1(harness.QUICKSTART_KEYS, backend.port)
 
 
 def hammer(gw, keys):
@@ -55,7 +52,7 @@ def hammer(gw, keys):
 def test_mg_004_01_burst_admits_exactly_b(gateways, backend, mpm):
     backend.reset()
     gw = gateways(mpm, backend_port=backend.port, mpm=mpm)
-    gw.write_conf(GATEWAY.format(conf=harness.CONF_EXAMPLES, backend=backend.port))
+    gw.write_conf(gateway_conf(backend))
     gw.start()
     results = hammer(gw, [DEMO_KEY, OTHER_KEY, PRO_KEY])
     sent = CLIENTS * PER_CLIENT
@@ -71,7 +68,7 @@ def test_mg_004_02_mutex_directive_applies(gateways, backend):
     backend.reset()
     gw = gateways("mutex", backend_port=backend.port)
     gw.write_conf("ModelGateStore shm lock=httpd\n"
-                  + GATEWAY.format(conf=harness.CONF_EXAMPLES, backend=backend.port)
+                  + gateway_conf(backend)
                   + 'Mutex flock:%s/locks modelgate-store\n' % gw.rundir)
     os.makedirs(os.path.join(gw.rundir, "locks"), exist_ok=True)
     gw.start()

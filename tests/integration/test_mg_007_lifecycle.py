@@ -68,16 +68,7 @@ def test_mg_007_05_keytool_lines_work_in_a_key_file(gateways, backend, tmp_path)
     keys.write_text(line + "\n")
     backend.reset()
     gw = gateways("keytool", backend_port=backend.port)
-    gw.write_conf("""
-        ModelGateTier free 10/min
-        ModelGateKeyFile "%s"
-        ModelGateUpstream model http://127.0.0.1:%d
-        <Location "/v1/">
-            Require all granted
-            ModelGate On
-            ModelGateRoute model
-        </Location>
-        """ % (keys, backend.port))
+    gw.write_conf("ModelGateTier free 10/min\n" + harness.routed_v1(keys, backend.port))
     gw.start()
     assert gw.chat(key).status == 200
     assert backend.requests()[-1]["headers"]["x-modelgate-key-id"] == "batch-1"

@@ -5,24 +5,16 @@ import subprocess
 import harness
 from harness import DEMO_KEY, OTHER_KEY
 
-CONF = """
+TIERS = """
 ModelGateTier free 1/day
 ModelGateTier pro  2/h burst=1
-ModelGateKeyFile "{keys}"
-ModelGateUpstream model http://127.0.0.1:{port}
-<Location "/v1/">
-    Require all granted
-    ModelGate On
-    ModelGateRoute model
-</Location>
 """
 
 
 def start(gateways, backend):
     backend.reset()
     gw = gateways("daily", backend_port=backend.port)
-    gw.write_conf(CONF.format(keys=os.path.join(harness.CONF_EXAMPLES, "keys", "quickstart.keys"),
-                              port=backend.port))
+    gw.write_conf(TIERS + harness.routed_v1(harness.QUICKSTART_KEYS, backend.port))
     return gw.start()
 
 

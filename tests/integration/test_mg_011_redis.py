@@ -10,7 +10,7 @@ import pytest
 import harness
 from harness import DEMO_KEY, OTHER_KEY
 
-KEYS = os.path.join(harness.CONF_EXAMPLES, "keys", "quickstart.keys")
+KEYS = harness.QUICKSTART_KEYS
 
 
 @pytest.fixture
@@ -29,15 +29,8 @@ def gateway(gateways, backend, redis, name, tier="48/day", store_args="",
         ModelGateStoreFailure %s
         ModelGateTier free %s
         ModelGateTier pro  %s
-        ModelGateKeyFile "%s"
-        ModelGateUpstream model http://127.0.0.1:%d
-        <Location "/v1/">
-            Require all granted
-            ModelGate On
-            ModelGateRoute model
-        </Location>
-        """ % (harness.REDIS_MODULE, redis.port, store_args, failure, tier, pro, KEYS,
-               backend.port))
+        """ % (harness.REDIS_MODULE, redis.port, store_args, failure, tier, pro)
+                  + harness.routed_v1(KEYS, backend.port))
     return gw
 
 

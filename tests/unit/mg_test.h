@@ -125,4 +125,45 @@ static inline apr_uint64_t mg_test_below(mg_test_rng *r, apr_uint64_t n)
     return mg_test_rand(r) % n;
 }
 
+/* ---- comparisons shared by the algorithm, table and bucket tests ---- */
+
+static inline void mg_test_assert_decision_equal(const mg_limit_decision *a,
+                                                 const mg_limit_decision *b)
+{
+    assert_int_equal(a->allowed, b->allowed);
+    assert_int_equal(a->limit, b->limit);
+    assert_int_equal(a->remaining, b->remaining);
+    assert_int_equal(a->reset, b->reset);
+    assert_int_equal(a->retry_after, b->retry_after);
+    assert_int_equal(a->delay, b->delay);
+    assert_int_equal(a->expires, b->expires);
+}
+
+static inline void mg_test_assert_state_equal(const mg_limit_state *a,
+                                              const mg_limit_state *b)
+{
+    assert_int_equal(a->level, b->level);
+    assert_int_equal(a->stamp, b->stamp);
+    assert_int_equal(a->aux, b->aux);
+    assert_int_equal(a->flags, b->flags);
+    assert_int_equal(a->count, b->count);
+}
+
+/* A layer decision with the fields mg_limit_combine reads. */
+static inline mg_limit_decision mg_test_ld(int allowed, apr_uint64_t limit,
+                                           apr_uint64_t remaining,
+                                           apr_interval_time_t retry_after,
+                                           apr_interval_time_t delay)
+{
+    mg_limit_decision d;
+
+    memset(&d, 0, sizeof(d));
+    d.allowed = allowed;
+    d.limit = limit;
+    d.remaining = remaining;
+    d.retry_after = retry_after;
+    d.delay = delay;
+    return d;
+}
+
 #endif /* MG_TEST_H */

@@ -77,18 +77,6 @@ static mg_limit_spec calendar_spec(apr_uint64_t quota,
     return spec;
 }
 
-static void assert_decision_equal(const mg_limit_decision *a,
-                                  const mg_limit_decision *b)
-{
-    assert_int_equal(a->allowed, b->allowed);
-    assert_int_equal(a->limit, b->limit);
-    assert_int_equal(a->remaining, b->remaining);
-    assert_int_equal(a->reset, b->reset);
-    assert_int_equal(a->retry_after, b->retry_after);
-    assert_int_equal(a->delay, b->delay);
-    assert_int_equal(a->expires, b->expires);
-}
-
 typedef void (*algo_fn)(const mg_limit_spec *, const mg_limit_state *,
                         apr_time_t, apr_uint64_t, mg_limit_state *,
                         mg_limit_decision *);
@@ -112,7 +100,7 @@ static void checked(algo_fn fn, const mg_limit_spec *spec, const st_buf *st,
     memset(&d2, 0x54, sizeof(d2));
     fn(spec, &st->head, now, cost, &next->head, d);
     fn(spec, &st->head, now, cost, &n2.head, &d2);
-    assert_decision_equal(d, &d2);
+    mg_test_assert_decision_equal(d, &d2);
     assert_memory_equal(next, &n2, spec->state_size);
 
     assert_true(d->allowed == 0 || d->allowed == 1);
@@ -131,7 +119,7 @@ static void checked(algo_fn fn, const mg_limit_spec *spec, const st_buf *st,
         assert_int_equal(d->delay, 0);
         assert_true(d->retry_after > 0);
         fn(spec, &next->head, now, cost, &n3.head, &again);
-        assert_decision_equal(&again, d);
+        mg_test_assert_decision_equal(&again, d);
     }
 }
 
@@ -403,7 +391,7 @@ static void test_leaky_meter_is_token_bucket(void **state)
                    : mg_test_below(&rng, cases[c].burst + 3);
             checked(mg_limit_leaky_bucket, &leaky, &sl, now, cost, &nl, &dl);
             checked(mg_limit_token_bucket, &tb, &st, now, cost, &nt, &dt);
-            assert_decision_equal(&dl, &dt);
+            mg_test_assert_decision_equal(&dl, &dt);
             assert_memory_equal(&nl, &nt, sizeof(mg_limit_state));
             if (dl.allowed || mg_test_below(&rng, 2)) {
                 sl = nl;
@@ -1145,7 +1133,7 @@ static void test_gcra_equals_token_bucket(void **state)
                          dg.allowed ? "admits" : "rejects",
                          dt.allowed ? "admits" : "rejects");
             }
-            assert_decision_equal(&dg, &dt);
+            mg_test_assert_decision_equal(&dg, &dt);
             if (dg.allowed || mg_test_below(&rng, 2)) {
                 sg = ng;
                 st = nt;
@@ -1766,7 +1754,7 @@ static void fixed_trace(apr_pool_t *p, const mg_limit_spec *spec,
         if (di.allowed != dr.allowed) {
             trace_fail("fixed window", i, g.now, cost, di.allowed, dr.allowed);
         }
-        assert_decision_equal(&di, &dr);
+        mg_test_assert_decision_equal(&di, &dr);
         if (di.allowed || cor) {
             st = next;
             ref_window_commit(&ref, g.now, cost, di.allowed);
@@ -1969,7 +1957,7 @@ static void sliding_window_trace(apr_pool_t *p, const mg_limit_spec *spec,
             trace_fail("sliding window", i, g.now, cost, di.allowed,
                        dr.allowed);
         }
-        assert_decision_equal(&di, &dr);
+        mg_test_assert_decision_equal(&di, &dr);
         if (di.allowed || cor) {
             st = next;
             ref_window_commit(&ref, g.now, cost, di.allowed);
@@ -2121,7 +2109,7 @@ static void sliding_log_trace(const mg_limit_spec *spec, apr_uint64_t seed,
             free(ref.t);
             trace_fail("sliding log", i, g.now, cost, di.allowed, dr.allowed);
         }
-        assert_decision_equal(&di, &dr);
+        mg_test_assert_decision_equal(&di, &dr);
         if (di.allowed || cor) {
             memcpy(&st, &next, spec->state_size);
             ref_log_commit(&ref, g.now, cost, di.allowed);
@@ -2304,7 +2292,7 @@ static void leaky_trace(const mg_limit_spec *spec, apr_uint64_t seed,
             trace_fail("leaky bucket", i, g.now, cost, di.allowed,
                        dr.allowed);
         }
-        assert_decision_equal(&di, &dr);
+        mg_test_assert_decision_equal(&di, &dr);
         if (di.allowed || cor) {
             st = next;
             ref_leaky_commit(&ref, g.now, cost, di.allowed);
@@ -2347,22 +2335,6 @@ static void test_leaky_bucket_random(void **state)
 
 /* ---- mg_limit_combine with shadow layers ------------------------------------------------------ */
 
-static mg_limit_decision ld(int allowed, apr_uint64_t limit,
-                            apr_uint64_t remaining,
-                            apr_interval_time_t retry_after,
-                            apr_interval_time_t delay)
-{
-    mg_limit_decision d;
-
-    memset(&d, 0, sizeof(d));
-    d.allowed = allowed;
-    d.limit = limit;
-    d.remaining = remaining;
-    d.retry_after = retry_after;
-    d.delay = delay;
-    return d;
-}
-
 static void test_combine_shadow(void **state)
 {
     mg_layer layers[MG_LIMIT_MAX_LAYERS];
@@ -2377,9 +2349,9 @@ static void test_combine_shadow(void **state)
      * its bit is set, and the binding layer is an enforced one. */
     layers[1].shadow = 1;
     d.nlayers = 3;
-    d.layer[0] = ld(1, 10, 5, 0, 0);
-    d.layer[1] = ld(0, 10, 0, MG_SEC(30), 0);
-    d.layer[2] = ld(1, 10, 2, 0, 0);
+    d.layer[0] = mg_test_ld(1, 10, 5, 0, 0);
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(30), 0);
+    d.layer[2] = mg_test_ld(1, 10, 2, 0, 0);
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.shadow_rejected, 0x2);
@@ -2399,9 +2371,9 @@ static void test_combine_shadow(void **state)
     memset(layers, 0, sizeof(layers));
     layers[2].shadow = 1;
     d.nlayers = 3;
-    d.layer[0] = ld(1, 10, 5, 0, MG_SEC(5));
-    d.layer[1] = ld(0, 10, 0, MG_SEC(2), 0);
-    d.layer[2] = ld(0, 10, 0, MG_SEC(60), 0);
+    d.layer[0] = mg_test_ld(1, 10, 5, 0, MG_SEC(5));
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(2), 0);
+    d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(60), 0);
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 1);
@@ -2414,10 +2386,10 @@ static void test_combine_shadow(void **state)
     layers[0].shadow = 1;
     layers[3].shadow = 1;
     d.nlayers = 4;
-    d.layer[0] = ld(0, 10, 0, MG_MIN(5), 0);
-    d.layer[1] = ld(0, 10, 0, MG_SEC(6), 0);
-    d.layer[2] = ld(0, 10, 0, MG_SEC(9), 0);
-    d.layer[3] = ld(0, 10, 0, MG_MIN(9), 0);
+    d.layer[0] = mg_test_ld(0, 10, 0, MG_MIN(5), 0);
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(9), 0);
+    d.layer[3] = mg_test_ld(0, 10, 0, MG_MIN(9), 0);
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 2);
@@ -2427,9 +2399,9 @@ static void test_combine_shadow(void **state)
     memset(layers, 0, sizeof(layers));
     layers[1].shadow = 1;
     d.nlayers = 3;
-    d.layer[0] = ld(1, 10, 5, 0, MG_SEC(3));
-    d.layer[1] = ld(0, 10, 0, MG_SEC(1), 0);
-    d.layer[2] = ld(1, 10, 8, 0, MG_SEC(7));
+    d.layer[0] = mg_test_ld(1, 10, 5, 0, MG_SEC(3));
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(1), 0);
+    d.layer[2] = mg_test_ld(1, 10, 8, 0, MG_SEC(7));
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.delay, MG_SEC(7));
@@ -2444,8 +2416,8 @@ static void test_combine_shadow(void **state)
     memset(layers, 0, sizeof(layers));
     layers[0].shadow = layers[1].shadow = 1;
     d.nlayers = 2;
-    d.layer[0] = ld(0, 10, 0, MG_SEC(6), 0);
-    d.layer[1] = ld(0, 10, 0, MG_SEC(60), 0);
+    d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(60), 0);
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 0);
@@ -2455,8 +2427,8 @@ static void test_combine_shadow(void **state)
     /* A rejecting shadow layer before an allowing enforced one. */
     memset(layers, 0, sizeof(layers));
     layers[0].shadow = 1;
-    d.layer[0] = ld(0, 10, 0, MG_SEC(6), 0);
-    d.layer[1] = ld(1, 1000, 999, 0, 0);
+    d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[1] = mg_test_ld(1, 1000, 999, 0, 0);
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 1);
@@ -2466,7 +2438,7 @@ static void test_combine_shadow(void **state)
     d.nlayers = MG_LIMIT_MAX_LAYERS;
     for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
         layers[i].shadow = 1;
-        d.layer[i] = ld(0, 10, 0, MG_SEC(1), 0);
+        d.layer[i] = mg_test_ld(0, 10, 0, MG_SEC(1), 0);
     }
     mg_limit_combine(layers, &d);
     assert_int_equal(d.allowed, 1);

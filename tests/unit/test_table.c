@@ -97,17 +97,6 @@ static mg_decision decide1(mg_table *t, const mg_layer *l, apr_time_t now)
     return d;
 }
 
-static void assert_decision_equal(const mg_limit_decision *a,
-                                  const mg_limit_decision *b)
-{
-    assert_int_equal(a->allowed, b->allowed);
-    assert_int_equal(a->limit, b->limit);
-    assert_int_equal(a->remaining, b->remaining);
-    assert_int_equal(a->reset, b->reset);
-    assert_int_equal(a->retry_after, b->retry_after);
-    assert_int_equal(a->expires, b->expires);
-}
-
 /* ---- layout ---------------------------------------------------------------- */
 
 static void test_capacity_and_bytes(void **state)
@@ -291,7 +280,7 @@ static void test_single_layer_matches_direct(void **state)
         assert_int_equal(d.nlayers, 1);
         assert_int_equal(d.binding, 0);
         assert_int_equal(d.allowed, want.allowed);
-        assert_decision_equal(&d.layer[0], &want);
+        mg_test_assert_decision_equal(&d.layer[0], &want);
         if (want.allowed) {
             mg_table_entry *e = entry_of(t, &l.fp);
             direct = next;

@@ -37,28 +37,6 @@ static mg_limit_decision peek(const mg_limit_spec *spec,
     return d;
 }
 
-static void assert_decision_equal(const mg_limit_decision *a,
-                                  const mg_limit_decision *b)
-{
-    assert_int_equal(a->allowed, b->allowed);
-    assert_int_equal(a->limit, b->limit);
-    assert_int_equal(a->remaining, b->remaining);
-    assert_int_equal(a->reset, b->reset);
-    assert_int_equal(a->retry_after, b->retry_after);
-    assert_int_equal(a->delay, b->delay);
-    assert_int_equal(a->expires, b->expires);
-}
-
-static void assert_state_equal(const mg_limit_state *a,
-                               const mg_limit_state *b)
-{
-    assert_int_equal(a->level, b->level);
-    assert_int_equal(a->stamp, b->stamp);
-    assert_int_equal(a->aux, b->aux);
-    assert_int_equal(a->flags, b->flags);
-    assert_int_equal(a->count, b->count);
-}
-
 /* ---- mg_limit_spec_init ----------------------------------------------------- */
 
 static void test_spec_derived_fields(void **state)
@@ -208,8 +186,8 @@ static void test_fresh_state_is_full(void **state)
         mg_limit_decide(&spec, &fresh, MG_T0, 3, &next, &d);
         mg_limit_token_bucket(&spec, &fresh, MG_T0, 3, &next2, &d2);
         assert_int_equal(d2.delay, 0);
-        assert_decision_equal(&d, &d2);
-        assert_state_equal(&next, &next2);
+        mg_test_assert_decision_equal(&d, &d2);
+        mg_test_assert_state_equal(&next, &next2);
     }
 }
 
@@ -482,7 +460,7 @@ static void test_cost_above_burst(void **state)
     assert_false(d.allowed);
     assert_int_equal(d.retry_after, MG_SEC(24));
     assert_int_equal(d.remaining, 6);
-    assert_state_equal(&st, &before);
+    mg_test_assert_state_equal(&st, &before);
 
     /* Absurd costs do not overflow cost * unit_scale. */
     d = take(&spec, &st, MG_T0, APR_UINT64_MAX);
@@ -491,7 +469,7 @@ static void test_cost_above_burst(void **state)
     d = take(&spec, &st, MG_T0, APR_UINT64_MAX / 6000000 + 1);
     assert_false(d.allowed);
     assert_true(d.retry_after > 0);
-    assert_state_equal(&st, &before);
+    mg_test_assert_state_equal(&st, &before);
     /* ... and the bucket still serves the 6 units it holds. */
     for (i = 0; i < 6; i++) {
         assert_true(take(&spec, &st, MG_T0, 1).allowed);
@@ -515,10 +493,10 @@ static void test_rejection_leaves_state_unchanged(void **state)
     /* At the stamp itself a rejection's next state is the state. */
     mg_limit_decide(&spec, &s, MG_T0, 1, &next, &d);
     assert_false(d.allowed);
-    assert_state_equal(&next, &s);
+    mg_test_assert_state_equal(&next, &s);
     mg_limit_decide(&spec, &s, MG_T0, 11, &next, &d);
     assert_false(d.allowed);
-    assert_state_equal(&next, &s);
+    mg_test_assert_state_equal(&next, &s);
 
     /* Later, next only banks the refill: 2 s = 2e6 sub-units. */
     mg_limit_decide(&spec, &s, MG_T0 + MG_SEC(2), 1, &next, &d);
@@ -542,8 +520,8 @@ static void test_rejection_leaves_state_unchanged(void **state)
                                 &n1, &d1);
                 mg_limit_decide(&spec, &next, MG_T0 + later[a], costs[b],
                                 &n2, &d2);
-                assert_decision_equal(&d1, &d2);
-                assert_state_equal(&n1, &n2);
+                mg_test_assert_decision_equal(&d1, &d2);
+                mg_test_assert_state_equal(&n1, &n2);
             }
         }
     }
@@ -942,7 +920,7 @@ static void run_trace(const trace_case *tc, apr_uint64_t seed, int steps)
                      di.allowed ? "admits" : "rejects",
                      dr.allowed ? "admits" : "rejects");
         }
-        assert_decision_equal(&di, &dr);
+        mg_test_assert_decision_equal(&di, &dr);
         if (di.allowed || commit_on_reject) {
             st = next;
         }
@@ -990,20 +968,6 @@ static void test_random_trace_vs_reference(void **state)
  * them.  Shadow layers are covered in test_algorithms.c. */
 static const mg_layer no_shadow[MG_LIMIT_MAX_LAYERS];
 
-static mg_limit_decision ld(int allowed, apr_uint64_t limit,
-                            apr_uint64_t remaining,
-                            apr_interval_time_t retry_after)
-{
-    mg_limit_decision d;
-
-    memset(&d, 0, sizeof(d));
-    d.allowed = allowed;
-    d.limit = limit;
-    d.remaining = remaining;
-    d.retry_after = retry_after;
-    return d;
-}
-
 static void test_combine_zero_layers(void **state)
 {
     mg_decision d;
@@ -1025,30 +989,30 @@ static void test_combine_all_allow(void **state)
     (void)state;
     memset(&d, 0, sizeof(d));
     d.nlayers = 1;
-    d.layer[0] = ld(1, 10, 0, 0);
+    d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 0);
 
     /* 50%, 2%, 5%: the second is nearest its limit. */
     d.nlayers = 3;
-    d.layer[0] = ld(1, 100, 50, 0);
-    d.layer[1] = ld(1, 100, 2, 0);
-    d.layer[2] = ld(1, 10, 5, 0);
+    d.layer[0] = mg_test_ld(1, 100, 50, 0, 0);
+    d.layer[1] = mg_test_ld(1, 100, 2, 0, 0);
+    d.layer[2] = mg_test_ld(1, 10, 5, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 1);
 
     /* As a share, not in units: 9 of 1000 (0.9%) beats 1 of 10 (10%). */
     d.nlayers = 2;
-    d.layer[0] = ld(1, 10, 1, 0);
-    d.layer[1] = ld(1, 1000, 9, 0);
+    d.layer[0] = mg_test_ld(1, 10, 1, 0, 0);
+    d.layer[1] = mg_test_ld(1, 1000, 9, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 1);
 
     /* Equal shares: the first keeps it. */
-    d.layer[0] = ld(1, 10, 5, 0);
-    d.layer[1] = ld(1, 100, 50, 0);
+    d.layer[0] = mg_test_ld(1, 10, 5, 0, 0);
+    d.layer[1] = mg_test_ld(1, 100, 50, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 0);
 
@@ -1057,7 +1021,7 @@ static void test_combine_all_allow(void **state)
     {
         int i;
         for (i = 0; i < MG_LIMIT_MAX_LAYERS; i++) {
-            d.layer[i] = ld(1, 10, (apr_uint64_t)(MG_LIMIT_MAX_LAYERS - i), 0);
+            d.layer[i] = mg_test_ld(1, 10, (apr_uint64_t)(MG_LIMIT_MAX_LAYERS - i), 0, 0);
         }
     }
     mg_limit_combine(no_shadow, &d);
@@ -1072,45 +1036,45 @@ static void test_combine_rejections(void **state)
     memset(&d, 0, sizeof(d));
     /* One rejecting layer binds, however near the others are. */
     d.nlayers = 3;
-    d.layer[0] = ld(1, 10, 0, 0);
-    d.layer[1] = ld(0, 100, 0, MG_SEC(1));
-    d.layer[2] = ld(1, 10, 0, 0);
+    d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
+    d.layer[1] = mg_test_ld(0, 100, 0, MG_SEC(1), 0);
+    d.layer[2] = mg_test_ld(1, 10, 0, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 1);
 
     /* Several rejecting: the longest wait binds. */
     d.nlayers = 4;
-    d.layer[0] = ld(0, 10, 0, MG_SEC(6));
-    d.layer[1] = ld(1, 10, 0, 0);
-    d.layer[2] = ld(0, 3, 0, MG_SEC(20));
-    d.layer[3] = ld(0, 1000, 0, MG_SEC(7));
+    d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
+    d.layer[2] = mg_test_ld(0, 3, 0, MG_SEC(20), 0);
+    d.layer[3] = mg_test_ld(0, 1000, 0, MG_SEC(7), 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 2);
 
     /* A rejection at layer 0 with allowing layers after it. */
     d.nlayers = 3;
-    d.layer[0] = ld(0, 10, 0, MG_SEC(6));
-    d.layer[1] = ld(1, 10, 0, 0);
-    d.layer[2] = ld(1, 10, 1, 0);
+    d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
+    d.layer[2] = mg_test_ld(1, 10, 1, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 0);
 
     /* Equal waits: the first rejecting layer keeps it. */
     d.nlayers = 3;
-    d.layer[0] = ld(1, 10, 0, 0);
-    d.layer[1] = ld(0, 10, 0, MG_SEC(6));
-    d.layer[2] = ld(0, 10, 0, MG_SEC(6));
+    d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
+    d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
+    d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 1);
 
     /* An allowing layer nearer its limit after a rejection does not steal
      * the binding. */
     d.nlayers = 2;
-    d.layer[0] = ld(0, 10, 5, MG_SEC(6));
-    d.layer[1] = ld(1, 10, 0, 0);
+    d.layer[0] = mg_test_ld(0, 10, 5, MG_SEC(6), 0);
+    d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
     mg_limit_combine(no_shadow, &d);
     assert_int_equal(d.binding, 0);
 }
