@@ -207,3 +207,37 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
         d->delay = 0;
     }
 }
+
+/* Windows and logs hold at most their quota: fill them up to it with the
+ * algorithm's own step, so the state stays one it would have made. */
+static apr_time_t fill_charge(const mg_limit_spec *spec,
+                              mg_limit_state *state, apr_time_t now,
+                              apr_uint64_t units)
+{
+    mg_limit_decision d;
+
+    /* A cost of 0 always fits: it moves the state to `now` and tells what
+     * is left; then as much of `units` as fits is taken. */
+    mg_limit_decide(spec, state, now, 0, state, &d);
+    if (units > d.remaining) {
+        units = d.remaining;
+    }
+    if (units > 0) {
+        mg_limit_decide(spec, state, now, units, state, &d);
+    }
+    return d.expires;
+}
+
+apr_time_t mg_limit_charge(const mg_limit_spec *spec, mg_limit_state *state,
+                           apr_time_t now, apr_uint64_t units)
+{
+    switch (spec->algo) {
+    case MG_ALGO_TOKEN_BUCKET:
+    case MG_ALGO_LEAKY_BUCKET:
+        return mg_limit_bucket_charge(spec, state, now, units);
+    case MG_ALGO_GCRA:
+        return mg_limit_gcra_charge(spec, state, now, units);
+    default:
+        return fill_charge(spec, state, now, units);
+    }
+}

@@ -185,6 +185,19 @@ void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
                      apr_time_t now, apr_uint64_t cost,
                      mg_limit_state *next, mg_limit_decision *d);
 
+/**
+ * Consume `units` from `state` at `now` without an admission check: units
+ * another gateway already admitted (local-sync, mg_sync.h), or tokens an
+ * answer used beyond its estimate.  Buckets and GCRA go into debt, at most
+ * one full bucket (a longer wait than that is not worth remembering: the
+ * units that caused it were admitted elsewhere, under the same limit);
+ * windows and logs fill up to their quota.  `state` is updated in place
+ * (spec->state_size bytes).
+ * @return when the state equals a fresh one again (the algorithm's clock)
+ */
+apr_time_t mg_limit_charge(const mg_limit_spec *spec, mg_limit_state *state,
+                           apr_time_t now, apr_uint64_t units);
+
 /** Most limit layers one request may be checked against: one of each
  *  kind (global, tier, tenant, key, route, model, client IP). */
 #define MG_LIMIT_MAX_LAYERS 7
@@ -249,5 +262,13 @@ MG_LIMIT_ALGORITHM(mg_limit_fixed_window);
 MG_LIMIT_ALGORITHM(mg_limit_sliding_log);
 MG_LIMIT_ALGORITHM(mg_limit_sliding_window);
 MG_LIMIT_ALGORITHM(mg_limit_gcra);
+
+/* Debt for the bucket algorithms (mg_limit_charge dispatches to them). */
+apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
+                                  mg_limit_state *state, apr_time_t now,
+                                  apr_uint64_t units);
+apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
+                                mg_limit_state *state, apr_time_t now,
+                                apr_uint64_t units);
 
 #endif /* MG_LIMIT_H */

@@ -156,3 +156,37 @@ MG_LIMIT_ALGORITHM(mg_limit_leaky_bucket)
         d->retry_after = wait - spec->max_delay;
     }
 }
+
+/* Charging past empty moves the stamp into the future: refill() credits
+ * nothing until the clock reaches it, which is exactly a debt of
+ * (stamp - now) * refill_per_us sub-units. */
+apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
+                                  mg_limit_state *state, apr_time_t now,
+                                  apr_uint64_t units)
+{
+    apr_uint64_t level, add, debt;
+    apr_time_t stamp;
+
+    refill(spec, state, now, &level, &stamp);
+    /* units * unit_scale may not fit in 64 bits; more than two buckets is
+     * never needed (the debt is capped at one). */
+    add = units > 2 * spec->burst ? 2 * spec->capacity
+                                  : units * spec->unit_scale;
+    if (add <= level) {
+        level -= add;
+    }
+    else {
+        debt = add - level;
+        if (debt > spec->capacity) {
+            debt = spec->capacity;
+        }
+        level = 0;
+        stamp += refill_time(spec, debt);
+    }
+    state->flags = MG_LIMIT_STATE_VALID;
+    state->level = level;
+    state->stamp = stamp;
+    state->aux = 0;
+    state->count = 0;
+    return stamp + refill_time(spec, spec->capacity - level);
+}

@@ -39,9 +39,10 @@ MG_LIMIT_ALGORITHM(mg_limit_gcra)
     }
     if (tat_us > now || (tat_us == now && tat_rem > 0)) {
         apr_uint64_t gap = (apr_uint64_t)(tat_us - now);
-        if (gap > spec->capacity / per_us + 1) {
-            /* Only a clock far behind the TAT gets here: everything is in
-             * the future, so nothing fits until the clock catches up. */
+        if (gap > 2 * (spec->capacity / per_us) + 2) {
+            /* Only a clock far behind the TAT gets here (a charge leaves
+             * at most two buckets of lead): everything is in the future,
+             * so nothing fits until the clock catches up. */
             d->allowed = 0;
             d->remaining = 0;
             d->retry_after = (apr_interval_time_t)gap
@@ -72,7 +73,41 @@ MG_LIMIT_ALGORITHM(mg_limit_gcra)
             d->retry_after = lead ? ceil_div_us(lead, per_us) : spec->window;
         }
     }
-    d->remaining = (spec->capacity - after) / spec->unit_scale;
+    /* A charge may have left more lead than a bucket: nothing remains. */
+    d->remaining = after >= spec->capacity
+                   ? 0 : (spec->capacity - after) / spec->unit_scale;
     d->reset = ceil_div_us(after, per_us);
     d->expires = now + d->reset;
+}
+
+/* The TAT moves on by the units' emission intervals, whatever its lead:
+ * GCRA has debt built in.  The lead is capped at two buckets (one of
+ * debt), as the token bucket's is. */
+apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
+                                mg_limit_state *state, apr_time_t now,
+                                apr_uint64_t units)
+{
+    apr_uint64_t per_us = spec->refill_per_us, lead = 0, add, after;
+
+    if ((state->flags & MG_LIMIT_STATE_VALID)
+        && (state->stamp > now || (state->stamp == now && state->level > 0))) {
+        apr_uint64_t gap = (apr_uint64_t)(state->stamp - now);
+        lead = gap > 2 * spec->capacity / per_us
+               ? 2 * spec->capacity : gap * per_us + state->level;
+    }
+    add = units > 2 * spec->burst ? 2 * spec->capacity
+                                  : units * spec->unit_scale;
+    after = lead + add;
+    if (after > 2 * spec->capacity) {
+        after = 2 * spec->capacity;
+    }
+    if (after < lead) {
+        after = lead;       /* a lead already past the cap is kept */
+    }
+    state->flags = MG_LIMIT_STATE_VALID;
+    state->stamp = now + (apr_time_t)(after / per_us);
+    state->level = after % per_us;
+    state->aux = 0;
+    state->count = 0;
+    return now + ceil_div_us(after, per_us);
 }

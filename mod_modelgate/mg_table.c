@@ -4,6 +4,7 @@
  */
 #include <string.h>
 #include "mg_table.h"
+#include "mg_sync.h"
 
 /* ---- fingerprints ------------------------------------------------------ */
 
@@ -169,6 +170,7 @@ int mg_table_attach(mg_table *t, void *mem, apr_size_t size)
     t->state_size = t->entry_size - (sizeof(mg_table_entry)
                                      - sizeof(mg_limit_state));
     t->logs = NULL;
+    t->sync = NULL;
     return 1;
 }
 
@@ -189,7 +191,12 @@ static int fp_empty(const mg_fingerprint *fp)
 
 static mg_table_entry *entry_at(mg_table *t, apr_size_t i)
 {
-    return (mg_table_entry *)(t->entries + i * t->entry_size);
+    return mg_table_entry_at(t, i);
+}
+
+static apr_uint32_t index_of(const mg_table *t, const mg_table_entry *e)
+{
+    return (apr_uint32_t)(((const char *)e - t->entries) / t->entry_size);
 }
 
 static apr_size_t set_of(mg_table *t, const mg_fingerprint *fp)
@@ -269,7 +276,10 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
     }
     memset(victim, 0, t->entry_size);
     victim->fp = *fp;
-    t->tags[((char *)victim - t->entries) / t->entry_size] = fp->lo;
+    t->tags[index_of(t, victim)] = fp->lo;
+    if (t->sync) {
+        mg_sync_reset(t->sync, index_of(t, victim));
+    }
     t->hdr->stats.inserted++;
     return victim;
 }
@@ -303,6 +313,16 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
     for (i = 0; i < n; i++) {
         found[i] = find(tab[i], &layers[i].fp);
         alg_now[i] = mg_limit_clock(layers[i].spec, &now);
+        if (found[i] && tab[i]->sync) {
+            /* What the other gateways used counts before this request. */
+            apr_time_t exp = mg_sync_settle(tab[i]->sync,
+                                            index_of(tab[i], found[i]),
+                                            layers[i].spec, now,
+                                            &found[i]->state);
+            if (exp) {
+                found[i]->expires = now.mono + (exp - alg_now[i]);
+            }
+        }
         mg_limit_decide(layers[i].spec,
                         found[i] ? &found[i]->state : &fresh.head,
                         alg_now[i], layers[i].cost, &next[i].head,
@@ -324,6 +344,10 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         memcpy(&e->state, &next[i], layers[i].spec->state_size);
         e->touched = now.mono;
         e->expires = now.mono + (d->layer[i].expires - alg_now[i]);
+        if (tab[i]->sync) {
+            mg_sync_commit(tab[i]->sync, index_of(tab[i], e), layers[i].spec,
+                           now, layers[i].cost);
+        }
     }
     return APR_SUCCESS;
 }

@@ -68,7 +68,22 @@ typedef struct mg_table {
     apr_size_t state_size;    /**< the largest state an entry holds */
     struct mg_table *logs;    /**< where counters with larger states go
                                    (sliding logs); NULL if none */
+    struct mg_sync *sync;     /**< local-sync bookkeeping (mg_sync.h);
+                                   NULL if the store does not sync */
 } mg_table;
+
+/** Entries in the table. */
+static APR_INLINE apr_uint32_t mg_table_slots(const mg_table *t)
+{
+    return t->hdr->nsets * MG_TABLE_WAYS;
+}
+
+/** The entry at `index` (0 to mg_table_slots(t) - 1). */
+static APR_INLINE mg_table_entry *mg_table_entry_at(const mg_table *t,
+                                                    apr_size_t index)
+{
+    return (mg_table_entry *)(t->entries + index * t->entry_size);
+}
 
 /** Bytes a table of at least `capacity` counters needs. */
 apr_size_t mg_table_bytes(apr_uint32_t capacity);
