@@ -25,9 +25,10 @@
 #include <httpd.h>
 #include <http_config.h>
 #include "mg_limit.h"
+#include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "1"
+#define MG_STORE_PROVIDER_VERSION "2"
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -40,6 +41,11 @@ typedef struct mg_store_info {
     apr_uint64_t inserted;
     apr_uint64_t evicted_expired; /**< forgotten when their state was fresh */
     apr_uint64_t evicted_live;    /**< forgotten while still counting */
+    /* local-sync (mg_sync.h); 0 in stores that do not sync */
+    apr_uint64_t sync_exchanges;
+    apr_uint64_t sync_failures;
+    apr_uint64_t sync_units_pushed;
+    apr_uint64_t sync_units_owed; /**< the others' units charged here */
 } mg_store_info;
 
 typedef struct mg_store_provider {
@@ -81,6 +87,23 @@ typedef struct mg_store_provider {
 
     /** Fill `info`; cheap enough for a metrics scrape. */
     void (*info)(mg_store_instance *inst, mg_store_info *info);
+
+    /**
+     * Local-sync (mg_sync.h): NULL in stores that keep no local counters,
+     * and in a store made without local-sync bookkeeping it collects
+     * nothing.  If an exchange is due (once per `interval` for all the
+     * processes of the gateway), take up to `max` counters into `items`.
+     * Any thread of any child may call it.
+     * @return the number of items; 0 when none or not due
+     */
+    apr_size_t (*sync_collect)(mg_store_instance *inst, server_rec *s,
+                               mg_now now, apr_interval_time_t interval,
+                               mg_sync_item *items, apr_size_t max);
+
+    /** Give back what sync_collect took, with the totals the exchange
+     *  answered (`ok`) or its failure (the units stay pending). */
+    void (*sync_apply)(mg_store_instance *inst, server_rec *s,
+                       const mg_sync_item *items, apr_size_t n, int ok);
 } mg_store_provider;
 
 #endif /* MG_STORE_H */

@@ -24,6 +24,13 @@
  * the same mutex.  A stop and start begins with an empty table, and so does
  * a restart that changes the capacity (the old segment is released once the
  * parent no longer needs it; children that still map it keep their mapping).
+ *
+ * Local-sync.  With the argument `sync` (given by a store that synchronises
+ * this one, as `ModelGateStore redis ... mode=local-sync` does) the segment
+ * also holds the bookkeeping of mg_sync.h beside each table, and
+ * sync_collect/sync_apply hand it to that store's syncer.  Such a segment is
+ * retained under a name of its own, so a plain shm store in the same server
+ * (the stand-in of ModelGateStoreFailure local) never takes it over.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -35,6 +42,7 @@
 #include <ap_mpm.h>
 #include "mod_modelgate_private.h"
 #include "mg_table.h"
+#include "mg_sync.h"
 
 #define SHM_DEFAULT_CAPACITY 65536u
 #define SHM_DEFAULT_LOGS     1024u
@@ -49,8 +57,11 @@ struct mg_store_instance {
     apr_uint32_t capacity;
     apr_uint32_t logs_capacity;
     int httpd_lock;           /**< lock=httpd: the `Mutex`-configured one */
+    int sync;                 /**< keeps local-sync bookkeeping */
     mg_table table;
     mg_table logs;
+    mg_sync table_sync;
+    mg_sync logs_sync;
     pthread_mutex_t *lock;    /**< lock=shared, in the segment */
     apr_global_mutex_t *mutex; /**< lock=httpd */
     apr_size_t bytes;
@@ -65,7 +76,7 @@ typedef struct shm_retained {
 } shm_retained;
 
 /* The segment: the lock on a line of its own, the counter table, then the
- * table of sliding logs. */
+ * table of sliding logs; with local-sync, the sync areas of both after. */
 #define LOCK_BYTES 64
 
 typedef char lock_fits[sizeof(pthread_mutex_t) <= LOCK_BYTES ? 1 : -1];
@@ -95,10 +106,33 @@ static apr_status_t init_shared_lock(pthread_mutex_t *lock)
     return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
 }
 
-static apr_size_t segment_bytes(apr_uint32_t capacity, apr_uint32_t logs)
+static apr_size_t align64(apr_size_t n)
+{
+    return (n + 63) & ~(apr_size_t)63;
+}
+
+static apr_size_t tables_end(apr_uint32_t capacity, apr_uint32_t logs)
 {
     return logs_offset(capacity)
            + mg_table_bytes_for(logs, sizeof(mg_limit_log_state));
+}
+
+static apr_size_t table_sync_offset(apr_uint32_t capacity, apr_uint32_t logs)
+{
+    return align64(tables_end(capacity, logs));
+}
+
+static apr_size_t logs_sync_offset(apr_uint32_t capacity, apr_uint32_t logs)
+{
+    return align64(table_sync_offset(capacity, logs)
+                   + mg_sync_bytes(capacity));
+}
+
+static apr_size_t segment_bytes(apr_uint32_t capacity, apr_uint32_t logs,
+                                int sync)
+{
+    return sync ? logs_sync_offset(capacity, logs) + mg_sync_bytes(logs)
+                : tables_end(capacity, logs);
 }
 
 /* "name=N" with min <= N <= max. */
@@ -145,6 +179,10 @@ static const char *shm_create(mg_store_instance **instp, const char *args,
             inst->httpd_lock = 1;
             err = NULL;
         }
+        else if (!strcasecmp(word, "sync")) {
+            inst->sync = 1;
+            err = NULL;
+        }
         else {
             err = apr_psprintf(p, "unknown argument '%s' (known: "
                                "capacity=N, logs=N, lock=shared|httpd)", word);
@@ -166,9 +204,12 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
     apr_uint32_t capacity = mg_table_capacity(inst->capacity);
     apr_uint32_t logs = mg_table_capacity(inst->logs_capacity);
 
-    kept = ap_retained_data_get(SHM_RETAINED_KEY);
+    const char *key = inst->sync ? SHM_RETAINED_KEY ":sync"
+                                 : SHM_RETAINED_KEY;
+
+    kept = ap_retained_data_get(key);
     if (!kept) {
-        kept = ap_retained_data_create(SHM_RETAINED_KEY, sizeof(*kept));
+        kept = ap_retained_data_create(key, sizeof(*kept));
     }
     if (kept->shm && (kept->capacity != capacity
                       || kept->logs_capacity != logs)) {
@@ -179,7 +220,7 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
         apr_shm_destroy(kept->shm);
         kept->shm = NULL;
     }
-    inst->bytes = segment_bytes(capacity, logs);
+    inst->bytes = segment_bytes(capacity, logs, inst->sync);
     if (!kept->shm) {
         char *base;
         rv = apr_shm_create(&kept->shm, inst->bytes, NULL, pproc);
@@ -198,6 +239,11 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
         mg_table_format(base + table_offset(), capacity);
         mg_table_format_for(base + logs_offset(capacity), logs,
                             sizeof(mg_limit_log_state));
+        if (inst->sync) {
+            mg_sync_format(base + table_sync_offset(capacity, logs),
+                           capacity);
+            mg_sync_format(base + logs_sync_offset(capacity, logs), logs);
+        }
         kept->capacity = capacity;
         kept->logs_capacity = logs;
     }
@@ -206,7 +252,15 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
         if (!mg_table_attach(&inst->table, base + table_offset(),
                              logs_offset(capacity) - table_offset())
             || !mg_table_attach(&inst->logs, base + logs_offset(capacity),
-                                inst->bytes - logs_offset(capacity))) {
+                                tables_end(capacity, logs)
+                                - logs_offset(capacity))
+            || (inst->sync
+                && (!mg_sync_attach(&inst->table_sync, &inst->table,
+                                    base + table_sync_offset(capacity, logs),
+                                    mg_sync_bytes(capacity))
+                    || !mg_sync_attach(&inst->logs_sync, &inst->logs,
+                                       base + logs_sync_offset(capacity, logs),
+                                       mg_sync_bytes(logs))))) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, MGLOGNO(00103)
                          "shm store: shared memory does not hold a counter "
                          "table of this version");
@@ -314,6 +368,49 @@ static void shm_info(mg_store_instance *inst, mg_store_info *info)
     info->inserted = inst->table.hdr->stats.inserted;
     info->evicted_expired = inst->table.hdr->stats.evicted_expired;
     info->evicted_live = inst->table.hdr->stats.evicted_live;
+    if (inst->sync) {
+        info->sync_exchanges = inst->table_sync.hdr->exchanges;
+        info->sync_failures = inst->table_sync.hdr->failures;
+        info->sync_units_pushed = inst->table_sync.hdr->units_pushed
+                                  + inst->logs_sync.hdr->units_pushed;
+        info->sync_units_owed = inst->table_sync.hdr->units_owed
+                                + inst->logs_sync.hdr->units_owed;
+    }
+}
+
+/* The two tables are numbered 0 (counters) and 1 (sliding logs) in the
+ * items; the counter table's area keeps the gateway's exchange clock. */
+static apr_size_t shm_sync_collect(mg_store_instance *inst, server_rec *s,
+                                   mg_now now, apr_interval_time_t interval,
+                                   mg_sync_item *items, apr_size_t max)
+{
+    apr_size_t n = 0;
+
+    if (!inst->sync || !inst->table.hdr
+        || store_lock(inst, s) != APR_SUCCESS) {
+        return 0;
+    }
+    if (mg_sync_due(&inst->table_sync, now.mono, interval)) {
+        n = mg_sync_collect(&inst->table, 0, now, interval, items, max);
+        n += mg_sync_collect(&inst->logs, 1, now, interval, items + n,
+                             max - n);
+    }
+    store_unlock(inst);
+    return n;
+}
+
+static void shm_sync_apply(mg_store_instance *inst, server_rec *s,
+                           const mg_sync_item *items, apr_size_t n, int ok)
+{
+    if (!inst->sync || !inst->table.hdr
+        || store_lock(inst, s) != APR_SUCCESS) {
+        return;
+    }
+    /* Each table takes its own items; info() reads the exchange and
+     * failure counts of the counter table's area. */
+    mg_sync_apply(&inst->table, 0, items, n, ok);
+    mg_sync_apply(&inst->logs, 1, items, n, ok);
+    store_unlock(inst);
 }
 
 const mg_store_provider mg_store_shm_provider = {
@@ -322,5 +419,7 @@ const mg_store_provider mg_store_shm_provider = {
     shm_init,
     shm_child_init,
     shm_decide,
-    shm_info
+    shm_info,
+    shm_sync_collect,
+    shm_sync_apply
 };

@@ -25,7 +25,7 @@
 #ifndef MG_REDIS_SCRIPT_H
 #define MG_REDIS_SCRIPT_H
 
-static const char mg_redis_script[] =
+static const char mg_redis_decide_lua[] =
 "local t = redis.call('TIME')\n"
 "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
 "local n = #KEYS\n"
@@ -168,6 +168,25 @@ static const char mg_redis_script[] =
 "  end\n"
 "end\n"
 "out[1] = ok_all\n"
+"return out\n";
+
+/*
+ * The local-sync exchange (mg_redis_sync.c): one call per batch of
+ * counters.  KEYS: one total per counter and epoch, then this gateway's
+ * heartbeat.  ARGV: per total the units to add and its expiry in ms, then
+ * the heartbeat's expiry in ms.  Reply: the totals, in order.  The
+ * heartbeat counts the gateway's exchanges, so `KEYS {mg}s:gw:*` lists the
+ * gateways that synchronise and GET tells how often.
+ */
+static const char mg_redis_sync_lua[] =
+"local n = #KEYS - 1\n"
+"local out = {}\n"
+"for i = 1, n do\n"
+"  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])\n"
+"  redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
+"end\n"
+"redis.call('INCR', KEYS[n + 1])\n"
+"redis.call('PEXPIRE', KEYS[n + 1], ARGV[2 * n + 1])\n"
 "return out\n";
 
 #endif /* MG_REDIS_SCRIPT_H */

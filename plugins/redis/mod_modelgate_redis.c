@@ -6,7 +6,9 @@
  *
  *   LoadModule modelgate_redis_module modules/mod_modelgate_redis.so
  *   ModelGateStore redis 127.0.0.1:6379 [connect_timeout=MS] [timeout=MS]
- *                  [db=N] [user=NAME] [password=SECRET] [on_failure=closed|open]
+ *                  [db=N] [user=NAME] [password=SECRET]
+ *                  [mode=exact|local-sync] [interval=MS] [name=GATEWAY]
+ *                  [capacity=N] [logs=N] [lock=shared|httpd]
  *
  * Connections are made lazily in each child (never in the parent), kept in
  * an apr_reslist shared by the child's threads, and dropped after any
@@ -17,19 +19,21 @@
  * returns an error and the gateway applies its failure policy
  * (ModelGateStoreFailure, and per tier on_store_failure=).
  *
+ * mode=local-sync trades exactness for no round trip per request: an shm
+ * store (capacity=, logs=, lock= are its arguments) decides every request
+ * on this host, and a syncer thread reconciles the counters with the other
+ * gateways through Redis every interval= milliseconds (mg_redis_sync.c;
+ * the over-admission bound is in mod_modelgate/mg_sync.h).  Decisions then
+ * never wait for Redis and never fail because of it.
+ *
  * Every algorithm runs in the script.  Not yet: TLS (Debian 12's hiredis
- * 0.14 has none), the local-sync mode and a per-tier failure policy.
+ * 0.14 has none).
  */
 #include <apr_strings.h>
-#include <apr_reslist.h>
-#include <apr_thread_mutex.h>
 #include <ap_provider.h>
 #include <ap_mpm.h>
-#include <httpd.h>
-#include <http_config.h>
 #include <http_log.h>
-#include <hiredis/hiredis.h>
-#include "mod_modelgate.h"
+#include "mg_redis.h"
 #include "mg_redis_script.h"
 
 module AP_MODULE_DECLARE_DATA modelgate_redis_module;
@@ -40,24 +44,6 @@ APLOG_USE_MODULE(modelgate_redis);
 /* What the script takes and answers per layer (mg_redis_script.h). */
 #define ARGS_PER_LAYER  11
 #define REPLY_PER_LAYER 5
-
-struct mg_store_instance {
-    const char *host;
-    int port;
-    apr_interval_time_t connect_timeout;
-    apr_interval_time_t timeout;
-    int db;
-    const char *user;
-    const char *password;
-    /* per child */
-    apr_pool_t *pool;
-    apr_reslist_t *conns;
-    apr_thread_mutex_t *mutex;    /* guards the fields below */
-    char sha[41];                 /* the script's SHA-1, once loaded */
-    apr_time_t open_until;        /* breaker: fail fast until then */
-    apr_interval_time_t backoff;
-    int broken;                   /* breaker open (for logging once) */
-};
 
 static struct timeval to_timeval(apr_interval_time_t t)
 {
@@ -76,6 +62,10 @@ static const char *parse_ms(apr_pool_t *p, const char *word, apr_size_t skip,
     if (*end || end == word + skip || ms < 1 || ms > 60000) {
         return apr_psprintf(p, "'%s': milliseconds from 1 to 60000", word);
     }
+    if (!strncasecmp(word, "interval=", 9) && ms < 10) {
+        return apr_psprintf(p, "'%s': a sync interval of at least 10 ms",
+                            word);
+    }
     *out = ms * 1000;
     return NULL;
 }
@@ -86,10 +76,14 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
     mg_store_instance *inst = apr_pcalloc(p, sizeof(*inst));
     const char *word, *colon;
     char *end;
+    const char *shm_args = "";
     apr_int64_t n;
 
     inst->connect_timeout = 100 * 1000;
     inst->timeout = 50 * 1000;
+    inst->sync_interval = 100 * 1000;
+    inst->decide_script.text = mg_redis_decide_lua;
+    inst->sync_script.text = mg_redis_sync_lua;
     word = ap_getword_conf(p, &args);
     if (!*word) {
         return "expected HOST:PORT, e.g. ModelGateStore redis 127.0.0.1:6379";
@@ -125,12 +119,56 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
         else if (!strncasecmp(word, "password=", 9)) {
             inst->password = word + 9;
         }
+        else if (!strcasecmp(word, "mode=exact")) {
+            inst->local_sync = 0;
+        }
+        else if (!strcasecmp(word, "mode=local-sync")) {
+            inst->local_sync = 1;
+        }
+        else if (!strncasecmp(word, "interval=", 9)) {
+            err = parse_ms(p, word, 9, &inst->sync_interval);
+        }
+        else if (!strncasecmp(word, "name=", 5) && word[5]) {
+            inst->name = word + 5;
+        }
+        else if (!strncasecmp(word, "capacity=", 9)
+                 || !strncasecmp(word, "logs=", 5)
+                 || !strncasecmp(word, "lock=", 5)) {
+            /* the local shm store's; it checks them */
+            shm_args = apr_pstrcat(p, shm_args, " ", word, NULL);
+        }
+        else if (!strncasecmp(word, "mode=", 5)) {
+            err = apr_psprintf(p, "'%s': mode=exact (the default: every "
+                               "request decided in Redis) or "
+                               "mode=local-sync", word);
+        }
         else {
             /* Never echo the argument: it may be a password. */
             err = "unknown argument (known: connect_timeout=, timeout=, db=, "
-                  "user=, password=; what to do while Redis fails is "
-                  "ModelGateStoreFailure's)";
+                  "user=, password=, mode=, and with mode=local-sync "
+                  "interval=, name=, capacity=, logs=, lock=; what to do "
+                  "while Redis fails is ModelGateStoreFailure's)";
         }
+        if (err) {
+            return err;
+        }
+    }
+    if (!inst->local_sync && (*shm_args || inst->name)) {
+        return "capacity=, logs=, lock= and name= belong to "
+               "mode=local-sync (in exact mode Redis holds every counter)";
+    }
+    if (inst->local_sync) {
+        const char *err;
+        /* Local counters are an shm store's, with local-sync bookkeeping. */
+        inst->local = ap_lookup_provider(MG_STORE_PROVIDER_GROUP, "shm",
+                                         MG_STORE_PROVIDER_VERSION);
+        if (!inst->local || !inst->local->sync_collect) {
+            return "mode=local-sync needs mod_modelgate's shm store "
+                   "(is mod_modelgate of the same version loaded?)";
+        }
+        err = inst->local->create(&inst->local_inst,
+                                  apr_pstrcat(ptemp, shm_args, " sync", NULL),
+                                  ptemp, p);
         if (err) {
             return err;
         }
@@ -142,13 +180,15 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
                                apr_pool_t *pconf, apr_pool_t *ptemp)
 {
-    /* Nothing to share between processes, and no connection from the
-     * parent: each child connects when it first needs to. */
+    /* No connection from the parent: each child connects when it first
+     * needs to.  In local-sync mode the counters are shared memory. */
+    if (inst->local_sync) {
+        return inst->local->init(inst->local_inst, s, pconf, ptemp);
+    }
     return APR_SUCCESS;
 }
 
-/* A reply's error text, or why there is no reply. */
-static const char *reply_error(redisContext *c, redisReply *reply)
+const char *mg_redis_reply_error(redisContext *c, redisReply *reply)
 {
     if (!reply) {
         return c->errstr[0] ? c->errstr : "no reply";
@@ -175,10 +215,10 @@ static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
         reply = inst->user
                 ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
                 : redisCommand(c, "AUTH %s", inst->password);
-        if (reply_error(c, reply)) {
+        if (mg_redis_reply_error(c, reply)) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL, MGRLOGNO(00001)
                          "redis store: AUTH refused by %s:%d: %s",
-                         inst->host, inst->port, reply_error(c, reply));
+                         inst->host, inst->port, mg_redis_reply_error(c, reply));
             if (reply) {
                 freeReplyObject(reply);
             }
@@ -189,7 +229,7 @@ static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
     }
     if (inst->db) {
         reply = redisCommand(c, "SELECT %d", inst->db);
-        if (reply_error(c, reply)) {
+        if (mg_redis_reply_error(c, reply)) {
             if (reply) {
                 freeReplyObject(reply);
             }
@@ -221,17 +261,27 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
     }
     /* No minimum: connections are made on first use.  At most one per
      * thread that can serve a request, so no thread waits for another's
-     * connection; four are kept when idle. */
-    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
+     * connection; four are kept when idle.  In local-sync mode only the
+     * syncer talks to Redis. */
+    if (inst->local_sync
+        || ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
         || threads < 1) {
         threads = 1;
     }
-    return apr_reslist_create(&inst->conns, 0, threads < 4 ? threads : 4,
-                              threads, 0, conn_open, conn_close, inst, pchild);
+    rv = apr_reslist_create(&inst->conns, 0, threads < 4 ? threads : 4,
+                            threads, 0, conn_open, conn_close, inst, pchild);
+    if (rv != APR_SUCCESS || !inst->local_sync) {
+        return rv;
+    }
+    if ((rv = inst->local->child_init(inst->local_inst, s, pchild))
+        != APR_SUCCESS) {
+        return rv;
+    }
+    return mg_redis_sync_start(inst, s, pchild);
 }
 
 /* The breaker: may this request try Redis? */
-static int breaker_allows(mg_store_instance *inst, apr_time_t now)
+int mg_redis_breaker_allows(mg_store_instance *inst, apr_time_t now)
 {
     int allow;
 
@@ -246,15 +296,17 @@ static int breaker_allows(mg_store_instance *inst, apr_time_t now)
     return allow;
 }
 
-static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
+void mg_redis_breaker_report(mg_store_instance *inst, server_rec *s, int ok,
                            const char *why)
 {
     apr_thread_mutex_lock(inst->mutex);
     if (ok) {
         if (inst->broken) {
             ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGRLOGNO(00002)
-                         "redis store: %s:%d answers again; limits are "
-                         "enforced in Redis", inst->host, inst->port);
+                         "redis store: %s:%d answers again; %s",
+                         inst->host, inst->port, inst->local_sync
+                         ? "the gateways share their counts again"
+                         : "limits are enforced in Redis");
         }
         inst->broken = 0;
         inst->backoff = 0;
@@ -263,9 +315,13 @@ static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
     else {
         if (!inst->broken) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
-                         "redis store: %s:%d failed (%s); failing fast, "
-                         "and so applying ModelGateStoreFailure, until it "
-                         "answers", inst->host, inst->port, why);
+                         "redis store: %s:%d failed (%s); %s until it "
+                         "answers", inst->host, inst->port, why,
+                         inst->local_sync
+                         ? "this gateway enforces its own full allowance, "
+                           "keeping its counts to push,"
+                         : "failing fast, and so applying "
+                           "ModelGateStoreFailure,");
         }
         inst->broken = 1;
         inst->backoff = inst->backoff ? inst->backoff * 2
@@ -278,19 +334,19 @@ static void breaker_report(mg_store_instance *inst, server_rec *s, int ok,
     apr_thread_mutex_unlock(inst->mutex);
 }
 
-/* EVALSHA, loading the script first when this Redis does not have it. */
-static redisReply *run_script(mg_store_instance *inst, redisContext *c,
-                              int argc, const char **argv, size_t *argvlen)
+redisReply *mg_redis_run_script(mg_store_instance *inst, redisContext *c,
+                                mg_redis_script *script, int argc,
+                                const char **argv, size_t *argvlen)
 {
     redisReply *reply;
     char sha[41];
 
     apr_thread_mutex_lock(inst->mutex);
-    memcpy(sha, inst->sha, sizeof(sha));
+    memcpy(sha, script->sha, sizeof(sha));
     apr_thread_mutex_unlock(inst->mutex);
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
     if (sha[0]) {
-        argv[0] = "EVALSHA";
-        argvlen[0] = 7;
         argv[1] = sha;
         argvlen[1] = 40;
         reply = redisCommandArgv(c, argc, argv, argvlen);
@@ -301,18 +357,16 @@ static redisReply *run_script(mg_store_instance *inst, redisContext *c,
         freeReplyObject(reply);
     }
     /* First use, or Redis restarted and lost its scripts. */
-    reply = redisCommand(c, "SCRIPT LOAD %s", mg_redis_script);
+    reply = redisCommand(c, "SCRIPT LOAD %s", script->text);
     if (!reply || reply->type != REDIS_REPLY_STRING || reply->len != 40) {
         return reply;
     }
     apr_thread_mutex_lock(inst->mutex);
-    memcpy(inst->sha, reply->str, 40);
-    inst->sha[40] = '\0';
-    memcpy(sha, inst->sha, sizeof(sha));
+    memcpy(script->sha, reply->str, 40);
+    script->sha[40] = '\0';
+    memcpy(sha, script->sha, sizeof(sha));
     apr_thread_mutex_unlock(inst->mutex);
     freeReplyObject(reply);
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
     argv[1] = sha;
     argvlen[1] = 40;
     return redisCommandArgv(c, argc, argv, argvlen);
@@ -333,8 +387,11 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     apr_status_t rv;
     int argc = 0, i, j;
 
+    if (inst->local_sync) {
+        return inst->local->decide(inst->local_inst, s, layers, n, now, d);
+    }
     memset(d, 0, sizeof(*d));
-    if (!breaker_allows(inst, apr_time_now())) {
+    if (!mg_redis_breaker_allows(inst, apr_time_now())) {
         goto failed_fast;
     }
     argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
@@ -384,11 +441,12 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
 
     rv = apr_reslist_acquire(inst->conns, (void **)&c);
     if (rv != APR_SUCCESS) {
-        breaker_report(inst, s, 0, "cannot connect");
+        mg_redis_breaker_report(inst, s, 0, "cannot connect");
         goto failed_fast;
     }
-    reply = run_script(inst, c, argc, argv, argvlen);
-    err = reply_error(c, reply);
+    reply = mg_redis_run_script(inst, c, &inst->decide_script, argc, argv,
+                                argvlen);
+    err = mg_redis_reply_error(c, reply);
     if (err || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != (size_t)(2 + REPLY_PER_LAYER * n)) {
         if (!err) {
@@ -396,7 +454,7 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00005)
                      "redis store: %s", err);
-        breaker_report(inst, s, 0, err);
+        mg_redis_breaker_report(inst, s, 0, err);
         if (reply) {
             freeReplyObject(reply);
         }
@@ -417,7 +475,7 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     }
     freeReplyObject(reply);
     apr_reslist_release(inst->conns, c);
-    breaker_report(inst, s, 1, NULL);
+    mg_redis_breaker_report(inst, s, 1, NULL);
     mg_limit_combine(layers, d);
     return APR_SUCCESS;
 
@@ -429,6 +487,10 @@ failed_fast:
 
 static void redis_info(mg_store_instance *inst, mg_store_info *info)
 {
+    if (inst->local_sync) {
+        inst->local->info(inst->local_inst, info);
+        return;
+    }
     memset(info, 0, sizeof(*info));
 }
 
@@ -438,7 +500,9 @@ static const mg_store_provider redis_provider = {
     redis_init,
     redis_child_init,
     redis_decide,
-    redis_info
+    redis_info,
+    NULL,               /* local-sync is this store's own business */
+    NULL
 };
 
 static void register_hooks(apr_pool_t *p)
