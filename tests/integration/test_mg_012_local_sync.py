@@ -6,6 +6,7 @@ Redis outage leaves each enforcing its own allowance and loses no units.
 The waits are on counts, not on time: Redis holds each gateway's exchange
 counter ({mg}s:gw:NAME, bumped in the same script as the totals), so a test
 knows when a gateway has pulled the totals it needs."""
+import os
 import time
 
 import pytest
@@ -136,12 +137,13 @@ def test_mg_012_03_redis_down_each_gateway_enforces_its_own_allowance(
     statuses = [gw.chat(DEMO_KEY).status for _ in range(6)]
     assert statuses == [200] * 4 + [429] * 2
     assert gw.chat(OTHER_KEY).status == 200
+    wait_for("the outage to be logged", lambda: "MGR00003" in gw.read_log())
     # Redis comes back empty (no persistence): the units pushed before are
-    # gone, the ones admitted while it was away are pushed now
+    # gone, the ones admitted while it was away are pushed now: 4 of the
+    # demo key, 1 of the other
     redis.port = port
     redis.start()
     wait_for("the pending units to be pushed", lambda: totals(redis) == 5)
-    assert "MGR00003" in gw.read_log()
     # the breaker's recovery is logged too
     wait_for("the recovery to be logged", lambda: "MGR00002" in gw.read_log())
 
@@ -186,3 +188,28 @@ def test_mg_012_05_argument_errors(gateways, args, message):
     code, out = gw.check_syntax()
     assert code != 0
     assert message in out, out
+
+
+def test_mg_012_06_local_sync_example(redis, gateways, backend):
+    """conf-examples/redis-local-sync.conf on two gateways: 20 a minute in
+    all (per hour) once they have exchanged, each gateway named host:pid in Redis."""
+    backend.reset()
+    gws = []
+    for name in ("ls1", "ls2"):
+        gw = gateways(name, backend_port=backend.port)
+        gw.redis_port = redis.port
+        gw.use_conf(os.path.join(harness.CONF_EXAMPLES, "redis-local-sync.conf"))
+        gws.append(gw.start())
+    # 10 through each: all admitted, whatever either has learnt meanwhile
+    statuses = [gws[i % 2].chat(DEMO_KEY).status for i in range(20)]
+    assert statuses == [200] * 20
+    wait_for("both gateways to push", lambda: totals(redis) == 20)
+    names = [k[len("{mg}s:gw:"):] for k in resp_values(redis.command("KEYS", "{mg}s:gw:*"))]
+    assert len(names) == 2
+    assert all(":" in n for n in names)
+    wait_pulled(redis, names)
+    assert [gw.chat(DEMO_KEY).status for gw in gws] == [429, 429]
+    resp = gws[0].chat(DEMO_KEY)
+    assert resp.header("ratelimit-policy") == '"free";q=20;w=3600'
+    # a Pro key has its own limit
+    assert gws[1].chat(harness.PRO_KEY).status == 200
