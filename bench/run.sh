@@ -505,9 +505,10 @@ measure() {
     local out=$dir/wrk.r$ROUND.txt c0 b0 h0 x0 c1 b1 h1 x1 wt
     c0=$(cpu_ticks "$pgid"); b0=$(cpu_ticks "${RUNNING[backend]}"); h0=$(host_cpu)
     x0=$(ctx_switches "$pgid")
-    local r0=0 r1=0
+    local r0=0 r1=0 u0=0 u1=0
     if [ "$name" = apache-modelgate ] && [ -n "${RUNNING[redis]:-}" ]; then
         r0=$(redis_calls evalsha); r0=${r0:-0}
+        u0=$(redis_usec evalsha); u0=${u0:-0}
     fi
     # bash's `time` gives wrk's own CPU: it shares the two cores.
     wt=$( { TIMEFORMAT='%U %S'; time timeout $(( secs + 30 )) "${wrk[@]}" -d"$DURATION" --latency "$url" \
@@ -516,6 +517,7 @@ measure() {
     x1=$(ctx_switches "$pgid")
     if [ "$name" = apache-modelgate ] && [ -n "${RUNNING[redis]:-}" ]; then
         r1=$(redis_calls evalsha); r1=${r1:-0}
+        u1=$(redis_usec evalsha); u1=${u1:-0}
     fi
 
     local n rps p50 p99 bad sockerr ok=valid
@@ -548,9 +550,10 @@ measure() {
     log "$name (round $ROUND): $(tail -n 1 "$RESULTS/results.tsv" | cut -f3-)"
     if [ "$r1" != 0 ]; then
         # wrk may count a few requests still in flight at its end.
-        printf 'redis round %s: %s EVALSHA for %s requests: %s round trips per request\n' \
+        printf 'redis round %s: %s EVALSHA for %s requests: %s round trips per request, %s us of Redis CPU in scripts per request\n' \
             "$ROUND" "$((r1 - r0))" "$n" \
             "$(awk -v c=$((r1 - r0)) -v n="$n" 'BEGIN { printf "%.3f", c / n }')" \
+            "$(awk -v u=$((u1 - u0)) -v n="$n" 'BEGIN { printf "%.1f", u / n }')" \
             | tee -a "$RESULTS/redis-roundtrips.txt" >&2
     fi
 }
@@ -613,6 +616,12 @@ start_redis() {
 redis_calls() {
     redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null \
         | sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p" | head -1
+}
+
+# Microseconds Redis spent in command $1 so far (its own CPU, not the wire).
+redis_usec() {
+    redis-cli -p "$REDIS_PORT" info commandstats 2>/dev/null \
+        | sed -n "s/^cmdstat_$1:calls=[0-9]*,usec=\([0-9]*\),.*/\1/p" | head -1
 }
 
 main() {
