@@ -20,6 +20,10 @@
 #define MG_ERR_UPSTREAM_DOWN    "upstream_unavailable"
 #define MG_ERR_UPSTREAM_TIMEOUT "upstream_timeout"
 #define MG_ERR_GATEWAY          "gateway_error"
+#define MG_ERR_INVALID_JSON     "invalid_json"
+#define MG_ERR_INVALID_BODY     "invalid_body"
+#define MG_ERR_TOO_LARGE        "request_too_large"
+#define MG_ERR_MODEL_NOT_FOUND  "model_not_found"
 
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"

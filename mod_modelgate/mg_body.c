@@ -1,0 +1,243 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_body.c -- reading and rewriting OpenAI-style request bodies (see
+ * mg_body.h).  jansson parses; a small scanner over the already validated
+ * text finds where the `model` value stands, so a rewrite changes only it.
+ */
+#include <string.h>
+#include <apr_strings.h>
+#include <jansson.h>
+#include "mg_body.h"
+
+mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
+                               apr_size_t len, mg_body_info *info,
+                               const char **why)
+{
+    json_error_t jerr;
+    json_t *root, *v;
+    mg_body_status st = MG_BODY_OK;
+
+    info->model = NULL;
+    info->stream = 0;
+    info->max_tokens = -1;
+    *why = NULL;
+    /* A member given twice is refused: the gateway and the model server
+     * must not read different values from one body. */
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        *why = apr_psprintf(p, "The request body is not valid JSON: %s "
+                            "(line %d, column %d).", jerr.text, jerr.line,
+                            jerr.column);
+        return MG_BODY_MALFORMED;
+    }
+    if (!json_is_object(root)) {
+        *why = "The request body must be a JSON object.";
+        st = MG_BODY_INVALID;
+        goto done;
+    }
+    v = json_object_get(root, "model");
+    if (v) {
+        if (!json_is_string(v) || json_string_length(v) == 0
+            || json_string_length(v) > MG_BODY_MODEL_MAX
+            || strlen(json_string_value(v)) != json_string_length(v)) {
+            *why = apr_psprintf(p, "'model' must be a non-empty string of "
+                                "at most %d bytes.", MG_BODY_MODEL_MAX);
+            st = MG_BODY_INVALID;
+            goto done;
+        }
+        info->model = apr_pstrdup(p, json_string_value(v));
+    }
+    v = json_object_get(root, "stream");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) {
+            *why = "'stream' must be true or false.";
+            st = MG_BODY_INVALID;
+            goto done;
+        }
+        info->stream = json_is_true(v);
+    }
+    /* The newer name wins when a client sends both. */
+    v = json_object_get(root, "max_completion_tokens");
+    if (!v || json_is_null(v)) {
+        v = json_object_get(root, "max_tokens");
+    }
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            *why = "'max_tokens' and 'max_completion_tokens' must be "
+                   "whole numbers of at least 0.";
+            st = MG_BODY_INVALID;
+            goto done;
+        }
+        info->max_tokens = (apr_int64_t)json_integer_value(v);
+    }
+done:
+    json_decref(root);
+    return st;
+}
+
+/* ---- where a value stands in the text -------------------------------------- */
+
+static apr_size_t skip_ws(const char *b, apr_size_t len, apr_size_t i)
+{
+    while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n'
+                       || b[i] == '\r')) {
+        i++;
+    }
+    return i;
+}
+
+/* b[i] is '"': the index after the closing quote. */
+static apr_size_t skip_string(const char *b, apr_size_t len, apr_size_t i)
+{
+    for (i++; i < len; i++) {
+        if (b[i] == '\\') {
+            i++;
+        }
+        else if (b[i] == '"') {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* The index after the value starting at b[i] (the text is valid JSON). */
+static apr_size_t skip_value(const char *b, apr_size_t len, apr_size_t i)
+{
+    int depth = 0;
+
+    if (b[i] == '"') {
+        return skip_string(b, len, i);
+    }
+    if (b[i] != '{' && b[i] != '[') {
+        /* number, true, false, null */
+        while (i < len && !strchr(",}] \t\r\n", b[i])) {
+            i++;
+        }
+        return i;
+    }
+    for (; i < len; i++) {
+        if (b[i] == '"') {
+            i = skip_string(b, len, i) - 1;
+        }
+        else if (b[i] == '{' || b[i] == '[') {
+            depth++;
+        }
+        else if ((b[i] == '}' || b[i] == ']') && --depth == 0) {
+            return i + 1;
+        }
+    }
+    return len;
+}
+
+/* Is the JSON string b[from, to) (quotes included) the text "model"? */
+static int key_is_model(const char *b, apr_size_t from, apr_size_t to)
+{
+    json_t *k;
+    int is;
+
+    if (to - from == 7 && !memcmp(b + from, "\"model\"", 7)) {
+        return 1;
+    }
+    if (!memchr(b + from, '\\', to - from)) {
+        return 0;
+    }
+    /* Escapes ("mod\u0065l") are rare; let jansson decode them. */
+    k = json_loadb(b + from, to - from, JSON_DECODE_ANY, NULL);
+    is = k && json_is_string(k) && !strcmp(json_string_value(k), "model");
+    json_decref(k);
+    return is;
+}
+
+/* Where the top-level "model" value stands: [*vs, *ve), or the index just
+ * after the opening brace when there is none (*vs == *ve == 0). */
+static int find_model(const char *b, apr_size_t len, apr_size_t *vs,
+                      apr_size_t *ve, apr_size_t *open)
+{
+    apr_size_t i = skip_ws(b, len, 0), ks, ke;
+
+    *vs = *ve = 0;
+    if (i >= len || b[i] != '{') {
+        return 0;
+    }
+    *open = ++i;
+    for (;;) {
+        i = skip_ws(b, len, i);
+        if (i >= len || b[i] == '}') {
+            return 1;
+        }
+        if (b[i] != '"') {
+            return 0;
+        }
+        ks = i;
+        ke = i = skip_string(b, len, i);
+        i = skip_ws(b, len, i);
+        if (i >= len || b[i] != ':') {
+            return 0;
+        }
+        i = skip_ws(b, len, i + 1);
+        if (i >= len) {
+            return 0;
+        }
+        if (key_is_model(b, ks, ke)) {
+            *vs = i;
+            *ve = skip_value(b, len, i);
+            return 1;
+        }
+        i = skip_ws(b, len, skip_value(b, len, i));
+        if (i < len && b[i] == ',') {
+            i++;
+        }
+    }
+}
+
+const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
+                              const char *model, char **out,
+                              apr_size_t *outlen)
+{
+    apr_size_t vs, ve, open = 0, nlen, i;
+    json_t *s = json_string(model);
+    char *text, *o;
+    int empty;
+
+    if (!s) {
+        return "the model name is not UTF-8";
+    }
+    text = json_dumps(s, JSON_ENCODE_ANY);
+    json_decref(s);
+    if (!text) {
+        return "out of memory";
+    }
+    if (!find_model(buf, len, &vs, &ve, &open)) {
+        free(text);
+        return "the body is not a JSON object";
+    }
+    nlen = strlen(text);
+    if (ve > vs) {
+        /* Replace the value's bytes only. */
+        *outlen = vs + nlen + (len - ve);
+        o = *out = apr_palloc(p, *outlen + 1);
+        memcpy(o, buf, vs);
+        memcpy(o + vs, text, nlen);
+        memcpy(o + vs + nlen, buf + ve, len - ve);
+    }
+    else {
+        /* No model yet: it becomes the first member. */
+        i = skip_ws(buf, len, open);
+        empty = i < len && buf[i] == '}';
+        *outlen = open + 8 + nlen + !empty + (len - open);
+        o = *out = apr_palloc(p, *outlen + 1);
+        memcpy(o, buf, open);
+        o += open;
+        memcpy(o, "\"model\":", 8);
+        o += 8;
+        memcpy(o, text, nlen);
+        o += nlen;
+        if (!empty) {
+            *o++ = ',';
+        }
+        memcpy(o, buf + open, len - open);
+    }
+    (*out)[*outlen] = '\0';
+    free(text);
+    return NULL;
+}

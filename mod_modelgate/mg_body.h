@@ -1,0 +1,50 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_body.h -- what an OpenAI-style request body says, and changing the
+ * model it names.
+ *
+ * The gateway reads three fields of a JSON request body: `model` (routing,
+ * per-model limits), `stream` and the token cap (`max_completion_tokens`,
+ * else `max_tokens`).  Everything else passes through untouched: when the
+ * model must change (an alias, a fallback), only the bytes of that one
+ * value are replaced, so numbers, key order and spacing reach the model
+ * server as the client wrote them.
+ */
+#ifndef MG_BODY_H
+#define MG_BODY_H
+
+#include <apr_pools.h>
+
+/** Longest model name accepted. */
+#define MG_BODY_MODEL_MAX 256
+
+typedef struct mg_body_info {
+    const char *model;        /**< NULL when the body names none */
+    int stream;               /**< "stream": true */
+    apr_int64_t max_tokens;   /**< the token cap; -1 when none is given */
+} mg_body_info;
+
+typedef enum {
+    MG_BODY_OK = 0,
+    MG_BODY_MALFORMED,        /**< not JSON (or a member given twice) */
+    MG_BODY_INVALID           /**< JSON, but not a request we can read */
+} mg_body_status;
+
+/**
+ * Read the fields of a JSON body of `len` bytes.
+ * @param why set to a sentence for the client when the status is not OK
+ */
+mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
+                               apr_size_t len, mg_body_info *info,
+                               const char **why);
+
+/**
+ * The body with its top-level `model` set to `model` (added when absent),
+ * all other bytes kept.  `buf` must have passed mg_body_inspect.
+ * @return NULL on success, else why it could not be done
+ */
+const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
+                              const char *model, char **out,
+                              apr_size_t *outlen);
+
+#endif /* MG_BODY_H */
