@@ -194,8 +194,21 @@ const char *mg_policy_parse_failure(apr_pool_t *p, const char *text,
 }
 
 static const char *const scope_names[] = {
-    "global", "tier", "tenant", "key", "route", "ip"
+    "global", "tier", "tenant", "key", "route", "ip", "model"
 };
+
+int mg_policy_model_name_valid(const char *name)
+{
+    apr_size_t n = 0;
+
+    for (; name[n]; n++) {
+        unsigned char c = (unsigned char)name[n];
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == '\\') {
+            return 0;
+        }
+    }
+    return n > 0 && n <= MG_BODY_MODEL_MAX;
+}
 
 const char *mg_policy_parse_scope(apr_pool_t *p, const char *text,
                                   mg_scope *scope)
@@ -209,7 +222,7 @@ const char *mg_policy_parse_scope(apr_pool_t *p, const char *text,
         }
     }
     return apr_psprintf(p, "'%s' is not a scope (global, tier, tenant, key, "
-                        "route, ip)", text);
+                        "route, ip, model)", text);
 }
 
 const char *mg_policy_scope_name(mg_scope scope)
@@ -310,6 +323,21 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                 return apr_psprintf(p, "'%s': name at least one tier", opt);
             }
         }
+        else if (!strncasecmp(opt, "models=", 7)) {
+            char *list = apr_pstrdup(p, opt + 7), *state = NULL, *tok;
+            def->models = apr_array_make(p, 2, sizeof(const char *));
+            for (tok = apr_strtok(list, ",", &state); tok;
+                 tok = apr_strtok(NULL, ",", &state)) {
+                if (!mg_policy_model_name_valid(tok)) {
+                    return apr_psprintf(p, "'%s': '%s' is not a model name",
+                                        opt, tok);
+                }
+                APR_ARRAY_PUSH(def->models, const char *) = tok;
+            }
+            if (def->models->nelts == 0) {
+                return apr_psprintf(p, "'%s': name at least one model", opt);
+            }
+        }
         else if (!strcasecmp(opt, "shadow")) {
             def->shadow = 1;
         }
@@ -321,8 +349,8 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
         }
         else {
             return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
-                                "burst=, delay=, zone=, tiers=, shadow, "
-                                "on_store_failure=)", opt);
+                                "burst=, delay=, zone=, tiers=, models=, "
+                                "shadow, on_store_failure=)", opt);
         }
     }
     err = mg_limit_spec_init(&def->spec, algo, quota, window,
@@ -370,9 +398,10 @@ const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                             MG_POLICY_NAME_MAX);
     }
     for (i = 0; i < nopts; i++) {
-        if (!strncasecmp(opts[i], "tiers=", 6)) {
-            return "a tier applies to its own callers: tiers= is for "
-                   "ModelGateLimit";
+        if (!strncasecmp(opts[i], "tiers=", 6)
+            || !strncasecmp(opts[i], "models=", 7)) {
+            return "a tier applies to all its callers' requests: tiers= and "
+                   "models= are for ModelGateLimit";
         }
     }
     return mg_policy_parse_limit(p, name, MG_SCOPE_KEY, rate, nopts, opts,
@@ -422,6 +451,22 @@ int mg_policy_limit_applies(const mg_limit_def *def, const char *tier)
     }
     for (i = 0; i < def->tiers->nelts; i++) {
         if (!strcmp(APR_ARRAY_IDX(def->tiers, i, const char *), tier)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int mg_policy_limit_applies_to_model(const mg_limit_def *def,
+                                     const char *model)
+{
+    int i;
+
+    if (!def->models) {
+        return 1;
+    }
+    for (i = 0; model && i < def->models->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(def->models, i, const char *), model)) {
             return 1;
         }
     }

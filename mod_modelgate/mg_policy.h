@@ -14,6 +14,7 @@
 #include <apr_hash.h>
 #include <apr_tables.h>
 #include "mg_limit.h"
+#include "mg_body.h"
 
 /** Longest tier, key id, tenant or upstream name. */
 #define MG_POLICY_NAME_MAX 64
@@ -31,14 +32,15 @@ const char *mg_policy_parse_failure(apr_pool_t *p, const char *text,
                                     mg_failure_policy *out);
 
 /** Whose counter a limit keeps: one for everybody, or one per tier,
- *  tenant, key, route or client address. */
+ *  tenant, key, route, client address or model. */
 typedef enum {
     MG_SCOPE_GLOBAL = 0,
     MG_SCOPE_TIER,
     MG_SCOPE_TENANT,
     MG_SCOPE_KEY,
     MG_SCOPE_ROUTE,
-    MG_SCOPE_IP
+    MG_SCOPE_IP,
+    MG_SCOPE_MODEL            /**< the declared model the body names */
 } mg_scope;
 
 /**
@@ -56,6 +58,8 @@ typedef struct mg_limit_def {
                                    while the store fails */
     apr_array_header_t *tiers; /**< only for callers of these tiers
                                    (const char *); NULL: for everybody */
+    apr_array_header_t *models; /**< only for requests for these models
+                                   (const char *); NULL: for any request */
     /* Made once when the configuration is read, so a request does not:
      * the counter fingerprint's own part, and the header texts. */
     mg_fingerprint fp_base;
@@ -105,7 +109,12 @@ const char *mg_policy_parse_rate_ex(apr_pool_t *p, const char *text,
 const char *mg_policy_parse_zone(apr_pool_t *p, const char *text,
                                  apr_int32_t *offset);
 
-/** Parse a scope name (global, tier, tenant, key, route, ip). */
+/** Is `name` usable as a model name?  Printable ASCII without spaces,
+ *  quotes, commas or backslashes (so "org/model:tag" is), 1 to
+ *  MG_BODY_MODEL_MAX characters. */
+int mg_policy_model_name_valid(const char *name);
+
+/** Parse a scope name (global, tier, tenant, key, route, ip, model). */
 const char *mg_policy_parse_scope(apr_pool_t *p, const char *text,
                                   mg_scope *scope);
 
@@ -121,6 +130,7 @@ const char *mg_policy_scope_name(mg_scope scope);
  *   zone=Z         fixed window of a day or a month: the calendar's zone,
  *                  an offset (+HH:MM) or a tz name (Europe/Berlin); UTC
  *   tiers=a,b      apply only to callers of these tiers
+ *   models=a,b     apply only to requests for these models
  *   shadow         count and report, never reject
  *   on_store_failure=closed|open|local   tiers: while the store fails
  * @return NULL on success with *out set, else an error message.
@@ -148,6 +158,11 @@ const char *mg_policy_add_limit(mg_policy *policy, mg_limit_def *def);
 
 /** Does `def` apply to a caller of `tier`? */
 int mg_policy_limit_applies(const mg_limit_def *def, const char *tier);
+
+/** Does `def` apply to a request for `model` (NULL: the body names none,
+ *  or names no declared model)? */
+int mg_policy_limit_applies_to_model(const mg_limit_def *def,
+                                     const char *model);
 
 /** The tier called `name`, or NULL. */
 const mg_tier *mg_policy_tier(const mg_policy *policy, const char *name);

@@ -5,7 +5,9 @@
  * data between request_rec and the core.
  *
  *   translate_name  hand a routed request to mod_proxy (server config)
- *   access_checker  who is calling (API key), and may they, now (limits)
+ *   access_checker  who is calling (API key), what they ask for (the JSON
+ *                   body's model), may they, now (limits), and where it
+ *                   goes (the model's upstream)
  *   fixups          hand it over when the route came from .htaccess
  *   error filter    error bodies are JSON, as API clients expect
  *
@@ -228,7 +230,8 @@ static void report_shadow(request_rec *r, const mg_layer *layers,
 }
 
 static int decide_limits(request_rec *r, mg_server_conf *sc,
-                         const mg_dir_conf *dc, const mg_key *key)
+                         const mg_dir_conf *dc, const mg_key *key,
+                         const char *model)
 {
     const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
     mg_layer layers[MG_LIMIT_MAX_LAYERS];
@@ -246,7 +249,7 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
                                 "The gateway has no tier for this key.",
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
-    n = mg_layers_for_request(r, sc, dc, key, tier, layers);
+    n = mg_layers_for_request(r, sc, dc, key, tier, model, layers);
     if (n < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
                       "more than %d limits apply to %s: refusing rather than "
@@ -310,6 +313,47 @@ static int decide_limits(request_rec *r, mg_server_conf *sc,
     return OK;
 }
 
+/* The declared model the body names, if the server declares models. */
+static int pick_model(request_rec *r, const mg_server_conf *sc,
+                      mg_request *req)
+{
+    if (!req->body_read || !req->info.model
+        || apr_hash_count(sc->models) == 0) {
+        return OK;
+    }
+    req->model = mg_model_get(sc, req->info.model);
+    if (!req->model) {
+        apr_table_setn(r->notes, "modelgate-decision", "unknown-model");
+        return mg_respond_error(r, HTTP_NOT_FOUND, apr_psprintf(r->pool,
+            "The model '%s' does not exist or you do not have access to it.",
+            req->info.model), MG_ERRT_REQUEST, MG_ERR_MODEL_NOT_FOUND);
+    }
+    apr_table_setn(r->notes, "modelgate-model", req->model->name);
+    return OK;
+}
+
+static int route_request(request_rec *r, const mg_dir_conf *dc);
+
+/* Send an admitted request to its model's upstream, under the name that
+ * upstream knows the model by. */
+static int route_to_model(request_rec *r, const mg_server_conf *sc,
+                          mg_request *req)
+{
+    const mg_model *m = req->model;
+    const mg_upstream *up = mg_upstream_get(sc, m->upstream);
+    int rv;
+
+    if (strcmp(req->info.model, m->served_as)
+        && (rv = mg_body_set_model_for(r, req, m->served_as)) != OK) {
+        return rv;
+    }
+    req->upstream = up;
+    apr_table_setn(r->notes, "modelgate-upstream", up->name);
+    apr_table_setn(r->err_headers_out, "X-Modelgate-Model", m->name);
+    mg_proxy_hand_off(r, up);
+    return OK;
+}
+
 static int mg_access_checker(request_rec *r)
 {
     mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
@@ -318,7 +362,9 @@ static int mg_access_checker(request_rec *r)
                                               &modelgate_module);
     const char *credential;
     const mg_key *key;
+    mg_request *req;
     apr_size_t len = 0;
+    int rv;
 
     if (dc->enabled != 1 || !ap_is_initial_req(r)) {
         return DECLINED;
@@ -333,7 +379,18 @@ static int mg_access_checker(request_rec *r)
         return refuse_credential(r, 0);
     }
     mg_identity_announce(r, key);
-    return decide_limits(r, sc, dc, key);
+    req = mg_request_get(r);
+    if ((rv = mg_body_read(r, dc, req)) != OK && rv != DECLINED) {
+        return rv;
+    }
+    if ((rv = pick_model(r, sc, req)) != OK) {
+        return rv;
+    }
+    rv = decide_limits(r, sc, dc, key, req->model ? req->model->name : NULL);
+    if (rv != OK || !req->model) {
+        return rv;
+    }
+    return route_to_model(r, sc, req);
 }
 
 /* ---- routing: hand the request to mod_proxy ------------------------------ */
@@ -382,7 +439,10 @@ static int mg_fixups(request_rec *r)
         return DECLINED;
     }
     req = mg_request_get(r);
-    if (req->upstream && !strcmp(req->upstream->name, dc->route)) {
+    if (req->model
+        || (req->upstream && !strcmp(req->upstream->name, dc->route))) {
+        /* Routed already: the body's model picked its upstream, or the
+         * route is the one translate_name handed over. */
         return DECLINED;
     }
     return route_request(r, dc);
@@ -450,6 +510,7 @@ static void mg_register_hooks(apr_pool_t *p)
     ap_hook_fixups(mg_fixups, NULL, before_proxy, APR_HOOK_FIRST);
     ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
+    mg_body_register(p);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
 }

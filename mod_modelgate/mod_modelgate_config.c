@@ -47,6 +47,8 @@ void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
     sc->policy = mg_policy_create(p);
     sc->upstreams = apr_hash_make(p);
     sc->route_refs = apr_array_make(p, 8, sizeof(mg_route_ref));
+    sc->models = apr_hash_make(p);
+    sc->model_list = apr_array_make(p, 8, sizeof(mg_model *));
     return sc;
 }
 
@@ -63,6 +65,7 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
 
     dc->enabled = MG_UNSET;
     dc->cost = MG_UNSET;
+    dc->body_limit = MG_UNSET;
     dc->limits = apr_array_make(p, 2, sizeof(mg_limit_def *));
     return dc;
 }
@@ -75,6 +78,17 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->enabled = add->enabled != MG_UNSET ? add->enabled : base->enabled;
     dc->route = add->route ? add->route : base->route;
     dc->cost = add->cost != MG_UNSET ? add->cost : base->cost;
+    dc->body_limit = add->body_limit != MG_UNSET ? add->body_limit
+                                                 : base->body_limit;
+    dc->body_limit_lowers = 0;
+    if (add->body_limit_lowers) {
+        /* .htaccess may lower the server's limit, never raise it. */
+        apr_off_t server = base->body_limit != MG_UNSET
+                           ? base->body_limit : MG_BODY_LIMIT_DEFAULT;
+        if (add->body_limit > server) {
+            dc->body_limit = server;
+        }
+    }
     /* Limits accumulate: a nested section or .htaccess can add layers,
      * never drop one, so it can only tighten. */
     dc->limits = add->limits->nelts == 0 ? base->limits
@@ -86,6 +100,11 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name)
 {
     return apr_hash_get(sc->upstreams, name, APR_HASH_KEY_STRING);
+}
+
+const mg_model *mg_model_get(const mg_server_conf *sc, const char *name)
+{
+    return apr_hash_get(sc->models, name, APR_HASH_KEY_STRING);
 }
 
 /* ---- per location ---------------------------------------------------------- */
@@ -218,6 +237,112 @@ static const char *cmd_cost(cmd_parms *cmd, void *dcv, const char *arg)
         return "ModelGateCost: .htaccess may raise a cost, not lower it";
     }
     dc->cost = n;
+    return NULL;
+}
+
+static const char *cmd_body_limit(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    mg_dir_conf *dc = dcv;
+    char *end;
+    apr_off_t n;
+
+    if (apr_strtoff(&n, arg, &end, 10) != APR_SUCCESS || end == arg
+        || (*end && strcasecmp(end, "k") && strcasecmp(end, "m"))) {
+        return apr_psprintf(cmd->pool, "ModelGateBodyLimit: '%s' is not a "
+                            "size (bytes, or with K or M)", arg);
+    }
+    if (!strcasecmp(end, "k")) {
+        n *= 1024;
+    }
+    else if (!strcasecmp(end, "m")) {
+        n *= 1024 * 1024;
+    }
+    if (n < 1 || n > MG_BODY_LIMIT_MAX) {
+        return apr_psprintf(cmd->pool, "ModelGateBodyLimit: '%s' must be "
+                            "from 1 byte to %d MiB (a body is held in memory "
+                            "while it is read)", arg,
+                            MG_BODY_LIMIT_MAX / (1024 * 1024));
+    }
+    dc->body_limit = n;
+    dc->body_limit_lowers = in_htaccess(cmd);
+    return NULL;
+}
+
+/* ModelGateModel NAME UPSTREAM [alias=A,B] [served_as=NAME] */
+static const char *cmd_model(cmd_parms *cmd, void *dummy, int argc,
+                             char *const argv[])
+{
+    mg_server_conf *sc = server_conf(cmd);
+    mg_model *m;
+    apr_array_header_t *names;
+    const char *err;
+    int i, j;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    if (argc < 2) {
+        return "ModelGateModel: expected NAME UPSTREAM [alias=A,B] "
+               "[served_as=NAME], e.g. ModelGateModel gpt-4o-mini small";
+    }
+    if (!mg_policy_model_name_valid(argv[0])) {
+        return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not a model "
+                            "name (printable, no spaces, quotes or commas)",
+                            argv[0]);
+    }
+    if (!mg_policy_name_valid(argv[1])) {
+        return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not an "
+                            "upstream name", argv[1]);
+    }
+    m = apr_pcalloc(cmd->pool, sizeof(*m));
+    m->name = argv[0];
+    m->upstream = argv[1];
+    m->served_as = argv[0];
+    m->where = where_of(cmd);
+    names = apr_array_make(cmd->temp_pool, 4, sizeof(const char *));
+    APR_ARRAY_PUSH(names, const char *) = m->name;
+    for (i = 2; i < argc; i++) {
+        if (!strncasecmp(argv[i], "alias=", 6)) {
+            char *list = apr_pstrdup(cmd->pool, argv[i] + 6), *st = NULL, *t;
+            for (t = apr_strtok(list, ",", &st); t;
+                 t = apr_strtok(NULL, ",", &st)) {
+                if (!mg_policy_model_name_valid(t)) {
+                    return apr_psprintf(cmd->pool, "ModelGateModel: alias "
+                                        "'%s' is not a model name", t);
+                }
+                APR_ARRAY_PUSH(names, const char *) = t;
+            }
+        }
+        else if (!strncasecmp(argv[i], "served_as=", 10)) {
+            if (!mg_policy_model_name_valid(argv[i] + 10)) {
+                return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not "
+                                    "a model name", argv[i]);
+            }
+            m->served_as = argv[i] + 10;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "ModelGateModel: unknown option "
+                                "'%s' (known: alias=, served_as=)", argv[i]);
+        }
+    }
+    for (i = 0; i < names->nelts; i++) {
+        const char *n = APR_ARRAY_IDX(names, i, const char *);
+        const mg_model *other = mg_model_get(sc, n);
+        for (j = 0; j < i && !other; j++) {
+            if (!strcmp(n, APR_ARRAY_IDX(names, j, const char *))) {
+                other = m;
+            }
+        }
+        if (other) {
+            return apr_psprintf(cmd->pool, "ModelGateModel: '%s' already "
+                                "names the model '%s'", n, other->name);
+        }
+    }
+    for (i = 0; i < names->nelts; i++) {
+        apr_hash_set(sc->models, APR_ARRAY_IDX(names, i, const char *),
+                     APR_HASH_KEY_STRING, m);
+    }
+    APR_ARRAY_PUSH(sc->model_list, mg_model *) = m;
     return NULL;
 }
 
@@ -365,6 +490,13 @@ const command_rec mg_cmds[] = {
         "location"),
     AP_INIT_TAKE1("ModelGateCost", cmd_cost, NULL, ACCESS_CONF | OR_AUTHCFG,
         "units a request here costs in every limit (default 1)"),
+    AP_INIT_TAKE1("ModelGateBodyLimit", cmd_body_limit, NULL,
+        ACCESS_CONF | OR_AUTHCFG,
+        "largest JSON request body read here, in bytes (or with K or M; "
+        "default 1M): past it, 413"),
+    AP_INIT_TAKE_ARGV("ModelGateModel", cmd_model, NULL, RSRC_CONF,
+        "NAME UPSTREAM [alias=A,B] [served_as=NAME]: a model the gateway "
+        "serves, and which upstream serves it"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
     AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
@@ -437,6 +569,16 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             config_error(s, &ref->where, apr_psprintf(ptemp,
                 "ModelGateRoute: unknown upstream '%s' (declare it with "
                 "ModelGateUpstream NAME URL)", ref->upstream));
+            ok = 0;
+        }
+    }
+    for (i = 0; i < sc->model_list->nelts; i++) {
+        const mg_model *m = APR_ARRAY_IDX(sc->model_list, i, mg_model *);
+        if (!mg_upstream_get(sc, m->upstream)) {
+            config_error(s, &m->where, apr_psprintf(ptemp,
+                "ModelGateModel: model '%s' names the unknown upstream '%s' "
+                "(declare it with ModelGateUpstream NAME URL)", m->name,
+                m->upstream));
             ok = 0;
         }
     }

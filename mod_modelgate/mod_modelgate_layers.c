@@ -5,10 +5,12 @@
  *
  * In order: the caller's tier (per key), the server-wide limits, then the
  * location's (with its parents' and .htaccess's).  A limit restricted with
- * tiers= is skipped for other tiers.  The counter key is the scope, the
- * limit's name and the subject the scope picks (nobody, tier, tenant, key
- * id, route or client address) with the limit's numbers; all but the
- * subject is hashed once, when the configuration is read.
+ * tiers= is skipped for other tiers, one restricted with models= for other
+ * models, and one of scope model for requests that name no declared model.
+ * The counter key is the scope, the limit's name and the subject the scope
+ * picks (nobody, tier, tenant, key id, route, client address or model)
+ * with the limit's numbers; all but the subject is hashed once, when the
+ * configuration is read.
  */
 #include <apr_strings.h>
 #include <http_core.h>
@@ -16,9 +18,12 @@
 #include "mg_table.h"
 
 static const char *subject_of(request_rec *r, const mg_dir_conf *dc,
-                              const mg_key *key, mg_scope scope)
+                              const mg_key *key, const char *model,
+                              mg_scope scope)
 {
     switch (scope) {
+    case MG_SCOPE_MODEL:
+        return model ? model : "";
     case MG_SCOPE_TIER:
         return key->tier;
     case MG_SCOPE_TENANT:
@@ -49,10 +54,10 @@ void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def)
 }
 
 static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
-                      const mg_limit_def *def, apr_uint64_t cost,
-                      mg_layer *layer)
+                      const char *model, const mg_limit_def *def,
+                      apr_uint64_t cost, mg_layer *layer)
 {
-    const char *subject = subject_of(r, dc, key, def->scope);
+    const char *subject = subject_of(r, dc, key, model, def->scope);
 
     layer->policy = def->name;
     layer->spec = &def->spec;
@@ -66,26 +71,29 @@ static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
 
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
-                          const mg_tier *tier, mg_layer *layers)
+                          const mg_tier *tier, const char *model,
+                          mg_layer *layers)
 {
     const apr_array_header_t *lists[2];
     apr_uint64_t cost = dc->cost == MG_UNSET ? 1 : (apr_uint64_t)dc->cost;
     int n = 0, l, i;
 
-    add_layer(r, dc, key, tier, cost, &layers[n++]);
+    add_layer(r, dc, key, model, tier, cost, &layers[n++]);
     lists[0] = sc->policy->limits;
     lists[1] = dc->limits;
     for (l = 0; l < 2; l++) {
         for (i = 0; i < lists[l]->nelts; i++) {
             const mg_limit_def *def = APR_ARRAY_IDX(lists[l], i,
                                                     mg_limit_def *);
-            if (!mg_policy_limit_applies(def, key->tier)) {
+            if (!mg_policy_limit_applies(def, key->tier)
+                || !mg_policy_limit_applies_to_model(def, model)
+                || (def->scope == MG_SCOPE_MODEL && !model)) {
                 continue;
             }
             if (n == MG_LIMIT_MAX_LAYERS) {
                 return -1;
             }
-            add_layer(r, dc, key, def, cost, &layers[n++]);
+            add_layer(r, dc, key, model, def, cost, &layers[n++]);
         }
     }
     return n;

@@ -8,10 +8,12 @@
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
+#include <util_filter.h>
 #include "mod_modelgate.h"
 #include "mg_policy.h"
 #include "mg_keys.h"
 #include "mg_headers.h"
+#include "mg_body.h"
 
 extern module AP_MODULE_DECLARE_DATA modelgate_module;
 APLOG_USE_MODULE(modelgate);
@@ -20,6 +22,11 @@ APLOG_USE_MODULE(modelgate);
 #define MGLOGNO(n) "MG" #n ": "
 
 #define MG_UNSET (-1)
+
+/** ModelGateBodyLimit's default: JSON bodies up to 1 MiB are read. */
+#define MG_BODY_LIMIT_DEFAULT (1024 * 1024)
+/** ... and its largest value. */
+#define MG_BODY_LIMIT_MAX (64 * 1024 * 1024)
 
 /** Where a directive was written, for messages found after parsing. */
 typedef struct mg_where {
@@ -34,6 +41,15 @@ typedef struct mg_upstream {
     mg_where where;
 } mg_upstream;
 
+/** A model the gateway serves (ModelGateModel), by name or alias. */
+typedef struct mg_model {
+    const char *name;         /**< the public name; per-model limits count
+                                   under it */
+    const char *upstream;     /**< the upstream that serves it */
+    const char *served_as;    /**< the name that upstream knows it by */
+    mg_where where;
+} mg_model;
+
 /** A ModelGateRoute in the main configuration, checked once all is read. */
 typedef struct mg_route_ref {
     const char *upstream;
@@ -46,6 +62,8 @@ typedef struct mg_server_conf {
     mg_where keys_where;
     apr_hash_t *upstreams;            /**< name -> mg_upstream* */
     apr_array_header_t *route_refs;   /**< mg_route_ref */
+    apr_hash_t *models;               /**< name and alias -> mg_model* */
+    apr_array_header_t *model_list;   /**< mg_model*, once each */
     const mg_store_provider *store;
     mg_store_instance *store_inst;
     mg_failure_policy store_failure; /**< while the store fails (default
@@ -63,11 +81,20 @@ typedef struct mg_dir_conf {
                                    and its parents' (never fewer: .htaccess
                                    and nested locations only add) */
     apr_int64_t cost;         /**< units a request costs; MG_UNSET: 1 */
+    apr_off_t body_limit;     /**< largest JSON body read; MG_UNSET:
+                                   MG_BODY_LIMIT_DEFAULT */
+    int body_limit_lowers;    /**< set in .htaccess: may only lower it */
 } mg_dir_conf;
 
 /** What the module knows about one request, in r->request_config. */
 typedef struct mg_request {
     const mg_upstream *upstream;
+    int body_read;            /**< a JSON body was read: `info` holds it */
+    mg_body_info info;
+    const char *body;         /**< the body mod_proxy will send */
+    apr_size_t body_len;
+    ap_filter_t *body_filter; /**< MODELGATE_BODY, serving `body` */
+    const mg_model *model;    /**< the declared model the body names */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;
@@ -81,6 +108,8 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                     server_rec *s);
 const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name);
+/** The model declared as `name` or with it as an alias, or NULL. */
+const mg_model *mg_model_get(const mg_server_conf *sc, const char *name);
 
 /* mod_modelgate_identity.c */
 /** Remove every X-Modelgate-* header a client sent. */
@@ -97,7 +126,17 @@ void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def);
  *  or -1 if more limits apply than a decision can take. */
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
-                          const mg_tier *tier, mg_layer *layers);
+                          const mg_tier *tier, const char *model,
+                          mg_layer *layers);
+
+/* mod_modelgate_body.c */
+/** Read a JSON body into req (OK), leave a body that is not JSON alone
+ *  (DECLINED), or answer 400/413 (the status is returned). */
+int mg_body_read(request_rec *r, const mg_dir_conf *dc, mg_request *req);
+/** Send `model` in the body instead of the client's. */
+int mg_body_set_model_for(request_rec *r, mg_request *req,
+                          const char *model);
+void mg_body_register(apr_pool_t *p);
 
 /* mod_modelgate_proxy.c */
 /** Make sure mod_proxy has a worker (a connection pool) for `url`. */

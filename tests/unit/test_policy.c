@@ -260,13 +260,13 @@ static void test_parse_tier_errors(void **state)
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
              "unknown option 'rate=5' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
     tier_err(p, "free", "10/min", "burst",
              "unknown option 'burst' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
     tier_err(p, "free", "10/min", "",
              "unknown option '' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
@@ -343,6 +343,60 @@ static void test_failure_policy(void **state)
     assert_int_equal(t->on_store_failure, MG_FAIL_LOCAL);
 }
 
+/* Model names, the model scope and models= (per-model limits). */
+static void test_models(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_def *def = NULL;
+    mg_tier *t = NULL;
+    mg_scope scope;
+    const char *opts[2];
+    char longname[MG_BODY_MODEL_MAX + 2];
+
+    assert_true(mg_policy_model_name_valid("gpt-4o-mini"));
+    assert_true(mg_policy_model_name_valid("meta-llama/Llama-3.1-8B:q4"));
+    assert_false(mg_policy_model_name_valid(""));
+    assert_false(mg_policy_model_name_valid("a b"));
+    assert_false(mg_policy_model_name_valid("a,b"));
+    assert_false(mg_policy_model_name_valid("a\"b"));
+    assert_false(mg_policy_model_name_valid("a\\b"));
+    assert_false(mg_policy_model_name_valid("caf\xc3\xa9"));
+    memset(longname, 'm', MG_BODY_MODEL_MAX);
+    longname[MG_BODY_MODEL_MAX] = '\0';
+    assert_true(mg_policy_model_name_valid(longname));
+    longname[MG_BODY_MODEL_MAX] = 'm';
+    longname[MG_BODY_MODEL_MAX + 1] = '\0';
+    assert_false(mg_policy_model_name_valid(longname));
+
+    assert_null(mg_policy_parse_scope(p, "model", &scope));
+    assert_int_equal(scope, MG_SCOPE_MODEL);
+    assert_string_equal(mg_policy_scope_name(MG_SCOPE_MODEL), "model");
+
+    opts[0] = "models=gpt-4o,org/big:v2";
+    assert_null(mg_policy_parse_limit(p, "big-models", MG_SCOPE_MODEL,
+                                      "100/day", 1, opts, &def));
+    assert_int_equal(def->models->nelts, 2);
+    assert_true(mg_policy_limit_applies_to_model(def, "gpt-4o"));
+    assert_true(mg_policy_limit_applies_to_model(def, "org/big:v2"));
+    assert_false(mg_policy_limit_applies_to_model(def, "gpt-4o-mini"));
+    assert_false(mg_policy_limit_applies_to_model(def, NULL));
+    def->models = NULL;
+    assert_true(mg_policy_limit_applies_to_model(def, NULL));
+
+    opts[0] = "models=";
+    assert_string_equal(mg_policy_parse_limit(p, "x", MG_SCOPE_GLOBAL,
+                                              "1/s", 1, opts, &def),
+                        "'models=': name at least one model");
+    opts[0] = "models=a b";
+    assert_string_equal(mg_policy_parse_limit(p, "x", MG_SCOPE_GLOBAL,
+                                              "1/s", 1, opts, &def),
+                        "'models=a b': 'a b' is not a model name");
+    opts[0] = "models=a";
+    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t),
+                        "a tier applies to all its callers' requests: "
+                        "tiers= and models= are for ModelGateLimit");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +407,7 @@ int main(void)
         MG_TEST(test_parse_tier_ok),
         MG_TEST(test_parse_tier_errors),
         MG_TEST(test_policy_tiers),
+        MG_TEST(test_models),
     };
 
     return MG_RUN(tests);
