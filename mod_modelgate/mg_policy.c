@@ -244,6 +244,62 @@ static const char *parse_number_opt(apr_pool_t *p, const char *opt,
     return NULL;
 }
 
+const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,
+                                    apr_array_header_t **out)
+{
+    char *list = apr_pstrdup(p, text), *state = NULL, *tok;
+    apr_array_header_t *acts = apr_array_make(p, 3, sizeof(mg_limit_action));
+    int rejected = 0;
+
+    for (tok = apr_strtok(list, ",", &state); tok;
+         tok = apr_strtok(NULL, ",", &state)) {
+        mg_limit_action *a;
+        if (rejected) {
+            return apr_psprintf(p, "'%s' comes after reject, which ends the "
+                                "list", tok);
+        }
+        a = apr_array_push(acts);
+        memset(a, 0, sizeof(*a));
+        if (!strcasecmp(tok, "reject")) {
+            a->type = MG_ACTION_REJECT;
+            rejected = 1;
+        }
+        else if (!strncasecmp(tok, "fallback:", 9)) {
+            a->type = MG_ACTION_FALLBACK;
+            a->model = tok + 9;
+            if (!mg_policy_model_name_valid(a->model)) {
+                return apr_psprintf(p, "'%s': fallback:MODEL names a model "
+                                    "declared with ModelGateModel", tok);
+            }
+        }
+        else if (!strncasecmp(tok, "queue:", 6)) {
+            apr_uint64_t ms;
+            const char *end;
+            a->type = MG_ACTION_QUEUE;
+            if (parse_count(tok + 6, &end, MG_ACTION_QUEUE_MAX / 1000, &ms)
+                || *end || ms == 0) {
+                return apr_psprintf(p, "'%s': queue:MS waits from 1 to %d "
+                                    "milliseconds", tok,
+                                    (int)(MG_ACTION_QUEUE_MAX / 1000));
+            }
+            a->wait = (apr_interval_time_t)ms * 1000;
+        }
+        else if (!strcasecmp(tok, "cache")) {
+            return "cache needs the response cache, which this version does "
+                   "not have yet";
+        }
+        else {
+            return apr_psprintf(p, "'%s' is not an action (fallback:MODEL, "
+                                "queue:MS, reject)", tok);
+        }
+    }
+    if (acts->nelts == 0) {
+        return "name at least one action";
+    }
+    *out = acts;
+    return NULL;
+}
+
 const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                                   mg_scope scope, const char *rate, int nopts,
                                   const char *const *opts, mg_limit_def **out)
@@ -347,10 +403,15 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                 return err;
             }
         }
+        else if (!strncasecmp(opt, "on_limit=", 9)) {
+            if ((err = mg_policy_parse_actions(p, opt + 9, &def->on_limit))) {
+                return apr_psprintf(p, "'%s': %s", opt, err);
+            }
+        }
         else {
             return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
                                 "burst=, delay=, zone=, tiers=, models=, "
-                                "shadow, on_store_failure=)", opt);
+                                "shadow, on_store_failure=, on_limit=)", opt);
         }
     }
     err = mg_limit_spec_init(&def->spec, algo, quota, window,

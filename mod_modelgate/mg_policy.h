@@ -31,6 +31,24 @@ typedef enum {
 const char *mg_policy_parse_failure(apr_pool_t *p, const char *text,
                                     mg_failure_policy *out);
 
+/** What a tier's callers get when a limit refuses them (on_limit=). */
+typedef enum {
+    MG_ACTION_REJECT = 1,     /**< 429 */
+    MG_ACTION_FALLBACK,       /**< serve another declared model instead */
+    MG_ACTION_QUEUE,          /**< wait, up to a time, for the limit */
+    MG_ACTION_CACHE           /**< a cached answer (the response cache's;
+                                   refused until it exists) */
+} mg_action_type;
+
+typedef struct mg_limit_action {
+    mg_action_type type;
+    const char *model;        /**< fallback: the model to serve */
+    apr_interval_time_t wait; /**< queue: the longest wait */
+} mg_limit_action;
+
+/** Longest a queue action may hold a request. */
+#define MG_ACTION_QUEUE_MAX (60 * APR_USEC_PER_SEC)
+
 /** Whose counter a limit keeps: one for everybody, or one per tier,
  *  tenant, key, route, client address or model. */
 typedef enum {
@@ -56,6 +74,9 @@ typedef struct mg_limit_def {
     int shadow;               /**< counts and reports, never rejects */
     mg_failure_policy on_store_failure; /**< tiers only: this tier's policy
                                    while the store fails */
+    apr_array_header_t *on_limit; /**< tiers only: mg_limit_action, tried
+                                   in order when a limit refuses; NULL:
+                                   reject */
     apr_array_header_t *tiers; /**< only for callers of these tiers
                                    (const char *); NULL: for everybody */
     apr_array_header_t *models; /**< only for requests for these models
@@ -133,11 +154,17 @@ const char *mg_policy_scope_name(mg_scope scope);
  *   models=a,b     apply only to requests for these models
  *   shadow         count and report, never reject
  *   on_store_failure=closed|open|local   tiers: while the store fails
+ *   on_limit=ACTION[,ACTION...]  tiers: fallback:MODEL, queue:MS, reject
+ *                  (in order; a refusal ends the list in any case)
  * @return NULL on success with *out set, else an error message.
  */
 const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                                   mg_scope scope, const char *rate, int nopts,
                                   const char *const *opts, mg_limit_def **out);
+
+/** Parse an on_limit= list ("fallback:small,queue:2000,reject"). */
+const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,
+                                    apr_array_header_t **out);
 
 /**
  * Parse a tier definition: its name, rate and options, as a limit of scope

@@ -85,8 +85,6 @@ typedef struct canned_error {
     const char *json;
 } canned_error;
 
-enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
-       CANNED_STORE_DOWN, CANNED_TOO_MANY_LAYERS, CANNED_PROXY_FIRST };
 
 static canned_error canned[] = {
     { HTTP_UNAUTHORIZED, "No API key provided: send it in the X-API-Key "
@@ -122,7 +120,7 @@ static void prepare_canned_errors(apr_pool_t *pconf)
     }
 }
 
-static int respond_canned(request_rec *r, int which)
+int mg_respond_canned(request_rec *r, int which)
 {
     set_json_error(r, canned[which].status, canned[which].json);
     return canned[which].status;
@@ -162,7 +160,7 @@ static void insert_error_filter(request_rec *r)
     if (req && req->upstream && !json_error_pending(r)) {
         for (i = CANNED_PROXY_FIRST; i < CANNED_COUNT; i++) {
             if (canned[i].status == r->status) {
-                respond_canned(r, i);
+                mg_respond_canned(r, i);
                 break;
             }
         }
@@ -174,27 +172,6 @@ static void insert_error_filter(request_rec *r)
 
 /* ---- access_checker: identity, then the limit decision ---------------------- */
 
-static void set_limit_headers(request_rec *r, const mg_headers *h)
-{
-    /* err_headers_out: kept on errors and not replaced by mod_proxy_http,
-     * which overwrites headers_out with the upstream's. */
-    apr_table_t *t = r->err_headers_out;
-
-    if (!h->policy) {
-        return;
-    }
-    apr_table_setn(t, "RateLimit-Policy", h->policy);
-    apr_table_setn(t, "RateLimit", h->ratelimit);
-    apr_table_setn(t, "X-RateLimit-Limit", h->x_limit);
-    apr_table_setn(t, "X-RateLimit-Remaining", h->x_remaining);
-    apr_table_setn(t, "X-RateLimit-Reset", h->x_reset);
-    if (h->retry_after) {
-        apr_table_setn(t, "Retry-After", h->retry_after);
-        apr_table_setn(t, "retry-after-ms", h->retry_after_ms);
-        apr_table_setn(t, "x-should-retry", h->should_retry);
-    }
-}
-
 static int refuse_credential(request_rec *r, int missing)
 {
     /* RFC 6750: a challenge on every 401; error= only when a token came. */
@@ -203,114 +180,8 @@ static int refuse_credential(request_rec *r, int missing)
                    : "Bearer realm=\"modelgate\", error=\"invalid_token\"");
     apr_table_setn(r->notes, "modelgate-decision",
                    missing ? "missing-key" : "invalid-key");
-    return respond_canned(r, missing ? CANNED_MISSING_KEY
+    return mg_respond_canned(r, missing ? CANNED_MISSING_KEY
                                      : CANNED_INVALID_KEY);
-}
-
-/* Say which shadow layers would have refused this request: a log line at
- * LogLevel info, a note for the access log and a response header. */
-static void report_shadow(request_rec *r, const mg_layer *layers,
-                          const mg_decision *d, const mg_key *key)
-{
-    const char *names = NULL;
-    int i;
-
-    for (i = 0; i < d->nlayers; i++) {
-        if (d->shadow_rejected & (1u << i)) {
-            names = names ? apr_pstrcat(r->pool, names, ", ", layers[i].policy,
-                                        NULL)
-                          : layers[i].policy;
-        }
-    }
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00203)
-                  "shadow limit(s) %s would have refused key '%s'", names,
-                  key->id);
-    apr_table_setn(r->notes, "modelgate-shadow", names);
-    apr_table_setn(r->err_headers_out, "X-Modelgate-Shadow-Rejected", names);
-}
-
-static int decide_limits(request_rec *r, mg_server_conf *sc,
-                         const mg_dir_conf *dc, const mg_key *key,
-                         const char *model)
-{
-    const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
-    mg_layer layers[MG_LIMIT_MAX_LAYERS];
-    const mg_layer *b;
-    mg_decision d;
-    mg_headers h;
-    mg_now now;
-    apr_status_t rv;
-    int n;
-
-    if (!tier) {
-        /* check_config refuses such key files; a key file is never
-         * reloaded without a restart. */
-        return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
-                                "The gateway has no tier for this key.",
-                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
-    }
-    n = mg_layers_for_request(r, sc, dc, key, tier, model, layers);
-    if (n < 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
-                      "more than %d limits apply to %s: refusing rather than "
-                      "leaving one out", MG_LIMIT_MAX_LAYERS, r->uri);
-        return respond_canned(r, CANNED_TOO_MANY_LAYERS);
-    }
-    now.mono = mg_clock_monotonic();
-    now.wall = r->request_time;
-    rv = sc->store->decide(sc->store_inst, r->server, layers, n, now, &d);
-    if (rv != APR_SUCCESS) {
-        /* Stores log their outages once, not per request; what happens to
-         * the request is the tier's policy, else the server's. */
-        mg_failure_policy policy = tier->on_store_failure != MG_FAIL_UNSET
-                                   ? tier->on_store_failure
-                                   : sc->store_failure;
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGLOGNO(00201)
-                      "counter store '%s' failed to decide", sc->store->name);
-        if (policy == MG_FAIL_LOCAL && sc->local) {
-            apr_table_setn(r->notes, "modelgate-store", "local");
-            rv = sc->local->decide(sc->local_inst, r->server, layers, n, now,
-                                   &d);
-        }
-        else if (policy == MG_FAIL_OPEN) {
-            apr_table_setn(r->notes, "modelgate-decision", "unenforced");
-            apr_table_setn(r->err_headers_out, "X-Modelgate-Limits",
-                           "unenforced");
-            return OK;
-        }
-        if (rv != APR_SUCCESS) {
-            apr_table_setn(r->notes, "modelgate-decision", "store-down");
-            apr_table_setn(r->err_headers_out, "Retry-After", "1");
-            return respond_canned(r, CANNED_STORE_DOWN);
-        }
-    }
-    mg_headers_build(r->pool, layers, &d, &h);
-    set_limit_headers(r, &h);
-    if (d.shadow_rejected) {
-        report_shadow(r, layers, &d, key);
-    }
-    if (!d.allowed) {
-        b = &layers[d.binding];
-        apr_table_setn(r->notes, "modelgate-decision", "rejected");
-        apr_table_setn(r->notes, "modelgate-limit", b->policy);
-        return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
-            apr_psprintf(r->pool, "Rate limit reached for key '%s' on "
-                         "policy '%s': %s requests per %" APR_INT64_T_FMT
-                         " seconds. Retry after %s seconds.", key->id,
-                         b->policy, h.x_limit,
-                         mg_headers_seconds(b->spec->window), h.retry_after),
-            MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
-    }
-    apr_table_setn(r->notes, "modelgate-decision", "allowed");
-    if (d.delay > 0) {
-        /* A leaky bucket's queue: bounded by the limit's delay=, at most
-         * 60 s by configuration. */
-        apr_table_setn(r->notes, "modelgate-delay-ms",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                    (apr_int64_t)(d.delay / 1000)));
-        apr_sleep(d.delay);
-    }
-    return OK;
 }
 
 /* The declared model the body names, if the server declares models. */
@@ -329,28 +200,6 @@ static int pick_model(request_rec *r, const mg_server_conf *sc,
             req->info.model), MG_ERRT_REQUEST, MG_ERR_MODEL_NOT_FOUND);
     }
     apr_table_setn(r->notes, "modelgate-model", req->model->name);
-    return OK;
-}
-
-static int route_request(request_rec *r, const mg_dir_conf *dc);
-
-/* Send an admitted request to its model's upstream, under the name that
- * upstream knows the model by. */
-static int route_to_model(request_rec *r, const mg_server_conf *sc,
-                          mg_request *req)
-{
-    const mg_model *m = req->model;
-    const mg_upstream *up = mg_upstream_get(sc, m->upstream);
-    int rv;
-
-    if (strcmp(req->info.model, m->served_as)
-        && (rv = mg_body_set_model_for(r, req, m->served_as)) != OK) {
-        return rv;
-    }
-    req->upstream = up;
-    apr_table_setn(r->notes, "modelgate-upstream", up->name);
-    apr_table_setn(r->err_headers_out, "X-Modelgate-Model", m->name);
-    mg_proxy_hand_off(r, up);
     return OK;
 }
 
@@ -386,11 +235,7 @@ static int mg_access_checker(request_rec *r)
     if ((rv = pick_model(r, sc, req)) != OK) {
         return rv;
     }
-    rv = decide_limits(r, sc, dc, key, req->model ? req->model->name : NULL);
-    if (rv != OK || !req->model) {
-        return rv;
-    }
-    return route_to_model(r, sc, req);
+    return mg_decide_request(r, sc, dc, key, req);
 }
 
 /* ---- routing: hand the request to mod_proxy ------------------------------ */
@@ -404,7 +249,7 @@ static int route_request(request_rec *r, const mg_dir_conf *dc)
 
     if (!up) {
         /* Only a .htaccess could name it, and its parser refuses that. */
-        return respond_canned(r, CANNED_NO_UPSTREAM);
+        return mg_respond_canned(r, CANNED_NO_UPSTREAM);
     }
     req->upstream = up;
     apr_table_setn(r->notes, "modelgate-upstream", up->name);
@@ -486,6 +331,7 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
     mg_server_conf *sc = ap_get_module_config(s->module_config,
                                               &modelgate_module);
 
+    mg_decide_child_init(sc);
     sc->store->child_init(sc->store_inst, s, pchild);
     if (sc->local) {
         sc->local->child_init(sc->local_inst, s, pchild);

@@ -48,6 +48,7 @@ void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
     sc->upstreams = apr_hash_make(p);
     sc->route_refs = apr_array_make(p, 8, sizeof(mg_route_ref));
     sc->models = apr_hash_make(p);
+    sc->queue_limit = MG_UNSET;
     sc->model_list = apr_array_make(p, 8, sizeof(mg_model *));
     return sc;
 }
@@ -198,9 +199,9 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                                         &def))) {
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
-    if (def->on_store_failure != MG_FAIL_UNSET) {
-        return "ModelGateLimit: on_store_failure= is a tier's option "
-               "(ModelGateTier)";
+    if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit) {
+        return "ModelGateLimit: on_store_failure= and on_limit= are a tier's "
+               "options (ModelGateTier)";
     }
     mg_layers_prepare(cmd->pool, def);
     if (cmd->path == NULL) {
@@ -343,6 +344,26 @@ static const char *cmd_model(cmd_parms *cmd, void *dummy, int argc,
                      APR_HASH_KEY_STRING, m);
     }
     APR_ARRAY_PUSH(sc->model_list, mg_model *) = m;
+    return NULL;
+}
+
+static const char *cmd_queue_limit(cmd_parms *cmd, void *dummy,
+                                   const char *arg)
+{
+    mg_server_conf *sc = server_conf(cmd);
+    const char *err;
+    char *end;
+    apr_int64_t n;
+
+    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return err;
+    }
+    n = apr_strtoi64(arg, &end, 10);
+    if (*end || end == arg || n < 0 || n > 100000) {
+        return apr_psprintf(cmd->pool, "ModelGateQueueLimit: '%s' must be a "
+                            "number of requests from 0 to 100000", arg);
+    }
+    sc->queue_limit = (int)n;
     return NULL;
 }
 
@@ -497,6 +518,9 @@ const command_rec mg_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateModel", cmd_model, NULL, RSRC_CONF,
         "NAME UPSTREAM [alias=A,B] [served_as=NAME]: a model the gateway "
         "serves, and which upstream serves it"),
+    AP_INIT_TAKE1("ModelGateQueueLimit", cmd_queue_limit, NULL, RSRC_CONF,
+        "requests one child process lets wait in on_limit=queue: at once "
+        "(default: a quarter of its threads; 0 turns queueing off)"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
     AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
@@ -580,6 +604,26 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 "(declare it with ModelGateUpstream NAME URL)", m->name,
                 m->upstream));
             ok = 0;
+        }
+    }
+    {
+        apr_hash_index_t *hi;
+        for (hi = apr_hash_first(ptemp, sc->policy->tiers); hi;
+             hi = apr_hash_next(hi)) {
+            const mg_tier *tier = apr_hash_this_val(hi);
+            for (i = 0; tier->on_limit && i < tier->on_limit->nelts; i++) {
+                const mg_limit_action *a = &APR_ARRAY_IDX(tier->on_limit, i,
+                                                          mg_limit_action);
+                if (a->type == MG_ACTION_FALLBACK
+                    && !mg_model_get(sc, a->model)) {
+                    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0,
+                                 s, MGLOGNO(00006) "ModelGateTier %s: "
+                                 "on_limit= falls back to '%s', which no "
+                                 "ModelGateModel declares", tier->name,
+                                 a->model);
+                    ok = 0;
+                }
+            }
         }
     }
     if (apr_hash_count(sc->upstreams) && !mg_proxy_available()) {

@@ -72,6 +72,9 @@ typedef struct mg_server_conf {
                                    failing store (policy local) */
     mg_store_instance *local_inst;
     int enabled_somewhere;            /**< some `ModelGate On` was read */
+    int queue_limit;                  /**< requests one child lets wait in
+                                           queue actions; MG_UNSET: a
+                                           quarter of its threads */
 } mg_server_conf;
 
 typedef struct mg_dir_conf {
@@ -94,7 +97,8 @@ typedef struct mg_request {
     const char *body;         /**< the body mod_proxy will send */
     apr_size_t body_len;
     ap_filter_t *body_filter; /**< MODELGATE_BODY, serving `body` */
-    const mg_model *model;    /**< the declared model the body names */
+    const mg_model *model;    /**< the declared model the body names, then
+                                   the one that serves it */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;
@@ -138,7 +142,20 @@ int mg_body_set_model_for(request_rec *r, mg_request *req,
                           const char *model);
 void mg_body_register(apr_pool_t *p);
 
+/* mod_modelgate_decide.c */
+/** The limit decision and, when a limit refuses, the tier's on_limit
+ *  actions; routes an admitted request for a declared model. */
+int mg_decide_request(request_rec *r, mg_server_conf *sc,
+                      const mg_dir_conf *dc, const mg_key *key,
+                      mg_request *req);
+/** Size the queue of on_limit=queue: in this child. */
+void mg_decide_child_init(const mg_server_conf *sc);
+
 /* mod_modelgate_proxy.c */
+/** Forward to model `m`'s upstream, renaming the body's model to the name
+ *  that upstream knows it by. */
+int mg_route_to_model(request_rec *r, const mg_server_conf *sc,
+                      mg_request *req, const mg_model *m);
 /** Make sure mod_proxy has a worker (a connection pool) for `url`. */
 const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url);
 /** Hand the request to mod_proxy, as mod_rewrite's [P] does. */
@@ -147,6 +164,11 @@ int mg_proxy_available(void);
 
 /* mod_modelgate.c */
 mg_request *mg_request_get(request_rec *r);
+/** Errors whose text never changes, serialised once (mod_modelgate.c). */
+enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
+       CANNED_STORE_DOWN, CANNED_TOO_MANY_LAYERS, CANNED_PROXY_FIRST };
+/** Answer with a canned error; returns its status. */
+int mg_respond_canned(request_rec *r, int which);
 /** Answer `status` with an OpenAI-style JSON body; returns `status`. */
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code);

@@ -71,3 +71,23 @@ void mg_proxy_hand_off(request_rec *r, const mg_upstream *up)
     r->handler = "proxy-server";
     r->proxyreq = PROXYREQ_REVERSE;
 }
+
+int mg_route_to_model(request_rec *r, const mg_server_conf *sc,
+                      mg_request *req, const mg_model *m)
+{
+    const mg_upstream *up = mg_upstream_get(sc, m->upstream);
+    int rv;
+
+    /* The upstream gets the model under the name it knows it by. */
+    if ((!req->info.model || strcmp(req->info.model, m->served_as))
+        && (rv = mg_body_set_model_for(r, req, m->served_as)) != OK) {
+        return rv;
+    }
+    req->model = m;
+    req->upstream = up;
+    apr_table_setn(r->notes, "modelgate-upstream", up->name);
+    apr_table_setn(r->notes, "modelgate-model", m->name);
+    apr_table_setn(r->err_headers_out, "X-Modelgate-Model", m->name);
+    mg_proxy_hand_off(r, up);
+    return OK;
+}

@@ -260,13 +260,13 @@ static void test_parse_tier_errors(void **state)
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
              "unknown option 'rate=5' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
     tier_err(p, "free", "10/min", "burst",
              "unknown option 'burst' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
     tier_err(p, "free", "10/min", "",
              "unknown option '' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
@@ -397,6 +397,56 @@ static void test_models(void **state)
                         "tiers= and models= are for ModelGateLimit");
 }
 
+/* on_limit=: the actions a tier's callers get when a limit refuses. */
+static void test_actions(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_array_header_t *acts = NULL;
+    const mg_limit_action *a;
+    mg_tier *t = NULL;
+    const char *opts[1];
+
+    assert_null(mg_policy_parse_actions(p, "fallback:llama-8b,queue:2500,"
+                                        "reject", &acts));
+    assert_int_equal(acts->nelts, 3);
+    a = &APR_ARRAY_IDX(acts, 0, mg_limit_action);
+    assert_int_equal(a->type, MG_ACTION_FALLBACK);
+    assert_string_equal(a->model, "llama-8b");
+    a = &APR_ARRAY_IDX(acts, 1, mg_limit_action);
+    assert_int_equal(a->type, MG_ACTION_QUEUE);
+    assert_int_equal(a->wait, MG_MSEC(2500));
+    a = &APR_ARRAY_IDX(acts, 2, mg_limit_action);
+    assert_int_equal(a->type, MG_ACTION_REJECT);
+
+    assert_string_equal(mg_policy_parse_actions(p, "reject,queue:10", &acts),
+                        "'queue:10' comes after reject, which ends the list");
+    assert_string_equal(mg_policy_parse_actions(p, "queue:0", &acts),
+                        "'queue:0': queue:MS waits from 1 to 60000 "
+                        "milliseconds");
+    assert_string_equal(mg_policy_parse_actions(p, "queue:60001", &acts),
+                        "'queue:60001': queue:MS waits from 1 to 60000 "
+                        "milliseconds");
+    assert_string_equal(mg_policy_parse_actions(p, "fallback:", &acts),
+                        "'fallback:': fallback:MODEL names a model declared "
+                        "with ModelGateModel");
+    assert_string_equal(mg_policy_parse_actions(p, "cache", &acts),
+                        "cache needs the response cache, which this version "
+                        "does not have yet");
+    assert_string_equal(mg_policy_parse_actions(p, "retry", &acts),
+                        "'retry' is not an action (fallback:MODEL, queue:MS, "
+                        "reject)");
+    assert_string_equal(mg_policy_parse_actions(p, ",", &acts),
+                        "name at least one action");
+
+    opts[0] = "on_limit=queue:100";
+    assert_null(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t));
+    assert_int_equal(t->on_limit->nelts, 1);
+    opts[0] = "on_limit=wait";
+    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t),
+                        "'on_limit=wait': 'wait' is not an action "
+                        "(fallback:MODEL, queue:MS, reject)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +458,7 @@ int main(void)
         MG_TEST(test_parse_tier_errors),
         MG_TEST(test_policy_tiers),
         MG_TEST(test_models),
+        MG_TEST(test_actions),
     };
 
     return MG_RUN(tests);

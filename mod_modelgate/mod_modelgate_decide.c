@@ -1,0 +1,348 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_decide.c -- the limit decision of a request, what happens
+ * while the counter store fails, and what a tier's callers get when a
+ * limit refuses them.
+ *
+ * The decision: every layer that applies (mod_modelgate_layers.c) goes to
+ * the store's decide() at once.  While the store fails, the tier's
+ * on_store_failure=, else ModelGateStoreFailure, says what to do.
+ *
+ * When a limit refuses, the tier's on_limit= actions are tried in order:
+ *
+ *   fallback:MODEL  the request is decided again as a request for MODEL
+ *                   (its own per-model layers; the tier's and the other
+ *                   model-independent layers again) and, if admitted,
+ *                   served by MODEL's upstream with the body's model
+ *                   renamed.  Only the served model's layers are charged:
+ *                   the refused decision charged nothing.
+ *   queue:MS        the request waits, in steps of the refusing layer's
+ *                   retry-after, up to MS, trying the requested model and
+ *                   the fallbacks listed before it again after each step.
+ *                   At most ModelGateQueueLimit requests of a child wait
+ *                   at once; past that the action is skipped, so waiting
+ *                   never takes every worker thread.
+ *   reject          429 (also what happens after the last action).
+ *
+ * So a request is refused only once every candidate has refused it.
+ */
+#include <apr_strings.h>
+#include <apr_atomic.h>
+#include <ap_mpm.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include "mod_modelgate_private.h"
+#include "mg_error.h"
+#include "mg_clock.h"
+
+/* Requests of this child waiting in a queue action, and how many may. */
+static volatile apr_uint32_t queue_waiting;
+static apr_uint32_t queue_cap = 1;
+
+void mg_decide_child_init(const mg_server_conf *sc)
+{
+    int threads = 1;
+
+    if (sc->queue_limit != MG_UNSET) {
+        queue_cap = (apr_uint32_t)sc->queue_limit;
+        return;
+    }
+    if (ap_mpm_query(AP_MPMQ_MAX_THREADS, &threads) != APR_SUCCESS
+        || threads < 1) {
+        threads = 1;
+    }
+    queue_cap = threads >= 4 ? (apr_uint32_t)threads / 4 : 1;
+}
+
+static void set_limit_headers(request_rec *r, const mg_headers *h)
+{
+    /* err_headers_out: kept on errors and not replaced by mod_proxy_http,
+     * which overwrites headers_out with the upstream's. */
+    apr_table_t *t = r->err_headers_out;
+
+    if (!h->policy) {
+        return;
+    }
+    apr_table_setn(t, "RateLimit-Policy", h->policy);
+    apr_table_setn(t, "RateLimit", h->ratelimit);
+    apr_table_setn(t, "X-RateLimit-Limit", h->x_limit);
+    apr_table_setn(t, "X-RateLimit-Remaining", h->x_remaining);
+    apr_table_setn(t, "X-RateLimit-Reset", h->x_reset);
+    if (h->retry_after) {
+        apr_table_setn(t, "Retry-After", h->retry_after);
+        apr_table_setn(t, "retry-after-ms", h->retry_after_ms);
+        apr_table_setn(t, "x-should-retry", h->should_retry);
+    }
+}
+
+/* Say which shadow layers would have refused this request: a log line at
+ * LogLevel info, a note for the access log and a response header. */
+static void report_shadow(request_rec *r, const mg_layer *layers,
+                          const mg_decision *d, const mg_key *key)
+{
+    const char *names = NULL;
+    int i;
+
+    for (i = 0; i < d->nlayers; i++) {
+        if (d->shadow_rejected & (1u << i)) {
+            names = names ? apr_pstrcat(r->pool, names, ", ", layers[i].policy,
+                                        NULL)
+                          : layers[i].policy;
+        }
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00203)
+                  "shadow limit(s) %s would have refused key '%s'", names,
+                  key->id);
+    apr_table_setn(r->notes, "modelgate-shadow", names);
+    apr_table_setn(r->err_headers_out, "X-Modelgate-Shadow-Rejected", names);
+}
+
+
+/* One decision: for the requested model or a candidate. */
+typedef struct attempt {
+    const mg_model *model;
+    mg_layer layers[MG_LIMIT_MAX_LAYERS];
+    int n;
+    mg_decision d;
+} attempt;
+
+typedef enum {
+    DECIDED,                  /* a->d holds the decision */
+    ANSWERED,                 /* *status is the response (store down) */
+    UNENFORCED                /* the store fails and the policy admits */
+} decide_outcome;
+
+static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
+                                 const mg_dir_conf *dc, const mg_key *key,
+                                 const mg_tier *tier, attempt *a,
+                                 int *status)
+{
+    mg_now now;
+    apr_status_t rv;
+
+    a->n = mg_layers_for_request(r, sc, dc, key, tier,
+                                 a->model ? a->model->name : NULL, a->layers);
+    if (a->n < 0) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
+                      "more than %d limits apply to %s: refusing rather than "
+                      "leaving one out", MG_LIMIT_MAX_LAYERS, r->uri);
+        *status = mg_respond_canned(r, CANNED_TOO_MANY_LAYERS);
+        return ANSWERED;
+    }
+    now.mono = mg_clock_monotonic();
+    now.wall = apr_time_now();
+    rv = sc->store->decide(sc->store_inst, r->server, a->layers, a->n, now,
+                           &a->d);
+    if (rv == APR_SUCCESS) {
+        return DECIDED;
+    }
+    /* Stores log their outages once, not per request; what happens to the
+     * request is the tier's policy, else the server's. */
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGLOGNO(00201)
+                  "counter store '%s' failed to decide", sc->store->name);
+    switch (tier->on_store_failure != MG_FAIL_UNSET ? tier->on_store_failure
+                                                    : sc->store_failure) {
+    case MG_FAIL_LOCAL:
+        if (sc->local) {
+            apr_table_setn(r->notes, "modelgate-store", "local");
+            if (sc->local->decide(sc->local_inst, r->server, a->layers, a->n,
+                                  now, &a->d) == APR_SUCCESS) {
+                return DECIDED;
+            }
+        }
+        break;
+    case MG_FAIL_OPEN:
+        apr_table_setn(r->notes, "modelgate-decision", "unenforced");
+        apr_table_setn(r->err_headers_out, "X-Modelgate-Limits",
+                       "unenforced");
+        return UNENFORCED;
+    default:
+        break;
+    }
+    apr_table_setn(r->notes, "modelgate-decision", "store-down");
+    apr_table_setn(r->err_headers_out, "Retry-After", "1");
+    *status = mg_respond_canned(r, CANNED_STORE_DOWN);
+    return ANSWERED;
+}
+
+/* Let the request go on under attempt `a` (NULL: unenforced); `how` says
+ * how it was degraded, if it was. */
+static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
+                 const mg_key *key, const attempt *a, const mg_model *model,
+                 const char *how)
+{
+    if (a) {
+        mg_headers h;
+        mg_headers_build(r->pool, a->layers, &a->d, &h);
+        set_limit_headers(r, &h);
+        if (a->d.shadow_rejected) {
+            report_shadow(r, a->layers, &a->d, key);
+        }
+        apr_table_setn(r->notes, "modelgate-decision", how ? how : "allowed");
+        if (a->d.delay > 0) {
+            /* A leaky bucket's queue: bounded by the limit's delay=, at
+             * most 60 s by configuration. */
+            apr_table_setn(r->notes, "modelgate-delay-ms",
+                           apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                        (apr_int64_t)(a->d.delay / 1000)));
+            apr_sleep(a->d.delay);
+        }
+    }
+    if (how) {
+        apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
+        if (req->info.model) {
+            apr_table_setn(r->err_headers_out, "X-Modelgate-Requested-Model",
+                           req->info.model);
+        }
+    }
+    return model ? mg_route_to_model(r, sc, req, model) : OK;
+}
+
+static int reject(request_rec *r, const mg_key *key, const attempt *a)
+{
+    const mg_layer *b = &a->layers[a->d.binding];
+    mg_headers h;
+
+    mg_headers_build(r->pool, a->layers, &a->d, &h);
+    set_limit_headers(r, &h);
+    if (a->d.shadow_rejected) {
+        report_shadow(r, a->layers, &a->d, key);
+    }
+    apr_table_setn(r->notes, "modelgate-decision", "rejected");
+    apr_table_setn(r->notes, "modelgate-limit", b->policy);
+    return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+        apr_psprintf(r->pool, "Rate limit reached for key '%s' on policy "
+                     "'%s': %s requests per %" APR_INT64_T_FMT " seconds. "
+                     "Retry after %s seconds.", key->id, b->policy,
+                     h.x_limit, mg_headers_seconds(b->spec->window),
+                     h.retry_after),
+        MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
+}
+
+/* The fallback model of action `act`, if it can serve this request. */
+static const mg_model *fallback_of(const mg_server_conf *sc,
+                                   const mg_request *req,
+                                   const mg_limit_action *act,
+                                   const mg_model *requested)
+{
+    const mg_model *m;
+
+    if (act->type != MG_ACTION_FALLBACK || !req->body_read) {
+        return NULL;         /* no JSON body: no model to rename */
+    }
+    m = mg_model_get(sc, act->model);
+    return m != requested ? m : NULL;
+}
+
+int mg_decide_request(request_rec *r, mg_server_conf *sc,
+                      const mg_dir_conf *dc, const mg_key *key,
+                      mg_request *req)
+{
+    const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
+    const apr_array_header_t *acts;
+    attempt first, alt;
+    int status = OK, i, j;
+
+    if (!tier) {
+        /* check_config refuses such key files; a key file is never
+         * reloaded without a restart. */
+        return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
+                                "The gateway has no tier for this key.",
+                                MG_ERRT_SERVER, MG_ERR_GATEWAY);
+    }
+    first.model = req->model;
+    switch (decide_for(r, sc, dc, key, tier, &first, &status)) {
+    case ANSWERED:
+        return status;
+    case UNENFORCED:
+        return admit(r, sc, req, key, NULL, first.model, NULL);
+    case DECIDED:
+        break;
+    }
+    if (first.d.allowed) {
+        return admit(r, sc, req, key, &first, first.model, NULL);
+    }
+    acts = tier->on_limit;
+    for (i = 0; acts && i < acts->nelts; i++) {
+        const mg_limit_action *act = &APR_ARRAY_IDX(acts, i, mg_limit_action);
+        const mg_model *fb;
+
+        if (act->type == MG_ACTION_REJECT) {
+            break;
+        }
+        if ((fb = fallback_of(sc, req, act, first.model)) != NULL) {
+            alt.model = fb;
+            switch (decide_for(r, sc, dc, key, tier, &alt, &status)) {
+            case ANSWERED:
+                return status;
+            case UNENFORCED:
+                return admit(r, sc, req, key, NULL, fb, "fallback");
+            case DECIDED:
+                if (alt.d.allowed) {
+                    return admit(r, sc, req, key, &alt, fb, "fallback");
+                }
+            }
+            continue;
+        }
+        if (act->type == MG_ACTION_QUEUE) {
+            apr_interval_time_t waited = 0;
+            const attempt *last = &first;
+
+            if (apr_atomic_inc32(&queue_waiting) >= queue_cap) {
+                apr_atomic_dec32(&queue_waiting);
+                apr_table_setn(r->notes, "modelgate-queue", "full");
+                continue;
+            }
+            while (waited < act->wait) {
+                apr_interval_time_t step =
+                    last->d.layer[last->d.binding].retry_after;
+                if (step < 1000) {
+                    step = 1000;
+                }
+                if (step > act->wait - waited) {
+                    step = act->wait - waited;
+                }
+                apr_sleep(step);
+                waited += step;
+                /* Again: the requested model, then the fallbacks before
+                 * this action. */
+                for (j = -1; j < i; j++) {
+                    attempt *a = j < 0 ? &first : &alt;
+                    const char *how = j < 0 ? "queued" : "fallback,queued";
+                    if (j >= 0) {
+                        const mg_limit_action *prev =
+                            &APR_ARRAY_IDX(acts, j, mg_limit_action);
+                        if (!(alt.model = fallback_of(sc, req, prev,
+                                                      first.model))) {
+                            continue;
+                        }
+                    }
+                    switch (decide_for(r, sc, dc, key, tier, a, &status)) {
+                    case ANSWERED:
+                        apr_atomic_dec32(&queue_waiting);
+                        return status;
+                    case UNENFORCED:
+                        apr_atomic_dec32(&queue_waiting);
+                        return admit(r, sc, req, key, NULL, a->model, how);
+                    case DECIDED:
+                        break;
+                    }
+                    if (a->d.allowed) {
+                        apr_atomic_dec32(&queue_waiting);
+                        apr_table_setn(r->notes, "modelgate-queued-ms",
+                            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                         (apr_int64_t)(waited / 1000)));
+                        apr_table_setn(r->err_headers_out,
+                            "X-Modelgate-Queued-Ms",
+                            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                         (apr_int64_t)(waited / 1000)));
+                        return admit(r, sc, req, key, a, a->model, how);
+                    }
+                    last = a;
+                }
+            }
+            apr_atomic_dec32(&queue_waiting);
+        }
+    }
+    return reject(r, key, &first);
+}
