@@ -19,6 +19,7 @@
 #define MG_ERR_RATE_LIMITED     "rate_limit_exceeded"
 #define MG_ERR_UPSTREAM_DOWN    "upstream_unavailable"
 #define MG_ERR_UPSTREAM_TIMEOUT "upstream_timeout"
+#define MG_ERR_UPSTREAM_SATURATED "upstream_saturated"
 #define MG_ERR_GATEWAY          "gateway_error"
 #define MG_ERR_INVALID_JSON     "invalid_json"
 #define MG_ERR_INVALID_BODY     "invalid_body"

@@ -184,6 +184,13 @@ int mg_health_allow(mg_health *h, const mg_health_conf *c, apr_time_t now,
     return 1;
 }
 
+void mg_health_cancel_probe(mg_health *h)
+{
+    if (h->state == MG_BREAKER_HALF_OPEN && h->probes > 0) {
+        h->probes--;
+    }
+}
+
 void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
                       int failed, apr_interval_time_t latency,
                       apr_interval_time_t pause, int probe)

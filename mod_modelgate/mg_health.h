@@ -99,6 +99,10 @@ void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
                       int failed, apr_interval_time_t latency,
                       apr_interval_time_t pause, int probe);
 
+/** A probe that mg_health_allow let through will not be forwarded after
+ *  all (its request was refused by a limit): free its place. */
+void mg_health_cancel_probe(mg_health *h);
+
 /** Counts and latency percentiles over the window. */
 void mg_health_stats_get(const mg_health *h, const mg_health_conf *c,
                          apr_time_t now, mg_health_stats *st);

@@ -403,6 +403,25 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                 return err;
             }
         }
+        else if (!strncasecmp(opt, "share=", 6)) {
+            apr_uint64_t pct;
+            const char *end;
+            if (parse_count(opt + 6, &end, 100, &pct) || pct == 0
+                || (*end && strcmp(end, "%"))) {
+                return apr_psprintf(p, "'%s': share=P is a percentage from "
+                                    "1 to 100", opt);
+            }
+            def->share_pct = (apr_uint32_t)pct;
+        }
+        else if (!strncasecmp(opt, "degraded_cost=", 14)) {
+            apr_uint64_t k;
+            const char *end;
+            if (parse_count(opt + 14, &end, 1000, &k) || k == 0 || *end) {
+                return apr_psprintf(p, "'%s': degraded_cost=K is a whole "
+                                    "factor from 1 to 1000", opt);
+            }
+            def->degraded_cost = (apr_uint32_t)k;
+        }
         else if (!strncasecmp(opt, "on_limit=", 9)) {
             if ((err = mg_policy_parse_actions(p, opt + 9, &def->on_limit))) {
                 return apr_psprintf(p, "'%s': %s", opt, err);
@@ -411,7 +430,8 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
         else {
             return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
                                 "burst=, delay=, zone=, tiers=, models=, "
-                                "shadow, on_store_failure=, on_limit=)", opt);
+                                "shadow, on_store_failure=, on_limit=, "
+                                "share=, degraded_cost=)", opt);
         }
     }
     err = mg_limit_spec_init(&def->spec, algo, quota, window,

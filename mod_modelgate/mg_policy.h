@@ -77,6 +77,11 @@ typedef struct mg_limit_def {
     apr_array_header_t *on_limit; /**< tiers only: mg_limit_action, tried
                                    in order when a limit refuses; NULL:
                                    reject */
+    apr_uint32_t share_pct;   /**< tiers only: the share of an upstream's
+                                   max_inflight its callers may fill;
+                                   0: all of it */
+    apr_uint32_t degraded_cost; /**< tiers only: cost factor while the
+                                   upstream is degraded; 0: 1 */
     apr_array_header_t *tiers; /**< only for callers of these tiers
                                    (const char *); NULL: for everybody */
     apr_array_header_t *models; /**< only for requests for these models
@@ -154,6 +159,9 @@ const char *mg_policy_scope_name(mg_scope scope);
  *   models=a,b     apply only to requests for these models
  *   shadow         count and report, never reject
  *   on_store_failure=closed|open|local   tiers: while the store fails
+ *   share=P        tiers: fill at most P % of an upstream's max_inflight
+ *   degraded_cost=K  tiers: requests cost K times while the upstream is
+ *                  degraded
  *   on_limit=ACTION[,ACTION...]  tiers: fallback:MODEL, queue:MS, reject
  *                  (in order; a refusal ends the list in any case)
  * @return NULL on success with *out set, else an error message.

@@ -154,6 +154,8 @@ static void insert_error_filter(request_rec *r)
                                            &modelgate_module);
     int i;
 
+    /* Before the client can see it: the breaker learns of it first. */
+    mg_upstream_error(r);
     /* mod_proxy answers a dead or silent upstream with an httpd error
      * page; make those JSON like every other answer of the API.  Done
      * here, on the error path only, not on every routed request. */
@@ -279,18 +281,23 @@ static int mg_fixups(request_rec *r)
     mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                            &modelgate_module);
     mg_request *req;
+    int rv = DECLINED;
 
-    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
+    if (dc->enabled != 1 || !ap_is_initial_req(r)) {
         return DECLINED;
     }
     req = mg_request_get(r);
-    if (req->model
-        || (req->upstream && !strcmp(req->upstream->name, dc->route))) {
-        /* Routed already: the body's model picked its upstream, or the
-         * route is the one translate_name handed over. */
-        return DECLINED;
+    if (dc->route && !req->model
+        && !(req->upstream && !strcmp(req->upstream->name, dc->route))) {
+        /* Not routed yet: neither the body's model nor translate_name
+         * picked this upstream. */
+        rv = route_request(r, dc);
     }
-    return route_request(r, dc);
+    if (rv == OK || rv == DECLINED) {
+        /* Where it goes is final now: it is in flight there. */
+        mg_upstream_enter(r, req);
+    }
+    return rv;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -322,6 +329,9 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                          != APR_SUCCESS)) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    if (mg_upstream_post_config(pconf, s, sc) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     ap_add_version_component(pconf, "mod_modelgate/" MODELGATE_VERSION);
     return OK;
 }
@@ -332,6 +342,7 @@ static void mg_child_init(apr_pool_t *pchild, server_rec *s)
                                               &modelgate_module);
 
     mg_decide_child_init(sc);
+    mg_upstream_child_init(s);
     sc->store->child_init(sc->store_inst, s, pchild);
     if (sc->local) {
         sc->local->child_init(sc->local_inst, s, pchild);
@@ -357,6 +368,8 @@ static void mg_register_hooks(apr_pool_t *p)
     ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     mg_body_register(p);
+    mg_upstream_register(p);
+    ap_hook_log_transaction(mg_upstream_log, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
 }

@@ -199,9 +199,10 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                                         &def))) {
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
-    if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit) {
-        return "ModelGateLimit: on_store_failure= and on_limit= are a tier's "
-               "options (ModelGateTier)";
+    if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit
+        || def->share_pct || def->degraded_cost) {
+        return "ModelGateLimit: on_store_failure=, on_limit=, share= and "
+               "degraded_cost= are a tier's options (ModelGateTier)";
     }
     mg_layers_prepare(cmd->pool, def);
     if (cmd->path == NULL) {
@@ -416,18 +417,134 @@ static const char *cmd_keyfile(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
-static const char *cmd_upstream(cmd_parms *cmd, void *dummy,
-                                const char *name, const char *url)
+/* "10s", "500ms", "2m": a duration from min to max. */
+static const char *parse_duration(apr_pool_t *p, const char *opt,
+                                  const char *v, apr_interval_time_t min,
+                                  apr_interval_time_t max,
+                                  apr_interval_time_t *out)
+{
+    char *end;
+    apr_int64_t n = apr_strtoi64(v, &end, 10);
+    apr_interval_time_t t;
+
+    if (end == v || n < 0) {
+        t = -1;
+    }
+    else if (!strcasecmp(end, "ms")) {
+        t = n * 1000;
+    }
+    else if (!strcasecmp(end, "s") || !*end) {
+        t = n * APR_USEC_PER_SEC;
+    }
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "min")) {
+        t = n * 60 * APR_USEC_PER_SEC;
+    }
+    else {
+        t = -1;
+    }
+    if (t < min || t > max) {
+        return apr_psprintf(p, "'%s': a duration (500ms, 10s, 2m) from %"
+                            APR_INT64_T_FMT " ms to %" APR_INT64_T_FMT " s",
+                            opt, (apr_int64_t)(min / 1000),
+                            (apr_int64_t)(max / APR_USEC_PER_SEC));
+    }
+    *out = t;
+    return NULL;
+}
+
+/* "50%" or "50": 0 to 100. */
+static const char *parse_pct(apr_pool_t *p, const char *opt, const char *v,
+                             apr_uint32_t *out)
+{
+    char *end;
+    apr_int64_t n = apr_strtoi64(v, &end, 10);
+
+    if (end == v || (*end && strcmp(end, "%")) || n < 0 || n > 100) {
+        return apr_psprintf(p, "'%s': a percentage from 0 to 100", opt);
+    }
+    *out = (apr_uint32_t)n;
+    return NULL;
+}
+
+static const char *parse_upstream_opt(apr_pool_t *p, mg_upstream *up,
+                                      const char *opt)
+{
+    const char *eq = strchr(opt, '=');
+    const char *v = eq ? eq + 1 : "";
+    apr_size_t klen = eq ? (apr_size_t)(eq - opt) : strlen(opt);
+    char *end;
+    apr_int64_t n;
+
+#define KEY(k) (klen == sizeof(k) - 1 && !strncasecmp(opt, k, klen))
+    if (KEY("max_inflight")) {
+        n = apr_strtoi64(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 1000000) {
+            return apr_psprintf(p, "'%s': a number of requests from 1 to "
+                                "1000000", opt);
+        }
+        up->max_inflight = (apr_uint32_t)n;
+        return NULL;
+    }
+    if (KEY("breaker")) {
+        return !strcasecmp(v, "off") ? (up->health.error_pct = 0, NULL)
+               : parse_pct(p, opt, v, &up->health.error_pct);
+    }
+    if (KEY("breaker_min")) {
+        n = apr_strtoi64(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 1000000) {
+            return apr_psprintf(p, "'%s': a number of requests from 1 to "
+                                "1000000", opt);
+        }
+        up->health.min_requests = (apr_uint32_t)n;
+        return NULL;
+    }
+    if (KEY("probes")) {
+        n = apr_strtoi64(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 100) {
+            return apr_psprintf(p, "'%s': from 1 to 100 requests", opt);
+        }
+        up->health.probes = (apr_uint32_t)n;
+        return NULL;
+    }
+    if (KEY("open")) {
+        return parse_duration(p, opt, v, 100 * 1000, 3600 * APR_USEC_PER_SEC,
+                              &up->health.open);
+    }
+    if (KEY("window")) {
+        return parse_duration(p, opt, v, APR_USEC_PER_SEC,
+                              3600 * APR_USEC_PER_SEC, &up->health.window);
+    }
+    if (KEY("degrade_p95")) {
+        return parse_duration(p, opt, v, 1000, 600 * APR_USEC_PER_SEC,
+                              &up->health.degrade_p95);
+    }
+    if (KEY("degrade_errors")) {
+        return parse_pct(p, opt, v, &up->health.degrade_error_pct);
+    }
+#undef KEY
+    return apr_psprintf(p, "unknown option '%s' (known: max_inflight=, "
+                        "breaker=, breaker_min=, open=, probes=, window=, "
+                        "degrade_p95=, degrade_errors=)", opt);
+}
+
+static const char *cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
+                                char *const argv[])
 {
     mg_server_conf *sc = server_conf(cmd);
     mg_upstream *up;
     apr_uri_t uri;
-    const char *err;
+    const char *err, *name, *url;
     apr_size_t n;
+    int i;
 
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
         return err;
     }
+    if (argc < 2) {
+        return "ModelGateUpstream: expected NAME URL [options]";
+    }
+    name = argv[0];
+    url = argv[1];
     if (!mg_policy_name_valid(name)) {
         return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is not a "
                             "valid name (letters, digits, '.', '_', '-')",
@@ -452,6 +569,13 @@ static const char *cmd_upstream(cmd_parms *cmd, void *dummy,
         ((char *)up->url)[--n] = '\0';
     }
     up->where = where_of(cmd);
+    up->index = -1;
+    mg_health_conf_default(&up->health);
+    for (i = 2; i < argc; i++) {
+        if ((err = parse_upstream_opt(cmd->pool, up, argv[i])) != NULL) {
+            return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
+        }
+    }
     if ((err = mg_proxy_define_worker(cmd, up->url)) != NULL) {
         return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
     }
@@ -523,8 +647,9 @@ const command_rec mg_cmds[] = {
         "(default: a quarter of its threads; 0 turns queueing off)"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
-    AP_INIT_TAKE2("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
-        "NAME URL: an upstream model server that routes may name"),
+    AP_INIT_TAKE_ARGV("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
+        "NAME URL [options]: an upstream model server that routes may name, "
+        "with its breaker, degraded thresholds and max_inflight"),
     AP_INIT_TAKE1("ModelGateStoreFailure", cmd_store_failure, NULL, RSRC_CONF,
         "closed (503, the default), open (admit unlimited) or local (count "
         "on this host): what to do while the counter store fails"),

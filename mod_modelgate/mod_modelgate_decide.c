@@ -25,6 +25,15 @@
  *   reject          429 (also what happens after the last action).
  *
  * So a request is refused only once every candidate has refused it.
+ *
+ * Upstream health comes first for each candidate (mod_modelgate_upstream.c):
+ * an upstream whose breaker is open, or whose max_inflight share for the
+ * tier is full, refuses the candidate before any limit is charged, and the
+ * actions above run as for a limit.  When nothing is admitted and it was
+ * the requested upstream's health that refused, the answer is 503 with
+ * Retry-After (upstream_unavailable or upstream_saturated), not 429.  A
+ * tier with degraded_cost=K pays K times the cost while the candidate's
+ * upstream is degraded: its limits shrink K-fold with the same counters.
  */
 #include <apr_strings.h>
 #include <apr_atomic.h>
@@ -101,15 +110,20 @@ static void report_shadow(request_rec *r, const mg_layer *layers,
 /* One decision: for the requested model or a candidate. */
 typedef struct attempt {
     const mg_model *model;
+    const mg_upstream *up;    /* where it would go; NULL: not routed */
     mg_layer layers[MG_LIMIT_MAX_LAYERS];
     int n;
     mg_decision d;
+    int probe;                /* admitted as the breaker's probe */
+    mg_upstream_verdict verdict; /* when UNHEALTHY: why */
+    apr_interval_time_t health_retry;
 } attempt;
 
 typedef enum {
     DECIDED,                  /* a->d holds the decision */
     ANSWERED,                 /* *status is the response (store down) */
-    UNENFORCED                /* the store fails and the policy admits */
+    UNENFORCED,               /* the store fails and the policy admits */
+    UNHEALTHY                 /* the upstream refused it (a->verdict) */
 } decide_outcome;
 
 static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
@@ -119,7 +133,17 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
 {
     mg_now now;
     apr_status_t rv;
+    int i;
 
+    a->up = a->model ? mg_upstream_get(sc, a->model->upstream)
+                     : dc->route ? mg_upstream_get(sc, dc->route) : NULL;
+    a->probe = 0;
+    a->n = 0;                 /* stays 0 when the upstream refuses */
+    if (a->up && (a->verdict = mg_upstream_admit(r, a->up, tier, &a->probe,
+                                                 &a->health_retry))
+                 != MG_UPSTREAM_OK) {
+        return UNHEALTHY;
+    }
     a->n = mg_layers_for_request(r, sc, dc, key, tier,
                                  a->model ? a->model->name : NULL, a->layers);
     if (a->n < 0) {
@@ -129,11 +153,23 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
         *status = mg_respond_canned(r, CANNED_TOO_MANY_LAYERS);
         return ANSWERED;
     }
+    if (tier->degraded_cost > 1 && a->up && mg_upstream_degraded(r, a->up)) {
+        /* The upstream struggles: this tier's requests count K times. */
+        for (i = 0; i < a->n; i++) {
+            a->layers[i].cost *= tier->degraded_cost;
+        }
+        apr_table_setn(r->err_headers_out, "X-Modelgate-Cost-Factor",
+                       apr_psprintf(r->pool, "%u", tier->degraded_cost));
+    }
     now.mono = mg_clock_monotonic();
     now.wall = apr_time_now();
     rv = sc->store->decide(sc->store_inst, r->server, a->layers, a->n, now,
                            &a->d);
     if (rv == APR_SUCCESS) {
+        if (!a->d.allowed && a->probe) {
+            mg_upstream_cancel_probe(r, a->up);
+            a->probe = 0;
+        }
         return DECIDED;
     }
     /* Stores log their outages once, not per request; what happens to the
@@ -188,6 +224,9 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
             apr_sleep(a->d.delay);
         }
     }
+    if (a && a->probe) {
+        mg_request_get(r)->probe = 1;
+    }
     if (how) {
         apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
         if (req->info.model) {
@@ -234,6 +273,57 @@ static const mg_model *fallback_of(const mg_server_conf *sc,
     return m != requested ? m : NULL;
 }
 
+/* Nothing was admitted because the requested upstream is unhealthy: 503
+ * with the time to come back, not 429. */
+static int unavailable(request_rec *r, const attempt *a)
+{
+    apr_int64_t secs = (a->health_retry + APR_USEC_PER_SEC - 1)
+                       / APR_USEC_PER_SEC;
+    int saturated = a->verdict == MG_UPSTREAM_SATURATED;
+
+    apr_table_setn(r->err_headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                secs > 0 ? secs : 1));
+    apr_table_setn(r->notes, "modelgate-decision",
+                   saturated ? "shed" : "upstream-open");
+    apr_table_setn(r->notes, "modelgate-upstream", a->up->name);
+    return mg_respond_error(r, HTTP_SERVICE_UNAVAILABLE, saturated
+        ? apr_psprintf(r->pool, "The model server '%s' is at capacity and "
+                       "serves higher tiers first. Retry after %"
+                       APR_INT64_T_FMT " seconds.", a->up->name,
+                       secs > 0 ? secs : 1)
+        : apr_psprintf(r->pool, "The model server '%s' is failing; the "
+                       "gateway stopped sending it requests for now. Retry "
+                       "after %" APR_INT64_T_FMT " seconds.", a->up->name,
+                       secs > 0 ? secs : 1),
+        MG_ERRT_SERVER, saturated ? MG_ERR_UPSTREAM_SATURATED
+                                  : MG_ERR_UPSTREAM_DOWN);
+}
+
+/* Decide candidate `a`; on admission answer for it.  Returns -1 when it
+ * was refused (by a limit or by its upstream's health), else the status
+ * to return from the access checker. */
+static int try_candidate(request_rec *r, mg_server_conf *sc,
+                         const mg_dir_conf *dc, const mg_key *key,
+                         const mg_tier *tier, mg_request *req, attempt *a,
+                         const char *how)
+{
+    int status = OK;
+
+    switch (decide_for(r, sc, dc, key, tier, a, &status)) {
+    case ANSWERED:
+        return status;
+    case UNENFORCED:
+        req->probe = a->probe;
+        return admit(r, sc, req, key, NULL, a->model, how);
+    case UNHEALTHY:
+        return -1;
+    case DECIDED:
+        break;
+    }
+    return a->d.allowed ? admit(r, sc, req, key, a, a->model, how) : -1;
+}
+
 int mg_decide_request(request_rec *r, mg_server_conf *sc,
                       const mg_dir_conf *dc, const mg_key *key,
                       mg_request *req)
@@ -241,7 +331,7 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
     const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
     const apr_array_header_t *acts;
     attempt first, alt;
-    int status = OK, i, j;
+    int rv, i, j, first_unhealthy;
 
     if (!tier) {
         /* check_config refuses such key files; a key file is never
@@ -251,17 +341,11 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
     first.model = req->model;
-    switch (decide_for(r, sc, dc, key, tier, &first, &status)) {
-    case ANSWERED:
-        return status;
-    case UNENFORCED:
-        return admit(r, sc, req, key, NULL, first.model, NULL);
-    case DECIDED:
-        break;
+    first.n = 0;
+    if ((rv = try_candidate(r, sc, dc, key, tier, req, &first, NULL)) >= 0) {
+        return rv;
     }
-    if (first.d.allowed) {
-        return admit(r, sc, req, key, &first, first.model, NULL);
-    }
+    first_unhealthy = first.n == 0;
     acts = tier->on_limit;
     for (i = 0; acts && i < acts->nelts; i++) {
         const mg_limit_action *act = &APR_ARRAY_IDX(acts, i, mg_limit_action);
@@ -272,15 +356,9 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
         }
         if ((fb = fallback_of(sc, req, act, first.model)) != NULL) {
             alt.model = fb;
-            switch (decide_for(r, sc, dc, key, tier, &alt, &status)) {
-            case ANSWERED:
-                return status;
-            case UNENFORCED:
-                return admit(r, sc, req, key, NULL, fb, "fallback");
-            case DECIDED:
-                if (alt.d.allowed) {
-                    return admit(r, sc, req, key, &alt, fb, "fallback");
-                }
+            if ((rv = try_candidate(r, sc, dc, key, tier, req, &alt,
+                                    "fallback")) >= 0) {
+                return rv;
             }
             continue;
         }
@@ -294,8 +372,8 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                 continue;
             }
             while (waited < act->wait) {
-                apr_interval_time_t step =
-                    last->d.layer[last->d.binding].retry_after;
+                apr_interval_time_t step = last->n == 0 ? last->health_retry
+                    : last->d.layer[last->d.binding].retry_after;
                 if (step < 1000) {
                     step = 1000;
                 }
@@ -304,11 +382,13 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                 }
                 apr_sleep(step);
                 waited += step;
+                apr_table_setn(r->err_headers_out, "X-Modelgate-Queued-Ms",
+                               apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                            (apr_int64_t)(waited / 1000)));
                 /* Again: the requested model, then the fallbacks before
                  * this action. */
                 for (j = -1; j < i; j++) {
                     attempt *a = j < 0 ? &first : &alt;
-                    const char *how = j < 0 ? "queued" : "fallback,queued";
                     if (j >= 0) {
                         const mg_limit_action *prev =
                             &APR_ARRAY_IDX(acts, j, mg_limit_action);
@@ -317,32 +397,22 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                             continue;
                         }
                     }
-                    switch (decide_for(r, sc, dc, key, tier, a, &status)) {
-                    case ANSWERED:
+                    a->n = 0;
+                    rv = try_candidate(r, sc, dc, key, tier, req, a,
+                                       j < 0 ? "queued" : "fallback,queued");
+                    if (rv >= 0) {
                         apr_atomic_dec32(&queue_waiting);
-                        return status;
-                    case UNENFORCED:
-                        apr_atomic_dec32(&queue_waiting);
-                        return admit(r, sc, req, key, NULL, a->model, how);
-                    case DECIDED:
-                        break;
+                        return rv;
                     }
-                    if (a->d.allowed) {
-                        apr_atomic_dec32(&queue_waiting);
-                        apr_table_setn(r->notes, "modelgate-queued-ms",
-                            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                         (apr_int64_t)(waited / 1000)));
-                        apr_table_setn(r->err_headers_out,
-                            "X-Modelgate-Queued-Ms",
-                            apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
-                                         (apr_int64_t)(waited / 1000)));
-                        return admit(r, sc, req, key, a, a->model, how);
+                    if (j < 0) {
+                        first_unhealthy = first.n == 0;
                     }
                     last = a;
                 }
             }
             apr_atomic_dec32(&queue_waiting);
+            apr_table_unset(r->err_headers_out, "X-Modelgate-Queued-Ms");
         }
     }
-    return reject(r, key, &first);
+    return first_unhealthy ? unavailable(r, &first) : reject(r, key, &first);
 }

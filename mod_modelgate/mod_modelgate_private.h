@@ -14,6 +14,7 @@
 #include "mg_keys.h"
 #include "mg_headers.h"
 #include "mg_body.h"
+#include "mg_health.h"
 
 extern module AP_MODULE_DECLARE_DATA modelgate_module;
 APLOG_USE_MODULE(modelgate);
@@ -39,6 +40,9 @@ typedef struct mg_upstream {
     const char *name;
     const char *url;          /**< scheme://host[:port][/base], no trailing '/' */
     mg_where where;
+    mg_health_conf health;    /**< breaker and degraded thresholds */
+    apr_uint32_t max_inflight; /**< requests at once; 0: no cap */
+    int index;                /**< its place in shared memory (post_config) */
 } mg_upstream;
 
 /** A model the gateway serves (ModelGateModel), by name or alias. */
@@ -99,6 +103,11 @@ typedef struct mg_request {
     ap_filter_t *body_filter; /**< MODELGATE_BODY, serving `body` */
     const mg_model *model;    /**< the declared model the body names, then
                                    the one that serves it */
+    int probe;                /**< sent as the breaker's half-open probe */
+    int entered;              /**< counted in flight at its upstream */
+    apr_time_t sent_at;       /**< monotonic: handed to mod_proxy */
+    apr_time_t first_byte_at; /**< monotonic: the answer began; 0: not yet */
+    int recorded;             /**< its outcome is in the upstream's health */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;
@@ -150,6 +159,32 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                       mg_request *req);
 /** Size the queue of on_limit=queue: in this child. */
 void mg_decide_child_init(const mg_server_conf *sc);
+
+/* mod_modelgate_upstream.c */
+typedef enum {
+    MG_UPSTREAM_OK = 0,
+    MG_UPSTREAM_OPEN,         /**< its breaker is open */
+    MG_UPSTREAM_SATURATED     /**< the tier's share of max_inflight is full */
+} mg_upstream_verdict;
+/** May a request of `tier` go to `up` now? (`probe`: as the half-open
+ *  probe; `retry_after`: when refused, when to ask again) */
+mg_upstream_verdict mg_upstream_admit(request_rec *r, const mg_upstream *up,
+                                      const mg_tier *tier, int *probe,
+                                      apr_interval_time_t *retry_after);
+/** Give back a probe place admit() took for a request not sent. */
+void mg_upstream_cancel_probe(request_rec *r, const mg_upstream *up);
+/** Is `up` degraded (breaker not closed, slow or failing)? */
+int mg_upstream_degraded(request_rec *r, const mg_upstream *up);
+/** The request goes to req->upstream: count it in flight. */
+void mg_upstream_enter(request_rec *r, mg_request *req);
+/** httpd answers with an error: if it is mod_proxy's, record it now. */
+void mg_upstream_error(request_rec *r);
+/** log_transaction: record how the upstream answered, if not yet. */
+int mg_upstream_log(request_rec *r);
+int mg_upstream_post_config(apr_pool_t *pconf, server_rec *s,
+                            mg_server_conf *sc);
+void mg_upstream_child_init(server_rec *s);
+void mg_upstream_register(apr_pool_t *p);
 
 /* mod_modelgate_proxy.c */
 /** Forward to model `m`'s upstream, renaming the body's model to the name

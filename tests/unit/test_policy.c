@@ -260,13 +260,13 @@ static void test_parse_tier_errors(void **state)
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
              "unknown option 'rate=5' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
     tier_err(p, "free", "10/min", "burst",
              "unknown option 'burst' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
     tier_err(p, "free", "10/min", "",
              "unknown option '' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=)");
+             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "

@@ -1,0 +1,235 @@
+"""Upstream health from the answers the gateway forwards: a breaker per
+upstream that opens on errors or on the upstream's own 429/503 Retry-After
+and closes after a good probe; lower tiers shed first when an upstream is
+full; limits that shrink while an upstream is slow; SSE unbuffered."""
+import http.client
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, PRO_KEY
+
+KEYS = harness.QUICKSTART_KEYS
+LARGE = b'{"model": "mock-large", "messages": [{"role": "user", "content": "hi there"}]}'
+
+
+def conf(backend, backend2, big_opts, tiers):
+    return """
+        %s
+        ModelGateKeyFile "%s"
+        ModelGateUpstream small http://127.0.0.1:%d
+        ModelGateUpstream big   http://127.0.0.1:%d %s
+        ModelGateModel mock-small small
+        ModelGateModel mock-large big
+        <Location "/v1/">
+            Require all granted
+            ModelGate On
+            ModelGateRoute small
+        </Location>
+        """ % (tiers, KEYS, backend.port, backend2.port, big_opts)
+
+
+@pytest.fixture
+def mocks(backend, backend2):
+    backend.reset()
+    backend2.reset()
+    yield backend, backend2
+    backend.reset()
+    backend2.reset()
+
+
+def chat(gw, key, body=LARGE, timeout=30):
+    return harness.request(gw.port, "POST", "/v1/chat/completions", body=body,
+                           headers={"X-API-Key": key, "Content-Type": "application/json"},
+                           timeout=timeout)
+
+
+def until(what, predicate, timeout=20.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_mg_015_01_breaker_opens_on_errors_and_closes_after_a_probe(gateways, mocks):
+    backend, backend2 = mocks
+    gw = gateways("breaker", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "breaker=50% breaker_min=4 open=1s", """
+        ModelGateTier free 1000/min on_limit=fallback:mock-small
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    gw.allow_errors(r"AH01102", r"AH00898")     # mod_proxy on a failing upstream
+    backend2.mode(mode="error", status=500)
+    assert [chat(gw, PRO_KEY).status for _ in range(4)] == [500] * 4
+    assert backend2.count() == 4
+    # open: answered by the gateway, the upstream is spared
+    resp = chat(gw, PRO_KEY)
+    assert resp.status == 503
+    assert resp.json["error"]["code"] == "upstream_unavailable"
+    assert resp.header("content-type") == "application/json"
+    assert 1 <= int(resp.header("retry-after")) <= 1
+    assert backend2.count() == 4
+    # a tier with a fallback is served by the other model meanwhile
+    resp = chat(gw, DEMO_KEY)
+    assert resp.status == 200
+    assert resp.header("x-modelgate-degraded") == "fallback"
+    assert resp.json["model"] == "mock-small"
+    # recovery: after `open`, one probe goes through and closes it
+    backend2.mode(mode="normal")
+    first = until("the probe", lambda: (lambda r: r if r.status == 200 else None)(chat(gw, PRO_KEY)))
+    assert first.status == 200
+    assert backend2.count() == 5
+    assert [chat(gw, PRO_KEY).status for _ in range(3)] == [200] * 3
+    assert backend2.count() == 8
+
+
+def test_mg_015_02_failed_probe_opens_again(gateways, mocks):
+    backend, backend2 = mocks
+    gw = gateways("reopen", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "breaker=50% breaker_min=2 open=500ms", """
+        ModelGateTier free 1000/min
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    gw.allow_errors(r"AH01102", r"AH00898")
+    backend2.mode(mode="error", status=502)
+    assert [chat(gw, PRO_KEY).status for _ in range(2)] == [502, 502]
+    assert chat(gw, PRO_KEY).status == 503
+    # the probe after 500 ms fails too: open again, for 1 s this time
+    until("the probe to reach the upstream", lambda: chat(gw, PRO_KEY) and backend2.count() == 3)
+    resp = chat(gw, PRO_KEY)
+    assert resp.status == 503
+    assert backend2.count() == 3
+
+
+def test_mg_015_03_upstream_retry_after_pauses_it(gateways, mocks):
+    backend, backend2 = mocks
+    gw = gateways("pause", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "", """
+        ModelGateTier free 1000/min on_limit=fallback:mock-small
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    backend2.mode(mode="ratelimit", retry_after=30)
+    resp = chat(gw, PRO_KEY)
+    assert resp.status == 429                  # the upstream's own answer
+    assert resp.header("retry-after") == "30"
+    resp = chat(gw, PRO_KEY)
+    assert resp.status == 503                  # the gateway holds back
+    assert 29 <= int(resp.header("retry-after")) <= 30
+    assert backend2.count() == 1
+    assert chat(gw, DEMO_KEY).header("x-modelgate-degraded") == "fallback"
+
+
+def test_mg_015_04_lower_tiers_are_shed_first(gateways, mocks):
+    """max_inflight=2 and free's share=50: with one request in flight, free
+    callers get 503 upstream_saturated and pro callers still get through."""
+    backend, backend2 = mocks
+    gw = gateways("shed", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "max_inflight=2", """
+        ModelGateTier free 1000/min share=50
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    backend2.mode(mode="slow", delay_ms=2000)
+    slow = []
+    t = threading.Thread(target=lambda: slow.append(chat(gw, PRO_KEY)))
+    t.start()
+    until("the slow request to arrive", lambda: backend2.count() == 1)
+    resp = chat(gw, DEMO_KEY)
+    assert resp.status == 503
+    assert resp.json["error"]["code"] == "upstream_saturated"
+    assert resp.header("retry-after") == "1"
+    # shed before any limit was charged
+    assert resp.header("x-ratelimit-remaining") is None
+    # pro may fill the whole cap: one more goes through
+    assert chat(gw, PRO_KEY).status == 200
+    t.join(30)
+    assert slow[0].status == 200
+    # nothing in flight: free is served again
+    backend2.mode(mode="normal")
+    assert chat(gw, DEMO_KEY).status == 200
+
+
+def test_mg_015_05_limits_shrink_while_the_upstream_is_slow(gateways, mocks):
+    backend, backend2 = mocks
+    gw = gateways("adapt", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2,
+                       "breaker_min=3 degrade_p95=200ms window=2s", """
+        ModelGateTier free 1000/min degraded_cost=4
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    before = chat(gw, DEMO_KEY)
+    assert before.header("x-modelgate-cost-factor") is None
+    backend2.mode(mode="slow", delay_ms=300)
+    for _ in range(3):
+        assert chat(gw, PRO_KEY).status == 200
+    backend2.mode(mode="normal")
+    a = chat(gw, DEMO_KEY)
+    b = chat(gw, DEMO_KEY)
+    assert a.header("x-modelgate-cost-factor") == "4"
+    assert int(a.header("x-ratelimit-remaining")) - int(b.header("x-ratelimit-remaining")) == 4
+    # pro is not adapted
+    assert chat(gw, PRO_KEY).header("x-modelgate-cost-factor") is None
+    # the slow answers leave the 2 s window: limits are whole again
+    time.sleep(2.5)
+    c = chat(gw, DEMO_KEY)
+    assert c.header("x-modelgate-cost-factor") is None
+    d = chat(gw, DEMO_KEY)
+    assert int(c.header("x-ratelimit-remaining")) - int(d.header("x-ratelimit-remaining")) == 1
+
+
+def test_mg_015_06_sse_is_not_buffered(gateways, mocks):
+    backend, backend2 = mocks
+    gw = gateways("sse", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "", """
+        ModelGateTier free 1000/min
+        ModelGateTier pro  1000/min
+        """))
+    gw.start()
+    backend.mode(stream_chunk_delay_ms=250)
+    body = b'{"model": "mock-small", "stream": true, "messages": [{"role": "user", "content": "one two three four five six seven eight"}]}'
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+    t0 = time.monotonic()
+    conn.request("POST", "/v1/chat/completions", body=body,
+                 headers={"X-API-Key": DEMO_KEY, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("content-type").startswith("text/event-stream")
+    first = resp.readline()
+    t_first = time.monotonic() - t0
+    rest = resp.read()
+    t_all = time.monotonic() - t0
+    conn.close()
+    assert first.startswith(b"data: ")
+    assert rest.rstrip().endswith(b"data: [DONE]")
+    events = (first + rest).count(b"data: ")
+    assert events >= 10
+    # ten events 250 ms apart: the first arrives long before the last
+    assert t_all >= 2.0
+    assert t_first < t_all / 2
+
+
+def test_mg_015_07_option_errors(gateways):
+    for opts, message in [
+        ("breaker=150%", "'breaker=150%': a percentage from 0 to 100"),
+        ("open=soon", "'open=soon': a duration"),
+        ("max_inflight=0", "'max_inflight=0': a number of requests"),
+        ("colour=red", "unknown option 'colour=red'"),
+    ]:
+        g = gateways("upopts")
+        g.write_conf("ModelGateUpstream up http://127.0.0.1:9 %s\n" % opts)
+        code, out = g.check_syntax()
+        assert code != 0, opts
+        assert message in out, (opts, out)
+    g = gateways("tieropts")
+    g.write_conf("ModelGateTier free 1/s share=0\n")
+    code, out = g.check_syntax()
+    assert code != 0 and "share=P is a percentage from 1 to 100" in out
