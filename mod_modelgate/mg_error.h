@@ -25,6 +25,7 @@
 #define MG_ERR_INVALID_BODY     "invalid_body"
 #define MG_ERR_TOO_LARGE        "request_too_large"
 #define MG_ERR_MODEL_NOT_FOUND  "model_not_found"
+#define MG_ERR_UNKNOWN_VERSION  "unknown_api_version"
 
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"

@@ -211,7 +211,7 @@ static int mg_access_checker(request_rec *r)
                                            &modelgate_module);
     mg_server_conf *sc = ap_get_module_config(r->server->module_config,
                                               &modelgate_module);
-    const char *credential;
+    const char *credential, *version;
     const mg_key *key;
     mg_request *req;
     apr_size_t len = 0;
@@ -231,6 +231,12 @@ static int mg_access_checker(request_rec *r)
     }
     mg_identity_announce(r, key);
     req = mg_request_get(r);
+    if ((version = mg_route_unknown_version(r, dc)) != NULL) {
+        apr_table_setn(r->notes, "modelgate-decision", "unknown-version");
+        return mg_respond_error(r, HTTP_BAD_REQUEST, apr_psprintf(r->pool,
+            "This endpoint has no API version '%s' (X-API-Version).",
+            version), MG_ERRT_REQUEST, MG_ERR_UNKNOWN_VERSION);
+    }
     if ((rv = mg_body_read(r, dc, req)) != OK && rv != DECLINED) {
         return rv;
     }
@@ -247,11 +253,13 @@ static int route_request(request_rec *r, const mg_dir_conf *dc)
     mg_server_conf *sc = ap_get_module_config(r->server->module_config,
                                               &modelgate_module);
     mg_request *req = mg_request_get(r);
-    const mg_upstream *up = mg_upstream_get(sc, dc->route);
+    const mg_upstream *up = mg_route_upstream(r, sc, dc);
 
     if (!up) {
-        /* Only a .htaccess could name it, and its parser refuses that. */
-        return mg_respond_canned(r, CANNED_NO_UPSTREAM);
+        /* Only versions, none of them asked for: nothing to route; or a
+         * name only a .htaccess could give, and its parser refuses that. */
+        return dc->route ? mg_respond_canned(r, CANNED_NO_UPSTREAM)
+                         : DECLINED;
     }
     req->upstream = up;
     apr_table_setn(r->notes, "modelgate-upstream", up->name);
@@ -268,7 +276,8 @@ static int mg_translate_name(request_rec *r)
     mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                            &modelgate_module);
 
-    if (dc->enabled != 1 || !dc->route || !ap_is_initial_req(r)) {
+    if (dc->enabled != 1 || (!dc->route && !dc->versions)
+        || !ap_is_initial_req(r)) {
         return DECLINED;
     }
     return route_request(r, dc);
@@ -287,8 +296,9 @@ static int mg_fixups(request_rec *r)
         return DECLINED;
     }
     req = mg_request_get(r);
-    if (dc->route && !req->model
-        && !(req->upstream && !strcmp(req->upstream->name, dc->route))) {
+    if ((dc->route || dc->versions) && !req->model
+        && req->upstream != mg_route_upstream(r, ap_get_module_config(
+               r->server->module_config, &modelgate_module), dc)) {
         /* Not routed yet: neither the body's model nor translate_name
          * picked this upstream. */
         rv = route_request(r, dc);

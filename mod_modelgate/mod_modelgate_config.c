@@ -78,6 +78,9 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     dc->enabled = add->enabled != MG_UNSET ? add->enabled : base->enabled;
     dc->route = add->route ? add->route : base->route;
+    dc->versions = !add->versions ? base->versions
+                   : !base->versions ? add->versions
+                   : apr_table_overlay(p, add->versions, base->versions);
     dc->cost = add->cost != MG_UNSET ? add->cost : base->cost;
     dc->body_limit = add->body_limit != MG_UNSET ? add->body_limit
                                                  : base->body_limit;
@@ -106,6 +109,49 @@ const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name)
 const mg_model *mg_model_get(const mg_server_conf *sc, const char *name)
 {
     return apr_hash_get(sc->models, name, APR_HASH_KEY_STRING);
+}
+
+const mg_upstream *mg_model_pick(const mg_server_conf *sc, const mg_model *m)
+{
+    apr_uint32_t n, pos, sum = 0;
+    int i;
+
+    if (m->targets->nelts == 1) {
+        return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
+    }
+    /* A prime stride spreads each run of total_weight picks over the
+     * targets in exact proportion, interleaved rather than in blocks. */
+    n = __atomic_fetch_add(&((mg_model *)m)->picks, 1, __ATOMIC_RELAXED);
+    pos = (apr_uint32_t)(((apr_uint64_t)n * 7919u) % m->total_weight);
+    for (i = 0; i < m->targets->nelts; i++) {
+        const mg_model_target *t = &APR_ARRAY_IDX(m->targets, i,
+                                                  mg_model_target);
+        sum += t->weight;
+        if (pos < sum) {
+            return t->up;
+        }
+    }
+    return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
+}
+
+const mg_upstream *mg_route_upstream(request_rec *r, const mg_server_conf *sc,
+                                     const mg_dir_conf *dc)
+{
+    const char *name = dc->route, *v;
+
+    if (dc->versions
+        && (v = apr_table_get(r->headers_in, "X-API-Version")) != NULL
+        && (v = apr_table_get(dc->versions, v)) != NULL) {
+        name = v;
+    }
+    return name ? mg_upstream_get(sc, name) : NULL;
+}
+
+const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc)
+{
+    const char *v = apr_table_get(r->headers_in, "X-API-Version");
+
+    return dc->versions && v && !apr_table_get(dc->versions, v) ? v : NULL;
 }
 
 /* ---- per location ---------------------------------------------------------- */
@@ -149,6 +195,36 @@ static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
         ref->where = where_of(cmd);
     }
     dc->route = name;
+    return NULL;
+}
+
+/* ModelGateVersionRoute VERSION UPSTREAM: requests with X-API-Version:
+ * VERSION go to UPSTREAM instead of the location's ModelGateRoute. */
+static const char *cmd_version_route(cmd_parms *cmd, void *dcv,
+                                     const char *version, const char *name)
+{
+    mg_dir_conf *dc = dcv;
+    mg_server_conf *sc = server_conf(cmd);
+    const char *err;
+    const char *route;
+
+    if (!mg_policy_name_valid(version)) {
+        return apr_psprintf(cmd->pool, "ModelGateVersionRoute: '%s' is not a "
+                            "version (letters, digits, '.', '_', '-')",
+                            version);
+    }
+    route = dc->route;
+    /* The same rules as ModelGateRoute for the upstream's name. */
+    if ((err = cmd_route(cmd, dcv, name)) != NULL) {
+        return apr_pstrcat(cmd->pool, "ModelGateVersionRoute",
+                           err + strlen("ModelGateRoute"), NULL);
+    }
+    dc->route = route;
+    (void)sc;
+    if (!dc->versions) {
+        dc->versions = apr_table_make(cmd->pool, 2);
+    }
+    apr_table_setn(dc->versions, version, name);
     return NULL;
 }
 
@@ -292,14 +368,42 @@ static const char *cmd_model(cmd_parms *cmd, void *dummy, int argc,
                             "name (printable, no spaces, quotes or commas)",
                             argv[0]);
     }
-    if (!mg_policy_name_valid(argv[1])) {
-        return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not an "
-                            "upstream name", argv[1]);
-    }
     m = apr_pcalloc(cmd->pool, sizeof(*m));
     m->name = argv[0];
-    m->upstream = argv[1];
     m->served_as = argv[0];
+    m->targets = apr_array_make(cmd->pool, 2, sizeof(mg_model_target));
+    {
+        /* UPSTREAM, or weighted: stable:90,canary:10 */
+        char *list = apr_pstrdup(cmd->pool, argv[1]), *st = NULL, *t;
+        for (t = apr_strtok(list, ",", &st); t;
+             t = apr_strtok(NULL, ",", &st)) {
+            mg_model_target *tg = apr_array_push(m->targets);
+            char *colon = strchr(t, ':');
+            tg->weight = 1;
+            tg->up = NULL;
+            if (colon) {
+                char *end;
+                apr_int64_t w = apr_strtoi64(colon + 1, &end, 10);
+                *colon = '\0';
+                if (end == colon + 1 || *end || w < 1 || w > 1000) {
+                    return apr_psprintf(cmd->pool, "ModelGateModel: '%s': a "
+                                        "weight is a whole number from 1 to "
+                                        "1000", argv[1]);
+                }
+                tg->weight = (apr_uint32_t)w;
+            }
+            tg->name = t;
+            if (!mg_policy_name_valid(t)) {
+                return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not "
+                                    "an upstream name", t);
+            }
+            m->total_weight += tg->weight;
+        }
+        if (m->targets->nelts == 0) {
+            return "ModelGateModel: name at least one upstream";
+        }
+        m->upstream = APR_ARRAY_IDX(m->targets, 0, mg_model_target).name;
+    }
     m->where = where_of(cmd);
     names = apr_array_make(cmd->temp_pool, 4, sizeof(const char *));
     APR_ARRAY_PUSH(names, const char *) = m->name;
@@ -627,6 +731,10 @@ const command_rec mg_cmds[] = {
         ".htaccess) to leave them alone"),
     AP_INIT_TAKE1("ModelGateRoute", cmd_route, NULL, ACCESS_CONF | OR_AUTHCFG,
         "the declared upstream (ModelGateUpstream) that serves this location"),
+    AP_INIT_TAKE2("ModelGateVersionRoute", cmd_version_route, NULL,
+        ACCESS_CONF | OR_AUTHCFG,
+        "VERSION UPSTREAM: requests with X-API-Version: VERSION go to this "
+        "declared upstream"),
     AP_INIT_TAKE_ARGV("ModelGateTier", cmd_tier, NULL, RSRC_CONF,
         "NAME RATE [options]: a tier and its per-key limit, e.g. free 10/min"),
     AP_INIT_TAKE_ARGV("ModelGateLimit", cmd_limit, NULL,
@@ -723,12 +831,17 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     }
     for (i = 0; i < sc->model_list->nelts; i++) {
         const mg_model *m = APR_ARRAY_IDX(sc->model_list, i, mg_model *);
-        if (!mg_upstream_get(sc, m->upstream)) {
-            config_error(s, &m->where, apr_psprintf(ptemp,
-                "ModelGateModel: model '%s' names the unknown upstream '%s' "
-                "(declare it with ModelGateUpstream NAME URL)", m->name,
-                m->upstream));
-            ok = 0;
+        int t;
+        for (t = 0; t < m->targets->nelts; t++) {
+            mg_model_target *tg = &APR_ARRAY_IDX(m->targets, t,
+                                                 mg_model_target);
+            if (!(tg->up = mg_upstream_get(sc, tg->name))) {
+                config_error(s, &m->where, apr_psprintf(ptemp,
+                    "ModelGateModel: model '%s' names the unknown upstream "
+                    "'%s' (declare it with ModelGateUpstream NAME URL)",
+                    m->name, tg->name));
+                ok = 0;
+            }
         }
     }
     {

@@ -135,8 +135,8 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
     apr_status_t rv;
     int i;
 
-    a->up = a->model ? mg_upstream_get(sc, a->model->upstream)
-                     : dc->route ? mg_upstream_get(sc, dc->route) : NULL;
+    a->up = a->model ? mg_model_pick(sc, a->model)
+                     : mg_route_upstream(r, sc, dc);
     a->probe = 0;
     a->n = 0;                 /* stays 0 when the upstream refuses */
     if (a->up && (a->verdict = mg_upstream_admit(r, a->up, tier, &a->probe,
@@ -201,13 +201,14 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
     return ANSWERED;
 }
 
-/* Let the request go on under attempt `a` (NULL: unenforced); `how` says
- * how it was degraded, if it was. */
+/* Let the request go on under attempt `a` (`enforced`: as its decision
+ * says; else the store failed open); `how` says how it was degraded, if it
+ * was. */
 static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
-                 const mg_key *key, const attempt *a, const mg_model *model,
+                 const mg_key *key, const attempt *a, int enforced,
                  const char *how)
 {
-    if (a) {
+    if (enforced) {
         mg_headers h;
         mg_headers_build(r->pool, a->layers, &a->d, &h);
         set_limit_headers(r, &h);
@@ -224,9 +225,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
             apr_sleep(a->d.delay);
         }
     }
-    if (a && a->probe) {
-        mg_request_get(r)->probe = 1;
-    }
+    req->probe = a->probe;
     if (how) {
         apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
         if (req->info.model) {
@@ -234,7 +233,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
                            req->info.model);
         }
     }
-    return model ? mg_route_to_model(r, sc, req, model) : OK;
+    return a->model ? mg_route_to_model(r, sc, req, a->model, a->up) : OK;
 }
 
 static int reject(request_rec *r, const mg_key *key, const attempt *a)
@@ -314,14 +313,13 @@ static int try_candidate(request_rec *r, mg_server_conf *sc,
     case ANSWERED:
         return status;
     case UNENFORCED:
-        req->probe = a->probe;
-        return admit(r, sc, req, key, NULL, a->model, how);
+        return admit(r, sc, req, key, a, 0, how);
     case UNHEALTHY:
         return -1;
     case DECIDED:
         break;
     }
-    return a->d.allowed ? admit(r, sc, req, key, a, a->model, how) : -1;
+    return a->d.allowed ? admit(r, sc, req, key, a, 1, how) : -1;
 }
 
 int mg_decide_request(request_rec *r, mg_server_conf *sc,

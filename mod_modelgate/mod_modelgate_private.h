@@ -45,11 +45,23 @@ typedef struct mg_upstream {
     int index;                /**< its place in shared memory (post_config) */
 } mg_upstream;
 
+/** One upstream of a model, with its weight. */
+typedef struct mg_model_target {
+    const char *name;
+    apr_uint32_t weight;
+    const mg_upstream *up;    /**< resolved in check_config */
+} mg_model_target;
+
 /** A model the gateway serves (ModelGateModel), by name or alias. */
 typedef struct mg_model {
     const char *name;         /**< the public name; per-model limits count
                                    under it */
-    const char *upstream;     /**< the upstream that serves it */
+    const char *upstream;     /**< the (first) upstream that serves it */
+    apr_array_header_t *targets; /**< mg_model_target: weighted, as for a
+                                   canary; one for most models */
+    apr_uint32_t total_weight;
+    apr_uint32_t picks;       /**< this process's requests so far (each
+                                   child has its own copy) */
     const char *served_as;    /**< the name that upstream knows it by */
     mg_where where;
 } mg_model;
@@ -84,6 +96,8 @@ typedef struct mg_server_conf {
 typedef struct mg_dir_conf {
     int enabled;              /**< MG_UNSET, 0 or 1 */
     const char *route;        /**< upstream name or NULL */
+    apr_table_t *versions;    /**< X-API-Version value -> upstream name;
+                                   NULL: none */
     apr_array_header_t *limits; /**< mg_limit_def*: this location's limits
                                    and its parents' (never fewer: .htaccess
                                    and nested locations only add) */
@@ -123,6 +137,16 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 const mg_upstream *mg_upstream_get(const mg_server_conf *sc, const char *name);
 /** The model declared as `name` or with it as an alias, or NULL. */
 const mg_model *mg_model_get(const mg_server_conf *sc, const char *name);
+/** The upstream that serves this request for `m`: by weight among its
+ *  targets, in exact proportion over each run of total-weight requests of
+ *  a process. */
+const mg_upstream *mg_model_pick(const mg_server_conf *sc, const mg_model *m);
+/** The upstream a location sends this request to: the route for its
+ *  X-API-Version, else ModelGateRoute's; NULL if it routes nowhere. */
+const mg_upstream *mg_route_upstream(request_rec *r, const mg_server_conf *sc,
+                                     const mg_dir_conf *dc);
+/** Does the request name an X-API-Version this location does not know? */
+const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc);
 
 /* mod_modelgate_identity.c */
 /** Remove every X-Modelgate-* header a client sent. */
@@ -190,7 +214,8 @@ void mg_upstream_register(apr_pool_t *p);
 /** Forward to model `m`'s upstream, renaming the body's model to the name
  *  that upstream knows it by. */
 int mg_route_to_model(request_rec *r, const mg_server_conf *sc,
-                      mg_request *req, const mg_model *m);
+                      mg_request *req, const mg_model *m,
+                      const mg_upstream *up);
 /** Make sure mod_proxy has a worker (a connection pool) for `url`. */
 const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url);
 /** Hand the request to mod_proxy, as mod_rewrite's [P] does. */

@@ -73,9 +73,9 @@ void mg_proxy_hand_off(request_rec *r, const mg_upstream *up)
 }
 
 int mg_route_to_model(request_rec *r, const mg_server_conf *sc,
-                      mg_request *req, const mg_model *m)
+                      mg_request *req, const mg_model *m,
+                      const mg_upstream *up)
 {
-    const mg_upstream *up = mg_upstream_get(sc, m->upstream);
     int rv;
 
     /* The upstream gets the model under the name it knows it by. */
