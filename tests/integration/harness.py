@@ -244,6 +244,7 @@ class Gateway:
         self.log_offset = 0
         self.allowed_errors = list(ALWAYS_OK)
         self.redis_port = None
+        self.backend2_port = None
 
     # ---- configuration ----
     def env(self):
@@ -252,6 +253,7 @@ class Gateway:
             "MG_RUN": self.rundir,
             "MG_PORT": str(self.port),
             "MG_BACKEND_PORT": str(self.backend_port),
+            "MG_BACKEND2_PORT": str(self.backend2_port or 9),
             "MG_MODULE": MODULE,
             "MG_CONF": CONF_EXAMPLES,
             "MG_HTTPD_MODULES": HTTPD_MODDIR,
