@@ -84,14 +84,16 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->cost = add->cost != MG_UNSET ? add->cost : base->cost;
     dc->body_limit = add->body_limit != MG_UNSET ? add->body_limit
                                                  : base->body_limit;
-    dc->body_limit_lowers = 0;
-    if (add->body_limit_lowers) {
-        /* .htaccess may lower the server's limit, never raise it. */
-        apr_off_t server = base->body_limit != MG_UNSET
-                           ? base->body_limit : MG_BODY_LIMIT_DEFAULT;
-        if (add->body_limit > server) {
-            dc->body_limit = server;
-        }
+    dc->body_limit_lowers = base->body_limit_lowers || add->body_limit_lowers;
+    if (dc->body_limit_lowers) {
+        /* .htaccess may lower the server's limit, never raise it; and a
+         * <Location>, merged after .htaccess, does not undo its lowering:
+         * where one side came from .htaccess, the smaller limit holds. */
+        apr_off_t b = base->body_limit != MG_UNSET ? base->body_limit
+                                                   : MG_BODY_LIMIT_DEFAULT;
+        apr_off_t a = add->body_limit != MG_UNSET ? add->body_limit
+                                                  : MG_BODY_LIMIT_DEFAULT;
+        dc->body_limit = a < b ? a : b;
     }
     /* Limits accumulate: a nested section or .htaccess can add layers,
      * never drop one, so it can only tighten. */
