@@ -143,6 +143,8 @@ def test_mg_005_11_conf_examples_pass_syntax_check(gateways, backend):
     examples = sorted(f for f in os.listdir(harness.CONF_EXAMPLES) if f.endswith(".conf"))
     assert "quickstart.conf" in examples and "modelgate.conf" in examples
     gw = gateways("examples", backend_port=backend.port)
+    # htaccess-routes.conf serves ${MG_RUN}/htdocs, as its header says
+    os.makedirs(os.path.join(gw.rundir, "htdocs"), exist_ok=True)
     for name in examples:
         path = os.path.join(harness.CONF_EXAMPLES, name)
         if name == "modelgate.conf":
