@@ -25,7 +25,7 @@ static int in_htaccess(cmd_parms *cmd)
     return cmd->pool == cmd->temp_pool;
 }
 
-static mg_where where_of(cmd_parms *cmd)
+mg_where mg_where_of(cmd_parms *cmd)
 {
     mg_where w;
     w.file = cmd->directive ? cmd->directive->filename : "?";
@@ -33,7 +33,7 @@ static mg_where where_of(cmd_parms *cmd)
     return w;
 }
 
-static mg_server_conf *server_conf(cmd_parms *cmd)
+mg_server_conf *mg_server_conf_of(cmd_parms *cmd)
 {
     return ap_get_module_config(cmd->server->module_config, &modelgate_module);
 }
@@ -113,49 +113,6 @@ const mg_model *mg_model_get(const mg_server_conf *sc, const char *name)
     return apr_hash_get(sc->models, name, APR_HASH_KEY_STRING);
 }
 
-const mg_upstream *mg_model_pick(const mg_server_conf *sc, const mg_model *m)
-{
-    apr_uint32_t n, pos, sum = 0;
-    int i;
-
-    if (m->targets->nelts == 1) {
-        return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
-    }
-    /* A prime stride spreads each run of total_weight picks over the
-     * targets in exact proportion, interleaved rather than in blocks. */
-    n = __atomic_fetch_add(&((mg_model *)m)->picks, 1, __ATOMIC_RELAXED);
-    pos = (apr_uint32_t)(((apr_uint64_t)n * 7919u) % m->total_weight);
-    for (i = 0; i < m->targets->nelts; i++) {
-        const mg_model_target *t = &APR_ARRAY_IDX(m->targets, i,
-                                                  mg_model_target);
-        sum += t->weight;
-        if (pos < sum) {
-            return t->up;
-        }
-    }
-    return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
-}
-
-const mg_upstream *mg_route_upstream(request_rec *r, const mg_server_conf *sc,
-                                     const mg_dir_conf *dc)
-{
-    const char *name = dc->route, *v;
-
-    if (dc->versions
-        && (v = apr_table_get(r->headers_in, "X-API-Version")) != NULL
-        && (v = apr_table_get(dc->versions, v)) != NULL) {
-        name = v;
-    }
-    return name ? mg_upstream_get(sc, name) : NULL;
-}
-
-const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc)
-{
-    const char *v = apr_table_get(r->headers_in, "X-API-Version");
-
-    return dc->versions && v && !apr_table_get(dc->versions, v) ? v : NULL;
-}
-
 /* ---- per location ---------------------------------------------------------- */
 
 static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
@@ -168,7 +125,7 @@ static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
     }
     dc->enabled = flag;
     if (flag && !in_htaccess(cmd)) {
-        server_conf(cmd)->enabled_somewhere = 1;
+        mg_server_conf_of(cmd)->enabled_somewhere = 1;
     }
     return NULL;
 }
@@ -176,7 +133,7 @@ static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
 static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
 {
     mg_dir_conf *dc = dcv;
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
 
     if (!mg_policy_name_valid(name)) {
         return apr_psprintf(cmd->pool, "ModelGateRoute: '%s' is not an "
@@ -194,7 +151,7 @@ static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
     else {
         mg_route_ref *ref = apr_array_push(sc->route_refs);
         ref->upstream = apr_pstrdup(cmd->pool, name);
-        ref->where = where_of(cmd);
+        ref->where = mg_where_of(cmd);
     }
     dc->route = name;
     return NULL;
@@ -206,7 +163,7 @@ static const char *cmd_version_route(cmd_parms *cmd, void *dcv,
                                      const char *version, const char *name)
 {
     mg_dir_conf *dc = dcv;
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
     const char *route;
 
@@ -235,7 +192,7 @@ static const char *cmd_version_route(cmd_parms *cmd, void *dcv,
 static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
                             char *const argv[])
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
     mg_tier *tier;
 
@@ -260,7 +217,7 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
 static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                              char *const argv[])
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     mg_dir_conf *dc = dcv;
     mg_limit_def *def;
     mg_scope scope;
@@ -348,116 +305,10 @@ static const char *cmd_body_limit(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
-/* ModelGateModel NAME UPSTREAM [alias=A,B] [served_as=NAME] */
-static const char *cmd_model(cmd_parms *cmd, void *dummy, int argc,
-                             char *const argv[])
-{
-    mg_server_conf *sc = server_conf(cmd);
-    mg_model *m;
-    apr_array_header_t *names;
-    const char *err;
-    int i, j;
-
-    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
-        return err;
-    }
-    if (argc < 2) {
-        return "ModelGateModel: expected NAME UPSTREAM [alias=A,B] "
-               "[served_as=NAME], e.g. ModelGateModel gpt-4o-mini small";
-    }
-    if (!mg_policy_model_name_valid(argv[0])) {
-        return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not a model "
-                            "name (printable, no spaces, quotes or commas)",
-                            argv[0]);
-    }
-    m = apr_pcalloc(cmd->pool, sizeof(*m));
-    m->name = argv[0];
-    m->served_as = argv[0];
-    m->targets = apr_array_make(cmd->pool, 2, sizeof(mg_model_target));
-    {
-        /* UPSTREAM, or weighted: stable:90,canary:10 */
-        char *list = apr_pstrdup(cmd->pool, argv[1]), *st = NULL, *t;
-        for (t = apr_strtok(list, ",", &st); t;
-             t = apr_strtok(NULL, ",", &st)) {
-            mg_model_target *tg = apr_array_push(m->targets);
-            char *colon = strchr(t, ':');
-            tg->weight = 1;
-            tg->up = NULL;
-            if (colon) {
-                char *end;
-                apr_int64_t w = apr_strtoi64(colon + 1, &end, 10);
-                *colon = '\0';
-                if (end == colon + 1 || *end || w < 1 || w > 1000) {
-                    return apr_psprintf(cmd->pool, "ModelGateModel: '%s': a "
-                                        "weight is a whole number from 1 to "
-                                        "1000", argv[1]);
-                }
-                tg->weight = (apr_uint32_t)w;
-            }
-            tg->name = t;
-            if (!mg_policy_name_valid(t)) {
-                return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not "
-                                    "an upstream name", t);
-            }
-            m->total_weight += tg->weight;
-        }
-        if (m->targets->nelts == 0) {
-            return "ModelGateModel: name at least one upstream";
-        }
-        m->upstream = APR_ARRAY_IDX(m->targets, 0, mg_model_target).name;
-    }
-    m->where = where_of(cmd);
-    names = apr_array_make(cmd->temp_pool, 4, sizeof(const char *));
-    APR_ARRAY_PUSH(names, const char *) = m->name;
-    for (i = 2; i < argc; i++) {
-        if (!strncasecmp(argv[i], "alias=", 6)) {
-            char *list = apr_pstrdup(cmd->pool, argv[i] + 6), *st = NULL, *t;
-            for (t = apr_strtok(list, ",", &st); t;
-                 t = apr_strtok(NULL, ",", &st)) {
-                if (!mg_policy_model_name_valid(t)) {
-                    return apr_psprintf(cmd->pool, "ModelGateModel: alias "
-                                        "'%s' is not a model name", t);
-                }
-                APR_ARRAY_PUSH(names, const char *) = t;
-            }
-        }
-        else if (!strncasecmp(argv[i], "served_as=", 10)) {
-            if (!mg_policy_model_name_valid(argv[i] + 10)) {
-                return apr_psprintf(cmd->pool, "ModelGateModel: '%s' is not "
-                                    "a model name", argv[i]);
-            }
-            m->served_as = argv[i] + 10;
-        }
-        else {
-            return apr_psprintf(cmd->pool, "ModelGateModel: unknown option "
-                                "'%s' (known: alias=, served_as=)", argv[i]);
-        }
-    }
-    for (i = 0; i < names->nelts; i++) {
-        const char *n = APR_ARRAY_IDX(names, i, const char *);
-        const mg_model *other = mg_model_get(sc, n);
-        for (j = 0; j < i && !other; j++) {
-            if (!strcmp(n, APR_ARRAY_IDX(names, j, const char *))) {
-                other = m;
-            }
-        }
-        if (other) {
-            return apr_psprintf(cmd->pool, "ModelGateModel: '%s' already "
-                                "names the model '%s'", n, other->name);
-        }
-    }
-    for (i = 0; i < names->nelts; i++) {
-        apr_hash_set(sc->models, APR_ARRAY_IDX(names, i, const char *),
-                     APR_HASH_KEY_STRING, m);
-    }
-    APR_ARRAY_PUSH(sc->model_list, mg_model *) = m;
-    return NULL;
-}
-
 static const char *cmd_queue_limit(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
     char *end;
     apr_int64_t n;
@@ -476,7 +327,7 @@ static const char *cmd_queue_limit(cmd_parms *cmd, void *dummy,
 
 static const char *cmd_keyfile(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *path, *err;
     apr_file_t *f;
     apr_finfo_t finfo;
@@ -519,180 +370,14 @@ static const char *cmd_keyfile(cmd_parms *cmd, void *dummy, const char *arg)
     if ((err = mg_keys_parse(cmd->pool, path, text, len, &sc->keys)) != NULL) {
         return apr_pstrcat(cmd->pool, "ModelGateKeyFile: ", err, NULL);
     }
-    sc->keys_where = where_of(cmd);
-    return NULL;
-}
-
-/* "10s", "500ms", "2m": a duration from min to max. */
-static const char *parse_duration(apr_pool_t *p, const char *opt,
-                                  const char *v, apr_interval_time_t min,
-                                  apr_interval_time_t max,
-                                  apr_interval_time_t *out)
-{
-    char *end;
-    apr_int64_t n = apr_strtoi64(v, &end, 10);
-    apr_interval_time_t t;
-
-    if (end == v || n < 0) {
-        t = -1;
-    }
-    else if (!strcasecmp(end, "ms")) {
-        t = n * 1000;
-    }
-    else if (!strcasecmp(end, "s") || !*end) {
-        t = n * APR_USEC_PER_SEC;
-    }
-    else if (!strcasecmp(end, "m") || !strcasecmp(end, "min")) {
-        t = n * 60 * APR_USEC_PER_SEC;
-    }
-    else {
-        t = -1;
-    }
-    if (t < min || t > max) {
-        return apr_psprintf(p, "'%s': a duration (500ms, 10s, 2m) from %"
-                            APR_INT64_T_FMT " ms to %" APR_INT64_T_FMT " s",
-                            opt, (apr_int64_t)(min / 1000),
-                            (apr_int64_t)(max / APR_USEC_PER_SEC));
-    }
-    *out = t;
-    return NULL;
-}
-
-/* "50%" or "50": 0 to 100. */
-static const char *parse_pct(apr_pool_t *p, const char *opt, const char *v,
-                             apr_uint32_t *out)
-{
-    char *end;
-    apr_int64_t n = apr_strtoi64(v, &end, 10);
-
-    if (end == v || (*end && strcmp(end, "%")) || n < 0 || n > 100) {
-        return apr_psprintf(p, "'%s': a percentage from 0 to 100", opt);
-    }
-    *out = (apr_uint32_t)n;
-    return NULL;
-}
-
-static const char *parse_upstream_opt(apr_pool_t *p, mg_upstream *up,
-                                      const char *opt)
-{
-    const char *eq = strchr(opt, '=');
-    const char *v = eq ? eq + 1 : "";
-    apr_size_t klen = eq ? (apr_size_t)(eq - opt) : strlen(opt);
-    char *end;
-    apr_int64_t n;
-
-#define KEY(k) (klen == sizeof(k) - 1 && !strncasecmp(opt, k, klen))
-    if (KEY("max_inflight")) {
-        n = apr_strtoi64(v, &end, 10);
-        if (end == v || *end || n < 1 || n > 1000000) {
-            return apr_psprintf(p, "'%s': a number of requests from 1 to "
-                                "1000000", opt);
-        }
-        up->max_inflight = (apr_uint32_t)n;
-        return NULL;
-    }
-    if (KEY("breaker")) {
-        return !strcasecmp(v, "off") ? (up->health.error_pct = 0, NULL)
-               : parse_pct(p, opt, v, &up->health.error_pct);
-    }
-    if (KEY("breaker_min")) {
-        n = apr_strtoi64(v, &end, 10);
-        if (end == v || *end || n < 1 || n > 1000000) {
-            return apr_psprintf(p, "'%s': a number of requests from 1 to "
-                                "1000000", opt);
-        }
-        up->health.min_requests = (apr_uint32_t)n;
-        return NULL;
-    }
-    if (KEY("probes")) {
-        n = apr_strtoi64(v, &end, 10);
-        if (end == v || *end || n < 1 || n > 100) {
-            return apr_psprintf(p, "'%s': from 1 to 100 requests", opt);
-        }
-        up->health.probes = (apr_uint32_t)n;
-        return NULL;
-    }
-    if (KEY("open")) {
-        return parse_duration(p, opt, v, 100 * 1000, 3600 * APR_USEC_PER_SEC,
-                              &up->health.open);
-    }
-    if (KEY("window")) {
-        return parse_duration(p, opt, v, APR_USEC_PER_SEC,
-                              3600 * APR_USEC_PER_SEC, &up->health.window);
-    }
-    if (KEY("degrade_p95")) {
-        return parse_duration(p, opt, v, 1000, 600 * APR_USEC_PER_SEC,
-                              &up->health.degrade_p95);
-    }
-    if (KEY("degrade_errors")) {
-        return parse_pct(p, opt, v, &up->health.degrade_error_pct);
-    }
-#undef KEY
-    return apr_psprintf(p, "unknown option '%s' (known: max_inflight=, "
-                        "breaker=, breaker_min=, open=, probes=, window=, "
-                        "degrade_p95=, degrade_errors=)", opt);
-}
-
-static const char *cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
-                                char *const argv[])
-{
-    mg_server_conf *sc = server_conf(cmd);
-    mg_upstream *up;
-    apr_uri_t uri;
-    const char *err, *name, *url;
-    apr_size_t n;
-    int i;
-
-    if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
-        return err;
-    }
-    if (argc < 2) {
-        return "ModelGateUpstream: expected NAME URL [options]";
-    }
-    name = argv[0];
-    url = argv[1];
-    if (!mg_policy_name_valid(name)) {
-        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is not a "
-                            "valid name (letters, digits, '.', '_', '-')",
-                            name);
-    }
-    if (mg_upstream_get(sc, name)) {
-        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is already "
-                            "declared", name);
-    }
-    if (apr_uri_parse(cmd->pool, url, &uri) != APR_SUCCESS || !uri.scheme
-        || (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https"))
-        || !uri.hostname || uri.query || uri.fragment || uri.user) {
-        return apr_psprintf(cmd->pool, "ModelGateUpstream: '%s' is not an "
-                            "upstream URL (http[s]://host[:port][/path], no "
-                            "query or credentials)", url);
-    }
-    up = apr_pcalloc(cmd->pool, sizeof(*up));
-    up->name = apr_pstrdup(cmd->pool, name);
-    up->url = apr_pstrdup(cmd->pool, url);
-    n = strlen(up->url);
-    while (n > 0 && up->url[n - 1] == '/') {
-        ((char *)up->url)[--n] = '\0';
-    }
-    up->where = where_of(cmd);
-    up->index = -1;
-    mg_health_conf_default(&up->health);
-    for (i = 2; i < argc; i++) {
-        if ((err = parse_upstream_opt(cmd->pool, up, argv[i])) != NULL) {
-            return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
-        }
-    }
-    if ((err = mg_proxy_define_worker(cmd, up->url)) != NULL) {
-        return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
-    }
-    apr_hash_set(sc->upstreams, up->name, APR_HASH_KEY_STRING, up);
+    sc->keys_where = mg_where_of(cmd);
     return NULL;
 }
 
 static const char *cmd_store_failure(cmd_parms *cmd, void *dummy,
                                      const char *arg)
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
 
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
@@ -705,7 +390,7 @@ static const char *cmd_store_failure(cmd_parms *cmd, void *dummy,
 
 static const char *cmd_store(cmd_parms *cmd, void *dummy, const char *args)
 {
-    mg_server_conf *sc = server_conf(cmd);
+    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err, *name;
 
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
@@ -749,7 +434,7 @@ const command_rec mg_cmds[] = {
         ACCESS_CONF | OR_AUTHCFG,
         "largest JSON request body read here, in bytes (or with K or M; "
         "default 1M): past it, 413"),
-    AP_INIT_TAKE_ARGV("ModelGateModel", cmd_model, NULL, RSRC_CONF,
+    AP_INIT_TAKE_ARGV("ModelGateModel", mg_cmd_model, NULL, RSRC_CONF,
         "NAME UPSTREAM [alias=A,B] [served_as=NAME]: a model the gateway "
         "serves, and which upstream serves it"),
     AP_INIT_TAKE1("ModelGateQueueLimit", cmd_queue_limit, NULL, RSRC_CONF,
@@ -757,7 +442,7 @@ const command_rec mg_cmds[] = {
         "(default: a quarter of its threads; 0 turns queueing off)"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
-    AP_INIT_TAKE_ARGV("ModelGateUpstream", cmd_upstream, NULL, RSRC_CONF,
+    AP_INIT_TAKE_ARGV("ModelGateUpstream", mg_cmd_upstream, NULL, RSRC_CONF,
         "NAME URL [options]: an upstream model server that routes may name, "
         "with its breaker, degraded thresholds and max_inflight"),
     AP_INIT_TAKE1("ModelGateStoreFailure", cmd_store_failure, NULL, RSRC_CONF,

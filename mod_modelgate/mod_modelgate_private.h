@@ -128,6 +128,16 @@ typedef struct mg_request {
 
 /* mod_modelgate_config.c */
 extern const command_rec mg_cmds[];
+/** Where a directive was written. */
+mg_where mg_where_of(cmd_parms *cmd);
+/** The main server's configuration, from a directive. */
+mg_server_conf *mg_server_conf_of(cmd_parms *cmd);
+
+/* mod_modelgate_config_upstream.c */
+const char *mg_cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
+                            char *const argv[]);
+const char *mg_cmd_model(cmd_parms *cmd, void *dummy, int argc,
+                         char *const argv[]);
 void *mg_create_server_conf(apr_pool_t *p, server_rec *s);
 void *mg_merge_server_conf(apr_pool_t *p, void *base, void *add);
 void *mg_create_dir_conf(apr_pool_t *p, char *dir);

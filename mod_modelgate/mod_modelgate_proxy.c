@@ -91,3 +91,48 @@ int mg_route_to_model(request_rec *r, const mg_server_conf *sc,
     mg_proxy_hand_off(r, up);
     return OK;
 }
+
+/* ---- which upstream ---------------------------------------------------- */
+
+const mg_upstream *mg_model_pick(const mg_server_conf *sc, const mg_model *m)
+{
+    apr_uint32_t n, pos, sum = 0;
+    int i;
+
+    if (m->targets->nelts == 1) {
+        return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
+    }
+    /* A prime stride spreads each run of total_weight picks over the
+     * targets in exact proportion, interleaved rather than in blocks. */
+    n = __atomic_fetch_add(&((mg_model *)m)->picks, 1, __ATOMIC_RELAXED);
+    pos = (apr_uint32_t)(((apr_uint64_t)n * 7919u) % m->total_weight);
+    for (i = 0; i < m->targets->nelts; i++) {
+        const mg_model_target *t = &APR_ARRAY_IDX(m->targets, i,
+                                                  mg_model_target);
+        sum += t->weight;
+        if (pos < sum) {
+            return t->up;
+        }
+    }
+    return APR_ARRAY_IDX(m->targets, 0, mg_model_target).up;
+}
+
+const mg_upstream *mg_route_upstream(request_rec *r, const mg_server_conf *sc,
+                                     const mg_dir_conf *dc)
+{
+    const char *name = dc->route, *v;
+
+    if (dc->versions
+        && (v = apr_table_get(r->headers_in, "X-API-Version")) != NULL
+        && (v = apr_table_get(dc->versions, v)) != NULL) {
+        name = v;
+    }
+    return name ? mg_upstream_get(sc, name) : NULL;
+}
+
+const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc)
+{
+    const char *v = apr_table_get(r->headers_in, "X-API-Version");
+
+    return dc->versions && v && !apr_table_get(dc->versions, v) ? v : NULL;
+}

@@ -55,6 +55,27 @@ ModelGateUpstream model http://127.0.0.1:%d
 """ % (keys, backend_port)
 
 
+def two_models(backend, backend2, tiers, big_opts="", extra="", large_as=None):
+    """Two upstreams, `small` (backend) and `big` (backend2, with
+    `big_opts`), serving the models mock-small and mock-large (under the
+    name `large_as` if given); /v1/ routed to small by default."""
+    return """
+%s
+ModelGateKeyFile "%s"
+ModelGateUpstream small http://127.0.0.1:%d
+ModelGateUpstream big   http://127.0.0.1:%d %s
+ModelGateModel mock-small small
+ModelGateModel mock-large big%s
+%s
+<Location "/v1/">
+    Require all granted
+    ModelGate On
+    ModelGateRoute small
+</Location>
+""" % (tiers, QUICKSTART_KEYS, backend.port, backend2.port, big_opts,
+       " served_as=" + large_as if large_as else "", extra)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -406,3 +427,14 @@ class Gateway:
         if key is not None:
             headers[header] = key if header == "X-API-Key" else "Bearer " + key
         return self.post("/v1/chat/completions", body=body or CHAT, headers=headers, **kw)
+
+
+def assert_config_errors(gateways, cases, name="conferr"):
+    """Each (configuration text, message): `apache2 -t` must refuse the
+    text and say the message."""
+    for text, message in cases:
+        gw = gateways(name)
+        gw.write_conf(text)
+        code, out = gw.check_syntax()
+        assert code != 0, text
+        assert message in out, (text, out)

@@ -230,7 +230,7 @@ def test_mg_013_11_expect_100_continue(gw, backend2):
 
 
 def test_mg_013_12_config_errors(gateways):
-    for conf, message in [
+    harness.assert_config_errors(gateways, [
         ("ModelGateModel m nowhere\n", "model 'm' names the unknown upstream 'nowhere'"),
         ("ModelGateModel 'a b' up\n", "'a b' is not a model name"),
         ("ModelGateUpstream up http://127.0.0.1:9\nModelGateModel m up\n"
@@ -240,9 +240,4 @@ def test_mg_013_12_config_errors(gateways):
         ("<Location /x>\nModelGateBodyLimit 100M\n</Location>\n", "must be from 1 byte to 64 MiB"),
         ("<Location /x>\nModelGateBodyLimit lots\n</Location>\n", "'lots' is not a size"),
         ("ModelGateLimit x model 1/s models=a,,b c\n", "unknown option 'c'"),
-    ]:
-        g = gateways("conferr")
-        g.write_conf(conf)
-        code, out = g.check_syntax()
-        assert code != 0, conf
-        assert message in out, (conf, out)
+    ])

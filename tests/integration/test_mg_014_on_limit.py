@@ -14,20 +14,8 @@ KEYS = harness.QUICKSTART_KEYS
 
 
 def conf(backend, backend2, tiers, extra=""):
-    return """
-        %s
-        ModelGateKeyFile "%s"
-        ModelGateUpstream small http://127.0.0.1:%d
-        ModelGateUpstream big   http://127.0.0.1:%d
-        ModelGateModel mock-small small
-        ModelGateModel mock-large big served_as=mock-large-v2
-        %s
-        <Location "/v1/">
-            Require all granted
-            ModelGate On
-            ModelGateRoute small
-        </Location>
-        """ % (tiers, KEYS, backend.port, backend2.port, extra)
+    return harness.two_models(backend, backend2, tiers, extra=extra,
+                              large_as="mock-large-v2")
 
 
 @pytest.fixture
@@ -183,16 +171,11 @@ def test_mg_014_07_queue_off(gateways, backend, backend2):
 
 
 def test_mg_014_08_config_errors(gateways):
-    for text, message in [
+    harness.assert_config_errors(gateways, [
         ("ModelGateTier free 1/s on_limit=fallback:nowhere\n",
          "on_limit= falls back to 'nowhere', which no ModelGateModel declares"),
         ("ModelGateTier free 1/s on_limit=cache\n", "cache needs the response cache"),
         ("ModelGateTier free 1/s on_limit=queue:99999\n", "queue:MS waits from 1 to 60000"),
         ("ModelGateLimit x key 1/s on_limit=reject\n", "are a tier's options"),
         ("ModelGateQueueLimit many\n", "'many' must be a number of requests"),
-    ]:
-        g = gateways("onlimiterr")
-        g.write_conf(text)
-        code, out = g.check_syntax()
-        assert code != 0, text
-        assert message in out, (text, out)
+    ])

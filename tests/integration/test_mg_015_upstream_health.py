@@ -16,19 +16,7 @@ LARGE = b'{"model": "mock-large", "messages": [{"role": "user", "content": "hi t
 
 
 def conf(backend, backend2, big_opts, tiers):
-    return """
-        %s
-        ModelGateKeyFile "%s"
-        ModelGateUpstream small http://127.0.0.1:%d
-        ModelGateUpstream big   http://127.0.0.1:%d %s
-        ModelGateModel mock-small small
-        ModelGateModel mock-large big
-        <Location "/v1/">
-            Require all granted
-            ModelGate On
-            ModelGateRoute small
-        </Location>
-        """ % (tiers, KEYS, backend.port, backend2.port, big_opts)
+    return harness.two_models(backend, backend2, tiers, big_opts=big_opts)
 
 
 @pytest.fixture
@@ -218,18 +206,11 @@ def test_mg_015_06_sse_is_not_buffered(gateways, mocks):
 
 
 def test_mg_015_07_option_errors(gateways):
-    for opts, message in [
-        ("breaker=150%", "'breaker=150%': a percentage from 0 to 100"),
-        ("open=soon", "'open=soon': a duration"),
-        ("max_inflight=0", "'max_inflight=0': a number of requests"),
-        ("colour=red", "unknown option 'colour=red'"),
-    ]:
-        g = gateways("upopts")
-        g.write_conf("ModelGateUpstream up http://127.0.0.1:9 %s\n" % opts)
-        code, out = g.check_syntax()
-        assert code != 0, opts
-        assert message in out, (opts, out)
-    g = gateways("tieropts")
-    g.write_conf("ModelGateTier free 1/s share=0\n")
-    code, out = g.check_syntax()
-    assert code != 0 and "share=P is a percentage from 1 to 100" in out
+    harness.assert_config_errors(gateways, [
+        ("ModelGateUpstream up http://127.0.0.1:9 %s\n" % opts, message)
+        for opts, message in [
+            ("breaker=150%", "'breaker=150%': a percentage from 0 to 100"),
+            ("open=soon", "'open=soon': a duration"),
+            ("max_inflight=0", "'max_inflight=0': a number of requests"),
+            ("colour=red", "unknown option 'colour=red'"),
+        ]] + [("ModelGateTier free 1/s share=0\n", "share=P is a percentage from 1 to 100")])

@@ -124,7 +124,7 @@ def test_mg_016_04_htaccess_version_route_only_to_declared(gateways, backend, ba
 
 
 def test_mg_016_05_config_errors(gateways):
-    for text, message in [
+    harness.assert_config_errors(gateways, [
         ("ModelGateUpstream a http://127.0.0.1:9\nModelGateModel m a:0\n",
          "a weight is a whole number from 1 to 1000"),
         ("ModelGateUpstream a http://127.0.0.1:9\nModelGateModel m a:5,b:5\n",
@@ -132,9 +132,4 @@ def test_mg_016_05_config_errors(gateways):
         ("<Location /x>\nModelGateVersionRoute 'v 1' a\n</Location>\n", "is not a version"),
         ("<Location /x>\nModelGateVersionRoute v1 nowhere\n</Location>\n",
          "unknown upstream 'nowhere'"),
-    ]:
-        g = gateways("canaryerr")
-        g.write_conf(text)
-        code, out = g.check_syntax()
-        assert code != 0, text
-        assert message in out, (text, out)
+    ])
