@@ -70,19 +70,52 @@ static apr_interval_time_t slot_len(const mg_health_conf *c)
     return len > 0 ? len : 1;
 }
 
-/* The slot for `now`, emptied if it held an older interval. */
+/* The slot for `now`, emptied if it held an older interval.  Lock-free:
+ * the thread that moves the slot's start on empties it; a count another
+ * thread adds meanwhile may be lost or land in the old interval, which a
+ * health estimate can afford (the breaker's transitions are locked). */
 static mg_health_slot *current_slot(mg_health *h, const mg_health_conf *c,
                                     apr_time_t now)
 {
     apr_interval_time_t len = slot_len(c);
     apr_time_t start = now - (now % len);
     mg_health_slot *s = &h->slot[(start / len) % MG_HEALTH_SLOTS];
+    apr_time_t seen = __atomic_load_n(&s->start, __ATOMIC_ACQUIRE);
+    int b;
 
-    if (s->start != start) {
-        memset(s, 0, sizeof(*s));
-        s->start = start;
+    if (seen != start && seen < start
+        && __atomic_compare_exchange_n(&s->start, &seen, start, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->requests, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->errors, 0, __ATOMIC_RELAXED);
+        for (b = 0; b < MG_HEALTH_BUCKETS; b++) {
+            __atomic_store_n(&s->latency[b], 0, __ATOMIC_RELAXED);
+        }
     }
     return s;
+}
+
+void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
+                     int failed, apr_interval_time_t latency)
+{
+    mg_health_slot *s = current_slot(h, c, now);
+
+    __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
+    if (failed) {
+        __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
+    }
+    else {
+        __atomic_add_fetch(&s->latency[mg_health_bucket(latency)], 1,
+                           __ATOMIC_RELAXED);
+    }
+}
+
+int mg_health_needs_lock(const mg_health *h, int failed,
+                         apr_interval_time_t pause, int probe)
+{
+    return failed || pause > 0 || probe
+           || __atomic_load_n(&h->state, __ATOMIC_ACQUIRE)
+              != MG_BREAKER_CLOSED;
 }
 
 static int slot_live(const mg_health_slot *s, const mg_health_conf *c,
@@ -146,7 +179,7 @@ static void open_breaker(mg_health *h, apr_time_t now,
     if (h->state != MG_BREAKER_OPEN) {
         h->opened++;
     }
-    h->state = MG_BREAKER_OPEN;
+    __atomic_store_n(&h->state, MG_BREAKER_OPEN, __ATOMIC_RELEASE);
     h->probes = 0;
     h->open_for = for_how_long;
     if (now + for_how_long > h->open_until) {
@@ -197,11 +230,7 @@ void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
 {
     mg_health_slot *s = current_slot(h, c, now);
 
-    s->requests++;
-    s->errors += failed ? 1 : 0;
-    if (!failed) {
-        s->latency[mg_health_bucket(latency)]++;
-    }
+    mg_health_count(h, c, now, failed, latency);
     if (pause > 0) {
         /* The upstream said when to come back: believe it (a minute at
          * most), whatever the counts say. */
@@ -223,7 +252,7 @@ void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
             open_breaker(h, now, next);
         }
         else {
-            h->state = MG_BREAKER_CLOSED;
+            __atomic_store_n(&h->state, MG_BREAKER_CLOSED, __ATOMIC_RELEASE);
             h->open_for = 0;
             /* The failures that opened it are history now. */
             for (int i = 0; i < MG_HEALTH_SLOTS; i++) {

@@ -24,8 +24,10 @@
  * reaches degrade_error_pct.  Tiers may then pay more per request
  * (degraded_cost=), which lowers their limits without touching counters.
  *
- * Plain data, no pointers: the state lives in shared memory, and the
- * caller serialises access.  Times are any one clock (the glue passes the
+ * Plain data, no pointers: the state lives in shared memory.  The caller
+ * serialises every call but two: mg_health_count (a successful answer
+ * while the breaker is closed, the common case, counted with atomic
+ * operations) and mg_health_closed.  Times are any one clock (the glue passes the
  * monotonic one); unit tests pass a fake one.
  */
 #ifndef MG_HEALTH_H
@@ -98,6 +100,22 @@ int mg_health_allow(mg_health *h, const mg_health_conf *c, apr_time_t now,
 void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
                       int failed, apr_interval_time_t latency,
                       apr_interval_time_t pause, int probe);
+
+/** Count an answer without changing the breaker; safe without the lock.
+ *  Use it when mg_health_needs_lock() says no. */
+void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
+                     int failed, apr_interval_time_t latency);
+
+/** Must recording this answer take the lock (it may move the breaker)? */
+int mg_health_needs_lock(const mg_health *h, int failed,
+                         apr_interval_time_t pause, int probe);
+
+/** Is the breaker closed?  Safe without the lock: a closed breaker lets
+ *  every request through, so mg_health_allow needs no lock then. */
+static APR_INLINE int mg_health_closed(const mg_health *h)
+{
+    return __atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == MG_BREAKER_CLOSED;
+}
 
 /** A probe that mg_health_allow let through will not be forwarded after
  *  all (its request was refused by a limit): free its place. */

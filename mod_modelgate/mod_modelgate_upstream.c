@@ -195,6 +195,9 @@ mg_upstream_verdict mg_upstream_admit(request_rec *r, const mg_upstream *up,
             return MG_UPSTREAM_SATURATED;
         }
     }
+    if (mg_health_closed(&us->health)) {
+        return MG_UPSTREAM_OK;      /* the common case, without the lock */
+    }
     if (lock(r->server) != APR_SUCCESS) {
         return MG_UPSTREAM_OK;
     }
@@ -260,7 +263,9 @@ void mg_upstream_enter(request_rec *r, mg_request *req)
     }
     req->entered = 1;
     req->sent_at = mg_clock_monotonic();
-    if (my_slot >= 0) {
+    if (my_slot >= 0 && req->upstream->max_inflight) {
+        /* Counted only where a cap reads it: the counters are shared
+         * between processes, and every change moves a cache line. */
         __atomic_add_fetch(&us->inflight[my_slot], 1, __ATOMIC_RELAXED);
         apr_pool_cleanup_register(r->pool, us, leave,
                                   apr_pool_cleanup_null);
@@ -291,7 +296,7 @@ static void record(request_rec *r, mg_request *req)
 {
     upstream_shared *us;
     apr_time_t now;
-    apr_interval_time_t pause = 0;
+    apr_interval_time_t pause = 0, latency;
     int failed;
 
     if (req->recorded || !req->entered || !(us = shared_of(req->upstream))) {
@@ -312,10 +317,15 @@ static void record(request_rec *r, mg_request *req)
         || r->status == HTTP_SERVICE_UNAVAILABLE) {
         pause = retry_after_of(r);
     }
-    if (lock(r->server) == APR_SUCCESS) {
+    latency = (req->first_byte_at ? req->first_byte_at : now) - req->sent_at;
+    if (!mg_health_needs_lock(&us->health, failed, pause, req->probe)) {
+        /* A good answer while closed: counted without the lock. */
+        mg_health_count(&us->health, &req->upstream->health, now, 0,
+                        latency);
+    }
+    else if (lock(r->server) == APR_SUCCESS) {
         mg_health_record(&us->health, &req->upstream->health, now, failed,
-                         (req->first_byte_at ? req->first_byte_at : now)
-                         - req->sent_at, pause, req->probe);
+                         latency, pause, req->probe);
         unlock();
     }
 }
