@@ -12,7 +12,11 @@
  * one whose process is gone, and zeroes the counts the old owner left:
  * a process that dies with requests in flight (SIGKILL, a crash) cannot
  * leave an upstream looking busy forever.  A process changes only its own
- * counter, with atomic operations; the admission check sums the slots.
+ * counter, with atomic operations, and only at upstreams with a
+ * max_inflight to check; the admission check sums the slots.  The
+ * breaker's state is read without the lock while it is closed, and a good
+ * answer is counted with atomic additions: the lock is taken only when an
+ * answer may move the breaker.
  *
  * Per request: mg_upstream_admit() before the limit decision (breaker,
  * then the tier's share of max_inflight); mg_upstream_enter() once the
