@@ -95,11 +95,9 @@ static mg_health_slot *current_slot(mg_health *h, const mg_health_conf *c,
     return s;
 }
 
-void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
-                     int failed, apr_interval_time_t latency)
+static void count_in(mg_health_slot *s, int failed,
+                     apr_interval_time_t latency)
 {
-    mg_health_slot *s = current_slot(h, c, now);
-
     __atomic_add_fetch(&s->requests, 1, __ATOMIC_RELAXED);
     if (failed) {
         __atomic_add_fetch(&s->errors, 1, __ATOMIC_RELAXED);
@@ -108,6 +106,12 @@ void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
         __atomic_add_fetch(&s->latency[mg_health_bucket(latency)], 1,
                            __ATOMIC_RELAXED);
     }
+}
+
+void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
+                     int failed, apr_interval_time_t latency)
+{
+    count_in(current_slot(h, c, now), failed, latency);
 }
 
 int mg_health_needs_lock(const mg_health *h, int failed,
@@ -230,7 +234,7 @@ void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
 {
     mg_health_slot *s = current_slot(h, c, now);
 
-    mg_health_count(h, c, now, failed, latency);
+    count_in(s, failed, latency);
     if (pause > 0) {
         /* The upstream said when to come back: believe it (a minute at
          * most), whatever the counts say. */

@@ -130,31 +130,45 @@ static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
     return NULL;
 }
 
-static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
+/* An upstream a location (or .htaccess) names, for `directive`: .htaccess
+ * may only pick a declared one, checked at once (the server configuration
+ * is complete by then); the server configuration's are checked once it is
+ * all read (check_config). */
+static const char *check_route_name(cmd_parms *cmd, const char *directive,
+                                    const char *name)
 {
-    mg_dir_conf *dc = dcv;
     mg_server_conf *sc = mg_server_conf_of(cmd);
 
     if (!mg_policy_name_valid(name)) {
-        return apr_psprintf(cmd->pool, "ModelGateRoute: '%s' is not an "
-                            "upstream name (declare upstreams with "
-                            "ModelGateUpstream NAME URL)", name);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not an upstream name "
+                            "(declare upstreams with ModelGateUpstream NAME "
+                            "URL)", directive, name);
     }
     if (in_htaccess(cmd)) {
-        /* The server configuration is complete by now: check at once. */
         if (!mg_upstream_get(sc, name)) {
-            return apr_psprintf(cmd->pool, "ModelGateRoute: unknown upstream "
-                                "'%s': .htaccess may only pick among the "
-                                "upstreams the server declares", name);
+            return apr_psprintf(cmd->pool, "%s: unknown upstream '%s': "
+                                ".htaccess may only pick among the upstreams "
+                                "the server declares", directive, name);
         }
     }
     else {
         mg_route_ref *ref = apr_array_push(sc->route_refs);
+        ref->directive = directive;
         ref->upstream = apr_pstrdup(cmd->pool, name);
         ref->where = mg_where_of(cmd);
     }
-    dc->route = name;
     return NULL;
+}
+
+static const char *cmd_route(cmd_parms *cmd, void *dcv, const char *name)
+{
+    mg_dir_conf *dc = dcv;
+    const char *err = check_route_name(cmd, "ModelGateRoute", name);
+
+    if (!err) {
+        dc->route = name;
+    }
+    return err;
 }
 
 /* ModelGateVersionRoute VERSION UPSTREAM: requests with X-API-Version:
@@ -163,23 +177,16 @@ static const char *cmd_version_route(cmd_parms *cmd, void *dcv,
                                      const char *version, const char *name)
 {
     mg_dir_conf *dc = dcv;
-    mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
-    const char *route;
 
     if (!mg_policy_name_valid(version)) {
         return apr_psprintf(cmd->pool, "ModelGateVersionRoute: '%s' is not a "
                             "version (letters, digits, '.', '_', '-')",
                             version);
     }
-    route = dc->route;
-    /* The same rules as ModelGateRoute for the upstream's name. */
-    if ((err = cmd_route(cmd, dcv, name)) != NULL) {
-        return apr_pstrcat(cmd->pool, "ModelGateVersionRoute",
-                           err + strlen("ModelGateRoute"), NULL);
+    if ((err = check_route_name(cmd, "ModelGateVersionRoute", name))) {
+        return err;
     }
-    dc->route = route;
-    (void)sc;
     if (!dc->versions) {
         dc->versions = apr_table_make(cmd->pool, 2);
     }
@@ -511,8 +518,8 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                                  mg_route_ref);
         if (!mg_upstream_get(sc, ref->upstream)) {
             config_error(s, &ref->where, apr_psprintf(ptemp,
-                "ModelGateRoute: unknown upstream '%s' (declare it with "
-                "ModelGateUpstream NAME URL)", ref->upstream));
+                "%s: unknown upstream '%s' (declare it with "
+                "ModelGateUpstream NAME URL)", ref->directive, ref->upstream));
             ok = 0;
         }
     }

@@ -135,8 +135,14 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
     apr_status_t rv;
     int i;
 
-    a->up = a->model ? mg_model_pick(sc, a->model)
-                     : mg_route_upstream(r, sc, dc);
+    if (a->model) {
+        a->up = mg_model_pick(sc, a->model);
+    }
+    else {
+        /* translate_name routed it already, unless .htaccess did. */
+        const mg_request *req = mg_request_get(r);
+        a->up = req->upstream ? req->upstream : mg_route_upstream(r, sc, dc);
+    }
     a->probe = 0;
     a->n = 0;                 /* stays 0 when the upstream refuses */
     if (a->up && (a->verdict = mg_upstream_admit(r, a->up, tier, &a->probe,

@@ -68,6 +68,7 @@ typedef struct mg_model {
 
 /** A ModelGateRoute in the main configuration, checked once all is read. */
 typedef struct mg_route_ref {
+    const char *directive;    /**< ModelGateRoute or ModelGateVersionRoute */
     const char *upstream;
     mg_where where;
 } mg_route_ref;

@@ -107,16 +107,18 @@ def test_mg_012_01_two_gateways_converge_on_one_limit(redis, gateways, backend, 
 
 
 def test_mg_012_02_burst_within_the_bound(redis, gateways, backend):
-    """64 clients at once across two gateways, quota 48: a burst inside one
-    interval may get up to G * Q (mg_sync.h), never more; afterwards both
-    refuse until the limit allows again."""
+    """32 clients at once, 16 to each gateway, quota 20: each gateway alone
+    would admit all 16, so a burst inside one interval may get 32 -- within
+    G * Q = 40 (mg_sync.h) -- and never fewer than the quota.  Once both
+    have pulled the other's units, both refuse: what each admitted alone
+    leaves room locally, so only the sync can make them refuse."""
     backend.reset()
-    gw1 = sync_gateway(gateways, backend, redis, "b1", "48/day").start()
-    gw2 = sync_gateway(gateways, backend, redis, "b2", "48/day").start()
-    results = split_hammer([gw1, gw2], DEMO_KEY)
+    gw1 = sync_gateway(gateways, backend, redis, "b1", "20/day").start()
+    gw2 = sync_gateway(gateways, backend, redis, "b2", "20/day").start()
+    results = split_hammer([gw1, gw2], DEMO_KEY, clients=32, per_client=1)
     assert set(results) <= {200, 429}, results
     admitted = results[200]
-    assert 48 <= admitted <= 2 * 48
+    assert 20 <= admitted <= 32
     assert backend.count() == admitted
     wait_for("both gateways to push", lambda: totals(redis) == admitted)
     wait_pulled(redis, ["b1", "b2"])

@@ -167,7 +167,7 @@ def test_mg_014_07_queue_off(gateways, backend, backend2):
     assert chat(gw, body=SMALL).status == 200
     t0 = time.monotonic()
     assert chat(gw, body=SMALL).status == 429
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 5         # not the 10 s queue
 
 
 def test_mg_014_08_config_errors(gateways):
