@@ -4,6 +4,7 @@
  */
 #include <string.h>
 #include <apr_strings.h>
+#include <apr_lib.h>
 #include "mg_headers.h"
 
 apr_int64_t mg_headers_seconds(apr_interval_time_t usec)
@@ -72,4 +73,66 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
         h->should_retry = b->retry_after > MG_HEADERS_RETRY_HORIZON
                           ? "false" : "true";
     }
+}
+
+int mg_header_name_is(const char *name, const char *want, int prefix)
+{
+    for (; *want; name++, want++) {
+        char a = *name, b = *want;
+        if (!a) {
+            return 0;
+        }
+        a = a == '_' ? '-' : (char)apr_tolower(a);
+        b = b == '_' ? '-' : (char)apr_tolower(b);
+        if (a != b) {
+            return 0;
+        }
+    }
+    return prefix || !*name;
+}
+
+/* Does a token of `list` begin with `prefix`?  No allocation: this runs
+ * for the Connection header of every request. */
+static int list_names(const char *list, const char *prefix)
+{
+    const char *t = list;
+
+    while (*t) {
+        while (*t == ',' || apr_isspace(*t)) {
+            t++;
+        }
+        /* The prefix holds no ',' or space: a match cannot run past the
+         * token. */
+        if (*t && mg_header_name_is(t, prefix, 1)) {
+            return 1;
+        }
+        t += strcspn(t, ",");
+    }
+    return 0;
+}
+
+const char *mg_header_connection_without(apr_pool_t *p, const char *list,
+                                         const char *prefix)
+{
+    char *copy, *state = NULL, *tok, *out = NULL;
+
+    if (!list_names(list, prefix)) {
+        return list;
+    }
+    copy = apr_pstrdup(p, list);
+    for (tok = apr_strtok(copy, ",", &state); tok;
+         tok = apr_strtok(NULL, ",", &state)) {
+        char *end;
+        while (apr_isspace(*tok)) {
+            tok++;
+        }
+        end = tok + strlen(tok);
+        while (end > tok && apr_isspace(end[-1])) {
+            *--end = '\0';
+        }
+        if (*tok && !mg_header_name_is(tok, prefix, 1)) {
+            out = out ? apr_pstrcat(p, out, ", ", tok, NULL) : tok;
+        }
+    }
+    return out;
 }

@@ -45,4 +45,21 @@ apr_int64_t mg_headers_seconds(apr_interval_time_t usec);
 void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
                       const mg_decision *d, mg_headers *h);
 
+/**
+ * Does the header field `name` mean `want` (or, with `prefix`, begin with
+ * it)?  Letters compare without case, and '_' equals '-': CGI, WSGI and
+ * many HTTP stacks behind a proxy read X_Foo and X-Foo as the same field
+ * (HTTP_X_FOO), so a name the gateway owns must be recognised in both.
+ */
+int mg_header_name_is(const char *name, const char *want, int prefix);
+
+/**
+ * The value of a Connection header without the tokens that begin with
+ * `prefix` as mg_header_name_is() compares (names a client could use to
+ * make mod_proxy strip the gateway's own headers as hop-by-hop); NULL when
+ * nothing is left; `list` itself, unallocated, when nothing was dropped.
+ */
+const char *mg_header_connection_without(apr_pool_t *p, const char *list,
+                                         const char *prefix);
+
 #endif /* MG_HEADERS_H */

@@ -6,7 +6,9 @@
  * The credential is removed from the request as soon as it is read, so no
  * later hook, CGI environment, log format or upstream ever sees it.  Headers
  * in the X-Modelgate- namespace are the gateway's: whatever a client sends
- * there is dropped before identity is established.
+ * there is dropped before identity is established, spelt with '_' for '-'
+ * too, and so are Connection tokens that name them (mod_proxy would strip
+ * the gateway's own as hop-by-hop headers).
  */
 #include <apr_strings.h>
 #include <apr_lib.h>
@@ -14,29 +16,72 @@
 #include "mod_modelgate_private.h"
 
 #define MG_HDR_PREFIX     "X-Modelgate-"
-#define MG_HDR_PREFIX_LEN (sizeof(MG_HDR_PREFIX) - 1)
+#define MG_KEY_HEADER     "X-API-Key"
 
 typedef struct scrub_ctx {
     request_rec *r;
     apr_array_header_t *names;    /* made only when a client sent one */
+    int connection;               /* a Connection header names one */
 } scrub_ctx;
+
+/* A name in the gateway's namespace, however a client spells it. */
+static int ours(const char *name)
+{
+    return mg_header_name_is(name, MG_HDR_PREFIX, 1);
+}
 
 static int collect_ours(void *rec, const char *name, const char *value)
 {
     scrub_ctx *ctx = rec;
 
-    if (!strncasecmp(name, MG_HDR_PREFIX, MG_HDR_PREFIX_LEN)) {
+    /* X_API_Key is not a credential here, but an upstream that reads it
+     * as X-API-Key must not get one either. */
+    if (ours(name) || (mg_header_name_is(name, MG_KEY_HEADER, 0)
+                       && strcasecmp(name, MG_KEY_HEADER))) {
         if (!ctx->names) {
             ctx->names = apr_array_make(ctx->r->pool, 2, sizeof(char *));
         }
         APR_ARRAY_PUSH(ctx->names, const char *) = name;
     }
+    else if (!strcasecmp(name, "Connection")
+             && mg_header_connection_without(ctx->r->pool, value,
+                                            MG_HDR_PREFIX)
+                != value) {
+        ctx->connection = 1;
+    }
     return 1;
+}
+
+/* Connection: X-Modelgate-Tenant would make mod_proxy drop the identity
+ * the gateway adds as a hop-by-hop header: those tokens go. */
+static void scrub_connection(request_rec *r)
+{
+    const apr_array_header_t *arr = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    const char *kept = NULL;
+    int i;
+
+    for (i = 0; i < arr->nelts; i++) {
+        const char *v;
+        if (!e[i].key || strcasecmp(e[i].key, "Connection")) {
+            continue;
+        }
+        v = mg_header_connection_without(r->pool, e[i].val, MG_HDR_PREFIX);
+        if (v) {
+            kept = kept ? apr_pstrcat(r->pool, kept, ", ", v, NULL) : v;
+        }
+    }
+    if (kept) {
+        apr_table_setn(r->headers_in, "Connection", kept);
+    }
+    else {
+        apr_table_unset(r->headers_in, "Connection");
+    }
 }
 
 void mg_identity_scrub(request_rec *r)
 {
-    scrub_ctx ctx = { r, NULL };
+    scrub_ctx ctx = { r, NULL, 0 };
     int i;
 
     /* Collected first: a table must not change while apr_table_do walks it. */
@@ -44,6 +89,9 @@ void mg_identity_scrub(request_rec *r)
     for (i = 0; ctx.names && i < ctx.names->nelts; i++) {
         apr_table_unset(r->headers_in,
                         APR_ARRAY_IDX(ctx.names, i, const char *));
+    }
+    if (ctx.connection) {
+        scrub_connection(r);
     }
 }
 
@@ -72,13 +120,13 @@ static apr_size_t trimmed_len(const char *s)
 
 const char *mg_identity_take_credential(request_rec *r, apr_size_t *len)
 {
-    const char *key = apr_table_get(r->headers_in, "X-API-Key");
+    const char *key = apr_table_get(r->headers_in, MG_KEY_HEADER);
     const char *auth = apr_table_get(r->headers_in, "Authorization");
     const char *bearer = bearer_token(auth);
 
     /* The gateway is the authentication point of these routes: neither
      * header may travel further, whichever one carried the key. */
-    apr_table_unset(r->headers_in, "X-API-Key");
+    apr_table_unset(r->headers_in, MG_KEY_HEADER);
     if (auth) {
         apr_table_unset(r->headers_in, "Authorization");
     }

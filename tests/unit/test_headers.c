@@ -420,9 +420,51 @@ static void test_precomputed_texts(void **state)
     assert_string_equal(h.x_remaining, "9");
 }
 
+/* Header names the gateway owns, however a client spells them: WSGI and
+ * CGI read X_Foo and X-Foo as the same HTTP_X_FOO. */
+static void test_header_names(void **state)
+{
+    (void)state;
+    assert_true(mg_header_name_is("X-API-Key", "X-API-Key", 0));
+    assert_true(mg_header_name_is("x_api_key", "X-API-Key", 0));
+    assert_true(mg_header_name_is("X_Api-KEY", "X-API-Key", 0));
+    assert_false(mg_header_name_is("X-API-Keys", "X-API-Key", 0));
+    assert_false(mg_header_name_is("X-API-Ke", "X-API-Key", 0));
+    assert_false(mg_header_name_is("X.API.Key", "X-API-Key", 0));
+    assert_true(mg_header_name_is("X_Modelgate_Tenant", "X-Modelgate-", 1));
+    assert_true(mg_header_name_is("x-modelgate-", "X-Modelgate-", 1));
+    assert_false(mg_header_name_is("X-Modelgate", "X-Modelgate-", 1));
+    assert_false(mg_header_name_is("X-Model-gate-Tenant", "X-Modelgate-", 1));
+}
+
+static void test_connection_tokens(void **state)
+{
+    apr_pool_t *p = *state;
+    const char *plain = "keep-alive";
+
+    /* Nothing to drop: the same string, no allocation. */
+    assert_ptr_equal(mg_header_connection_without(p, plain, "X-Modelgate-"),
+                     plain);
+    assert_string_equal(mg_header_connection_without(p,
+        "close, X-Modelgate-Tenant,X_MODELGATE_TIER ,  x-modelgate-key-id",
+        "X-Modelgate-"), "close");
+    assert_string_equal(mg_header_connection_without(p,
+        " TE ,x-modelgate-tier, Upgrade", "X-Modelgate-"), "TE, Upgrade");
+    assert_null(mg_header_connection_without(p, "X-Modelgate-Tier",
+                                             "X-Modelgate-"));
+    assert_null(mg_header_connection_without(p, " , X_Modelgate_A,,",
+                                             "X-Modelgate-"));
+    /* A token that only contains the prefix later is not ours. */
+    assert_string_equal(mg_header_connection_without(p,
+        "Foo-X-Modelgate-Tier, X-Modelgate-Tier", "X-Modelgate-"),
+        "Foo-X-Modelgate-Tier");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_header_names),
+        MG_TEST(test_connection_tokens),
         MG_TEST(test_seconds_rounding),
         MG_TEST(test_allowed),
         MG_TEST(test_rejected),
