@@ -304,12 +304,22 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                                   mg_scope scope, const char *rate, int nopts,
                                   const char *const *opts, mg_limit_def **out)
 {
+    return mg_policy_parse_limit_ex(p, name, scope, rate, nopts, opts, NULL,
+                                    1, out);
+}
+
+const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
+                                     mg_scope scope, const char *rate,
+                                     int nopts, const char *const *opts,
+                                     mg_zone_cache *zones, int may_load,
+                                     mg_limit_def **out)
+{
     apr_uint64_t quota, burst = 0, delay_ms = 0;
     apr_int64_t window;
     mg_limit_calendar calendar;
     mg_limit_algo algo = MG_ALGO_TOKEN_BUCKET;
     apr_int32_t zone = 0;
-    mg_zone *named = NULL;
+    const mg_zone *named = NULL;
     int zoned = 0, delayed = 0;
     mg_limit_def *def;
     const char *err;
@@ -359,7 +369,8 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                     return err;
                 }
             }
-            else if ((err = mg_zone_load(p, v, apr_time_now(), &named))) {
+            else if ((err = mg_zone_get(zones, may_load, p, v,
+                                        apr_time_now(), &named))) {
                 return err;
             }
             zoned = 1;
@@ -469,7 +480,8 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
 
 const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                                  const char *rate, int nopts,
-                                 const char *const *opts, mg_tier **out)
+                                 const char *const *opts,
+                                 mg_zone_cache *zones, mg_tier **out)
 {
     int i;
 
@@ -485,8 +497,8 @@ const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                    "models= are for ModelGateLimit";
         }
     }
-    return mg_policy_parse_limit(p, name, MG_SCOPE_KEY, rate, nopts, opts,
-                                 out);
+    return mg_policy_parse_limit_ex(p, name, MG_SCOPE_KEY, rate, nopts, opts,
+                                    zones, 1, out);
 }
 
 static const char *claim_name(mg_policy *policy, mg_limit_def *def,

@@ -15,6 +15,7 @@
 #include <apr_tables.h>
 #include "mg_limit.h"
 #include "mg_body.h"
+#include "mg_zone.h"
 
 /** Longest tier, key id, tenant or upstream name. */
 #define MG_POLICY_NAME_MAX 64
@@ -170,6 +171,17 @@ const char *mg_policy_parse_limit(apr_pool_t *p, const char *name,
                                   mg_scope scope, const char *rate, int nopts,
                                   const char *const *opts, mg_limit_def **out);
 
+/**
+ * mg_policy_parse_limit with named zones from `zones`; loaded there only
+ * if `may_load` (the server configuration, in the parent), else a zone not
+ * already in `zones` is refused (.htaccess, parsed in a child).
+ */
+const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
+                                     mg_scope scope, const char *rate,
+                                     int nopts, const char *const *opts,
+                                     mg_zone_cache *zones, int may_load,
+                                     mg_limit_def **out);
+
 /** Parse an on_limit= list ("fallback:small,queue:2000,reject"). */
 const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,
                                     apr_array_header_t **out);
@@ -182,7 +194,8 @@ const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,
  */
 const char *mg_policy_parse_tier(apr_pool_t *p, const char *name,
                                  const char *rate, int nopts,
-                                 const char *const *opts, mg_tier **out);
+                                 const char *const *opts,
+                                 mg_zone_cache *zones, mg_tier **out);
 
 /** Add a tier; refuses a second definition of the same name. */
 const char *mg_policy_add_tier(mg_policy *policy, mg_tier *tier);

@@ -97,6 +97,42 @@ const char *mg_zone_load(apr_pool_t *p, const char *name, apr_time_t now,
     return NULL;
 }
 
+mg_zone_cache *mg_zone_cache_make(apr_pool_t *p)
+{
+    mg_zone_cache *cache = apr_pcalloc(p, sizeof(*cache));
+
+    cache->pool = p;
+    cache->by_name = apr_hash_make(p);
+    return cache;
+}
+
+const char *mg_zone_get(mg_zone_cache *cache, int may_load, apr_pool_t *p,
+                        const char *name, apr_time_t now,
+                        const mg_zone **out)
+{
+    mg_zone *zone;
+    const char *err;
+
+    if (cache && (zone = apr_hash_get(cache->by_name, name,
+                                      APR_HASH_KEY_STRING)) != NULL) {
+        *out = zone;
+        return NULL;
+    }
+    if (!may_load) {
+        return apr_psprintf(p, "zone '%s' is not one the server "
+                            "configuration uses: here only those, or an "
+                            "offset such as +02:00, can be named", name);
+    }
+    if ((err = mg_zone_load(cache ? cache->pool : p, name, now, &zone))) {
+        return err;
+    }
+    if (cache) {
+        apr_hash_set(cache->by_name, zone->name, APR_HASH_KEY_STRING, zone);
+    }
+    *out = zone;
+    return NULL;
+}
+
 apr_int32_t mg_zone_offset(const mg_zone *zone, apr_time_t t)
 {
     int lo = 0, hi = zone->count;

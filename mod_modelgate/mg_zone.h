@@ -15,6 +15,7 @@
 
 #include <apr_pools.h>
 #include <apr_time.h>
+#include <apr_hash.h>
 
 /** How far ahead a named zone's transitions are computed. */
 #define MG_ZONE_YEARS 30
@@ -36,6 +37,29 @@ typedef struct mg_zone {
  */
 const char *mg_zone_load(apr_pool_t *p, const char *name, apr_time_t now,
                          mg_zone **out);
+
+/**
+ * Zones loaded while the configuration is read, by name, so that what is
+ * parsed later -- .htaccess, on a request, in a threaded child -- finds
+ * them without loading (mg_zone_load sets TZ, which a child must never
+ * touch: it would change every thread's local time and race getenv).
+ */
+typedef struct mg_zone_cache {
+    apr_pool_t *pool;         /**< where loaded zones live */
+    apr_hash_t *by_name;      /**< name -> mg_zone* */
+} mg_zone_cache;
+
+mg_zone_cache *mg_zone_cache_make(apr_pool_t *p);
+
+/**
+ * The zone `name`: from `cache` if it holds it, else loaded (and kept in
+ * `cache` when there is one) if `may_load`, else refused.  `may_load` only
+ * while the configuration is read, in the parent.
+ * @return NULL with *out set, or why not (allocated from `p`).
+ */
+const char *mg_zone_get(mg_zone_cache *cache, int may_load, apr_pool_t *p,
+                        const char *name, apr_time_t now,
+                        const mg_zone **out);
 
 /** Seconds east of UTC in force at `t`. */
 apr_int32_t mg_zone_offset(const mg_zone *zone, apr_time_t t);

@@ -45,6 +45,7 @@ void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
     mg_server_conf *sc = apr_pcalloc(p, sizeof(*sc));
 
     sc->policy = mg_policy_create(p);
+    sc->zones = mg_zone_cache_make(p);
     sc->upstreams = apr_hash_make(p);
     sc->route_refs = apr_array_make(p, 8, sizeof(mg_route_ref));
     sc->models = apr_hash_make(p);
@@ -211,7 +212,8 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
                "ModelGateTier free 10/min";
     }
     err = mg_policy_parse_tier(cmd->pool, argv[0], argv[1], argc - 2,
-                               (const char *const *)argv + 2, &tier);
+                               (const char *const *)argv + 2, sc->zones,
+                               &tier);
     if (!err) {
         mg_layers_prepare(cmd->pool, tier);
         err = mg_policy_add_tier(sc->policy, tier);
@@ -235,10 +237,11 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                "ModelGateLimit per-tenant tenant 1000/min";
     }
     if ((err = mg_policy_parse_scope(cmd->temp_pool, argv[1], &scope))
-        || (err = mg_policy_parse_limit(cmd->pool, argv[0], scope, argv[2],
-                                        argc - 3,
-                                        (const char *const *)argv + 3,
-                                        &def))) {
+        || (err = mg_policy_parse_limit_ex(cmd->pool, argv[0], scope,
+                                           argv[2], argc - 3,
+                                           (const char *const *)argv + 3,
+                                           sc->zones, !in_htaccess(cmd),
+                                           &def))) {
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
     if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit

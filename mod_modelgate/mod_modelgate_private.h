@@ -75,6 +75,8 @@ typedef struct mg_route_ref {
 
 typedef struct mg_server_conf {
     mg_policy *policy;
+    mg_zone_cache *zones;             /**< named zones the configuration
+                                           loaded; .htaccess may use these */
     mg_keyring *keys;
     mg_where keys_where;
     apr_hash_t *upstreams;            /**< name -> mg_upstream* */

@@ -177,7 +177,7 @@ static void test_parse_tier_ok(void **state)
     mg_tier *t = NULL;
     const char *opts[2];
 
-    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, &t));
+    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, NULL, &t));
     assert_non_null(t);
     assert_string_equal(t->name, "free");
     assert_int_equal(t->spec.algo, MG_ALGO_TOKEN_BUCKET);
@@ -189,31 +189,30 @@ static void test_parse_tier_ok(void **state)
     assert_int_equal(t->spec.capacity, 60000000);
 
     opts[0] = "burst=25";
-    assert_null(mg_policy_parse_tier(p, "pro", "100/60s", 1, opts, &t));
+    assert_null(mg_policy_parse_tier(p, "pro", "100/60s", 1, opts, NULL, &t));
     assert_string_equal(t->name, "pro");
     assert_int_equal(t->spec.quota, 100);
     assert_int_equal(t->spec.burst, 25);
     assert_int_equal(t->spec.capacity, 25 * t->spec.unit_scale);
 
     opts[0] = "BURST=1";
-    assert_null(mg_policy_parse_tier(p, "tiny", "5/s", 1, opts, &t));
+    assert_null(mg_policy_parse_tier(p, "tiny", "5/s", 1, opts, NULL, &t));
     assert_int_equal(t->spec.burst, 1);
 
     /* The last burst= wins. */
     opts[0] = "burst=3";
     opts[1] = "burst=4";
-    assert_null(mg_policy_parse_tier(p, "twice", "5/s", 2, opts, &t));
+    assert_null(mg_policy_parse_tier(p, "twice", "5/s", 2, opts, NULL, &t));
     assert_int_equal(t->spec.burst, 4);
 
     opts[0] = "burst=1000000000000";
-    assert_null(mg_policy_parse_tier(p, "big", "1000000000000/min", 1, opts,
-                                     &t));
+    assert_null(mg_policy_parse_tier(p, "big", "1000000000000/min", 1, opts, NULL, &t));
     assert_int_equal(t->spec.burst, APR_UINT64_C(1000000000000));
 
     /* The tier keeps its own copy of the name. */
     {
         char name[] = "copied";
-        assert_null(mg_policy_parse_tier(p, name, "1/s", 0, NULL, &t));
+        assert_null(mg_policy_parse_tier(p, name, "1/s", 0, NULL, NULL, &t));
         name[0] = 'X';
         assert_string_equal(t->name, "copied");
     }
@@ -227,7 +226,7 @@ static void tier_err(apr_pool_t *p, const char *name, const char *rate,
     const char *err;
 
     opts[0] = opt;
-    err = mg_policy_parse_tier(p, name, rate, opt ? 1 : 0, opts, &t);
+    err = mg_policy_parse_tier(p, name, rate, opt ? 1 : 0, opts, NULL, &t);
     if (!err) {
         fail_msg("tier '%s' '%s' '%s' was accepted", name, rate,
                  opt ? opt : "");
@@ -294,7 +293,7 @@ static void test_parse_tier_errors(void **state)
     {
         mg_tier *t = NULL;
         const char *opts[1] = { "burst=145836" };
-        assert_null(mg_policy_parse_tier(p, "slow", "1/366d", 1, opts, &t));
+        assert_null(mg_policy_parse_tier(p, "slow", "1/366d", 1, opts, NULL, &t));
         assert_int_equal(t->spec.burst, 145836);
     }
 }
@@ -306,9 +305,9 @@ static void test_policy_tiers(void **state)
     mg_tier *free1, *free2, *pro;
 
     assert_null(mg_policy_tier(policy, "free"));
-    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, &free1));
-    assert_null(mg_policy_parse_tier(p, "free", "20/min", 0, NULL, &free2));
-    assert_null(mg_policy_parse_tier(p, "pro", "100/min", 0, NULL, &pro));
+    assert_null(mg_policy_parse_tier(p, "free", "10/min", 0, NULL, NULL, &free1));
+    assert_null(mg_policy_parse_tier(p, "free", "20/min", 0, NULL, NULL, &free2));
+    assert_null(mg_policy_parse_tier(p, "pro", "100/min", 0, NULL, NULL, &pro));
 
     assert_null(mg_policy_add_tier(policy, free1));
     assert_null(mg_policy_add_tier(policy, pro));
@@ -339,7 +338,7 @@ static void test_failure_policy(void **state)
     assert_int_equal(f, MG_FAIL_LOCAL);
     assert_string_equal(mg_policy_parse_failure(p, "maybe", &f),
                         "'maybe' is not a failure policy (closed, open, local)");
-    assert_null(mg_policy_parse_tier(p, "pro", "10/min", 1, opts, &t));
+    assert_null(mg_policy_parse_tier(p, "pro", "10/min", 1, opts, NULL, &t));
     assert_int_equal(t->on_store_failure, MG_FAIL_LOCAL);
 }
 
@@ -392,7 +391,7 @@ static void test_models(void **state)
                                               "1/s", 1, opts, &def),
                         "'models=a b': 'a b' is not a model name");
     opts[0] = "models=a";
-    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t),
+    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, NULL, &t),
                         "a tier applies to all its callers' requests: "
                         "tiers= and models= are for ModelGateLimit");
 }
@@ -439,10 +438,10 @@ static void test_actions(void **state)
                         "name at least one action");
 
     opts[0] = "on_limit=queue:100";
-    assert_null(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t));
+    assert_null(mg_policy_parse_tier(p, "free", "1/s", 1, opts, NULL, &t));
     assert_int_equal(t->on_limit->nelts, 1);
     opts[0] = "on_limit=wait";
-    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, &t),
+    assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, NULL, &t),
                         "'on_limit=wait': 'wait' is not an action "
                         "(fallback:MODEL, queue:MS, reject)");
 }

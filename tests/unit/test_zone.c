@@ -1,5 +1,6 @@
 /* Unit tests of mg_zone.c: named zones from the tz database, and calendar
  * windows across daylight saving time changes. */
+#include <stdlib.h>
 #include "mg_test.h"
 #include "mg_zone.h"
 #include "mg_policy.h"
@@ -64,9 +65,47 @@ static void test_day_window_across_dst(void **state)
     assert_int_equal(d.expires - next.stamp, MG_HOUR(23));
 }
 
+/* What is parsed in a child (.htaccess) finds only zones the server
+ * configuration loaded, and never sets TZ. */
+static void test_cache_without_loading(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_zone_cache *cache = mg_zone_cache_make(p);
+    const char *opts[] = { "algorithm=fixed_window", "zone=Asia/Tokyo" };
+    const char *berlin[] = { "algorithm=fixed_window", "zone=Europe/Berlin" };
+    const mg_zone *z = NULL, *again = NULL;
+    mg_limit_def *def = NULL;
+    const char *err;
+
+    assert_null(getenv("TZ"));
+    err = mg_zone_get(cache, 0, p, "Europe/Berlin", JAN15, &z);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "zone 'Europe/Berlin' is not one the server "
+                                "configuration uses"));
+    assert_null(z);
+    assert_null(mg_zone_get(cache, 1, p, "Europe/Berlin", JAN15, &z));
+    assert_non_null(z);
+    assert_null(mg_zone_get(cache, 0, p, "Europe/Berlin", JAN15, &again));
+    assert_ptr_equal(z, again);
+    /* Through the limit parser, as .htaccess calls it. */
+    err = mg_policy_parse_limit_ex(p, "d", MG_SCOPE_KEY, "5/day", 2, opts,
+                                   cache, 0, &def);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "Asia/Tokyo"));
+    assert_null(mg_policy_parse_limit_ex(p, "d", MG_SCOPE_KEY, "5/day", 2,
+                                         berlin, cache, 0, &def));
+    assert_ptr_equal(def->spec.zone, z);
+    /* Offsets need no tz database: fine anywhere. */
+    opts[1] = "zone=+09:00";
+    assert_null(mg_policy_parse_limit_ex(p, "d", MG_SCOPE_KEY, "5/day", 2,
+                                         opts, cache, 0, &def));
+    assert_null(getenv("TZ"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_cache_without_loading),
         MG_TEST(test_berlin_offsets),
         MG_TEST(test_unknown_zone),
         MG_TEST(test_day_window_across_dst),
