@@ -26,6 +26,9 @@
 #define MG_ERR_TOO_LARGE        "request_too_large"
 #define MG_ERR_MODEL_NOT_FOUND  "model_not_found"
 #define MG_ERR_UNKNOWN_VERSION  "unknown_api_version"
+#define MG_ERR_UNSUPPORTED_MEDIA_TYPE "unsupported_media_type"
+#define MG_ERR_UNSUPPORTED_ENCODING   "unsupported_encoding"
+#define MG_ERR_BODY_TIMEOUT     "request_timeout"
 
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"

@@ -205,21 +205,16 @@ static int pick_model(request_rec *r, const mg_server_conf *sc,
     return OK;
 }
 
-static int mg_access_checker(request_rec *r)
+/* The gate: who is calling, what they ask for, may they, now, and where
+ * it goes.  Runs once per request; its outcome is kept in `req`. */
+static int gate(request_rec *r, const mg_server_conf *sc,
+                const mg_dir_conf *dc, mg_request *req)
 {
-    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
-                                           &modelgate_module);
-    mg_server_conf *sc = ap_get_module_config(r->server->module_config,
-                                              &modelgate_module);
     const char *credential, *version;
     const mg_key *key;
-    mg_request *req;
     apr_size_t len = 0;
     int rv;
 
-    if (dc->enabled != 1 || !ap_is_initial_req(r)) {
-        return DECLINED;
-    }
     mg_identity_scrub(r);
     credential = mg_identity_take_credential(r, &len);
     if (!credential) {
@@ -230,20 +225,69 @@ static int mg_access_checker(request_rec *r)
         return refuse_credential(r, 0);
     }
     mg_identity_announce(r, key);
-    req = mg_request_get(r);
     if ((version = mg_route_unknown_version(r, dc)) != NULL) {
         apr_table_setn(r->notes, "modelgate-decision", "unknown-version");
         return mg_respond_error(r, HTTP_BAD_REQUEST, apr_psprintf(r->pool,
             "This endpoint has no API version '%s' (X-API-Version).",
             version), MG_ERRT_REQUEST, MG_ERR_UNKNOWN_VERSION);
     }
-    if ((rv = mg_body_read(r, dc, req)) != OK && rv != DECLINED) {
+    if ((rv = mg_body_read(r, sc, dc, req)) != OK && rv != DECLINED) {
         return rv;
     }
     if ((rv = pick_model(r, sc, req)) != OK) {
         return rv;
     }
-    return mg_decide_request(r, sc, dc, key, req);
+    return mg_decide_request(r, (mg_server_conf *)sc, dc, key, req);
+}
+
+/* Did a request before this one in its chain -- the one it was
+ * redirected from, or the one it is a subrequest of -- pass the gate?
+ * Then it may go on unchecked: it was counted there.  Otherwise (the
+ * first request went elsewhere, or was refused) it is checked itself, or
+ * an ErrorDocument or a RewriteRule into a gated path would be a way in
+ * without a key. */
+static int passed_earlier(const request_rec *r)
+{
+    const request_rec *p;
+
+    for (p = r->prev ? r->prev : r->main; p; p = p->prev ? p->prev : p->main) {
+        const mg_request *req = ap_get_module_config(p->request_config,
+                                                     &modelgate_module);
+        if (req && req->gated && req->gate_status == OK) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does the gate apply to `r`?  Where ModelGate is on, to every request
+ * but one whose chain passed it already. */
+static int gated_here(request_rec *r, const mg_dir_conf *dc)
+{
+    return dc->enabled == 1 && (ap_is_initial_req(r) || !passed_earlier(r));
+}
+
+/* The gate's outcome for `r`, deciding it the first time. */
+static int run_gate(request_rec *r, const mg_dir_conf *dc)
+{
+    mg_request *req = mg_request_get(r);
+
+    if (!req->gated) {
+        req->gated = 1;
+        req->gate_status = gate(r, ap_get_module_config(
+            r->server->module_config, &modelgate_module), dc, req);
+    }
+    return req->gate_status;
+}
+
+/* Where httpd asks "may this request go on?": the gate decides here, before
+ * authorization, so a later `Require` sees the caller (r->user). */
+static int mg_access_checker(request_rec *r)
+{
+    mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                           &modelgate_module);
+
+    return gated_here(r, dc) ? run_gate(r, dc) : DECLINED;
 }
 
 /* ---- routing: hand the request to mod_proxy ------------------------------ */
@@ -276,26 +320,36 @@ static int mg_translate_name(request_rec *r)
     mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                            &modelgate_module);
 
-    if (dc->enabled != 1 || (!dc->route && !dc->versions)
-        || !ap_is_initial_req(r)) {
+    if ((!dc->route && !dc->versions) || !gated_here(r, dc)) {
         return DECLINED;
     }
     return route_request(r, dc);
 }
 
-/* A route chosen by .htaccess is known only after the directory walk that
+/* Fixups run for every request, whatever `Satisfy` says and also where
+ * httpd skips the access hooks (an internal redirect with the same
+ * configuration as the request before it): the gate's outcome is enforced
+ * here, and decided here if no access hook ran.  With `Satisfy Any`, httpd
+ * lets an access checker's refusal be overruled by `Require all granted`;
+ * this is where the refusal holds anyway.
+ *
+ * A route chosen by .htaccess is known only after the directory walk that
  * read it: hand off here, as mod_rewrite's per-directory [P] does. */
 static int mg_fixups(request_rec *r)
 {
     mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                            &modelgate_module);
     mg_request *req;
-    int rv = DECLINED;
+    int rv;
 
-    if (dc->enabled != 1 || !ap_is_initial_req(r)) {
+    if (!gated_here(r, dc)) {
         return DECLINED;
     }
+    if ((rv = run_gate(r, dc)) != OK) {
+        return rv;
+    }
     req = mg_request_get(r);
+    rv = DECLINED;
     if ((dc->route || dc->versions) && !req->model
         && req->upstream != mg_route_upstream(r, ap_get_module_config(
                r->server->module_config, &modelgate_module), dc)) {
@@ -322,6 +376,32 @@ static int mg_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
            ? OK : HTTP_INTERNAL_SERVER_ERROR;
 }
 
+/* httpd's core and http modules, and mod_http2, write request headers --
+ * X-API-Key and Authorization among them -- to the error log at trace4
+ * and above.  The gateway cannot hide them from there: say so at start. */
+static void warn_header_logging(server_rec *main_server)
+{
+    static const char *const modules[] = { "core.c", "http_core.c",
+                                           "mod_http2.c", NULL };
+    server_rec *s;
+    int i;
+
+    for (s = main_server; s; s = s->next) {
+        for (i = 0; modules[i]; i++) {
+            module *m = ap_find_linked_module(modules[i]);
+            if (m && APLOG_MODULE_IS_LEVEL(s, m->module_index,
+                                           APLOG_TRACE4)) {
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGLOGNO(00007)
+                             "LogLevel trace4 or above for %s (%s): httpd "
+                             "writes request headers, API keys included, to "
+                             "the error log; ModelGate cannot keep them out "
+                             "of it", modules[i], s->defn_name
+                             ? s->defn_name : "main server");
+            }
+        }
+    }
+}
+
 static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *s)
 {
@@ -334,6 +414,9 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     prepare_canned_errors(pconf);
+    if (sc->enabled_somewhere) {
+        warn_header_logging(s);
+    }
     if (sc->store->init(sc->store_inst, s, pconf, ptemp) != APR_SUCCESS
         || (sc->local && sc->local->init(sc->local_inst, s, pconf, ptemp)
                          != APR_SUCCESS)) {

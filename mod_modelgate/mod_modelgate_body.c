@@ -12,9 +12,27 @@
  * body (another model) replaces the kept bytes, with a Content-Length of
  * its own.
  *
- * Only bodies that say they are JSON (Content-Type application/json or
- * +json, no Content-Encoding) are read; any other body streams through
- * untouched, as before.
+ * Which bodies are read depends on whether the gateway routes by model
+ * (once any ModelGateModel is declared, every gated location does):
+ *
+ *   - JSON (application/json, application/...+json): read, strictly.
+ *   - untyped or text/plain: many model servers parse such a body as JSON
+ *     anyway, so where models are declared it is read, and if it looks
+ *     like JSON (its first byte after white space is '{' or '[') it is
+ *     JSON to the gateway too, strictly: a model hidden there is found, a
+ *     malformed one is 400.  A body that does not look like JSON has no
+ *     model and goes on untouched.
+ *   - any other type (forms, multipart, octet-stream, ...) or a
+ *     Content-Encoding other than identity, where models are declared:
+ *     415, as the gateway cannot see which model it asks for.
+ *   - where no model is declared, or where the server configuration says
+ *     `ModelGateOpaqueBodies On` (multipart uploads such as audio
+ *     transcriptions), only JSON bodies are read; others stream through
+ *     untouched, and per-model limits do not see them.
+ *
+ * A Transfer-Encoding other than plain chunked (`gzip, chunked`) is 501
+ * for every gated request, before anything is charged: mod_proxy would
+ * refuse to forward it after the limits had counted it.
  */
 #include <apr_strings.h>
 #include <apr_buckets.h>
@@ -27,18 +45,71 @@
 
 #define MG_BODY_FILTER "MODELGATE_BODY"
 
-/* "application/json", "application/vnd.x+json", parameters ignored. */
-static int is_json(const char *ct)
-{
-    const char *semi = strchr(ct, ';');
-    apr_size_t n = semi ? (apr_size_t)(semi - ct) : strlen(ct);
+typedef enum {
+    BODY_JSON,                /* says it is JSON */
+    BODY_UNTYPED,             /* no type, or text/plain: may be JSON */
+    BODY_OTHER                /* a type that is not JSON */
+} body_kind;
 
+/* "application/json", "application/vnd.x+json", parameters ignored. */
+static body_kind kind_of(const char *ct)
+{
+    const char *semi;
+    apr_size_t n;
+
+    if (!ct) {
+        return BODY_UNTYPED;
+    }
+    while (apr_isspace(*ct)) {
+        ct++;
+    }
+    semi = strchr(ct, ';');
+    n = semi ? (apr_size_t)(semi - ct) : strlen(ct);
     while (n > 0 && apr_isspace(ct[n - 1])) {
         n--;
     }
-    return (n == 16 && !strncasecmp(ct, "application/json", 16))
-           || (n > 5 && !strncasecmp(ct + n - 5, "+json", 5)
-               && !strncasecmp(ct, "application/", 12));
+    if ((n == 16 && !strncasecmp(ct, "application/json", 16))
+        || (n > 5 && !strncasecmp(ct + n - 5, "+json", 5)
+            && !strncasecmp(ct, "application/", 12))) {
+        return BODY_JSON;
+    }
+    return n == 0 || (n == 10 && !strncasecmp(ct, "text/plain", 10))
+           ? BODY_UNTYPED : BODY_OTHER;
+}
+
+/* Is every coding in the list "identity" (a no-op, if a needless one)? */
+static int only_identity(const char *list)
+{
+    while (*list) {
+        apr_size_t n;
+        while (*list == ',' || apr_isspace(*list)) {
+            list++;
+        }
+        if (!*list) {
+            break;
+        }
+        n = strcspn(list, ", \t");
+        if (n != 8 || strncasecmp(list, "identity", 8)) {
+            return 0;
+        }
+        list += n;
+    }
+    return 1;
+}
+
+/* Does the body look like JSON: '{' or '[' after white space and a BOM? */
+static int looks_like_json(const char *buf, apr_size_t len)
+{
+    apr_size_t i = 0;
+
+    if (len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3)) {
+        i = 3;
+    }
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r'
+                       || buf[i] == '\n')) {
+        i++;
+    }
+    return i < len && (buf[i] == '{' || buf[i] == '[');
 }
 
 /* ---- the replay filter ------------------------------------------------------ */
@@ -127,24 +198,58 @@ static int too_large(request_rec *r, apr_off_t limit)
         MG_ERRT_REQUEST, MG_ERR_TOO_LARGE);
 }
 
-int mg_body_read(request_rec *r, const mg_dir_conf *dc, mg_request *req)
+static int refuse_body(request_rec *r, int status, const char *decision,
+                       const char *message, const char *code)
+{
+    apr_table_setn(r->notes, "modelgate-decision", decision);
+    return mg_respond_error(r, status, message, MG_ERRT_REQUEST, code);
+}
+
+int mg_body_read(request_rec *r, const mg_server_conf *sc,
+                 const mg_dir_conf *dc, mg_request *req)
 {
     apr_off_t limit = dc->body_limit == MG_UNSET ? MG_BODY_LIMIT_DEFAULT
                                                  : dc->body_limit;
-    const char *ct = apr_table_get(r->headers_in, "Content-Type");
+    const char *te = apr_table_get(r->headers_in, "Transfer-Encoding");
     const char *ce = apr_table_get(r->headers_in, "Content-Encoding");
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    int by_model = apr_hash_count(sc->models) > 0 && dc->opaque_bodies != 1;
     apr_bucket_brigade *bb, *kept;
     apr_off_t total = 0;
     apr_size_t len;
     apr_status_t rv;
     const char *why;
+    body_kind kind;
     char *buf;
     int seen_eos = 0;
 
-    if (!ap_request_has_body(r) || !ct || !is_json(ct)
-        || (ce && strcasecmp(ce, "identity"))) {
+    if (te && strcasecmp(te, "chunked")) {
+        /* HTTP_IN took off the chunking and left the rest to us; no model
+         * server gets such a body through mod_proxy. */
+        return refuse_body(r, HTTP_NOT_IMPLEMENTED, "unsupported-encoding",
+            "Only 'Transfer-Encoding: chunked' is supported for request "
+            "bodies.", MG_ERR_UNSUPPORTED_ENCODING);
+    }
+    if (!ap_request_has_body(r)) {
         return DECLINED;
+    }
+    kind = kind_of(apr_table_get(r->headers_in, "Content-Type"));
+    if (!by_model) {
+        if (kind != BODY_JSON || (ce && !only_identity(ce))) {
+            return DECLINED;
+        }
+    }
+    else if (ce && !only_identity(ce)) {
+        return refuse_body(r, HTTP_UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-encoding", "Request bodies here are read to find "
+            "the model: send them without a Content-Encoding.",
+            MG_ERR_UNSUPPORTED_ENCODING);
+    }
+    else if (kind == BODY_OTHER) {
+        return refuse_body(r, HTTP_UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type", "Request bodies here must be JSON: "
+            "send them with Content-Type: application/json.",
+            MG_ERR_UNSUPPORTED_MEDIA_TYPE);
     }
     if (cl) {
         char *end;
@@ -161,9 +266,15 @@ int mg_body_read(request_rec *r, const mg_dir_conf *dc, mg_request *req)
         rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
                             APR_BLOCK_READ, HUGE_STRING_LEN);
         if (rv != APR_SUCCESS) {
+            int status = ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, MGLOGNO(00301)
                           "reading the request body failed");
-            return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
+            if (status == HTTP_REQUEST_TIME_OUT) {
+                /* mod_reqtimeout: a body trickled too slowly. */
+                return refuse_body(r, status, "body-timeout", "The request "
+                    "body arrived too slowly.", MG_ERR_BODY_TIMEOUT);
+            }
+            return status;
         }
         while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
             if (APR_BUCKET_IS_EOS(e)) {
@@ -194,6 +305,9 @@ int mg_body_read(request_rec *r, const mg_dir_conf *dc, mg_request *req)
     }
     apr_brigade_destroy(kept);
     replay(r, req, buf, len);
+    if (kind == BODY_UNTYPED && !looks_like_json(buf, len)) {
+        return DECLINED;      /* text, not JSON: no model in it */
+    }
     switch (mg_body_inspect(r->pool, buf, len, &req->info, &why)) {
     case MG_BODY_OK:
         req->body_read = 1;

@@ -68,6 +68,7 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
     dc->enabled = MG_UNSET;
     dc->cost = MG_UNSET;
     dc->body_limit = MG_UNSET;
+    dc->opaque_bodies = MG_UNSET;
     dc->limits = apr_array_make(p, 2, sizeof(mg_limit_def *));
     return dc;
 }
@@ -83,9 +84,20 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                    : !base->versions ? add->versions
                    : apr_table_overlay(p, add->versions, base->versions);
     dc->cost = add->cost != MG_UNSET ? add->cost : base->cost;
+    dc->cost_raises = base->cost_raises || add->cost_raises;
+    if (dc->cost_raises) {
+        /* .htaccess may raise a cost, never lower it: not below the
+         * server's <Directory>, a parent .htaccess's or, once .htaccess
+         * set one, a <Location> merged after it. */
+        apr_int64_t b = base->cost != MG_UNSET ? base->cost : 1;
+        apr_int64_t a = add->cost != MG_UNSET ? add->cost : 1;
+        dc->cost = a > b ? a : b;
+    }
     dc->body_limit = add->body_limit != MG_UNSET ? add->body_limit
                                                  : base->body_limit;
     dc->body_limit_lowers = base->body_limit_lowers || add->body_limit_lowers;
+    dc->opaque_bodies = add->opaque_bodies != MG_UNSET ? add->opaque_bodies
+                                                       : base->opaque_bodies;
     if (dc->body_limit_lowers) {
         /* .htaccess may lower the server's limit, never raise it; and a
          * <Location>, merged after .htaccess, does not undo its lowering:
@@ -284,6 +296,7 @@ static const char *cmd_cost(cmd_parms *cmd, void *dcv, const char *arg)
         return "ModelGateCost: .htaccess may raise a cost, not lower it";
     }
     dc->cost = n;
+    dc->cost_raises = in_htaccess(cmd);
     return NULL;
 }
 
@@ -312,6 +325,14 @@ static const char *cmd_body_limit(cmd_parms *cmd, void *dcv, const char *arg)
     }
     dc->body_limit = n;
     dc->body_limit_lowers = in_htaccess(cmd);
+    return NULL;
+}
+
+static const char *cmd_opaque_bodies(cmd_parms *cmd, void *dcv, int flag)
+{
+    /* ACCESS_CONF without an override class: never from .htaccess, which
+     * could otherwise walk around per-model limits with it. */
+    ((mg_dir_conf *)dcv)->opaque_bodies = flag;
     return NULL;
 }
 
@@ -444,6 +465,11 @@ const command_rec mg_cmds[] = {
         ACCESS_CONF | OR_AUTHCFG,
         "largest JSON request body read here, in bytes (or with K or M; "
         "default 1M): past it, 413"),
+    AP_INIT_FLAG("ModelGateOpaqueBodies", cmd_opaque_bodies, NULL,
+        ACCESS_CONF,
+        "On to let request bodies the gateway cannot read (not JSON, "
+        "compressed) pass unread where models are declared; Off (default): "
+        "415, so per-model limits cannot be walked around"),
     AP_INIT_TAKE_ARGV("ModelGateModel", mg_cmd_model, NULL, RSRC_CONF,
         "NAME UPSTREAM [alias=A,B] [served_as=NAME]: a model the gateway "
         "serves, and which upstream serves it"),

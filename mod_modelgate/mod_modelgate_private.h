@@ -105,13 +105,19 @@ typedef struct mg_dir_conf {
                                    and its parents' (never fewer: .htaccess
                                    and nested locations only add) */
     apr_int64_t cost;         /**< units a request costs; MG_UNSET: 1 */
+    int cost_raises;          /**< set in .htaccess: may only raise it */
     apr_off_t body_limit;     /**< largest JSON body read; MG_UNSET:
                                    MG_BODY_LIMIT_DEFAULT */
     int body_limit_lowers;    /**< set in .htaccess: may only lower it */
+    int opaque_bodies;        /**< MG_UNSET, 0 or 1: bodies the gateway
+                                   cannot read pass unread (server
+                                   configuration only) */
 } mg_dir_conf;
 
 /** What the module knows about one request, in r->request_config. */
 typedef struct mg_request {
+    int gated;                /**< the gate ran for this request */
+    int gate_status;          /**< ... and said this (OK: passed) */
     const mg_upstream *upstream;
     int body_read;            /**< a JSON body was read: `info` holds it */
     mg_body_info info;
@@ -182,7 +188,8 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
 /* mod_modelgate_body.c */
 /** Read a JSON body into req (OK), leave a body that is not JSON alone
  *  (DECLINED), or answer 400/413 (the status is returned). */
-int mg_body_read(request_rec *r, const mg_dir_conf *dc, mg_request *req);
+int mg_body_read(request_rec *r, const mg_server_conf *sc,
+                 const mg_dir_conf *dc, mg_request *req);
 /** Send `model` in the body instead of the client's. */
 int mg_body_set_model_for(request_rec *r, mg_request *req,
                           const char *model);
