@@ -234,9 +234,11 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
     req->probe = a->probe;
     if (how) {
         apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
-        if (req->info.model) {
+        if (req->model) {
+            /* The declared name, never the client's text: that could be
+             * anything, CR and LF included. */
             apr_table_setn(r->err_headers_out, "X-Modelgate-Requested-Model",
-                           req->info.model);
+                           req->model->name);
         }
     }
     return a->model ? mg_route_to_model(r, sc, req, a->model, a->up) : OK;
