@@ -15,6 +15,7 @@
  */
 #include <dlfcn.h>
 #include <apr_strings.h>
+#include <http_core.h>
 #include <http_request.h>
 #include <mod_proxy.h>
 #include "mod_modelgate_private.h"
@@ -24,6 +25,12 @@ typedef proxy_worker *(*get_worker_fn)(apr_pool_t *, proxy_balancer *,
 typedef char *(*define_worker_fn)(apr_pool_t *, proxy_worker **,
                                   proxy_balancer *, proxy_server_conf *,
                                   const char *, int);
+
+typedef char *(*canonenc_fn)(apr_pool_t *, const char *, int, enum enctype,
+                             int, int);
+
+/* mod_proxy's path encoder, found when the first worker is defined. */
+static canonenc_fn canonenc;
 
 int mg_proxy_available(void)
 {
@@ -44,6 +51,7 @@ const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url)
         return "mod_proxy is not loaded: load mod_proxy and mod_proxy_http "
                "before this line (a2enmod proxy_http)";
     }
+    canonenc = (canonenc_fn)dlsym(RTLD_DEFAULT, "ap_proxy_canonenc_ex");
     get_worker = (get_worker_fn)dlsym(RTLD_DEFAULT, "ap_proxy_get_worker");
     define_worker = (define_worker_fn)dlsym(RTLD_DEFAULT,
                                             "ap_proxy_define_worker");
@@ -65,9 +73,30 @@ const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url)
 
 void mg_proxy_hand_off(request_rec *r, const mg_upstream *up)
 {
-    /* The decoded path, as mod_rewrite passes it: mod_proxy_http's canon
-     * handler encodes it again and appends r->args as the query. */
-    r->filename = apr_pstrcat(r->pool, "proxy:", up->url, r->uri, NULL);
+    /* AllowEncodedSlashes is a server setting (RSRC_CONF), and the one
+     * httpd decoded the path by: the per-directory merge does not carry
+     * it into a <Location>'s configuration. */
+    core_dir_config *d = ap_get_core_module_config(r->server->lookup_defaults);
+    const char *path = r->uri;
+
+    if (d->allow_encoded_slashes && !d->decode_encoded_slashes && canonenc) {
+        /* AllowEncodedSlashes NoDecode leaves %2F in the decoded path;
+         * mod_proxy_http would encode its '%' once more (%252F), so the
+         * path is encoded here, keeping %2F, and handed over as encoded,
+         * as ProxyPass does with such a path. */
+        path = canonenc(r->pool, r->uri, (int)strlen(r->uri), enc_path,
+                        PROXY_CANONENC_NOENCODEDSLASHENCODING,
+                        PROXYREQ_REVERSE);
+        if (!path) {
+            path = r->uri;
+        }
+        else {
+            apr_table_setn(r->notes, "proxy-noencode", "1");
+        }
+    }
+    /* Otherwise the decoded path, as mod_rewrite passes it: mod_proxy_http's
+     * canon handler encodes it again and appends r->args as the query. */
+    r->filename = apr_pstrcat(r->pool, "proxy:", up->url, path, NULL);
     r->handler = "proxy-server";
     r->proxyreq = PROXYREQ_REVERSE;
 }
