@@ -45,7 +45,7 @@ def test_mg_007_03_stop_and_start_begins_afresh(quickstart):
 
 
 def test_mg_007_04_shm_store_reports_its_size(quickstart):
-    log = quickstart.read_log()
+    log = quickstart.wait_log("MG00104")
     # a 64-byte lock line, 65536 x (64-byte entry + 8-byte tag) + 64 of
     # header, then 1024 logs x (32 + 32 + 256 x 8 bytes + an 8-byte tag) + 64
     assert ("MG00104: shm store: 65536 counters and 1024 sliding logs in 6889664 bytes "
