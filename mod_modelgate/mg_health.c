@@ -16,6 +16,7 @@ void mg_health_conf_default(mg_health_conf *c)
     c->window = 10 * APR_USEC_PER_SEC;
     c->min_requests = 20;
     c->error_pct = 50;
+    c->consecutive = MG_HEALTH_CONSECUTIVE;
     c->open = 10 * APR_USEC_PER_SEC;
     c->probes = 1;
     c->degrade_p95 = 0;
@@ -108,10 +109,27 @@ static void count_in(mg_health_slot *s, int failed,
     }
 }
 
+/* The run of failures in a row, after this answer.  A success only reads
+ * it unless a run is under way: every good answer of every process passes
+ * here, and a store would move the cache line each time.  A success racing
+ * a failure may zero the run just after the failure added to it; the run
+ * then restarts one failure late, which a breaker can afford. */
+static apr_uint32_t count_run(mg_health *h, int failed)
+{
+    if (failed) {
+        return __atomic_add_fetch(&h->run, 1, __ATOMIC_RELAXED);
+    }
+    if (__atomic_load_n(&h->run, __ATOMIC_RELAXED) != 0) {
+        __atomic_store_n(&h->run, 0, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
 void mg_health_count(mg_health *h, const mg_health_conf *c, apr_time_t now,
                      int failed, apr_interval_time_t latency)
 {
     count_in(current_slot(h, c, now), failed, latency);
+    count_run(h, failed);
 }
 
 int mg_health_needs_lock(const mg_health *h, int failed,
@@ -180,6 +198,9 @@ void mg_health_stats_get(const mg_health *h, const mg_health_conf *c,
 static void open_breaker(mg_health *h, apr_time_t now,
                          apr_interval_time_t for_how_long)
 {
+    if (h->state == MG_BREAKER_CLOSED) {
+        h->refused = 0;
+    }
     if (h->state != MG_BREAKER_OPEN) {
         h->opened++;
     }
@@ -199,6 +220,7 @@ int mg_health_allow(mg_health *h, const mg_health_conf *c, apr_time_t now,
     if (h->state == MG_BREAKER_OPEN) {
         if (now < h->open_until) {
             *retry_after = h->open_until - now;
+            h->refused++;
             return 0;
         }
         h->state = MG_BREAKER_HALF_OPEN;
@@ -213,6 +235,7 @@ int mg_health_allow(mg_health *h, const mg_health_conf *c, apr_time_t now,
         }
         if (h->probes >= c->probes) {
             *retry_after = APR_USEC_PER_SEC;
+            h->refused++;
             return 0;
         }
         h->probes++;
@@ -228,18 +251,31 @@ void mg_health_cancel_probe(mg_health *h)
     }
 }
 
-void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
-                      int failed, apr_interval_time_t latency,
-                      apr_interval_time_t pause, int probe)
+mg_health_event mg_health_record(mg_health *h, const mg_health_conf *c,
+                                 apr_time_t now, int failed,
+                                 apr_interval_time_t latency,
+                                 apr_interval_time_t pause, int probe)
 {
     mg_health_slot *s = current_slot(h, c, now);
+    const apr_uint32_t was = h->state;
+    apr_uint32_t run;
 
     count_in(s, failed, latency);
+    if (failed && now - h->run_at >= c->window) {
+        /* The run's last failure has left the window: start afresh. */
+        __atomic_store_n(&h->run, 0, __ATOMIC_RELAXED);
+    }
+    run = count_run(h, failed);
+    if (failed) {
+        h->run_at = now;
+    }
     if (pause > 0) {
         /* The upstream said when to come back: believe it (a minute at
          * most), whatever the counts say. */
         open_breaker(h, now, pause < PAUSE_MAX ? pause : PAUSE_MAX);
-        return;
+        return was == MG_BREAKER_CLOSED ? MG_HEALTH_OPENED_PAUSE
+               : was == MG_BREAKER_HALF_OPEN ? MG_HEALTH_REOPENED
+               : MG_HEALTH_UNCHANGED;
     }
     if (probe && h->state == MG_BREAKER_HALF_OPEN) {
         if (h->probes > 0) {
@@ -254,29 +290,40 @@ void mg_health_record(mg_health *h, const mg_health_conf *c, apr_time_t now,
                 next = c->open;
             }
             open_breaker(h, now, next);
+            return MG_HEALTH_REOPENED;
         }
-        else {
-            __atomic_store_n(&h->state, MG_BREAKER_CLOSED, __ATOMIC_RELEASE);
-            h->open_for = 0;
-            /* The failures that opened it are history now. */
-            for (int i = 0; i < MG_HEALTH_SLOTS; i++) {
-                if (&h->slot[i] != s) {
-                    memset(&h->slot[i], 0, sizeof(h->slot[i]));
-                }
+        __atomic_store_n(&h->state, MG_BREAKER_CLOSED, __ATOMIC_RELEASE);
+        h->open_for = 0;
+        __atomic_store_n(&h->run, 0, __ATOMIC_RELAXED);
+        /* The failures that opened it are history now. */
+        for (int i = 0; i < MG_HEALTH_SLOTS; i++) {
+            if (&h->slot[i] != s) {
+                memset(&h->slot[i], 0, sizeof(h->slot[i]));
             }
-            s->errors = 0;
         }
-        return;
+        s->errors = 0;
+        return MG_HEALTH_CLOSED;
     }
-    if (h->state == MG_BREAKER_CLOSED && failed && c->error_pct) {
+    if (h->state != MG_BREAKER_CLOSED || !failed) {
+        return MG_HEALTH_UNCHANGED;
+    }
+    if (c->consecutive && run >= c->consecutive) {
+        /* A dead server fails every request at once, while the window's
+         * share would wait for as many failures as it holds successes. */
+        open_breaker(h, now, c->open);
+        return MG_HEALTH_OPENED_RUN;
+    }
+    if (c->error_pct) {
         mg_health_stats st;
         mg_health_stats_get(h, c, now, &st);
         if (st.requests >= c->min_requests
             && (apr_uint64_t)st.errors * 100
                >= (apr_uint64_t)c->error_pct * st.requests) {
             open_breaker(h, now, c->open);
+            return MG_HEALTH_OPENED_SHARE;
         }
     }
+    return MG_HEALTH_UNCHANGED;
 }
 
 int mg_health_degraded(const mg_health *h, const mg_health_conf *c,

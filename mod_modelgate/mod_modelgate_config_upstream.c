@@ -60,8 +60,10 @@ static const char *parse_pct(apr_pool_t *p, const char *opt, const char *v,
     return NULL;
 }
 
+/* `consecutive_set`: breaker_consecutive= was given, so breaker=off
+ * leaves it alone. */
 static const char *parse_upstream_opt(apr_pool_t *p, mg_upstream *up,
-                                      const char *opt)
+                                      const char *opt, int *consecutive_set)
 {
     const char *eq = strchr(opt, '=');
     const char *v = eq ? eq + 1 : "";
@@ -92,6 +94,20 @@ static const char *parse_upstream_opt(apr_pool_t *p, mg_upstream *up,
         up->health.min_requests = (apr_uint32_t)n;
         return NULL;
     }
+    if (KEY("breaker_consecutive")) {
+        *consecutive_set = 1;
+        if (!strcasecmp(v, "off")) {
+            up->health.consecutive = 0;
+            return NULL;
+        }
+        n = apr_strtoi64(v, &end, 10);
+        if (end == v || *end || n < 1 || n > 1000000) {
+            return apr_psprintf(p, "'%s': a number of failures in a row "
+                                "from 1 to 1000000, or off", opt);
+        }
+        up->health.consecutive = (apr_uint32_t)n;
+        return NULL;
+    }
     if (KEY("probes")) {
         n = apr_strtoi64(v, &end, 10);
         if (end == v || *end || n < 1 || n > 100) {
@@ -117,8 +133,9 @@ static const char *parse_upstream_opt(apr_pool_t *p, mg_upstream *up,
     }
 #undef KEY
     return apr_psprintf(p, "unknown option '%s' (known: max_inflight=, "
-                        "breaker=, breaker_min=, open=, probes=, window=, "
-                        "degrade_p95=, degrade_errors=)", opt);
+                        "breaker=, breaker_min=, breaker_consecutive=, open=, "
+                        "probes=, window=, degrade_p95=, degrade_errors=)",
+                        opt);
 }
 
 const char *mg_cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
@@ -129,7 +146,7 @@ const char *mg_cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
     apr_uri_t uri;
     const char *err, *name, *url;
     apr_size_t n;
-    int i;
+    int i, consecutive_set = 0;
 
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
         return err;
@@ -166,9 +183,15 @@ const char *mg_cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
     up->index = -1;
     mg_health_conf_default(&up->health);
     for (i = 2; i < argc; i++) {
-        if ((err = parse_upstream_opt(cmd->pool, up, argv[i])) != NULL) {
+        if ((err = parse_upstream_opt(cmd->pool, up, argv[i],
+                                      &consecutive_set)) != NULL) {
             return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);
         }
+    }
+    if (!up->health.error_pct && !consecutive_set) {
+        /* breaker=off turns the failure-driven breaker off, the run of
+         * failures with it, unless breaker_consecutive= asks for it. */
+        up->health.consecutive = 0;
     }
     if ((err = mg_proxy_define_worker(cmd, up->url)) != NULL) {
         return apr_pstrcat(cmd->pool, "ModelGateUpstream: ", err, NULL);

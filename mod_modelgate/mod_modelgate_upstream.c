@@ -26,6 +26,11 @@
  * answer when its first bytes pass the MODELGATE_OBSERVE output filter,
  * mod_proxy's own failure (502/503/504) when httpd prepares its error
  * response (insert_error_filter), anything else in log_transaction.
+ *
+ * Logs: mod_proxy logs every failed forward itself; this file logs only
+ * the breaker's changes (opened, a probe failed, closed), one line each,
+ * with the counts behind them -- what bounds mod_proxy's lines on a dead
+ * upstream is the breaker opening after breaker_consecutive= failures.
  */
 #include <errno.h>
 #include <signal.h>
@@ -296,11 +301,65 @@ static apr_interval_time_t retry_after_of(request_rec *r)
     return when > r->request_time ? when - apr_time_now() : 0;
 }
 
+/* What the breaker looked like when it changed, for its log line. */
+typedef struct transition {
+    mg_health_event event;
+    apr_uint32_t run, refused;
+    apr_interval_time_t open_for;
+    mg_health_stats st;
+} transition;
+
+/* One line per change of the breaker, never one per failed answer: on a
+ * dead upstream mod_proxy already logs each of those. */
+static void log_transition(request_rec *r, const mg_upstream *up,
+                           const transition *t)
+{
+    const apr_int64_t ms = (apr_int64_t)(t->open_for / 1000);
+
+    switch (t->event) {
+    case MG_HEALTH_OPENED_RUN:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MGLOGNO(00404)
+                      "upstream '%s': breaker open for %" APR_INT64_T_FMT
+                      " ms after %u failures in a row (the last: %d); %u of "
+                      "%u answers in the window failed", up->name, ms,
+                      t->run, r->status, t->st.errors, t->st.requests);
+        break;
+    case MG_HEALTH_OPENED_SHARE:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MGLOGNO(00404)
+                      "upstream '%s': breaker open for %" APR_INT64_T_FMT
+                      " ms: %u of %u answers in the window failed (the "
+                      "last: %d)", up->name, ms, t->st.errors,
+                      t->st.requests, r->status);
+        break;
+    case MG_HEALTH_OPENED_PAUSE:
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MGLOGNO(00404)
+                      "upstream '%s': breaker open for %" APR_INT64_T_FMT
+                      " ms: it answered %d with Retry-After", up->name, ms,
+                      r->status);
+        break;
+    case MG_HEALTH_REOPENED:
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00405)
+                      "upstream '%s': the probe got %d; breaker open again "
+                      "for %" APR_INT64_T_FMT " ms (%u requests refused so "
+                      "far)", up->name, r->status, ms, t->refused);
+        break;
+    case MG_HEALTH_CLOSED:
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, MGLOGNO(00406)
+                      "upstream '%s': the probe got %d; breaker closed "
+                      "(%u requests refused while it was not)", up->name,
+                      r->status, t->refused);
+        break;
+    default:
+        break;
+    }
+}
+
 static void record(request_rec *r, mg_request *req)
 {
     upstream_shared *us;
     apr_time_t now;
     apr_interval_time_t pause = 0, latency;
+    transition t;
     int failed;
 
     if (req->recorded || !req->entered || !(us = shared_of(req->upstream))) {
@@ -328,9 +387,19 @@ static void record(request_rec *r, mg_request *req)
                         latency);
     }
     else if (lock(r->server) == APR_SUCCESS) {
-        mg_health_record(&us->health, &req->upstream->health, now, failed,
-                         latency, pause, req->probe);
+        t.event = mg_health_record(&us->health, &req->upstream->health, now,
+                                   failed, latency, pause, req->probe);
+        if (t.event != MG_HEALTH_UNCHANGED) {
+            t.run = us->health.run;
+            t.refused = us->health.refused;
+            t.open_for = us->health.open_until - now;
+            mg_health_stats_get(&us->health, &req->upstream->health, now,
+                                &t.st);
+        }
         unlock();
+        if (t.event != MG_HEALTH_UNCHANGED) {
+            log_transition(r, req->upstream, &t);
+        }
     }
 }
 

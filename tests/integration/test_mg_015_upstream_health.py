@@ -3,6 +3,7 @@ upstream that opens on errors or on the upstream's own 429/503 Retry-After
 and closes after a good probe; lower tiers shed first when an upstream is
 full; limits that shrink while an upstream is slow; SSE unbuffered."""
 import http.client
+import re
 import threading
 import time
 
@@ -75,6 +76,16 @@ def test_mg_015_01_breaker_opens_on_errors_and_closes_after_a_probe(gateways, mo
     assert backend2.count() == 5
     assert [chat(gw, PRO_KEY).status for _ in range(3)] == [200] * 3
     assert backend2.count() == 8
+    # the module's own lines: one per change of the breaker, with its counts
+    log = gw.read_log()
+    opened = [l for l in log.splitlines() if "MG00404" in l]
+    assert len(opened) == 1
+    assert ("upstream 'big': breaker open for 1000 ms: 4 of 4 answers in the "
+            "window failed (the last: 500)") in opened[0]
+    closed = [l for l in log.splitlines() if "MG00406" in l]
+    assert len(closed) == 1
+    assert re.search(r"upstream 'big': the probe got 200; breaker closed "
+                     r"\(\d+ requests refused while it was not\)", closed[0])
 
 
 def test_mg_015_02_failed_probe_opens_again(gateways, mocks):
@@ -94,6 +105,9 @@ def test_mg_015_02_failed_probe_opens_again(gateways, mocks):
     resp = chat(gw, PRO_KEY)
     assert resp.status == 503
     assert backend2.count() == 3
+    reopened = [l for l in gw.read_log().splitlines() if "MG00405" in l]
+    assert len(reopened) == 1
+    assert "upstream 'big': the probe got 502; breaker open again for 1000 ms" in reopened[0]
 
 
 def test_mg_015_03_upstream_retry_after_pauses_it(gateways, mocks):
@@ -212,5 +226,76 @@ def test_mg_015_07_option_errors(gateways):
             ("breaker=150%", "'breaker=150%': a percentage from 0 to 100"),
             ("open=soon", "'open=soon': a duration"),
             ("max_inflight=0", "'max_inflight=0': a number of requests"),
+            ("breaker_consecutive=0", "'breaker_consecutive=0': a number of failures in a row"),
             ("colour=red", "unknown option 'colour=red'"),
         ]] + [("ModelGateTier free 1/s share=0\n", "share=P is a percentage from 1 to 100")])
+
+
+# mod_proxy's lines for a forward to a closed port.
+CONNECT_REFUSED = (r"AH00957", r"AH01114")
+
+
+def test_mg_015_08_dead_upstream_opens_after_five_failures(gateways, backend):
+    """Issue 10: `breaker=50% breaker_min=10` with a window full of
+    successes let 7,320 forwards reach a dead server (two error lines
+    each) before the share reached 50 %.  Five failures in a row (the
+    default breaker_consecutive) open it now: exactly five forwards reach
+    the dead port, whatever the window holds -- the health is in shared
+    memory, so five for the whole server, not per process.  Without the
+    run, this window needs 20 failures."""
+    doomed = harness.MockBackend("doomed")
+    try:
+        gw = gateways("dead", backend_port=backend.port)
+        gw.write_conf(conf(backend, doomed, "breaker=50% breaker_min=10", """
+            ModelGateTier free 1000/min
+            ModelGateTier pro  1000/min
+            """))
+        gw.start()
+        gw.allow_errors(*CONNECT_REFUSED)
+        assert [chat(gw, PRO_KEY).status for _ in range(20)] == [200] * 20
+    finally:
+        doomed.stop()
+    answers = [chat(gw, PRO_KEY) for _ in range(10)]
+    # mod_proxy's own 503 for a refused connection, five times ...
+    for resp in answers[:5]:
+        assert resp.status == 503
+        assert resp.json["error"]["code"] == "upstream_unavailable"
+        assert resp.header("retry-after") is None
+    # ... then the gateway's, with Retry-After: the dead port is spared
+    for resp in answers[5:]:
+        assert resp.status == 503
+        assert resp.json["error"]["code"] == "upstream_unavailable"
+        assert resp.header("retry-after") == "10"
+    log = gw.read_log()
+    assert log.count("AH00957") == 5
+    assert log.count("AH01114") == 5
+    # one line of the module's own for the whole outage, with the counts
+    opened = [l for l in log.splitlines() if "MG00404" in l]
+    assert len(opened) == 1
+    assert ("upstream 'big': breaker open for 10000 ms after 5 failures in a "
+            "row (the last: 503); 5 of 25 answers in the window failed") in opened[0]
+
+
+def test_mg_015_09_breaker_consecutive_option(gateways, backend):
+    """breaker_consecutive=N sets the run; breaker=off turns it off with
+    the share unless breaker_consecutive= is given too."""
+    doomed = harness.MockBackend("doomed")
+    doomed.stop()
+    for i, (opts, forwarded) in enumerate([
+            ("breaker_consecutive=2", 2),
+            ("breaker=off breaker_consecutive=3", 3),
+            ("breaker=off", 8),
+            ("breaker_consecutive=off breaker_min=100", 8)]):
+        gw = gateways("opt%d" % i, backend_port=backend.port)
+        gw.write_conf(conf(backend, doomed, opts, """
+            ModelGateTier free 1000/min
+            ModelGateTier pro  1000/min
+            """))
+        gw.start()
+        gw.allow_errors(*CONNECT_REFUSED)
+        answers = [chat(gw, PRO_KEY) for _ in range(8)]
+        gw.stop()
+        assert [r.header("retry-after") is None for r in answers] == \
+            [True] * forwarded + [False] * (8 - forwarded), opts
+        assert gw.read_log().count("AH00957") == forwarded, opts
+

@@ -97,6 +97,7 @@ static void test_breaker_opens_on_errors(void **state)
     apr_interval_time_t ra;
     int probe;
 
+    c.consecutive = 0;        /* the share alone */
     memset(&h, 0, sizeof(h));
     /* below min_requests nothing is judged */
     record_n(&h, &c, t, 9, 1, 0);
@@ -141,6 +142,7 @@ static void test_breaker_share_and_growth(void **state)
     apr_time_t t = MG_T0;
     int i, probe;
 
+    c.consecutive = 0;        /* the share alone */
     memset(&h, 0, sizeof(h));
     /* 60 successes, then failures: opens when failures reach half */
     record_n(&h, &c, t, 60, 0, MG_MSEC(5));
@@ -189,6 +191,145 @@ static void test_pause(void **state)
     assert_int_equal(ra, MG_SEC(60));
 }
 
+/* Issue 10: with the window full of successes, a dead server failed 7,320
+ * forwards before the share reached 50 %.  Five failures in a row open the
+ * breaker whatever the window holds; a success ends the run. */
+static void test_consecutive_failures_open(void **state)
+{
+    mg_health_conf c = conf();
+    mg_health h;
+    mg_health_stats st;
+    apr_time_t t = MG_T0;
+    int i, probe;
+
+    assert_int_equal(c.consecutive, 5);         /* the default */
+    memset(&h, 0, sizeof(h));
+    record_n(&h, &c, t, 1000, 0, MG_MSEC(20));
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(mg_health_record(&h, &c, t, 1, 0, 0, 0),
+                         MG_HEALTH_UNCHANGED);
+    }
+    /* a success, counted the lock-free way, ends the run */
+    mg_health_count(&h, &c, t, 0, MG_MSEC(20));
+    assert_int_equal(h.run, 0);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(1), 1, 0, 0, 0),
+                         MG_HEALTH_UNCHANGED);
+        assert_int_equal(h.state, MG_BREAKER_CLOSED);
+    }
+    /* a success recorded under the lock ends it too */
+    assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(1), 0, MG_MSEC(20),
+                                      0, 0), MG_HEALTH_UNCHANGED);
+    record_n(&h, &c, t + MG_SEC(2), 4, 1, 0);
+    assert_int_equal(h.state, MG_BREAKER_CLOSED);
+    /* the fifth failure in a row: 13 of 1,015 answers failed (1.3 %) */
+    assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(2), 1, 0, 0, 0),
+                     MG_HEALTH_OPENED_RUN);
+    mg_health_stats_get(&h, &c, t + MG_SEC(2), &st);
+    assert_int_equal(st.requests, 1015);
+    assert_int_equal(st.errors, 13);
+    assert_int_equal(h.state, MG_BREAKER_OPEN);
+    assert_int_equal(h.opened, 1);
+    assert_int_equal(h.open_until, t + MG_SEC(2) + c.open);
+    /* answers still in flight when it opened change nothing */
+    assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(2), 1, 0, 0, 0),
+                     MG_HEALTH_UNCHANGED);
+    assert_int_equal(h.opened, 1);
+    /* refused meanwhile: counted for the line that says it closed */
+    assert_false(allowed(&h, &c, t + MG_SEC(3), &probe));
+    assert_false(allowed(&h, &c, t + MG_SEC(4), &probe));
+    assert_int_equal(h.refused, 2);
+
+    /* a good probe closes it and ends the run: five failures again */
+    assert_true(allowed(&h, &c, h.open_until, &probe));
+    assert_true(probe);
+    assert_int_equal(mg_health_record(&h, &c, h.open_until, 0, MG_MSEC(20),
+                                      0, 1), MG_HEALTH_CLOSED);
+    assert_int_equal(h.run, 0);
+    t = h.open_until;
+    record_n(&h, &c, t, 4, 1, 0);
+    assert_int_equal(h.state, MG_BREAKER_CLOSED);
+    assert_int_equal(mg_health_record(&h, &c, t, 1, 0, 0, 0),
+                     MG_HEALTH_OPENED_RUN);
+    assert_int_equal(h.opened, 2);
+    assert_int_equal(h.refused, 0);             /* a new outage */
+}
+
+/* A run is "in a row" within the window: failures a whole window apart,
+ * with no traffic between them, start a new run. */
+static void test_consecutive_run_ages_out(void **state)
+{
+    mg_health_conf c = conf();
+    mg_health h;
+    apr_time_t t = MG_T0;
+
+    memset(&h, 0, sizeof(h));
+    record_n(&h, &c, t, 4, 1, 0);
+    assert_int_equal(h.run, 4);
+    /* just inside the window: the run goes on and opens */
+    record_n(&h, &c, t + c.window - 1, 1, 1, 0);
+    assert_int_equal(h.state, MG_BREAKER_OPEN);
+
+    memset(&h, 0, sizeof(h));
+    record_n(&h, &c, t, 4, 1, 0);
+    /* a whole window later: a new run of one */
+    record_n(&h, &c, t + c.window, 1, 1, 0);
+    assert_int_equal(h.run, 1);
+    assert_int_equal(h.state, MG_BREAKER_CLOSED);
+    record_n(&h, &c, t + c.window + MG_SEC(1), 3, 1, 0);
+    assert_int_equal(h.state, MG_BREAKER_CLOSED);
+    record_n(&h, &c, t + c.window + MG_SEC(1), 1, 1, 0);
+    assert_int_equal(h.state, MG_BREAKER_OPEN);
+}
+
+/* consecutive=0 (breaker_consecutive=off): only the share opens it; the
+ * share's own thresholds are untouched by the run. */
+static void test_consecutive_off(void **state)
+{
+    mg_health_conf c = conf();
+    mg_health h;
+    apr_time_t t = MG_T0;
+    int i;
+
+    c.consecutive = 0;
+    memset(&h, 0, sizeof(h));
+    record_n(&h, &c, t, 100, 0, MG_MSEC(20));
+    for (i = 0; i < 99; i++) {
+        assert_int_equal(mg_health_record(&h, &c, t, 1, 0, 0, 0),
+                         MG_HEALTH_UNCHANGED);
+    }
+    assert_int_equal(h.run, 99);
+    assert_int_equal(mg_health_record(&h, &c, t, 1, 0, 0, 0),
+                     MG_HEALTH_OPENED_SHARE);
+}
+
+/* What each transition reports: the glue logs one line per change. */
+static void test_events(void **state)
+{
+    mg_health_conf c = conf();
+    mg_health h;
+    apr_time_t t = MG_T0;
+    int probe;
+
+    memset(&h, 0, sizeof(h));
+    assert_int_equal(mg_health_record(&h, &c, t, 0, MG_MSEC(3), MG_SEC(2), 0),
+                     MG_HEALTH_OPENED_PAUSE);
+    /* another pause while open: longer, but no new line */
+    assert_int_equal(mg_health_record(&h, &c, t, 0, MG_MSEC(3), MG_SEC(3), 0),
+                     MG_HEALTH_UNCHANGED);
+    assert_true(allowed(&h, &c, t + MG_SEC(3), &probe));
+    assert_true(probe);
+    assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(3), 0, MG_MSEC(3),
+                                      MG_SEC(1), 1), MG_HEALTH_REOPENED);
+    assert_true(allowed(&h, &c, t + MG_SEC(4), &probe));
+    assert_int_equal(mg_health_record(&h, &c, t + MG_SEC(4), 1, 0, 0, 1),
+                     MG_HEALTH_REOPENED);
+    assert_true(allowed(&h, &c, h.open_until, &probe));
+    assert_int_equal(mg_health_record(&h, &c, h.open_until, 0, MG_MSEC(3),
+                                      0, 1), MG_HEALTH_CLOSED);
+    assert_int_equal(h.opened, 3);              /* reopening counts */
+}
+
 static void test_degraded(void **state)
 {
     mg_health_conf c = conf();
@@ -226,6 +367,10 @@ int main(void)
         MG_TEST(test_breaker_opens_on_errors),
         MG_TEST(test_breaker_share_and_growth),
         MG_TEST(test_pause),
+        MG_TEST(test_consecutive_failures_open),
+        MG_TEST(test_consecutive_run_ages_out),
+        MG_TEST(test_consecutive_off),
+        MG_TEST(test_events),
         MG_TEST(test_degraded),
     };
     return MG_RUN(tests);
