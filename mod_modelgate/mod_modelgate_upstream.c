@@ -31,6 +31,12 @@
  * the breaker's changes (opened, a probe failed, closed), one line each,
  * with the counts behind them -- what bounds mod_proxy's lines on a dead
  * upstream is the breaker opening after breaker_consecutive= failures.
+ *
+ * Timeouts: mod_proxy_http answers a backend that outlives ProxyTimeout
+ * with 502, as it does a broken connection, and tells them apart only by
+ * the note "proxy_timedout".  mod_proxy's request_status hook turns that
+ * 502 into 504 for routed requests, before httpd builds the error
+ * response, so the client gets 504 upstream_timeout.
  */
 #include <errno.h>
 #include <signal.h>
@@ -42,6 +48,7 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <util_filter.h>
+#include <mod_proxy.h>
 #include "mod_modelgate_private.h"
 #include "mg_clock.h"
 
@@ -418,8 +425,37 @@ int mg_upstream_log(request_rec *r)
     return DECLINED;
 }
 
+/* mod_proxy's request_status hook, run once mod_proxy has given up and
+ * before httpd answers with *status.  mod_proxy_http says 502 both for a
+ * backend that broke the connection and for one that outlived
+ * ProxyTimeout, noting "proxy_timedout" for the latter: that one is a
+ * timeout to the client (504 upstream_timeout) and to the breaker alike.
+ * Only requests this module routed: a ProxyPass of the admin's keeps
+ * mod_proxy's answer. */
+static int proxy_request_status(int *status, request_rec *r)
+{
+    mg_request *req;
+
+    if (*status != HTTP_BAD_GATEWAY
+        || !apr_table_get(r->notes, "proxy_timedout")) {
+        return DECLINED;
+    }
+    req = ap_get_module_config(r->request_config, &modelgate_module);
+    if (!req || !req->upstream) {
+        return DECLINED;
+    }
+    *status = HTTP_GATEWAY_TIME_OUT;
+    /* ap_proxyerror wrote "502 Proxy Error" there. */
+    r->status_line = NULL;
+    return OK;
+}
+
 void mg_upstream_register(apr_pool_t *p)
 {
     ap_register_output_filter(MG_OBSERVE_FILTER, observe_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
+    /* An optional hook: registered by name, so mod_proxy may be loaded
+     * after this module (Debian loads in alphabetical order). */
+    APR_OPTIONAL_HOOK(proxy, request_status, proxy_request_status, NULL,
+                      NULL, APR_HOOK_MIDDLE);
 }

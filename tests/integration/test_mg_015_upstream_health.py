@@ -4,6 +4,7 @@ and closes after a good probe; lower tiers shed first when an upstream is
 full; limits that shrink while an upstream is slow; SSE unbuffered."""
 import http.client
 import re
+import socket
 import threading
 import time
 
@@ -231,8 +232,10 @@ def test_mg_015_07_option_errors(gateways):
         ]] + [("ModelGateTier free 1/s share=0\n", "share=P is a percentage from 1 to 100")])
 
 
-# mod_proxy's lines for a forward to a closed port.
+# mod_proxy's lines for a forward to a closed port, and for a backend that
+# is slow or hangs up.
 CONNECT_REFUSED = (r"AH00957", r"AH01114")
+READ_FAILED = (r"AH01102", r"AH00898")
 
 
 def test_mg_015_08_dead_upstream_opens_after_five_failures(gateways, backend):
@@ -299,3 +302,79 @@ def test_mg_015_09_breaker_consecutive_option(gateways, backend):
             [True] * forwarded + [False] * (8 - forwarded), opts
         assert gw.read_log().count("AH00957") == forwarded, opts
 
+
+class HangUp:
+    """A backend that reads the request and closes the connection without
+    an answer: mod_proxy's 502 that is no timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_mg_015_10_slow_upstream_is_504_timeout(gateways, mocks):
+    """Issue 10: a backend slower than ProxyTimeout got 502
+    upstream_unavailable (mod_proxy_http's status for a read timeout);
+    README and ARCHITECTURE promise 504 upstream_timeout.  A connection the
+    backend breaks stays 502, a refused one stays mod_proxy's 503."""
+    backend, backend2 = mocks
+    gw = gateways("timeout", backend_port=backend.port)
+    gw.write_conf(conf(backend, backend2, "", """
+        ModelGateTier free 1000/min
+        ModelGateTier pro  1000/min
+        """) + "ProxyTimeout 1\n")
+    gw.start()
+    gw.allow_errors(*READ_FAILED)
+    backend2.mode(mode="slow", delay_ms=3000)
+    resp = chat(gw, PRO_KEY)
+    assert resp.status == 504
+    assert resp.header("content-type") == "application/json"
+    assert resp.json["error"] == {"message": "The model server did not answer in time.",
+                                  "type": "server_error", "param": None,
+                                  "code": "upstream_timeout"}
+    assert backend2.count() == 1
+    # the access log says 504 too
+    assert gw.access_lines(1)[-1].split('"')[2].split()[0] == "504"
+
+    hangup = HangUp()
+    try:
+        gw2 = gateways("hangup", backend_port=backend.port)
+        dead = harness.free_port()
+        gw2.write_conf(harness.two_models(backend, hangup, """
+            ModelGateTier free 1000/min
+            ModelGateTier pro  1000/min
+            """, extra="ModelGateUpstream dead http://127.0.0.1:%d\n"
+                       "ModelGateModel mock-dead dead\nProxyTimeout 1\n" % dead))
+        gw2.start()
+        gw2.allow_errors(*READ_FAILED, *CONNECT_REFUSED)
+        resp = chat(gw2, PRO_KEY)
+        assert resp.status == 502
+        assert resp.json["error"]["code"] == "upstream_unavailable"
+        resp = chat(gw2, PRO_KEY, body=LARGE.replace(b"mock-large", b"mock-dead"))
+        assert resp.status == 503
+        assert resp.json["error"]["code"] == "upstream_unavailable"
+    finally:
+        hangup.stop()
