@@ -57,18 +57,25 @@ Streaming (``"stream": true``)
 ``text/event-stream`` with HTTP/1.1 chunked framing (one HTTP chunk per SSE
 event, written and flushed separately): one ``data: {chunk}\\n\\n`` per reply
 word (the first one also carries ``"role":"assistant"`` for chat), then a
-final chunk with an empty delta, the finish_reason and a ``usage`` object, then
-``data: [DONE]\\n\\n``.  ``stream_chunk_delay_ms`` (see modes) is slept between
+final chunk with an empty delta and the finish_reason, then
+``data: [DONE]\\n\\n``.  As OpenAI does, a stream carries usage only when the
+request says ``"stream_options": {"include_usage": true}``: then every chunk
+has ``"usage": null`` and one more chunk, with ``"choices": []`` and the
+``usage`` object, comes before ``[DONE]``.  ``stream_chunk_delay_ms`` (see modes) is slept between
 consecutive events.  HTTP/1.0 clients get the same events without chunked
 framing, and the connection is closed at the end.
 
 Modes (POST /_mock/mode, global to the server instance)
 -------------------------------------------------------
 Body: ``{"mode": "normal"|"slow"|"error"|"ratelimit", "delay_ms": int,
-"status": int, "retry_after": int, "stream_chunk_delay_ms": int}``.  Each call
-replaces the whole mode; omitted fields take their defaults (mode "normal",
-delay_ms 0 - or 1000 for "slow" -, status 500, retry_after 1,
-stream_chunk_delay_ms 0).  Returns the new mode object.
+"status": int, "retry_after": int, "stream_chunk_delay_ms": int,
+"usage": null|"omit"|object}``.  Each call replaces the whole mode; omitted
+fields take their defaults (mode "normal", delay_ms 0 - or 1000 for "slow" -,
+status 500, retry_after 1, stream_chunk_delay_ms 0, usage null).  Returns the
+new mode object.  ``usage`` plays a model server that reports usage badly:
+"omit" sends none (neither in JSON answers nor in streams), an object is
+sent verbatim wherever the real usage would be (negative, fractional or
+absurd values, for the gateway's tests).
 
 * normal     answer normally.
 * slow       sleep delay_ms before answering each /v1 request.
@@ -198,7 +205,7 @@ def _is_token_list(v):
 
 def default_mode():
     return {"mode": "normal", "delay_ms": 0, "status": 500, "retry_after": 1,
-            "stream_chunk_delay_ms": 0}
+            "stream_chunk_delay_ms": 0, "usage": None}
 
 
 def parse_mode(req):
@@ -223,6 +230,11 @@ def parse_mode(req):
                 raise RequestError(400, "%s must be an integer in [%d, %d]." % (key, lo, hi),
                                    "invalid_value", key)
             new[key] = v
+    usage = req.get("usage")
+    if usage is not None and usage != "omit" and not isinstance(usage, dict):
+        raise RequestError(400, "usage must be null, \"omit\" or an object.", "invalid_value",
+                           "usage")
+    new["usage"] = usage
     return new
 
 
@@ -597,6 +609,28 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(400, "'model' must be a string.", "invalid_type", "model")
         return model
 
+    def _usage(self, real):
+        """What this answer reports as usage: the real counts, none (None)
+        or the mode's override."""
+        override = self._mode.get("usage")
+        if override == "omit":
+            return None
+        return override if isinstance(override, dict) else real
+
+    @staticmethod
+    def _include_usage(req):
+        opts = req.get("stream_options")
+        if opts is None:
+            return False
+        if not isinstance(opts, dict):
+            raise RequestError(400, "'stream_options' must be an object.", "invalid_type",
+                               "stream_options")
+        inc = opts.get("include_usage", False)
+        if not isinstance(inc, bool):
+            raise RequestError(400, "'stream_options.include_usage' must be a boolean.",
+                               "invalid_type", "stream_options.include_usage")
+        return inc
+
     @staticmethod
     def _stream_param(req):
         stream = req.get("stream", False)
@@ -660,6 +694,7 @@ class Handler(BaseHTTPRequestHandler):
                                    "messages[%d]" % i)
         model = self._model_param(req)
         stream = self._stream_param(req)
+        include_usage = stream and self._include_usage(req)
         max_tokens = self._max_tokens_param(req)
 
         prompt_tokens = max(1, sum(len(content_text(m.get("content")).split()) for m in messages))
@@ -670,26 +705,28 @@ class Handler(BaseHTTPRequestHandler):
                 break
         user_words = content_text(last_user.get("content")).split() if last_user else []
         words, finish = make_reply(state.name, user_words, max_tokens)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                 "total_tokens": prompt_tokens + len(words)}
+        usage = self._usage({"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                             "total_tokens": prompt_tokens + len(words)})
         cid = "chatcmpl-%d" % state.next_id()
         created = int(time.time())
 
         if not stream:
-            self.send_json(200, {
+            answer = {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0,
                              "message": {"role": "assistant", "content": " ".join(words)},
-                             "logprobs": None, "finish_reason": finish}],
-                "usage": usage})
+                             "logprobs": None, "finish_reason": finish}]}
+            if usage is not None:
+                answer["usage"] = usage
+            self.send_json(200, answer)
             return
 
-        def chunk(delta, finish_reason, with_usage=False):
+        def chunk(delta, finish_reason):
             obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                    "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                 "finish_reason": finish_reason}]}
-            if with_usage:
-                obj["usage"] = usage
+            if include_usage:
+                obj["usage"] = None
             return self._sse(obj)
 
         events = []
@@ -698,7 +735,11 @@ class Handler(BaseHTTPRequestHandler):
                 events.append(chunk({"role": "assistant", "content": w}, None))
             else:
                 events.append(chunk({"content": " " + w}, None))
-        events.append(chunk({}, finish, True))
+        events.append(chunk({}, finish))
+        if include_usage and usage is not None:
+            events.append(self._sse({"id": cid, "object": "chat.completion.chunk",
+                                     "created": created, "model": model, "choices": [],
+                                     "usage": usage}))
         events.append(b"data: [DONE]\n\n")
         self._stream(events)
 
@@ -718,35 +759,41 @@ class Handler(BaseHTTPRequestHandler):
                                "token arrays.", "invalid_value", "prompt")
         model = self._model_param(req)
         stream = self._stream_param(req)
+        include_usage = stream and self._include_usage(req)
         max_tokens = self._max_tokens_param(req)
 
         prompt_tokens = max(1, sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompts))
         last = prompts[-1]
         user_words = last.split() if isinstance(last, str) else []
         words, finish = make_reply(state.name, user_words, max_tokens)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                 "total_tokens": prompt_tokens + len(words)}
+        usage = self._usage({"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                             "total_tokens": prompt_tokens + len(words)})
         cid = "cmpl-%d" % state.next_id()
         created = int(time.time())
 
         if not stream:
-            self.send_json(200, {
+            answer = {
                 "id": cid, "object": "text_completion", "created": created, "model": model,
                 "choices": [{"index": 0, "text": " ".join(words), "logprobs": None,
-                             "finish_reason": finish}],
-                "usage": usage})
+                             "finish_reason": finish}]}
+            if usage is not None:
+                answer["usage"] = usage
+            self.send_json(200, answer)
             return
 
-        def chunk(text, finish_reason, with_usage=False):
+        def chunk(text, finish_reason):
             obj = {"id": cid, "object": "text_completion", "created": created, "model": model,
                    "choices": [{"index": 0, "text": text, "logprobs": None,
                                 "finish_reason": finish_reason}]}
-            if with_usage:
-                obj["usage"] = usage
+            if include_usage:
+                obj["usage"] = None
             return self._sse(obj)
 
         events = [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
-        events.append(chunk("", finish, True))
+        events.append(chunk("", finish))
+        if include_usage and usage is not None:
+            events.append(self._sse({"id": cid, "object": "text_completion", "created": created,
+                                     "model": model, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
         self._stream(events)
 
@@ -781,8 +828,11 @@ class Handler(BaseHTTPRequestHandler):
                 vec = base64.b64encode(struct.pack("<8f", *vec)).decode("ascii")
             data.append({"object": "embedding", "index": i, "embedding": vec})
         tokens = max(1, tokens)
-        self.send_json(200, {"object": "list", "data": data, "model": model,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        answer = {"object": "list", "data": data, "model": model}
+        usage = self._usage({"prompt_tokens": tokens, "total_tokens": tokens})
+        if usage is not None:
+            answer["usage"] = usage
+        self.send_json(200, answer)
 
     def _model_obj(self, mid):
         return {"id": mid, "object": "model", "created": MODEL_CREATED,

@@ -201,8 +201,8 @@ def test_chat_stream_incremental(server):
         text = "".join(o["choices"][0]["delta"].get("content", "") for o in objs)
         assert text == "This is a"
         assert objs[-1]["choices"][0]["finish_reason"] == "length"
-        assert objs[-1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
-        assert all("usage" not in o for o in objs[:-1])
+        # As OpenAI: no usage in a stream unless include_usage asks for it.
+        assert all("usage" not in o for o in objs)
         # the connection stays usable after the stream
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert f.readline().startswith(b"HTTP/1.1 200")
@@ -223,7 +223,42 @@ def test_chat_stream_http_client(server):
     assert events[-1] == "data: [DONE]"
     final = json.loads(events[-2][6:])
     assert final["choices"][0]["finish_reason"] == "stop"
-    assert final["usage"]["completion_tokens"] == len(events) - 2 == 9
+    assert "usage" not in final and len(events) - 2 == 9
+
+
+def test_chat_stream_include_usage(server):
+    req = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
+           "messages": [{"role": "user", "content": "x"}]}
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(req))
+    events = [e for e in conn.getresponse().read().decode().split("\n\n") if e]
+    conn.close()
+    assert events[-1] == "data: [DONE]"
+    objs = [json.loads(e[6:]) for e in events[:-1]]
+    assert all(o["usage"] is None for o in objs[:-1])
+    assert objs[-2]["choices"][0]["finish_reason"] == "stop"
+    assert objs[-1]["choices"] == []
+    assert objs[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 9, "total_tokens": 10}
+    bad = dict(req, stream_options={"include_usage": "yes"})
+    status, _, body = call(server, "POST", "/v1/chat/completions", bad)
+    assert status == 400
+
+
+def test_usage_mode(server):
+    status, _, _ = call(server, "POST", "/_mock/mode", {"usage": "omit"})
+    assert status == 200
+    try:
+        status, _, body = call(server, "POST", "/v1/chat/completions",
+                               {"model": "m", "messages": [{"role": "user", "content": "x"}]})
+        assert status == 200 and "usage" not in body
+        weird = {"prompt_tokens": -5, "completion_tokens": 1.5}
+        call(server, "POST", "/_mock/mode", {"usage": weird})
+        status, _, body = call(server, "POST", "/v1/embeddings", {"model": "e", "input": "a"})
+        assert body["usage"] == weird
+        status, _, _ = call(server, "POST", "/_mock/mode", {"usage": 5})
+        assert status == 400
+    finally:
+        call(server, "POST", "/_mock/reset", None)
 
 
 def test_completions(server):
@@ -254,7 +289,15 @@ def test_completions_stream(server):
     conn.close()
     objs = [json.loads(e[6:]) for e in events[:-1]]
     assert [o["choices"][0]["text"] for o in objs] == ["This", " is", ""]
-    assert objs[-1]["usage"]["total_tokens"] == 3
+    assert all("usage" not in o for o in objs)
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    conn.request("POST", "/v1/completions",
+                 body=json.dumps({"model": "m", "prompt": "p", "stream": True, "max_tokens": 2,
+                                  "stream_options": {"include_usage": True}}))
+    events = [e for e in conn.getresponse().read().decode().split("\n\n") if e]
+    conn.close()
+    last = json.loads(events[-2][6:])
+    assert last["choices"] == [] and last["usage"]["total_tokens"] == 3
 
 
 def test_embeddings(server):
