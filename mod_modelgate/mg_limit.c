@@ -241,3 +241,48 @@ apr_time_t mg_limit_charge(const mg_limit_spec *spec, mg_limit_state *state,
         return fill_charge(spec, state, now, units);
     }
 }
+
+/* Off the window that counted them, while it still counts. */
+static apr_time_t window_refund(const mg_limit_spec *spec,
+                                mg_limit_state *state, apr_time_t then,
+                                apr_time_t now, apr_uint64_t units)
+{
+    apr_time_t start, end;
+    mg_limit_decision d;
+
+    mg_limit_window_bounds(spec, then, &start, &end);
+    if (state->flags & MG_LIMIT_STATE_VALID) {
+        if (state->stamp == start) {
+            state->level -= units < state->level ? units : state->level;
+        }
+        else if (spec->algo == MG_ALGO_SLIDING_WINDOW
+                 && state->stamp == end) {
+            /* A new window began since: the charge is the previous one's,
+             * which still weighs until this one ends. */
+            state->aux -= units < state->aux ? units : state->aux;
+        }
+    }
+    mg_limit_decide(spec, state, now, 0, state, &d);
+    return d.expires;
+}
+
+apr_time_t mg_limit_refund(const mg_limit_spec *spec, mg_limit_state *state,
+                           apr_time_t then, apr_time_t now,
+                           apr_uint64_t units)
+{
+    mg_limit_decision d;
+
+    switch (spec->algo) {
+    case MG_ALGO_TOKEN_BUCKET:
+    case MG_ALGO_LEAKY_BUCKET:
+        return mg_limit_bucket_refund(spec, state, now, units);
+    case MG_ALGO_GCRA:
+        return mg_limit_gcra_refund(spec, state, now, units);
+    case MG_ALGO_FIXED_WINDOW:
+    case MG_ALGO_SLIDING_WINDOW:
+        return window_refund(spec, state, then, now, units);
+    default:
+        mg_limit_decide(spec, state, now, 0, state, &d);
+        return d.expires;
+    }
+}

@@ -198,6 +198,23 @@ void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
 apr_time_t mg_limit_charge(const mg_limit_spec *spec, mg_limit_state *state,
                            apr_time_t now, apr_uint64_t units);
 
+/**
+ * Give back `units` that were charged at `then` and not used (a token
+ * reservation larger than what the answer spent), at `now`.  Buckets and
+ * GCRA take them back, paying off debt first and never past a full bucket;
+ * a fraction of a microsecond of debt stays (never more is given back than
+ * was taken).  Windows take them off the window they were counted in while
+ * that window still counts: the current one, or for the sliding window
+ * counter also the previous one, which still weighs; a window that has
+ * passed took them with it.  A sliding log cannot tell its units apart and
+ * ignores refunds (the configuration refuses it for tokens).  `state` is
+ * updated in place.
+ * @return when the state equals a fresh one again (the algorithm's clock)
+ */
+apr_time_t mg_limit_refund(const mg_limit_spec *spec, mg_limit_state *state,
+                           apr_time_t then, apr_time_t now,
+                           apr_uint64_t units);
+
 /** Most limit layers one request may be checked against: one of each
  *  kind (global, tier, tenant, key, route, model, client IP). */
 #define MG_LIMIT_MAX_LAYERS 7
@@ -268,6 +285,13 @@ apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
                                   mg_limit_state *state, apr_time_t now,
                                   apr_uint64_t units);
 apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
+                                mg_limit_state *state, apr_time_t now,
+                                apr_uint64_t units);
+/* Refunds of the bucket algorithms and GCRA (mg_limit_refund). */
+apr_time_t mg_limit_bucket_refund(const mg_limit_spec *spec,
+                                  mg_limit_state *state, apr_time_t now,
+                                  apr_uint64_t units);
+apr_time_t mg_limit_gcra_refund(const mg_limit_spec *spec,
                                 mg_limit_state *state, apr_time_t now,
                                 apr_uint64_t units);
 

@@ -190,3 +190,36 @@ apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
     state->count = 0;
     return stamp + refill_time(spec, spec->capacity - level);
 }
+
+/* A refund first pays off debt -- a stamp ahead of now, moved back by the
+ * whole microseconds the units buy -- and then fills the bucket. */
+apr_time_t mg_limit_bucket_refund(const mg_limit_spec *spec,
+                                  mg_limit_state *state, apr_time_t now,
+                                  apr_uint64_t units)
+{
+    apr_uint64_t level, back;
+    apr_time_t stamp;
+
+    refill(spec, state, now, &level, &stamp);
+    back = units > 2 * spec->burst ? 2 * spec->capacity
+                                   : units * spec->unit_scale;
+    if (stamp > now) {
+        apr_uint64_t owed_us = (apr_uint64_t)(stamp - now);
+        apr_uint64_t paid_us = back / spec->refill_per_us;
+        if (paid_us < owed_us) {
+            stamp -= (apr_time_t)paid_us;
+            back = 0;
+        }
+        else {
+            back -= owed_us * spec->refill_per_us;
+            stamp = now;
+        }
+    }
+    level = back >= spec->capacity - level ? spec->capacity : level + back;
+    state->flags = MG_LIMIT_STATE_VALID;
+    state->level = level;
+    state->stamp = stamp;
+    state->aux = 0;
+    state->count = 0;
+    return stamp + refill_time(spec, spec->capacity - level);
+}

@@ -111,3 +111,28 @@ apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
     state->count = 0;
     return now + ceil_div_us(after, per_us);
 }
+
+/* The TAT moves back by the units' emission intervals, but not behind now:
+ * a lead of zero is a full bucket. */
+apr_time_t mg_limit_gcra_refund(const mg_limit_spec *spec,
+                                mg_limit_state *state, apr_time_t now,
+                                apr_uint64_t units)
+{
+    apr_uint64_t per_us = spec->refill_per_us, lead = 0, back;
+
+    if ((state->flags & MG_LIMIT_STATE_VALID)
+        && (state->stamp > now || (state->stamp == now && state->level > 0))) {
+        apr_uint64_t gap = (apr_uint64_t)(state->stamp - now);
+        lead = gap > 2 * spec->capacity / per_us
+               ? 2 * spec->capacity : gap * per_us + state->level;
+    }
+    back = units > 2 * spec->burst ? 2 * spec->capacity
+                                   : units * spec->unit_scale;
+    lead = back >= lead ? 0 : lead - back;
+    state->flags = MG_LIMIT_STATE_VALID;
+    state->stamp = now + (apr_time_t)(lead / per_us);
+    state->level = lead % per_us;
+    state->aux = 0;
+    state->count = 0;
+    return now + ceil_div_us(lead, per_us);
+}

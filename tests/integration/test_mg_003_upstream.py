@@ -54,7 +54,7 @@ def test_mg_003_04_streaming_passes_through(quickstart, backend):
     assert resp.header("content-type").startswith("text/event-stream")
     events = [l for l in resp.body.decode().split("\n\n") if l.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
-    # one event per reply word, then the finish chunk with usage, then DONE
+    # one event per reply word, then the finish chunk, then DONE
     assert len(events) == len("This is a mock reply from primary to: stream these words please".split()) + 2
     assert resp.header("ratelimit").startswith('"free";r=9;')
 

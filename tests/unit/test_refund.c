@@ -1,0 +1,190 @@
+/* Unit tests of mg_limit_refund: a reservation settled to what an answer
+ * used.  The property: reserving R and giving back R - A at once leaves
+ * the counter as charging A would have; later, what was given back is
+ * never more than what was taken. */
+#include <string.h>
+#include "mg_test.h"
+
+static mg_limit_spec spec_of(mg_limit_algo algo, apr_uint64_t quota,
+                             apr_int64_t window, apr_uint64_t burst)
+{
+    mg_limit_spec spec;
+    const char *err = mg_limit_spec_init(&spec, algo, quota, window, burst);
+
+    if (err) {
+        fail_msg("spec: %s", err);
+    }
+    return spec;
+}
+
+static const mg_limit_algo settled_algos[] = {
+    MG_ALGO_TOKEN_BUCKET, MG_ALGO_LEAKY_BUCKET, MG_ALGO_FIXED_WINDOW,
+    MG_ALGO_SLIDING_WINDOW, MG_ALGO_GCRA
+};
+#define NALGOS (sizeof(settled_algos) / sizeof(settled_algos[0]))
+
+/* Reserve, then settle at once == charge what was used, for every
+ * algorithm that settles, over random traffic. */
+static void test_reserve_then_settle_equals_the_charge(void **state)
+{
+    mg_test_rng rng = { 42 };
+    apr_size_t a;
+
+    (void)state;
+    for (a = 0; a < NALGOS; a++) {
+        mg_limit_spec spec = spec_of(settled_algos[a], 40000, MG_MIN(1),
+                                     40000);
+        mg_limit_state settled, charged;
+        apr_time_t now = MG_T0;
+        int i, admitted = 0;
+
+        memset(&settled, 0, sizeof(settled));
+        memset(&charged, 0, sizeof(charged));
+        for (i = 0; i < 20000; i++) {
+            apr_uint64_t reserve = 1 + mg_test_below(&rng, 4000);
+            apr_uint64_t used = mg_test_below(&rng, reserve + 1);
+            mg_limit_decision dr, du;
+            mg_limit_state next;
+
+            now += (apr_time_t)mg_test_below(&rng, MG_MSEC(400));
+            mg_limit_decide(&spec, &settled, now, reserve, &next, &dr);
+            if (!dr.allowed) {
+                continue;
+            }
+            admitted++;
+            settled = next;
+            mg_limit_refund(&spec, &settled, now, now, reserve - used);
+            /* The charge of what was used, on a counter that saw the same
+             * history; it must fit, as more did. */
+            mg_limit_decide(&spec, &charged, now, used, &next, &du);
+            assert_true(du.allowed);
+            charged = next;
+            mg_test_assert_state_equal(&settled, &charged);
+        }
+        assert_true(admitted > 1000);
+    }
+}
+
+/* Given back later: never more than a full allowance, and never more than
+ * was taken (a refund of everything is a request that never happened). */
+static void test_late_refunds_never_give_more(void **state)
+{
+    apr_size_t a;
+
+    (void)state;
+    for (a = 0; a < NALGOS; a++) {
+        mg_limit_spec spec = spec_of(settled_algos[a], 1000, MG_MIN(1), 1000);
+        mg_limit_state st, next;
+        mg_limit_decision d;
+        apr_time_t t = MG_T0 - MG_T0 % MG_MIN(1) + MG_SEC(1);
+
+        memset(&st, 0, sizeof(st));
+        mg_limit_decide(&spec, &st, t, 800, &next, &d);
+        assert_true(d.allowed);
+        st = next;
+        /* 10 s later the whole reservation comes back: as if nothing had
+         * been taken, so 1000 fit again, and not 1001. */
+        mg_limit_refund(&spec, &st, t, t + MG_SEC(10), 800);
+        mg_limit_decide(&spec, &st, t + MG_SEC(10), 1001, &next, &d);
+        assert_false(d.allowed);
+        mg_limit_decide(&spec, &st, t + MG_SEC(10), 1000, &next, &d);
+        assert_true(d.allowed);
+        /* A refund larger than any charge still tops out at full. */
+        st = next;
+        mg_limit_refund(&spec, &st, t + MG_SEC(10), t + MG_SEC(10),
+                        MG_LIMIT_MAX_QUOTA);
+        mg_limit_decide(&spec, &st, t + MG_SEC(10), 1000, &next, &d);
+        assert_true(d.allowed);
+        assert_int_equal(d.remaining, 0);
+    }
+}
+
+/* Debt from an answer that used more than its reservation is paid off
+ * first by a later refund. */
+static void test_refund_pays_debt_first(void **state)
+{
+    mg_limit_spec spec = spec_of(MG_ALGO_TOKEN_BUCKET, 60, MG_MIN(1), 60);
+    mg_limit_spec gcra = spec_of(MG_ALGO_GCRA, 60, MG_MIN(1), 60);
+    const mg_limit_spec *specs[] = { &spec, &gcra };
+    int i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        mg_limit_state st;
+        mg_limit_decision d;
+        mg_limit_state next;
+
+        memset(&st, 0, sizeof(st));
+        /* 90 used of 60: 30 in debt, half a minute at one a second. */
+        mg_limit_charge(specs[i], &st, MG_T0, 90);
+        mg_limit_decide(specs[i], &st, MG_T0, 1, &next, &d);
+        assert_false(d.allowed);
+        assert_int_equal(d.retry_after, MG_SEC(31));
+        /* 20 back: 10 of debt left. */
+        mg_limit_refund(specs[i], &st, MG_T0, MG_T0, 20);
+        mg_limit_decide(specs[i], &st, MG_T0, 1, &next, &d);
+        assert_false(d.allowed);
+        assert_int_equal(d.retry_after, MG_SEC(11));
+        /* 15 more: the debt is gone and 5 are in the bucket. */
+        mg_limit_refund(specs[i], &st, MG_T0, MG_T0, 15);
+        mg_limit_decide(specs[i], &st, MG_T0, 5, &next, &d);
+        assert_true(d.allowed);
+        mg_limit_decide(specs[i], &st, MG_T0, 6, &next, &d);
+        assert_false(d.allowed);
+    }
+}
+
+/* A window takes back only what it still counts. */
+static void test_windows_refund_only_while_they_count(void **state)
+{
+    mg_limit_spec fixed = spec_of(MG_ALGO_FIXED_WINDOW, 100, MG_MIN(1), 100);
+    mg_limit_spec sliding = spec_of(MG_ALGO_SLIDING_WINDOW, 100, MG_MIN(1),
+                                    100);
+    apr_time_t start = MG_T0 - MG_T0 % MG_MIN(1);
+    mg_limit_state st, next;
+    mg_limit_decision d;
+
+    (void)state;
+    /* Fixed: charged at :50, settled at :70 -- that window is over. */
+    memset(&st, 0, sizeof(st));
+    mg_limit_decide(&fixed, &st, start + MG_SEC(50), 100, &next, &d);
+    st = next;
+    mg_limit_decide(&fixed, &st, start + MG_SEC(70), 60, &next, &d);
+    st = next;
+    mg_limit_refund(&fixed, &st, start + MG_SEC(50), start + MG_SEC(70), 90);
+    mg_limit_decide(&fixed, &st, start + MG_SEC(70), 41, &next, &d);
+    assert_false(d.allowed);               /* the new window keeps its 60 */
+    /* Sliding: the same charge still weighs in the next window, so the
+     * refund comes off the previous window's count. */
+    memset(&st, 0, sizeof(st));
+    mg_limit_decide(&sliding, &st, start + MG_SEC(50), 100, &next, &d);
+    st = next;
+    mg_limit_decide(&sliding, &st, start + MG_SEC(60), 0, &next, &d);
+    st = next;
+    assert_int_equal(st.aux, 100);
+    mg_limit_refund(&sliding, &st, start + MG_SEC(50), start + MG_SEC(60), 90);
+    assert_int_equal(st.aux, 10);
+    assert_int_equal(st.level, 0);
+    mg_limit_decide(&sliding, &st, start + MG_SEC(60), 90, &next, &d);
+    assert_true(d.allowed);
+    /* Two windows on, nothing of it is left to give back. */
+    memset(&st, 0, sizeof(st));
+    mg_limit_decide(&sliding, &st, start + MG_SEC(50), 100, &next, &d);
+    st = next;
+    mg_limit_refund(&sliding, &st, start + MG_SEC(50), start + MG_SEC(130),
+                    100);
+    mg_limit_decide(&sliding, &st, start + MG_SEC(130), 100, &next, &d);
+    assert_true(d.allowed);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MG_TEST(test_reserve_then_settle_equals_the_charge),
+        MG_TEST(test_late_refunds_never_give_more),
+        MG_TEST(test_refund_pays_debt_first),
+        MG_TEST(test_windows_refund_only_while_they_count),
+    };
+
+    return MG_RUN(tests);
+}
