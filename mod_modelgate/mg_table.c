@@ -204,14 +204,33 @@ static apr_size_t set_of(mg_table *t, const mg_fingerprint *fp)
     return (apr_size_t)(fp->hi % t->hdr->nsets) * MG_TABLE_WAYS;
 }
 
+/* Tags: the low word of the entry's fingerprint, whose bit 0 every
+ * fingerprint has set (mg_table_fingerprint*); that bit cleared marks an
+ * exhausted counter.  So a lookup compares tags with bit 0 set, and the
+ * choice of a victim learns which entries are exhausted from the tag line
+ * it already reads. */
+#define TAG_LIVE APR_UINT64_C(1)
+
+static int tag_exhausted(apr_uint64_t tag)
+{
+    return !(tag & TAG_LIVE);
+}
+
+static void set_tag(mg_table *t, mg_table_entry *e, int exhausted)
+{
+    t->tags[index_of(t, e)] = exhausted ? e->fp.lo & ~TAG_LIVE
+                                        : e->fp.lo | TAG_LIVE;
+}
+
 static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
 {
     apr_size_t base = set_of(t, fp);
     const apr_uint64_t *tags = t->tags + base;
+    apr_uint64_t want = fp->lo | TAG_LIVE;
     int i;
 
     for (i = 0; i < MG_TABLE_WAYS; i++) {
-        if (tags[i] == fp->lo) {
+        if ((tags[i] | TAG_LIVE) == want) {
             mg_table_entry *e = entry_at(t, base + i);
             if (fp_equal(&e->fp, fp)) {
                 return e;
@@ -234,12 +253,16 @@ static int is_claimed(mg_table_entry *e, mg_table_entry **claimed, int n)
 }
 
 /* An entry for a counter not in the table, never one that a layer of the
- * same decision holds. */
+ * same decision holds: empty, else expired, else the least recently used
+ * partly used one, and only when every other entry of the set is
+ * exhausted, the least recently used exhausted one (mg_table.h).  One pass
+ * over the set. */
 static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
                              apr_time_t now, mg_table_entry **held, int nheld)
 {
     apr_size_t base = set_of(t, fp);
-    mg_table_entry *empty = NULL, *expired = NULL, *lru = NULL, *victim;
+    mg_table_entry *empty = NULL, *expired = NULL, *live = NULL;
+    mg_table_entry *exhausted = NULL, *victim;
     int i;
 
     for (i = 0; i < MG_TABLE_WAYS; i++) {
@@ -256,8 +279,13 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
                 expired = e;
             }
         }
-        else if (!lru || e->touched < lru->touched) {
-            lru = e;
+        else if (tag_exhausted(t->tags[base + i])) {
+            if (!exhausted || e->touched < exhausted->touched) {
+                exhausted = e;
+            }
+        }
+        else if (!live || e->touched < live->touched) {
+            live = e;
         }
     }
     if (empty) {
@@ -267,16 +295,20 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
         victim = expired;
         t->hdr->stats.evicted_expired++;
     }
+    else if (live) {
+        victim = live;
+        t->hdr->stats.evicted_live++;
+    }
     else {
         /* The other layers of this decision hold at most
          * MG_LIMIT_MAX_LAYERS - 1 < MG_TABLE_WAYS entries of the set (checked
-         * at compile time above), so lru is never NULL here. */
-        victim = lru;
-        t->hdr->stats.evicted_live++;
+         * at compile time above), so some entry is left here. */
+        victim = exhausted;
+        t->hdr->stats.evicted_exhausted++;
     }
     memset(victim, 0, t->entry_size);
     victim->fp = *fp;
-    t->tags[index_of(t, victim)] = fp->lo;
+    set_tag(t, victim, 0);
     if (t->sync) {
         mg_sync_reset(t->sync, index_of(t, victim));
     }
@@ -298,7 +330,9 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
     mg_table_entry *found[MG_LIMIT_MAX_LAYERS];
     state_buf next[MG_LIMIT_MAX_LAYERS];
     apr_time_t alg_now[MG_LIMIT_MAX_LAYERS];
-    int i;
+    apr_uint64_t cost[MG_LIMIT_MAX_LAYERS];
+    int same[MG_LIMIT_MAX_LAYERS];  /* the first layer naming its counter */
+    int i, j;
 
     if (n > MG_LIMIT_MAX_LAYERS) {
         return APR_ENOSPC;
@@ -308,9 +342,27 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         if (!tab[i] || layers[i].spec->state_size > tab[i]->state_size) {
             return APR_ENOSPC;
         }
+        /* A counter named twice is one counter (mg_table.h): the first
+         * layer naming it decides for all, with the largest cost. */
+        same[i] = i;
+        cost[i] = layers[i].cost;
+        for (j = 0; j < i; j++) {
+            if (same[j] == j && tab[j] == tab[i]
+                && fp_equal(&layers[j].fp, &layers[i].fp)) {
+                same[i] = j;
+                if (cost[i] > cost[j]) {
+                    cost[j] = cost[i];
+                }
+                break;
+            }
+        }
     }
     d->nlayers = n;
     for (i = 0; i < n; i++) {
+        found[i] = NULL;
+        if (same[i] != i) {
+            continue;
+        }
         found[i] = find(tab[i], &layers[i].fp);
         alg_now[i] = mg_limit_clock(layers[i].spec, &now);
         if (found[i] && tab[i]->sync) {
@@ -325,29 +377,44 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         }
         mg_limit_decide(layers[i].spec,
                         found[i] ? &found[i]->state : &fresh.head,
-                        alg_now[i], layers[i].cost, &next[i].head,
-                        &d->layer[i]);
+                        alg_now[i], cost[i], &next[i].head, &d->layer[i]);
+    }
+    for (i = 0; i < n; i++) {
+        if (same[i] != i) {
+            d->layer[i] = d->layer[same[i]];
+        }
     }
     mg_limit_combine(layers, d);
     t->hdr->stats.decisions++;
-    if (!d->allowed) {
-        return APR_SUCCESS;
-    }
     for (i = 0; i < n; i++) {
         mg_table_entry *e = found[i];
-        if (!d->layer[i].allowed) {
-            continue;          /* a shadow layer: it consumes nothing */
+        const mg_limit_decision *ld = &d->layer[i];
+        int committed = d->allowed && ld->allowed;
+
+        if (same[i] != i) {
+            continue;
         }
-        if (!e) {
-            e = found[i] = claim(tab[i], &layers[i].fp, now.mono, found, n);
+        if (committed) {
+            if (!e) {
+                e = found[i] = claim(tab[i], &layers[i].fp, now.mono, found,
+                                     n);
+            }
+            memcpy(&e->state, &next[i], layers[i].spec->state_size);
+            e->expires = now.mono + (ld->expires - alg_now[i]);
+            if (tab[i]->sync) {
+                mg_sync_commit(tab[i]->sync, index_of(tab[i], e),
+                               layers[i].spec, now, cost[i]);
+            }
         }
-        memcpy(&e->state, &next[i], layers[i].spec->state_size);
+        else if (!e) {
+            continue;          /* refused here: no entry for it */
+        }
+        /* Consulted, so used; exhausted if it refused, or if what it kept
+         * cannot pay for another request like this one.  A shadow layer
+         * that would refuse consumes nothing, but is marked the same. */
         e->touched = now.mono;
-        e->expires = now.mono + (d->layer[i].expires - alg_now[i]);
-        if (tab[i]->sync) {
-            mg_sync_commit(tab[i]->sync, index_of(tab[i], e), layers[i].spec,
-                           now, layers[i].cost);
-        }
+        set_tag(tab[i], e, !ld->allowed
+                           || (committed && ld->remaining < cost[i]));
     }
     return APR_SUCCESS;
 }

@@ -8,11 +8,26 @@
  * 128-bit fingerprint of its key and its limit, in a set of MG_TABLE_WAYS
  * entries chosen by the fingerprint (set-associative, like a CPU cache).
  *
- * Eviction, when a new counter needs an entry in a full set: an empty
- * entry first; else an expired one (its bucket is full again, so forgetting
- * it changes no decision); else the least recently used of the set, which
- * is counted in `evicted_live` because that counter starts afresh.  A
- * counter that is still in the table is never confused with another.
+ * Eviction, when a new counter needs an entry in a full set, takes the
+ * first of, in this order:
+ *
+ *   1. an empty entry, else an expired one: its state equals a fresh one
+ *      (`expires`: a full bucket, a window that has ended), so forgetting
+ *      it changes no decision (`evicted_expired`);
+ *   2. the least recently used of the entries whose counter would still
+ *      admit a request like its last one (partly used): forgetting one
+ *      gives its client back at most what it had used (`evicted_live`);
+ *   3. only then, the least recently used of the entries whose counter
+ *      refuses (an exhausted window, an empty bucket or one in debt):
+ *      forgetting one turns refusals into admissions, a client over its
+ *      limit starting again full (`evicted_exhausted`; the store reports
+ *      it, see mod_modelgate_store_shm.c).
+ *
+ * "Used" means consulted by a decision, admitting or refusing: a counter
+ * that keeps being refused is in use, and stays.  The set's line of tags
+ * tells which entries are exhausted (see mg_table), so choosing a victim
+ * reads nothing beyond the set it examines.  A counter that is still in
+ * the table is never confused with another.
  *
  * The table does no locking: the caller (the store) serialises access.
  */
@@ -26,7 +41,7 @@
 #define MG_TABLE_WAYS 8
 #define MG_TABLE_MAGIC 0x4d475442u   /* "MGTB" */
 /** Changes whenever the layout of the region changes. */
-#define MG_TABLE_VERSION 3u
+#define MG_TABLE_VERSION 4u
 
 /**
  * An entry: 32 bytes of bookkeeping, then the counter's state.  In the
@@ -36,7 +51,8 @@
  */
 typedef struct mg_table_entry {
     mg_fingerprint fp;        /**< {0, 0}: empty */
-    apr_time_t touched;       /**< last decision that used it (monotonic) */
+    apr_time_t touched;       /**< last decision that consulted it, admitted
+                                   or refused (monotonic) */
     apr_time_t expires;       /**< state equals a fresh one from then on
                                    (monotonic) */
     mg_limit_state state;
@@ -47,7 +63,8 @@ typedef struct mg_table_stats {
     apr_uint64_t decisions;
     apr_uint64_t inserted;
     apr_uint64_t evicted_expired;
-    apr_uint64_t evicted_live;
+    apr_uint64_t evicted_live;       /**< partly used: tier 2 above */
+    apr_uint64_t evicted_exhausted;  /**< refusing: tier 3, the last resort */
 } mg_table_stats;
 
 typedef struct mg_table_header {
@@ -62,7 +79,11 @@ typedef struct mg_table_header {
 /** A process's handle on a table region. */
 typedef struct mg_table {
     mg_table_header *hdr;
-    apr_uint64_t *tags;       /**< per way: fp.lo of its entry, 0 if empty */
+    apr_uint64_t *tags;       /**< per way: fp.lo of its entry, 0 if empty;
+                                   bit 0, which every fingerprint has set,
+                                   cleared while its counter is exhausted
+                                   (its last decision refused, or left less
+                                   than that request's cost) */
     char *entries;
     apr_size_t entry_size;
     apr_size_t state_size;    /**< the largest state an entry holds */
@@ -124,9 +145,26 @@ mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
 /**
  * Check every layer and, only if all enforced layers allow, commit every
  * layer that allowed: one atomic decision when the caller holds the store's
- * lock.  A rejected request consumes from no layer and adds no entry; a
- * shadow layer that would reject consumes nothing.  Layers whose state is
- * larger than t's go to t->logs.
+ * lock.  A rejected request consumes from no layer and adds no entry, but
+ * marks every entry it consulted as used (see eviction above); a shadow
+ * layer that would reject consumes nothing.  Layers whose state is larger
+ * than t's go to t->logs.
+ *
+ * Layers naming the same counter (equal fingerprints, which
+ * mg_table_fingerprint* give only to one scope, name, numbers and subject)
+ * are one counter: it holds one entry, is decided once and charged at most
+ * once, with the largest of their costs, and each of those layers reports
+ * that decision (as enforced if any of them is).  Such duplicates come from
+ * the configuration: limits accumulate down the location tree, and "limits
+ * of one name and numbers share counters wherever used" (mg_policy.h), so
+ * the same limit declared at two levels that both apply (server and
+ * location, nested locations, a location and its .htaccess) is named twice
+ * by one request.  It is still one limit: charging it once per declaration
+ * would divide its quota by the number of places that repeat it.  Every
+ * layer of a request has the same cost (mod_modelgate_layers.c), so this
+ * is the request's cost, once; the largest is what a caller with unequal
+ * costs gets, never less than any of them asked.
+ *
  * @return APR_SUCCESS, or APR_ENOSPC if a layer's state fits no table (the
  *         decision is then not made)
  */

@@ -49,6 +49,20 @@ static mg_table_entry *entry_at(const mg_table *t, apr_uint32_t i)
     return (mg_table_entry *)(t->entries + (apr_size_t)i * t->entry_size);
 }
 
+/* The tag line mirrors the entries: 0 when empty, else fp.lo, with bit 0
+ * (set in every fingerprint) cleared while the counter is exhausted. */
+static void assert_tag(const mg_table *t, apr_uint32_t i)
+{
+    const mg_table_entry *x = entry_at(t, i);
+
+    if (x->fp.hi == 0 && x->fp.lo == 0) {
+        assert_int_equal(t->tags[i], 0);
+    }
+    else {
+        assert_int_equal(t->tags[i] | 1, x->fp.lo);
+    }
+}
+
 /* The entry holding `fp`, searched over the whole table. */
 static mg_table_entry *entry_of(mg_table *t, const mg_fingerprint *fp)
 {
@@ -57,8 +71,7 @@ static mg_table_entry *entry_of(mg_table *t, const mg_fingerprint *fp)
 
     for (i = 0; i < table_entries(t); i++) {
         mg_table_entry *x = entry_at(t, i);
-        /* The tag line mirrors the entries: fp.lo, or 0 when empty. */
-        assert_int_equal(t->tags[i], x->fp.lo);
+        assert_tag(t, i);
         if (x->fp.hi == fp->hi && x->fp.lo == fp->lo) {
             e = x;
             found++;
@@ -68,6 +81,16 @@ static mg_table_entry *entry_of(mg_table *t, const mg_fingerprint *fp)
     return e;
 }
 
+/* Is the counter of `fp` in the table and marked exhausted? */
+static int is_exhausted(mg_table *t, const mg_fingerprint *fp)
+{
+    mg_table_entry *e = entry_of(t, fp);
+
+    assert_non_null(e);
+    return !(t->tags[(apr_size_t)((char *)e - t->entries) / t->entry_size]
+             & 1);
+}
+
 static int used_entries(const mg_table *t)
 {
     apr_uint32_t i;
@@ -75,7 +98,7 @@ static int used_entries(const mg_table *t)
 
     for (i = 0; i < table_entries(t); i++) {
         const mg_table_entry *x = entry_at(t, i);
-        assert_int_equal(t->tags[i], x->fp.lo);
+        assert_tag(t, i);
         n += x->fp.hi != 0 || x->fp.lo != 0;
     }
     return n;
@@ -120,10 +143,12 @@ static void test_capacity_and_bytes(void **state)
     /* The header takes one 64-byte line; then one 64-byte line of tags
      * per set (8 bytes a way); then whole sets of entries.  The entry size
      * is part of the shared memory layout: changing it must come with a
-     * new MG_TABLE_VERSION. */
+     * new MG_TABLE_VERSION (4: tags mark exhausted counters; the header
+     * holds evicted_exhausted and is still one line). */
     assert_int_equal(sizeof(mg_table_entry), 64);
     assert_int_equal(sizeof(mg_limit_state), 32);
-    assert_int_equal(MG_TABLE_VERSION, 3);
+    assert_int_equal(sizeof(mg_table_header), 64);
+    assert_int_equal(MG_TABLE_VERSION, 4);
     assert_int_equal(mg_table_bytes(1), 64 + 64 + 8 * sizeof(mg_table_entry));
     assert_int_equal(mg_table_bytes(8), 64 + 64 + 8 * sizeof(mg_table_entry));
     assert_int_equal(mg_table_bytes(9),
@@ -344,7 +369,12 @@ static void test_multi_layer_atomic(void **state)
         assert_int_equal(ke->state.level, 7 * 6000000);
         assert_int_equal(ke->state.stamp, MG_T0);
         assert_int_equal(te->state.level, 0);
-        assert_int_equal(te->touched, MG_T0);
+        /* Refused, but consulted: both entries count as used (issue 10),
+         * the tenant's marked exhausted. */
+        assert_int_equal(te->touched, MG_T0 + i * MG_MSEC(100));
+        assert_int_equal(ke->touched, MG_T0 + i * MG_MSEC(100));
+        assert_true(is_exhausted(t, &layers[1].fp));
+        assert_false(is_exhausted(t, &layers[0].fp));
     }
 
     /* The same with the layers the other way round. */
@@ -386,7 +416,7 @@ static void test_rejected_request_adds_no_entry(void **state)
     assert_null(entry_of(t, &big.fp));
 
     /* Key A uses up the tenant; key B, new, is then refused: B gets no
-     * entry, and the tenant's entry is not touched. */
+     * entry, and the tenant's entry, charged nothing, counts as used. */
     a[0] = mk_layer("free", &spec, "key:a", 1);
     a[1] = mk_layer("tenant", &tenant_spec, "tenant:acme", 1);
     b[0] = mk_layer("free", &spec, "key:b", 1);
@@ -399,7 +429,8 @@ static void test_rejected_request_adds_no_entry(void **state)
     assert_int_equal(t->hdr->stats.inserted, 2);
     assert_int_equal(used_entries(t), 2);
     assert_null(entry_of(t, &b[0].fp));
-    assert_int_equal(entry_of(t, &a[1].fp)->touched, MG_T0);
+    assert_int_equal(entry_of(t, &a[1].fp)->touched, MG_T0 + MG_SEC(1));
+    assert_int_equal(entry_of(t, &a[1].fp)->state.level, 0);
     assert_int_equal(t->hdr->stats.decisions, 3);
 }
 
@@ -657,6 +688,218 @@ static void test_live_key_kept_while_room(void **state)
     assert_int_equal(t->hdr->stats.inserted, 256);
 }
 
+/* ---- eviction under pressure ------------------------------------------------
+ *
+ * Issue 10: a refused request did not count as use, so an exhausted counter
+ * that kept being refused became the least recently used of its set and was
+ * evicted by newcomers, its client starting again full.  Counters at 3/day
+ * (burst 3): a key used once keeps 2 and is partly used; a key used 3 times
+ * is exhausted for hours. */
+
+/* An exhausted key refused between every round of newcomers, 4 of them a
+ * round over 8 sets: it stays exhausted, 3 admissions in all, and the
+ * newcomers only evict each other. */
+static void test_refused_counter_stays_under_churn(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec day = mg_test_spec(3, MG_DAY(1), 3);
+    mg_layer x = mk_layer("p", &day, "ip:198.51.100.1", 1);
+    apr_time_t now = MG_T0;
+    int round, i, admitted = 0, churn = 0;
+
+    assert_int_equal(t->hdr->nsets, 8);
+    for (round = 0; round < 500; round++) {
+        mg_decision d;
+        for (i = 0; i < 2; i++) {        /* it hammers: two a round */
+            d = decide1(t, &x, now++);
+            admitted += d.allowed;
+        }
+        for (i = 0; i < 4; i++) {
+            mg_layer o = mk_layer("p", &day,
+                                  apr_psprintf(p, "ip:churn%d", churn++), 1);
+            d = decide1(t, &o, now++);
+            assert_true(d.allowed);
+            assert_int_equal(d.layer[0].remaining, 2);
+        }
+    }
+    assert_int_equal(admitted, 3);
+    assert_true(is_exhausted(t, &x.fp));
+    assert_int_equal(t->hdr->stats.inserted, 1 + 2000);
+    assert_int_equal(t->hdr->stats.evicted_live, 2001 - 64);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+    assert_int_equal(t->hdr->stats.evicted_exhausted, 0);
+    assert_int_equal(used_entries(t), 64);
+}
+
+/* When every counter of the set is exhausted, a newcomer still gets an
+ * entry (the last resort, counted), and the victim is the least recently
+ * used: never the key that keeps being refused. */
+static void test_refused_counter_is_recently_used(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec once = mg_test_spec(1, MG_DAY(1), 1);
+    mg_layer x = mk_layer("p", &once, "ip:198.51.100.1", 1);
+    apr_time_t now = MG_T0;
+    int round, i, admitted = 0, churn = 0;
+
+    for (round = 0; round < 100; round++) {
+        admitted += decide1(t, &x, now++).allowed;
+        for (i = 0; i < 2; i++) {
+            mg_layer o = mk_layer("p", &once,
+                                  apr_psprintf(p, "ip:churn%d", churn++), 1);
+            assert_true(decide1(t, &o, now++).allowed);
+            assert_true(is_exhausted(t, &o.fp));  /* 0 left of 1 */
+        }
+    }
+    assert_int_equal(admitted, 1);
+    assert_true(is_exhausted(t, &x.fp));
+    assert_int_equal(t->hdr->stats.inserted, 1 + 200);
+    assert_int_equal(t->hdr->stats.evicted_exhausted, 201 - 8);
+    assert_int_equal(t->hdr->stats.evicted_live, 0);
+    assert_int_equal(t->hdr->stats.evicted_expired, 0);
+}
+
+/* The order: expired, then the least recently used partly used counter,
+ * then (only then) the least recently used exhausted one; a decision that
+ * finds a counter able to pay again clears its mark. */
+static void test_eviction_tiers(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 8);
+    mg_limit_spec day = mg_test_spec(3, MG_DAY(1), 3);
+    mg_limit_spec min = mg_test_spec(1, MG_MIN(1), 1);
+    mg_limit_spec never = mg_test_spec(1, MG_DAY(1), 1);
+    mg_limit_spec two_min = mg_test_spec(2, MG_MIN(1), 2);
+    mg_layer ex = mk_layer("p", &day, "key:exhausted", 3);
+    mg_layer m = mk_layer("p", &min, "key:minute", 1);
+    mg_layer k[6], n[3], two[2];
+    mg_decision d;
+    int i;
+
+    /* The oldest: one exhausted counter (3 of 3 at once), one that is
+     * exhausted for a minute; then six partly used ones. */
+    assert_true(decide1(t, &ex, MG_T0).allowed);
+    assert_true(is_exhausted(t, &ex.fp));
+    assert_true(decide1(t, &m, MG_T0 + 1).allowed);
+    assert_true(is_exhausted(t, &m.fp));
+    for (i = 0; i < 6; i++) {
+        k[i] = mk_layer("p", &day, apr_psprintf(p, "key:k%d", i), 1);
+        assert_true(decide1(t, &k[i], MG_T0 + 2 + i).allowed);
+        assert_false(is_exhausted(t, &k[i].fp));
+    }
+    for (i = 0; i < 3; i++) {
+        n[i] = mk_layer("p", &day, apr_psprintf(p, "key:n%d", i), 1);
+    }
+
+    /* A newcomer takes the LRU partly used entry, k0, not the older
+     * exhausted ones. */
+    assert_true(decide1(t, &n[0], MG_T0 + MG_SEC(10)).allowed);
+    assert_null(entry_of(t, &k[0].fp));
+    assert_non_null(entry_of(t, &ex.fp));
+    assert_non_null(entry_of(t, &m.fp));
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+
+    /* At a minute the minute's counter has expired: it goes first,
+     * though partly used ones are left. */
+    assert_true(decide1(t, &n[1], MG_T0 + 1 + MG_MIN(1)).allowed);
+    assert_null(entry_of(t, &m.fp));
+    assert_int_equal(t->hdr->stats.evicted_expired, 1);
+    assert_int_equal(t->hdr->stats.evicted_live, 1);
+
+    /* A counter marked exhausted (2/min, 2 spent at once) is found able to
+     * pay again 30 s on, by a decision another layer refuses (`never` at
+     * 1/day is spent by the first): consulted, so used, and no longer
+     * marked; the refusing one is marked and used too. */
+    two[0] = mk_layer("p", &never, "tenant:z", 1);
+    two[1] = mk_layer("p", &two_min, "key:pair", 2);
+    decide(t, two, 2, MG_T0 + MG_MIN(2), &d);
+    assert_true(d.allowed);
+    assert_true(is_exhausted(t, &two[0].fp));
+    assert_true(is_exhausted(t, &two[1].fp));
+    two[1].cost = 1;
+    decide(t, two, 2, MG_T0 + MG_MIN(2) + MG_SEC(30), &d);
+    assert_false(d.allowed);
+    assert_true(d.layer[1].allowed);
+    assert_false(is_exhausted(t, &two[1].fp));
+    assert_int_equal(entry_of(t, &two[1].fp)->touched,
+                     MG_T0 + MG_MIN(2) + MG_SEC(30));
+    assert_true(is_exhausted(t, &two[0].fp));
+    assert_int_equal(entry_of(t, &two[0].fp)->touched,
+                     MG_T0 + MG_MIN(2) + MG_SEC(30));
+    assert_int_equal(entry_of(t, &two[1].fp)->state.level, 0);  /* as kept */
+    assert_int_equal(t->hdr->stats.evicted_exhausted, 0);
+}
+
+/* ---- a counter named twice ----------------------------------------------- */
+
+/* Two layers with one fingerprint in one decision (the same limit declared
+ * at two levels that both apply) are one counter: one entry, decided and
+ * charged once, each layer reporting that decision. */
+static void test_duplicate_layers_share_an_entry(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec five = mg_test_spec(5, MG_HOUR(1), 5);
+    mg_limit_spec ten = mg_test_spec(10, MG_HOUR(1), 10);
+    mg_layer l[3];
+    mg_decision d;
+    int i;
+
+    l[0] = mk_layer("loc", &five, "key:demo", 1);
+    l[1] = mk_layer("other", &ten, "tenant:acme", 1);
+    l[2] = l[0];
+    for (i = 0; i < 5; i++) {
+        decide(t, l, 3, MG_T0 + i, &d);
+        assert_true(d.allowed);
+        assert_int_equal(d.nlayers, 3);
+        assert_int_equal(d.layer[0].remaining, (apr_uint64_t)(4 - i));
+        mg_test_assert_decision_equal(&d.layer[2], &d.layer[0]);
+        assert_int_equal(used_entries(t), 2);
+    }
+    decide(t, l, 3, MG_T0 + 5, &d);
+    assert_false(d.allowed);
+    assert_false(d.layer[0].allowed);
+    assert_false(d.layer[2].allowed);
+    assert_int_equal(d.layer[1].remaining, 4);    /* charged 5 times */
+    assert_int_equal(t->hdr->stats.inserted, 2);
+    assert_true(is_exhausted(t, &l[0].fp));
+
+    /* Unequal costs: charged once, with the largest.  10 units at 3 a
+     * request: 3 admitted, then 1 left. */
+    l[0] = mk_layer("a", &ten, "key:costly", 3);
+    l[1] = mk_layer("b", &ten, "key:costly", 1);
+    for (i = 0; i < 3; i++) {
+        decide(t, l, 2, MG_T0 + i, &d);
+        assert_true(d.allowed);
+        assert_int_equal(d.layer[0].remaining, (apr_uint64_t)(7 - 3 * i));
+        assert_int_equal(d.layer[1].remaining, (apr_uint64_t)(7 - 3 * i));
+    }
+    decide(t, l, 2, MG_T0 + 3, &d);
+    assert_false(d.allowed);
+    assert_int_equal(d.layer[1].remaining, 1);
+    assert_int_equal(entry_of(t, &l[0].fp)->state.level,
+                     1 * ten.unit_scale + 2);   /* 2 us of refill */
+    assert_int_equal(t->hdr->stats.inserted, 3);
+
+    /* Shadow and enforced: enforced wins, and the shadow one says it
+     * would have refused. */
+    l[0] = mk_layer("seen", &ten, "key:both", 5);
+    l[0].shadow = 1;
+    l[1] = mk_layer("seen", &ten, "key:both", 5);
+    for (i = 0; i < 2; i++) {
+        decide(t, l, 2, MG_T0, &d);
+        assert_true(d.allowed);
+    }
+    decide(t, l, 2, MG_T0, &d);
+    assert_false(d.allowed);
+    assert_int_equal(d.binding, 1);
+    assert_int_equal(d.shadow_rejected, 0x1);
+    assert_int_equal(t->hdr->stats.inserted, 4);
+    assert_int_equal(used_entries(t), 4);
+}
+
 /* ---- fingerprints ------------------------------------------------------------ */
 
 static int fp_eq(mg_fingerprint a, mg_fingerprint b)
@@ -775,6 +1018,10 @@ int main(void)
         MG_TEST(test_eviction_spares_own_expired_layer),
         MG_TEST(test_expiry_boundary),
         MG_TEST(test_live_key_kept_while_room),
+        MG_TEST(test_refused_counter_stays_under_churn),
+        MG_TEST(test_refused_counter_is_recently_used),
+        MG_TEST(test_eviction_tiers),
+        MG_TEST(test_duplicate_layers_share_an_entry),
         MG_TEST(test_fingerprints),
         MG_TEST(test_subject_fingerprints),
         MG_TEST(test_changed_limit_starts_fresh),
