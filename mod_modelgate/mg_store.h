@@ -28,7 +28,7 @@
 #include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "2"
+#define MG_STORE_PROVIDER_VERSION "3"   /* 3: info.evicted_exhausted */
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -40,7 +40,11 @@ typedef struct mg_store_info {
     apr_uint64_t decisions;
     apr_uint64_t inserted;
     apr_uint64_t evicted_expired; /**< forgotten when their state was fresh */
-    apr_uint64_t evicted_live;    /**< forgotten while still counting */
+    apr_uint64_t evicted_live;    /**< forgotten while partly used: the
+                                       client gets back what it had used */
+    apr_uint64_t evicted_exhausted; /**< forgotten while refusing, the last
+                                       resort of a table too small: the
+                                       client starts again full */
     /* local-sync (mg_sync.h); 0 in stores that do not sync */
     apr_uint64_t sync_exchanges;
     apr_uint64_t sync_failures;

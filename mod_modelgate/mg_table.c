@@ -216,13 +216,15 @@ static int tag_exhausted(apr_uint64_t tag)
     return !(tag & TAG_LIVE);
 }
 
-static void set_tag(mg_table *t, mg_table_entry *e, int exhausted)
+static void set_tag(mg_table *t, apr_size_t slot, const mg_fingerprint *fp,
+                    int exhausted)
 {
-    t->tags[index_of(t, e)] = exhausted ? e->fp.lo & ~TAG_LIVE
-                                        : e->fp.lo | TAG_LIVE;
+    t->tags[slot] = (fp->lo | TAG_LIVE) ^ (apr_uint64_t)(exhausted != 0);
 }
 
-static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
+/* The entry of `fp` and its index in *slot, or NULL. */
+static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp,
+                            apr_size_t *slot)
 {
     apr_size_t base = set_of(t, fp);
     const apr_uint64_t *tags = t->tags + base;
@@ -233,6 +235,7 @@ static mg_table_entry *find(mg_table *t, const mg_fingerprint *fp)
         if ((tags[i] | TAG_LIVE) == want) {
             mg_table_entry *e = entry_at(t, base + i);
             if (fp_equal(&e->fp, fp)) {
+                *slot = base + i;
                 return e;
             }
         }
@@ -258,7 +261,8 @@ static int is_claimed(mg_table_entry *e, mg_table_entry **claimed, int n)
  * exhausted, the least recently used exhausted one (mg_table.h).  One pass
  * over the set. */
 static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
-                             apr_time_t now, mg_table_entry **held, int nheld)
+                             apr_time_t now, mg_table_entry **held, int nheld,
+                             apr_size_t *slot)
 {
     apr_size_t base = set_of(t, fp);
     mg_table_entry *empty = NULL, *expired = NULL, *live = NULL;
@@ -306,11 +310,12 @@ static mg_table_entry *claim(mg_table *t, const mg_fingerprint *fp,
         victim = exhausted;
         t->hdr->stats.evicted_exhausted++;
     }
+    *slot = index_of(t, victim);
     memset(victim, 0, t->entry_size);
     victim->fp = *fp;
-    set_tag(t, victim, 0);
+    set_tag(t, *slot, fp, 0);
     if (t->sync) {
-        mg_sync_reset(t->sync, index_of(t, victim));
+        mg_sync_reset(t->sync, *slot);
     }
     t->hdr->stats.inserted++;
     return victim;
@@ -322,16 +327,18 @@ typedef union state_buf {
     mg_limit_log_state log;
 } state_buf;
 
+static apr_status_t decide_duplicates(mg_table *t, const mg_layer *layers,
+                                      int n, mg_now now, mg_decision *d);
+
 apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
                              mg_now now, mg_decision *d)
 {
     static const state_buf fresh;
     mg_table *tab[MG_LIMIT_MAX_LAYERS];
     mg_table_entry *found[MG_LIMIT_MAX_LAYERS];
+    apr_size_t slot[MG_LIMIT_MAX_LAYERS];
     state_buf next[MG_LIMIT_MAX_LAYERS];
     apr_time_t alg_now[MG_LIMIT_MAX_LAYERS];
-    apr_uint64_t cost[MG_LIMIT_MAX_LAYERS];
-    int same[MG_LIMIT_MAX_LAYERS];  /* the first layer naming its counter */
     int i, j;
 
     if (n > MG_LIMIT_MAX_LAYERS) {
@@ -342,33 +349,21 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         if (!tab[i] || layers[i].spec->state_size > tab[i]->state_size) {
             return APR_ENOSPC;
         }
-        /* A counter named twice is one counter (mg_table.h): the first
-         * layer naming it decides for all, with the largest cost. */
-        same[i] = i;
-        cost[i] = layers[i].cost;
         for (j = 0; j < i; j++) {
-            if (same[j] == j && tab[j] == tab[i]
-                && fp_equal(&layers[j].fp, &layers[i].fp)) {
-                same[i] = j;
-                if (cost[i] > cost[j]) {
-                    cost[j] = cost[i];
-                }
-                break;
+            if (fp_equal(&layers[j].fp, &layers[i].fp)) {
+                /* Rare (a limit repeated in the configuration), so out
+                 * of this path, and before anything is decided. */
+                return decide_duplicates(t, layers, n, now, d);
             }
         }
     }
     d->nlayers = n;
     for (i = 0; i < n; i++) {
-        found[i] = NULL;
-        if (same[i] != i) {
-            continue;
-        }
-        found[i] = find(tab[i], &layers[i].fp);
+        found[i] = find(tab[i], &layers[i].fp, &slot[i]);
         alg_now[i] = mg_limit_clock(layers[i].spec, &now);
         if (found[i] && tab[i]->sync) {
             /* What the other gateways used counts before this request. */
-            apr_time_t exp = mg_sync_settle(tab[i]->sync,
-                                            index_of(tab[i], found[i]),
+            apr_time_t exp = mg_sync_settle(tab[i]->sync, slot[i],
                                             layers[i].spec, now,
                                             &found[i]->state);
             if (exp) {
@@ -377,44 +372,96 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         }
         mg_limit_decide(layers[i].spec,
                         found[i] ? &found[i]->state : &fresh.head,
-                        alg_now[i], cost[i], &next[i].head, &d->layer[i]);
-    }
-    for (i = 0; i < n; i++) {
-        if (same[i] != i) {
-            d->layer[i] = d->layer[same[i]];
-        }
+                        alg_now[i], layers[i].cost, &next[i].head,
+                        &d->layer[i]);
     }
     mg_limit_combine(layers, d);
     t->hdr->stats.decisions++;
+    if (!d->allowed) {
+        /* Nothing is charged and no entry added, but every entry consulted
+         * was used (issue 10: else a counter that keeps refusing becomes
+         * the least recently used and is evicted, its client starting
+         * again full), and those that refused are exhausted; one that
+         * could have paid is not. */
+        for (i = 0; i < n; i++) {
+            if (found[i]) {
+                found[i]->touched = now.mono;
+                set_tag(tab[i], slot[i], &layers[i].fp, !d->layer[i].allowed);
+            }
+        }
+        return APR_SUCCESS;
+    }
     for (i = 0; i < n; i++) {
         mg_table_entry *e = found[i];
         const mg_limit_decision *ld = &d->layer[i];
-        int committed = d->allowed && ld->allowed;
 
-        if (same[i] != i) {
+        if (!ld->allowed) {
+            /* A shadow layer that would refuse: it consumes nothing and
+             * adds no entry; an entry it has is used, and exhausted. */
+            if (e) {
+                e->touched = now.mono;
+                set_tag(tab[i], slot[i], &layers[i].fp, 1);
+            }
             continue;
         }
-        if (committed) {
-            if (!e) {
-                e = found[i] = claim(tab[i], &layers[i].fp, now.mono, found,
-                                     n);
-            }
-            memcpy(&e->state, &next[i], layers[i].spec->state_size);
-            e->expires = now.mono + (ld->expires - alg_now[i]);
-            if (tab[i]->sync) {
-                mg_sync_commit(tab[i]->sync, index_of(tab[i], e),
-                               layers[i].spec, now, cost[i]);
-            }
+        if (!e) {
+            e = found[i] = claim(tab[i], &layers[i].fp, now.mono, found, n,
+                                 &slot[i]);
         }
-        else if (!e) {
-            continue;          /* refused here: no entry for it */
-        }
-        /* Consulted, so used; exhausted if it refused, or if what it kept
-         * cannot pay for another request like this one.  A shadow layer
-         * that would refuse consumes nothing, but is marked the same. */
+        memcpy(&e->state, &next[i], layers[i].spec->state_size);
         e->touched = now.mono;
-        set_tag(tab[i], e, !ld->allowed
-                           || (committed && ld->remaining < cost[i]));
+        e->expires = now.mono + (ld->expires - alg_now[i]);
+        /* Exhausted if what it kept cannot pay for another such request. */
+        set_tag(tab[i], slot[i], &layers[i].fp,
+                ld->remaining < layers[i].cost);
+        if (tab[i]->sync) {
+            mg_sync_commit(tab[i]->sync, slot[i], layers[i].spec, now,
+                           layers[i].cost);
+        }
     }
+    return APR_SUCCESS;
+}
+
+/* Layers naming one counter more than once (mg_table.h): decided as one
+ * layer per counter, enforced if any of its layers is, with the largest
+ * of their costs; each layer then reports its counter's decision.  Out of
+ * the common path: only a configuration that repeats a limit comes here. */
+static apr_status_t decide_duplicates(mg_table *t, const mg_layer *layers,
+                                      int n, mg_now now, mg_decision *d)
+{
+    mg_layer one[MG_LIMIT_MAX_LAYERS] = {{0}};
+    int counter[MG_LIMIT_MAX_LAYERS];
+    mg_decision once;
+    apr_status_t rv;
+    int i, j, m = 0;
+
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < m; j++) {
+            if (fp_equal(&one[j].fp, &layers[i].fp)) {
+                break;
+            }
+        }
+        if (j == m) {
+            one[m++] = layers[i];
+        }
+        else {
+            if (layers[i].cost > one[j].cost) {
+                one[j].cost = layers[i].cost;
+            }
+            one[j].shadow = one[j].shadow && layers[i].shadow;
+        }
+        counter[i] = j;
+    }
+    /* No two of `one` name one counter: this does not come back here. */
+    if ((rv = mg_table_decide(t, one, m, now, &once)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* Every enforced counter allowed exactly when every enforced layer
+     * did: the same answer, with each layer's own index. */
+    d->nlayers = n;
+    for (i = 0; i < n; i++) {
+        d->layer[i] = once.layer[counter[i]];
+    }
+    mg_limit_combine(layers, d);
     return APR_SUCCESS;
 }

@@ -82,8 +82,9 @@ typedef struct mg_table {
     apr_uint64_t *tags;       /**< per way: fp.lo of its entry, 0 if empty;
                                    bit 0, which every fingerprint has set,
                                    cleared while its counter is exhausted
-                                   (its last decision refused, or left less
-                                   than that request's cost) */
+                                   as of the last decision that consulted
+                                   it (it refused, or left less than that
+                                   request's cost) */
     char *entries;
     apr_size_t entry_size;
     apr_size_t state_size;    /**< the largest state an entry holds */

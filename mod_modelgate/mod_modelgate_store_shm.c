@@ -25,6 +25,14 @@
  * a restart that changes the capacity (the old segment is released once the
  * parent no longer needs it; children that still map it keep their mapping).
  *
+ * Pressure.  When the table is too small for the counters in use, it
+ * evicts exhausted counters only as a last resort (mg_table.h); each such
+ * eviction lets a client over its limit start again full, so the store
+ * says so in the error log: a warning with the count and the capacity, at
+ * most one line a minute for the whole server (the time of the last line
+ * is in the segment), never one per request.  The count is also in
+ * mg_store_info.evicted_exhausted for metrics.
+ *
  * Local-sync.  With the argument `sync` (given by a store that synchronises
  * this one, as `ModelGateStore redis ... mode=local-sync` does) the segment
  * also holds the bookkeeping of mg_sync.h beside each table, and
@@ -63,6 +71,7 @@ struct mg_store_instance {
     mg_sync table_sync;
     mg_sync logs_sync;
     pthread_mutex_t *lock;    /**< lock=shared, in the segment */
+    struct shm_head *head;    /**< the segment's first line */
     apr_global_mutex_t *mutex; /**< lock=httpd */
     apr_size_t bytes;
 };
@@ -79,7 +88,18 @@ typedef struct shm_retained {
  * table of sliding logs; with local-sync, the sync areas of both after. */
 #define LOCK_BYTES 64
 
-typedef char lock_fits[sizeof(pthread_mutex_t) <= LOCK_BYTES ? 1 : -1];
+/* Beside the lock, on its line, what the pressure reports need: written
+ * under the lock, so only the first process to see new evictions after the
+ * interval logs them. */
+struct shm_head {
+    pthread_mutex_t lock;
+    apr_uint64_t exhausted_reported; /**< evicted_exhausted last logged */
+    apr_time_t report_after;  /**< monotonic: no pressure line before */
+};
+
+typedef char head_fits[sizeof(struct shm_head) <= LOCK_BYTES ? 1 : -1];
+
+#define SHM_PRESSURE_INTERVAL apr_time_from_sec(60)
 
 static apr_size_t table_offset(void)
 {
@@ -195,6 +215,18 @@ static const char *shm_create(mg_store_instance **instp, const char *args,
     return NULL;
 }
 
+/* Does a segment made for these capacities hold tables this module reads? */
+static int holds_tables(char *base, apr_uint32_t capacity, apr_uint32_t logs)
+{
+    mg_table t;
+
+    return mg_table_attach(&t, base + table_offset(),
+                           logs_offset(capacity) - table_offset())
+           && mg_table_attach(&t, base + logs_offset(capacity),
+                              tables_end(capacity, logs)
+                              - logs_offset(capacity));
+}
+
 static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
                              apr_pool_t *pconf, apr_pool_t *ptemp)
 {
@@ -220,6 +252,16 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
         apr_shm_destroy(kept->shm);
         kept->shm = NULL;
     }
+    if (kept->shm && !holds_tables(apr_shm_baseaddr_get(kept->shm),
+                                   capacity, logs)) {
+        /* Kept from before a graceful restart into a module whose table
+         * layout differs (mg_table.h MG_TABLE_VERSION): it cannot be read. */
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGLOGNO(00109)
+                     "shm store: the counter table kept across the restart "
+                     "is of another layout, starting with empty counters");
+        apr_shm_destroy(kept->shm);
+        kept->shm = NULL;
+    }
     inst->bytes = segment_bytes(capacity, logs, inst->sync);
     if (!kept->shm) {
         char *base;
@@ -231,7 +273,9 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
             return rv;
         }
         base = apr_shm_baseaddr_get(kept->shm);
-        if ((rv = init_shared_lock((pthread_mutex_t *)base)) != APR_SUCCESS) {
+        memset(base, 0, LOCK_BYTES);
+        if ((rv = init_shared_lock(&((struct shm_head *)base)->lock))
+            != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGLOGNO(00106)
                          "shm store: cannot make its lock");
             return rv;
@@ -267,7 +311,8 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
             return APR_EGENERAL;
         }
         inst->table.logs = &inst->logs;
-        inst->lock = (pthread_mutex_t *)base;
+        inst->head = (struct shm_head *)base;
+        inst->lock = &inst->head->lock;
     }
     if (inst->httpd_lock) {
         if (!kept->mutex) {
@@ -337,11 +382,18 @@ static apr_status_t store_unlock(mg_store_instance *inst)
     return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
 }
 
+static apr_uint64_t evicted_exhausted(const mg_store_instance *inst)
+{
+    return inst->table.hdr->stats.evicted_exhausted
+           + inst->logs.hdr->stats.evicted_exhausted;
+}
+
 static apr_status_t shm_decide(mg_store_instance *inst, server_rec *s,
                                const mg_layer *layers, int n, mg_now now,
                                mg_decision *d)
 {
     apr_status_t rv, rv2;
+    apr_uint64_t evicted = 0, since = 0;
 
     if (!inst->table.hdr) {
         return APR_EINIT;
@@ -350,7 +402,26 @@ static apr_status_t shm_decide(mg_store_instance *inst, server_rec *s,
         return rv;
     }
     rv = mg_table_decide(&inst->table, layers, n, now, d);
+    /* Two loads and a compare while nothing is evicted under pressure;
+     * the line itself is written after the lock is given back. */
+    evicted = evicted_exhausted(inst);
+    if (evicted != inst->head->exhausted_reported
+        && now.mono >= inst->head->report_after) {
+        since = evicted - inst->head->exhausted_reported;
+        inst->head->exhausted_reported = evicted;
+        inst->head->report_after = now.mono + SHM_PRESSURE_INTERVAL;
+    }
     rv2 = store_unlock(inst);
+    if (since) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGLOGNO(00108)
+                     "shm store: table full: %" APR_UINT64_T_FMT " counter(s) "
+                     "that were refusing requests forgotten to make room for "
+                     "new ones since the last report (%" APR_UINT64_T_FMT
+                     " in all); their clients start again with a full "
+                     "allowance.  Raise ModelGateStore shm capacity= (now %u "
+                     "counters, %u sliding logs)", since, evicted,
+                     mg_table_slots(&inst->table), mg_table_slots(&inst->logs));
+    }
     return rv != APR_SUCCESS ? rv : rv2;
 }
 
@@ -365,9 +436,13 @@ static void shm_info(mg_store_instance *inst, mg_store_info *info)
     info->bytes = inst->bytes;
     /* Read without the lock: monotonic counters, a stale value is fine. */
     info->decisions = inst->table.hdr->stats.decisions;
-    info->inserted = inst->table.hdr->stats.inserted;
-    info->evicted_expired = inst->table.hdr->stats.evicted_expired;
-    info->evicted_live = inst->table.hdr->stats.evicted_live;
+    info->inserted = inst->table.hdr->stats.inserted
+                     + inst->logs.hdr->stats.inserted;
+    info->evicted_expired = inst->table.hdr->stats.evicted_expired
+                            + inst->logs.hdr->stats.evicted_expired;
+    info->evicted_live = inst->table.hdr->stats.evicted_live
+                         + inst->logs.hdr->stats.evicted_live;
+    info->evicted_exhausted = evicted_exhausted(inst);
     if (inst->sync) {
         info->sync_exchanges = inst->table_sync.hdr->exchanges;
         info->sync_failures = inst->table_sync.hdr->failures;
