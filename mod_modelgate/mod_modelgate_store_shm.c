@@ -420,7 +420,8 @@ static apr_status_t shm_decide(mg_store_instance *inst, server_rec *s,
                      " in all); their clients start again with a full "
                      "allowance.  Raise ModelGateStore shm capacity= (now %u "
                      "counters, %u sliding logs)", since, evicted,
-                     mg_table_slots(&inst->table), mg_table_slots(&inst->logs));
+                     mg_table_slots(&inst->table),
+                     mg_table_slots(&inst->logs));
     }
     return rv != APR_SUCCESS ? rv : rv2;
 }

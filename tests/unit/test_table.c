@@ -688,7 +688,7 @@ static void test_live_key_kept_while_room(void **state)
     assert_int_equal(t->hdr->stats.inserted, 256);
 }
 
-/* ---- eviction under pressure ------------------------------------------------
+/* ---- eviction under pressure -----------------------------------------------
  *
  * Issue 10: a refused request did not count as use, so an exhausted counter
  * that kept being refused became the least recently used of its set and was
@@ -832,7 +832,7 @@ static void test_eviction_tiers(void **state)
     assert_int_equal(t->hdr->stats.evicted_exhausted, 0);
 }
 
-/* ---- a counter named twice ----------------------------------------------- */
+/* ---- a counter named twice -------------------------------------------- */
 
 /* Two layers with one fingerprint in one decision (the same limit declared
  * at two levels that both apply) are one counter: one entry, decided and
