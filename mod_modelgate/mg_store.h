@@ -28,7 +28,8 @@
 #include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "3"   /* 3: info.evicted_exhausted */
+#define MG_STORE_PROVIDER_VERSION "4"   /* 3: info.evicted_exhausted;
+                                           4: settle */
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -108,6 +109,19 @@ typedef struct mg_store_provider {
      *  answered (`ok`) or its failure (the units stay pending). */
     void (*sync_apply)(mg_store_instance *inst, server_rec *s,
                        const mg_sync_item *items, apr_size_t n, int ok);
+
+    /**
+     * Settle an admitted request to what it used (token limits): layer
+     * i's counter is charged delta[i] more units, or given -delta[i] back,
+     * the units having been charged by the decision at `then`
+     * (mg_table_settle says how each algorithm takes them).  Layers with a
+     * delta of 0 are not touched.  Safe from any thread of any child.
+     * NULL: the store cannot settle, and the configuration refuses token
+     * limits with it.
+     */
+    apr_status_t (*settle)(mg_store_instance *inst, server_rec *s,
+                           const mg_layer *layers, const apr_int64_t *delta,
+                           int n, mg_now then, mg_now now);
 } mg_store_provider;
 
 #endif /* MG_STORE_H */

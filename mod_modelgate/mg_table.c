@@ -465,3 +465,64 @@ static apr_status_t decide_duplicates(mg_table *t, const mg_layer *layers,
     mg_limit_combine(layers, d);
     return APR_SUCCESS;
 }
+
+apr_status_t mg_table_settle(mg_table *t, const mg_layer *layers,
+                             const apr_int64_t *delta, int n, mg_now then,
+                             mg_now now)
+{
+    mg_table_entry *held[MG_LIMIT_MAX_LAYERS];
+    int i, nheld = 0;
+
+    for (i = 0; i < n && i < MG_LIMIT_MAX_LAYERS; i++) {
+        const mg_limit_spec *spec = layers[i].spec;
+        mg_table *tab = spec->state_size <= t->state_size ? t : t->logs;
+        apr_time_t alg_now = mg_limit_clock(spec, &now), exp;
+        mg_table_entry *e;
+        apr_size_t slot;
+
+        if (delta[i] == 0) {
+            continue;
+        }
+        if (!tab || spec->state_size > tab->state_size) {
+            return APR_ENOSPC;
+        }
+        e = find(tab, &layers[i].fp, &slot);
+        if (e && tab->sync) {
+            apr_time_t owed = mg_sync_settle(tab->sync, (apr_uint32_t)slot,
+                                             spec, now, &e->state);
+            if (owed) {
+                e->expires = now.mono + (owed - alg_now);
+            }
+        }
+        if (delta[i] < 0) {
+            if (!e) {
+                continue;
+            }
+            exp = mg_limit_refund(spec, &e->state, mg_limit_clock(spec, &then),
+                                  alg_now, (apr_uint64_t)-delta[i]);
+        }
+        else {
+            if (!e) {
+                e = claim(tab, &layers[i].fp, now.mono, held, nheld, &slot);
+            }
+            exp = mg_limit_charge(spec, &e->state, alg_now,
+                                  (apr_uint64_t)delta[i]);
+            if (tab->sync) {
+                mg_sync_commit(tab->sync, (apr_uint32_t)slot, spec, now,
+                               (apr_uint64_t)delta[i]);
+            }
+        }
+        held[nheld++] = e;
+        e->touched = now.mono;
+        e->expires = now.mono + (exp - alg_now);
+        /* A refund may leave room again; a charge may exhaust it. */
+        {
+            mg_limit_decision d;
+            state_buf probe;
+            mg_limit_decide(spec, &e->state, alg_now, layers[i].cost,
+                            &probe.head, &d);
+            set_tag(tab, slot, &layers[i].fp, !d.allowed);
+        }
+    }
+    return APR_SUCCESS;
+}

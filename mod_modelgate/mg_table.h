@@ -172,4 +172,22 @@ mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
 apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
                              mg_now now, mg_decision *d);
 
+/**
+ * Settle the counters of an admitted request to what it turned out to
+ * use: layer i's counter is charged delta[i] more units (mg_limit_charge:
+ * into debt where the algorithm has it) or given -delta[i] back
+ * (mg_limit_refund, for units charged at `then`, the decision's time).
+ * Layers with a delta of 0 are not touched; shadow layers are settled as
+ * they were charged.  A counter no longer in the table has nothing to give
+ * back and is not added for a refund; for a charge it is added.  With
+ * local-sync bookkeeping, charges are pending for the other gateways like
+ * any admission; refunds stay local (the others keep counting the
+ * reservation: over, never under).  One atomic step when the caller holds
+ * the store's lock.
+ * @return APR_SUCCESS, or APR_ENOSPC if a layer's state fits no table
+ */
+apr_status_t mg_table_settle(mg_table *t, const mg_layer *layers,
+                             const apr_int64_t *delta, int n, mg_now then,
+                             mg_now now);
+
 #endif /* MG_TABLE_H */

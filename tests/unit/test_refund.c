@@ -4,6 +4,7 @@
  * never more than what was taken. */
 #include <string.h>
 #include "mg_test.h"
+#include "mg_table.h"
 
 static mg_limit_spec spec_of(mg_limit_algo algo, apr_uint64_t quota,
                              apr_int64_t window, apr_uint64_t burst)
@@ -177,6 +178,86 @@ static void test_windows_refund_only_while_they_count(void **state)
     assert_true(d.allowed);
 }
 
+static mg_table *new_table(apr_pool_t *p, apr_uint32_t capacity)
+{
+    mg_table *t = apr_pcalloc(p, sizeof(*t));
+    apr_size_t size = mg_table_bytes(capacity);
+    void *mem = apr_palloc(p, size);
+
+    mg_table_format(mem, capacity);
+    assert_int_equal(mg_table_attach(t, mem, size), 1);
+    return t;
+}
+
+static mg_layer layer_of(const char *key, const mg_limit_spec *spec,
+                         apr_uint64_t cost)
+{
+    mg_layer l;
+
+    memset(&l, 0, sizeof(l));
+    l.policy = key;
+    l.spec = spec;
+    l.fp = mg_table_fingerprint(key, strlen(key), spec);
+    l.cost = cost;
+    return l;
+}
+
+static apr_uint64_t table_entries_used(const mg_table *t)
+{
+    apr_uint32_t i, used = 0;
+
+    for (i = 0; i < mg_table_slots(t); i++) {
+        used += mg_table_entry_at(t, i)->fp.lo != 0;
+    }
+    return used;
+}
+
+/* The table applies a settle to the counters a decision charged: the
+ * reservation of 3000 tokens becomes the 1200 the answer used, and an
+ * answer that used more leaves a debt the next request waits out. */
+static void test_table_settle(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_table *t = new_table(p, 64);
+    mg_limit_spec tpm = spec_of(MG_ALGO_TOKEN_BUCKET, 6000, MG_MIN(1), 6000);
+    mg_limit_spec day = spec_of(MG_ALGO_FIXED_WINDOW, 100000, MG_DAY(1),
+                                100000);
+    mg_layer layers[2];
+    apr_int64_t delta[2];
+    mg_decision d;
+    mg_now now = mg_now_at(MG_T0);
+
+    layers[0] = layer_of("key-a", &tpm, 3000);
+    layers[1] = layer_of("tenant-a", &day, 3000);
+    assert_int_equal(mg_table_decide(t, layers, 2, now, &d), APR_SUCCESS);
+    assert_true(d.allowed);
+    assert_int_equal(d.layer[0].remaining, 3000);
+    delta[0] = delta[1] = 1200 - 3000;
+    assert_int_equal(mg_table_settle(t, layers, delta, 2, now, now),
+                     APR_SUCCESS);
+    layers[0].cost = layers[1].cost = 0;
+    mg_table_decide(t, layers, 2, now, &d);
+    assert_int_equal(d.layer[0].remaining, 4800);
+    assert_int_equal(d.layer[1].remaining, 100000 - 1200);
+    /* 4800 more than reserved: 0 left and 1 minute of debt (6000 over a
+     * minute is one token each 10 ms). */
+    delta[0] = delta[1] = 4800 + 600;
+    mg_table_settle(t, layers, delta, 2, now, now);
+    layers[0].cost = layers[1].cost = 1;
+    mg_table_decide(t, layers, 2, now, &d);
+    assert_false(d.allowed);
+    assert_int_equal(d.binding, 0);
+    assert_int_equal(d.layer[0].retry_after, MG_SEC(6) + MG_MSEC(10));
+    /* A refund for a counter the table no longer holds adds nothing. */
+    {
+        mg_layer gone = layer_of("key-gone", &tpm, 1);
+        apr_int64_t back = -500;
+        apr_uint64_t before = table_entries_used(t);
+        mg_table_settle(t, &gone, &back, 1, now, now);
+        assert_int_equal(table_entries_used(t), before);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +265,7 @@ int main(void)
         MG_TEST(test_late_refunds_never_give_more),
         MG_TEST(test_refund_pays_debt_first),
         MG_TEST(test_windows_refund_only_while_they_count),
+        MG_TEST(test_table_settle),
     };
 
     return MG_RUN(tests);
