@@ -5,7 +5,10 @@
  * by SHA.
  *
  *   mod_modelgate_redis.c  the module, the arguments, connections, the
- *                          breaker and exact mode (one script per request)
+ *                          breaker's use and exact mode (one script per
+ *                          request)
+ *   mg_redis_breaker.c     the breaker's state machine (APR only, unit
+ *                          tested)
  *   mg_redis_sync.c        local-sync mode: the syncer thread and its
  *                          exchange (one script per batch)
  */
@@ -19,6 +22,7 @@
 #include <http_config.h>
 #include <hiredis/hiredis.h>
 #include "mod_modelgate.h"
+#include "mg_redis_breaker.h"
 
 /** A script run by EVALSHA, loaded on first use and again after NOSCRIPT. */
 typedef struct mg_redis_script {
@@ -46,19 +50,38 @@ struct mg_store_instance {
     apr_thread_mutex_t *mutex;    /* guards the fields below and the SHAs */
     mg_redis_script decide_script;
     mg_redis_script sync_script;
-    apr_time_t open_until;        /* breaker: fail fast until then */
-    apr_interval_time_t backoff;
-    int broken;                   /* breaker open (for logging once) */
+    mg_redis_breaker breaker;     /* this child's (mg_redis_breaker.h) */
     apr_thread_t *syncer;
     volatile int stopping;
 };
 
-/** May a command be tried now, or is the breaker open? */
-int mg_redis_breaker_allows(mg_store_instance *inst, apr_time_t now);
+/** A pooled connection, stamped with the breaker generation it was made
+ *  in: one of an older generation is dropped, never used or kept. */
+typedef struct mg_redis_conn {
+    redisContext *c;
+    apr_uint64_t generation;
+} mg_redis_conn;
 
-/** Tell the breaker how a command went (`why`: the error). */
-void mg_redis_breaker_report(mg_store_instance *inst, server_rec *s, int ok,
-                             const char *why);
+/** May a command go to Redis now, or does the breaker say fail fast?
+ *  @param probe set to 1 when the command goes as the breaker's probe;
+ *               pass it back to mg_redis_tried */
+int mg_redis_may_try(mg_store_instance *inst, int *probe);
+
+/** Tell the breaker how a command it let through went (`why`: the error),
+ *  and log what that changed, once per change. */
+void mg_redis_tried(mg_store_instance *inst, server_rec *s, int ok,
+                    int probe, const char *why);
+
+/** A connection of the breaker's current generation: idle ones of an
+ *  older generation are dropped on the way, so after an outage the pool
+ *  holds no connection to the Redis that went away. */
+apr_status_t mg_redis_conn_acquire(mg_store_instance *inst,
+                                   mg_redis_conn **conn);
+
+/** Give a connection back: kept if `ok` and of the current generation,
+ *  else closed. */
+void mg_redis_conn_release(mg_store_instance *inst, mg_redis_conn *conn,
+                           int ok);
 
 /** A reply's error text, or why there is no reply; NULL if it is fine. */
 const char *mg_redis_reply_error(redisContext *c, redisReply *reply);

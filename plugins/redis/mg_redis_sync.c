@@ -110,24 +110,19 @@ static const char *exchange_batch(syncer *sy, redisContext *c,
 static const char *exchange(syncer *sy, mg_sync_item *items, apr_size_t n,
                             char *why, apr_size_t whylen)
 {
-    redisContext *c = NULL;
+    mg_redis_conn *conn = NULL;
     const char *err = NULL;
     apr_size_t done;
 
-    if (apr_reslist_acquire(sy->inst->conns, (void **)&c) != APR_SUCCESS) {
+    if (mg_redis_conn_acquire(sy->inst, &conn) != APR_SUCCESS) {
         return "cannot connect";
     }
     for (done = 0; done < n && !err; done += SYNC_BATCH) {
-        err = exchange_batch(sy, c, items + done,
+        err = exchange_batch(sy, conn->c, items + done,
                              n - done < SYNC_BATCH ? n - done : SYNC_BATCH,
                              why, whylen);
     }
-    if (err) {
-        apr_reslist_invalidate(sy->inst->conns, c);
-    }
-    else {
-        apr_reslist_release(sy->inst->conns, c);
-    }
+    mg_redis_conn_release(sy->inst, conn, !err);
     return err;
 }
 
@@ -142,6 +137,7 @@ static void * APR_THREAD_FUNC syncer_main(apr_thread_t *thread, void *data)
         apr_size_t n;
         char why[256];
         const char *err = NULL;
+        int probe;
 
         apr_sleep(tick);
         if (inst->stopping) {
@@ -155,16 +151,16 @@ static void * APR_THREAD_FUNC syncer_main(apr_thread_t *thread, void *data)
         if (n == 0) {
             continue;
         }
-        if (!mg_redis_breaker_allows(inst, now.wall)) {
+        if (!mg_redis_may_try(inst, &probe)) {
             err = "breaker open";
         }
         else if ((err = exchange(sy, sy->items, n, why, sizeof(why))) != NULL) {
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, sy->s, MGRLOGNO(00010)
                          "redis store: sync exchange failed: %s", err);
-            mg_redis_breaker_report(inst, sy->s, 0, err);
+            mg_redis_tried(inst, sy->s, 0, probe, err);
         }
         else {
-            mg_redis_breaker_report(inst, sy->s, 1, NULL);
+            mg_redis_tried(inst, sy->s, 1, probe, NULL);
         }
         inst->local->sync_apply(inst->local_inst, sy->s, sy->items, n, !err);
     }

@@ -12,12 +12,14 @@
  *
  * Connections are made lazily in each child (never in the parent), kept in
  * an apr_reslist shared by the child's threads, and dropped after any
- * error.  A circuit breaker stops requests from paying the timeout once
- * Redis fails: after a failure the store fails fast for a back-off that
- * doubles up to 30 s, then lets one request probe.  Its transitions are
- * logged once per child, not per request.  While it fails, decide()
- * returns an error and the gateway applies its failure policy
- * (ModelGateStoreFailure, and per tier on_store_failure=).
+ * error.  A circuit breaker per child (mg_redis_breaker.h) stops requests
+ * from paying the timeout once Redis fails: the first failure opens it for
+ * 250 ms; then one request probes, and only a failed probe doubles the
+ * open time, up to 1 s.  Opening drops every idle connection, so the probe
+ * connects afresh rather than meeting a connection to a Redis that has
+ * restarted.  Its transitions are logged once per child, not per request.
+ * While it fails, decide() returns an error and the gateway applies its
+ * failure policy (ModelGateStoreFailure, and per tier on_store_failure=).
  *
  * mode=local-sync trades exactness for no round trip per request: an shm
  * store (capacity=, logs=, lock= are its arguments) decides every request
@@ -29,18 +31,19 @@
  * Every algorithm runs in the script.  Not yet: TLS (Debian 12's hiredis
  * 0.14 has none).
  */
+#include <stdlib.h>
 #include <apr_strings.h>
 #include <ap_provider.h>
 #include <ap_mpm.h>
 #include <http_log.h>
 #include "mg_redis.h"
 #include "mg_redis_script.h"
+#include "mg_clock.h"
 
 module AP_MODULE_DECLARE_DATA modelgate_redis_module;
 APLOG_USE_MODULE(modelgate_redis);
 
 #define MGRLOGNO(n) "MGR" #n ": "
-#define BREAKER_MAX_BACKOFF (30 * APR_USEC_PER_SEC)
 /* What the script takes and answers per layer (mg_redis_script.h). */
 #define ARGS_PER_LAYER  11
 #define REPLY_PER_LAYER 5
@@ -199,9 +202,16 @@ const char *mg_redis_reply_error(redisContext *c, redisReply *reply)
 static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
 {
     mg_store_instance *inst = params;
+    mg_redis_conn *conn;
     redisContext *c;
     redisReply *reply;
+    apr_uint64_t generation;
 
+    /* Stamped before connecting: a connection that was being made while
+     * the breaker opened counts as one of the old Redis. */
+    apr_thread_mutex_lock(inst->mutex);
+    generation = inst->breaker.generation;
+    apr_thread_mutex_unlock(inst->mutex);
     c = redisConnectWithTimeout(inst->host, inst->port,
                                 to_timeval(inst->connect_timeout));
     if (!c || c->err) {
@@ -238,14 +248,71 @@ static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
         }
         freeReplyObject(reply);
     }
-    *resource = c;
+    /* malloc, as hiredis's own context: the child's pool would keep every
+     * wrapper of every reconnection until the child exits. */
+    conn = malloc(sizeof(*conn));
+    if (!conn) {
+        redisFree(c);
+        return APR_ENOMEM;
+    }
+    conn->c = c;
+    conn->generation = generation;
+    *resource = conn;
     return APR_SUCCESS;
 }
 
 static apr_status_t conn_close(void *resource, void *params, apr_pool_t *pool)
 {
-    redisFree(resource);
+    mg_redis_conn *conn = resource;
+
+    redisFree(conn->c);
+    free(conn);
     return APR_SUCCESS;
+}
+
+apr_status_t mg_redis_conn_acquire(mg_store_instance *inst,
+                                   mg_redis_conn **connp)
+{
+    apr_uint64_t generation;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(inst->mutex);
+    generation = inst->breaker.generation;
+    apr_thread_mutex_unlock(inst->mutex);
+    /* The pool hands out idle connections first, newest first, and makes
+     * one only when none is idle: dropping the old ones as they come up
+     * empties it of them before a new one is made.  A new one is of
+     * `generation` or later, so this ends. */
+    for (;;) {
+        mg_redis_conn *conn;
+        rv = apr_reslist_acquire(inst->conns, (void **)&conn);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        if (conn->generation >= generation) {
+            *connp = conn;
+            return APR_SUCCESS;
+        }
+        apr_reslist_invalidate(inst->conns, conn);
+    }
+}
+
+void mg_redis_conn_release(mg_store_instance *inst, mg_redis_conn *conn,
+                           int ok)
+{
+    apr_uint64_t generation;
+
+    apr_thread_mutex_lock(inst->mutex);
+    generation = inst->breaker.generation;
+    apr_thread_mutex_unlock(inst->mutex);
+    /* One that was out while the breaker opened is not kept either: the
+     * Redis it talks to may be the one that went away. */
+    if (ok && conn->generation >= generation) {
+        apr_reslist_release(inst->conns, conn);
+    }
+    else {
+        apr_reslist_invalidate(inst->conns, conn);
+    }
 }
 
 static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
@@ -255,6 +322,7 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
     int threads = 0;
 
     inst->pool = pchild;
+    mg_redis_breaker_init(&inst->breaker);
     if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
@@ -280,58 +348,60 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
     return mg_redis_sync_start(inst, s, pchild);
 }
 
-/* The breaker: may this request try Redis? */
-int mg_redis_breaker_allows(mg_store_instance *inst, apr_time_t now)
+/* The breaker (mg_redis_breaker.h), under the child's mutex: may this
+ * command try Redis? */
+int mg_redis_may_try(mg_store_instance *inst, int *probe)
 {
-    int allow;
+    mg_redis_verdict v;
 
     apr_thread_mutex_lock(inst->mutex);
-    allow = now >= inst->open_until;
-    if (allow && inst->broken) {
-        /* half-open: this request probes; others keep failing fast until
-         * it reports back. */
-        inst->open_until = now + inst->backoff;
-    }
+    v = mg_redis_breaker_allow(&inst->breaker, mg_clock_monotonic());
     apr_thread_mutex_unlock(inst->mutex);
-    return allow;
+    *probe = v == MG_REDIS_PROBE;
+    return v != MG_REDIS_REFUSE;
 }
 
-void mg_redis_breaker_report(mg_store_instance *inst, server_rec *s, int ok,
-                           const char *why)
+void mg_redis_tried(mg_store_instance *inst, server_rec *s, int ok,
+                    int probe, const char *why)
 {
+    mg_redis_event e;
+    apr_interval_time_t backoff;
+
     apr_thread_mutex_lock(inst->mutex);
-    if (ok) {
-        if (inst->broken) {
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGRLOGNO(00002)
-                         "redis store: %s:%d answers again; %s",
-                         inst->host, inst->port, inst->local_sync
-                         ? "the gateways share their counts again"
-                         : "limits are enforced in Redis");
-        }
-        inst->broken = 0;
-        inst->backoff = 0;
-        inst->open_until = 0;
-    }
-    else {
-        if (!inst->broken) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
-                         "redis store: %s:%d failed (%s); %s until it "
-                         "answers", inst->host, inst->port, why,
-                         inst->local_sync
-                         ? "this gateway enforces its own full allowance, "
-                           "keeping its counts to push,"
-                         : "failing fast, and so applying "
-                           "ModelGateStoreFailure,");
-        }
-        inst->broken = 1;
-        inst->backoff = inst->backoff ? inst->backoff * 2
-                                      : 250 * 1000;
-        if (inst->backoff > BREAKER_MAX_BACKOFF) {
-            inst->backoff = BREAKER_MAX_BACKOFF;
-        }
-        inst->open_until = apr_time_now() + inst->backoff;
-    }
+    e = mg_redis_breaker_report(&inst->breaker, mg_clock_monotonic(), ok,
+                                probe);
+    backoff = inst->breaker.backoff;
     apr_thread_mutex_unlock(inst->mutex);
+    /* Logged outside the lock; `why` is still the caller's. */
+    switch (e) {
+    case MG_REDIS_CLOSED:
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, MGRLOGNO(00002)
+                     "redis store: %s:%d answers again; %s",
+                     inst->host, inst->port, inst->local_sync
+                     ? "the gateways share their counts again"
+                     : "limits are enforced in Redis");
+        break;
+    case MG_REDIS_OPENED:
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00003)
+                     "redis store: %s:%d failed (%s); %s until it "
+                     "answers, probing it every %d ms at first",
+                     inst->host, inst->port, why,
+                     inst->local_sync
+                     ? "this gateway enforces its own full allowance, "
+                       "keeping its counts to push,"
+                     : "failing fast, and so applying "
+                       "ModelGateStoreFailure,",
+                     (int)(backoff / 1000));
+        break;
+    case MG_REDIS_REOPENED:
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00004)
+                     "redis store: probe of %s:%d failed (%s); next in "
+                     "%d ms", inst->host, inst->port, why,
+                     (int)(backoff / 1000));
+        break;
+    default:
+        break;
+    }
 }
 
 redisReply *mg_redis_run_script(mg_store_instance *inst, redisContext *c,
@@ -381,17 +451,17 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     char keys[MG_LIMIT_MAX_LAYERS][40];
     char nums[MG_LIMIT_MAX_LAYERS * ARGS_PER_LAYER][24];
     char nkeys[8];
-    redisContext *c = NULL;
+    mg_redis_conn *conn = NULL;
     redisReply *reply;
     const char *err = NULL;
     apr_status_t rv;
-    int argc = 0, i, j;
+    int argc = 0, i, j, probe;
 
     if (inst->local_sync) {
         return inst->local->decide(inst->local_inst, s, layers, n, now, d);
     }
     memset(d, 0, sizeof(*d));
-    if (!mg_redis_breaker_allows(inst, apr_time_now())) {
+    if (!mg_redis_may_try(inst, &probe)) {
         goto failed_fast;
     }
     argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
@@ -439,14 +509,14 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
         }
     }
 
-    rv = apr_reslist_acquire(inst->conns, (void **)&c);
+    rv = mg_redis_conn_acquire(inst, &conn);
     if (rv != APR_SUCCESS) {
-        mg_redis_breaker_report(inst, s, 0, "cannot connect");
+        mg_redis_tried(inst, s, 0, probe, "cannot connect");
         goto failed_fast;
     }
-    reply = mg_redis_run_script(inst, c, &inst->decide_script, argc, argv,
-                                argvlen);
-    err = mg_redis_reply_error(c, reply);
+    reply = mg_redis_run_script(inst, conn->c, &inst->decide_script, argc,
+                                argv, argvlen);
+    err = mg_redis_reply_error(conn->c, reply);
     if (err || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != (size_t)(2 + REPLY_PER_LAYER * n)) {
         if (!err) {
@@ -454,11 +524,12 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00005)
                      "redis store: %s", err);
-        mg_redis_breaker_report(inst, s, 0, err);
+        /* `err` may live in the reply or the connection: both go after. */
+        mg_redis_tried(inst, s, 0, probe, err);
         if (reply) {
             freeReplyObject(reply);
         }
-        apr_reslist_invalidate(inst->conns, c);
+        mg_redis_conn_release(inst, conn, 0);
         goto failed_fast;
     }
     d->nlayers = n;
@@ -474,8 +545,8 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
         l->expires = 0;
     }
     freeReplyObject(reply);
-    apr_reslist_release(inst->conns, c);
-    mg_redis_breaker_report(inst, s, 1, NULL);
+    mg_redis_conn_release(inst, conn, 1);
+    mg_redis_tried(inst, s, 1, probe, NULL);
     mg_limit_combine(layers, d);
     return APR_SUCCESS;
 
