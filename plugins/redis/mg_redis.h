@@ -86,6 +86,9 @@ void mg_redis_conn_release(mg_store_instance *inst, mg_redis_conn *conn,
 /** A reply's error text, or why there is no reply; NULL if it is fine. */
 const char *mg_redis_reply_error(redisContext *c, redisReply *reply);
 
+/** A reply type's name, for log lines ("an integer", "nil", ...). */
+const char *mg_redis_reply_type(int type);
+
 /** EVALSHA `script` with argv[2..argc-1] (argv[0], argv[1] are filled
  *  here), loading it first when this Redis does not have it. */
 redisReply *mg_redis_run_script(mg_store_instance *inst, redisContext *c,

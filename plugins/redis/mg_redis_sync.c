@@ -84,11 +84,20 @@ static const char *exchange_batch(syncer *sy, redisContext *c,
     reply = mg_redis_run_script(sy->inst, c, &sy->inst->sync_script, argc,
                                 argv, argvlen);
     err = mg_redis_reply_error(c, reply);
-    if (!err && (reply->type != REDIS_REPLY_ARRAY || reply->elements != n)) {
-        err = "unexpected reply to the sync script";
+    if (!err && reply->type != REDIS_REPLY_ARRAY) {
+        apr_snprintf(why, whylen, "unexpected reply to the sync script: "
+                     "%s, not an array", mg_redis_reply_type(reply->type));
+        err = why;
+    }
+    else if (!err && reply->elements != n) {
+        apr_snprintf(why, whylen, "unexpected reply to the sync script: %"
+                     APR_SIZE_T_FMT " elements, not %" APR_SIZE_T_FMT,
+                     (apr_size_t)reply->elements, n);
+        err = why;
     }
     for (i = 0; !err && i < n; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER
+        if (!reply->element[i]
+            || reply->element[i]->type != REDIS_REPLY_INTEGER
             || reply->element[i]->integer < 0) {
             err = "a total is not a count (another program writes "
                   "{mg}s: keys?)";
@@ -96,7 +105,7 @@ static const char *exchange_batch(syncer *sy, redisContext *c,
         }
         items[i].total = (apr_uint64_t)reply->element[i]->integer;
     }
-    if (err) {
+    if (err && err != why) {
         apr_cpystrn(why, err, whylen);
         err = why;
     }

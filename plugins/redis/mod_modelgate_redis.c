@@ -199,6 +199,26 @@ const char *mg_redis_reply_error(redisContext *c, redisReply *reply)
     return reply->type == REDIS_REPLY_ERROR ? reply->str : NULL;
 }
 
+const char *mg_redis_reply_type(int type)
+{
+    switch (type) {
+    case REDIS_REPLY_STRING:
+        return "a string";
+    case REDIS_REPLY_ARRAY:
+        return "an array";
+    case REDIS_REPLY_INTEGER:
+        return "an integer";
+    case REDIS_REPLY_NIL:
+        return "nil";
+    case REDIS_REPLY_STATUS:
+        return "a status";
+    case REDIS_REPLY_ERROR:
+        return "an error";
+    default:
+        return "of an unknown type";
+    }
+}
+
 static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
 {
     mg_store_instance *inst = params;
@@ -442,6 +462,50 @@ redisReply *mg_redis_run_script(mg_store_instance *inst, redisContext *c,
     return redisCommandArgv(c, argc, argv, argvlen);
 }
 
+/* Is `reply` the decide script's answer for `n` layers?  Every element is
+ * read as an integer, so each must be one: hiredis leaves `integer` 0 in
+ * a reply of another type, which would read as "refused, 0 remaining".
+ * Returns NULL, or why not (in `buf`, or the reply's or context's own
+ * text, valid until either is freed). */
+static const char *decide_reply_error(redisContext *c, redisReply *reply,
+                                      int n, char *buf, apr_size_t len)
+{
+    const char *err = mg_redis_reply_error(c, reply);
+    size_t want = 2 + (size_t)REPLY_PER_LAYER * n, i;
+
+    if (err) {
+        return err;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        apr_snprintf(buf, len, "unexpected reply to the decide script: %s, "
+                     "not an array", mg_redis_reply_type(reply->type));
+        return buf;
+    }
+    if (reply->elements != want) {
+        apr_snprintf(buf, len, "unexpected reply to the decide script: %"
+                     APR_SIZE_T_FMT " elements, not %" APR_SIZE_T_FMT,
+                     (apr_size_t)reply->elements, (apr_size_t)want);
+        return buf;
+    }
+    for (i = 0; i < want; i++) {
+        if (!reply->element[i]
+            || reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            apr_snprintf(buf, len, "unexpected reply to the decide script: "
+                         "element %" APR_SIZE_T_FMT " is %s, not an integer",
+                         (apr_size_t)i, reply->element[i]
+                         ? mg_redis_reply_type(reply->element[i]->type)
+                         : "missing");
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static apr_interval_time_t non_negative(long long v)
+{
+    return v > 0 ? (apr_interval_time_t)v : 0;
+}
+
 static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
                                  const mg_layer *layers, int n, mg_now now,
                                  mg_decision *d)
@@ -451,6 +515,7 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     char keys[MG_LIMIT_MAX_LAYERS][40];
     char nums[MG_LIMIT_MAX_LAYERS * ARGS_PER_LAYER][24];
     char nkeys[8];
+    char why[160];
     mg_redis_conn *conn = NULL;
     redisReply *reply;
     const char *err = NULL;
@@ -516,14 +581,20 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     }
     reply = mg_redis_run_script(inst, conn->c, &inst->decide_script, argc,
                                 argv, argvlen);
-    err = mg_redis_reply_error(conn->c, reply);
-    if (err || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != (size_t)(2 + REPLY_PER_LAYER * n)) {
-        if (!err) {
-            err = "unexpected reply";
+    err = decide_reply_error(conn->c, reply, n, why, sizeof(why));
+    if (err) {
+        if (err == why) {
+            /* Redis answered, but not what the script answers: say so
+             * whatever the breaker's state (at most once per probe
+             * interval while it lasts). */
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, MGRLOGNO(00006)
+                         "redis store: %s:%d: %s; taken as a failure of "
+                         "the store", inst->host, inst->port, err);
         }
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00005)
-                     "redis store: %s", err);
+        else {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, MGRLOGNO(00005)
+                         "redis store: %s", err);
+        }
         /* `err` may live in the reply or the connection: both go after. */
         mg_redis_tried(inst, s, 0, probe, err);
         if (reply) {
@@ -536,12 +607,12 @@ static apr_status_t redis_decide(mg_store_instance *inst, server_rec *s,
     for (i = 0; i < n; i++) {
         redisReply **e = reply->element + 2 + REPLY_PER_LAYER * i;
         mg_limit_decision *l = &d->layer[i];
-        l->allowed = (int)e[0]->integer;
+        l->allowed = e[0]->integer == 1;
         l->limit = layers[i].spec->quota;
         l->remaining = e[1]->integer > 0 ? (apr_uint64_t)e[1]->integer : 0;
-        l->reset = (apr_interval_time_t)e[2]->integer;
-        l->retry_after = (apr_interval_time_t)e[3]->integer;
-        l->delay = (apr_interval_time_t)e[4]->integer;
+        l->reset = non_negative(e[2]->integer);
+        l->retry_after = non_negative(e[3]->integer);
+        l->delay = non_negative(e[4]->integer);
         l->expires = 0;
     }
     freeReplyObject(reply);

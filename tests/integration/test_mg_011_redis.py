@@ -456,3 +456,77 @@ def test_mg_011_19_restart_with_a_pool_of_stale_connections(gateways, backend, r
     # minutes of one doubling per stale connection
     assert len(before) <= 100, before
 
+
+class FakeRedis:
+    """A RESP server that answers EVALSHA with `reply` (bytes), SCRIPT LOAD
+    with a SHA and anything else with +OK: Redis answering what the decide
+    script never would."""
+
+    def __init__(self, reply):
+        import socketserver
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                while True:
+                    line = self.rfile.readline()
+                    if not line.startswith(b"*"):
+                        return
+                    args = []
+                    for _ in range(int(line[1:])):
+                        size = int(self.rfile.readline()[1:])
+                        args.append(self.rfile.read(size + 2)[:-2])
+                    name = args[0].upper()
+                    if name == b"EVALSHA":
+                        fake.evalsha += 1
+                        self.wfile.write(reply)
+                    elif name == b"SCRIPT":
+                        self.wfile.write(b"$40\r\n" + b"a" * 40 + b"\r\n")
+                    else:
+                        self.wfile.write(b"+OK\r\n")
+                    self.wfile.flush()
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.evalsha = 0
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+ONE = b":1\r\n"
+
+
+@pytest.mark.parametrize("reply,why", [
+    (b"*7\r\n" + b"$1\r\n1\r\n" * 7, "element 0 is a string, not an integer"),
+    (b"*7\r\n" + ONE * 2 + b"$-1\r\n" + ONE * 4, "element 2 is nil, not an integer"),
+    (b"*7\r\n" + ONE * 3 + b"*1\r\n:5\r\n" + ONE * 3, "element 3 is an array, not an integer"),
+    (b"*7\r\n" + ONE * 6 + b"+OK\r\n", "element 6 is a status, not an integer"),
+    (b"*3\r\n" + ONE * 3, "3 elements, not 7"),
+    (b"+OK\r\n", "a status, not an array"),
+], ids=["strings", "nil", "nested", "status-element", "short", "status"])
+def test_mg_011_20_unexpected_reply_types_are_a_store_failure(gateways, backend, reply, why):
+    """Every element of the decide script's answer is checked to be an
+    integer before it is read (issue 9, 10): hiredis reads 0 from any
+    other type, which was taken for "refused".  An answer of the wrong
+    shape is a failure of the store: the failure policy (closed: 503) and
+    a log line that says what was wrong."""
+    fake = FakeRedis(reply)
+    try:
+        gw = gateway(gateways, backend, fake, "badreply", "10/min")
+        gw.allow_errors(r"MGR00003", r"MGR00006")
+        gw.start()
+        resp = gw.chat(DEMO_KEY)
+        assert resp.status == 503, resp
+        assert resp.json["error"]["code"] == "gateway_error"
+        assert fake.evalsha == 1
+        log = gw.read_log()
+        assert "MGR00006" in log and "unexpected reply to the decide script: " + why in log, log
+    finally:
+        fake.stop()
