@@ -25,6 +25,7 @@ integration tests use.
 import argparse
 import http.client
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -130,6 +131,7 @@ def main():
         redis.proc and redis.proc.send_signal(signal.SIGCONT)
         redis.stop()
         backend.stop()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 if __name__ == "__main__":
