@@ -116,8 +116,10 @@ typedef struct mg_store_provider {
      * the units having been charged by the decision at `then`
      * (mg_table_settle says how each algorithm takes them).  Layers with a
      * delta of 0 are not touched.  Safe from any thread of any child.
-     * NULL: the store cannot settle, and the configuration refuses token
-     * limits with it.
+     * With n == 0 it only answers whether this instance can settle
+     * (APR_SUCCESS, else APR_ENOTIMPL), and may be called as soon as
+     * create() returned; the configuration refuses token limits with a
+     * store that cannot.  NULL: never.
      */
     apr_status_t (*settle)(mg_store_instance *inst, server_rec *s,
                            const mg_layer *layers, const apr_int64_t *delta,

@@ -433,6 +433,9 @@ static apr_status_t shm_settle(mg_store_instance *inst, server_rec *s,
 {
     apr_status_t rv, rv2;
 
+    if (n == 0) {
+        return APR_SUCCESS;
+    }
     if (!inst->table.hdr) {
         return APR_EINIT;
     }

@@ -636,6 +636,22 @@ static void redis_info(mg_store_instance *inst, mg_store_info *info)
     memset(info, 0, sizeof(*info));
 }
 
+/* Local-sync decides in shared memory, so it settles there: charges are
+ * pushed to the other gateways like admissions.  Exact mode has no settle
+ * script yet; the configuration check refuses token limits with it. */
+static apr_status_t redis_settle(mg_store_instance *inst, server_rec *s,
+                                 const mg_layer *layers,
+                                 const apr_int64_t *delta, int n,
+                                 mg_now then, mg_now now)
+{
+    if (inst->local_sync) {
+        return n == 0 ? APR_SUCCESS
+                      : inst->local->settle(inst->local_inst, s, layers,
+                                            delta, n, then, now);
+    }
+    return APR_ENOTIMPL;
+}
+
 static const mg_store_provider redis_provider = {
     "redis",
     redis_create,
@@ -644,7 +660,8 @@ static const mg_store_provider redis_provider = {
     redis_decide,
     redis_info,
     NULL,               /* local-sync is this store's own business */
-    NULL
+    NULL,
+    redis_settle
 };
 
 static void register_hooks(apr_pool_t *p)
