@@ -129,13 +129,15 @@ static apr_size_t skip_value(const char *b, apr_size_t len, apr_size_t i)
     return len;
 }
 
-/* Is the JSON string b[from, to) (quotes included) the text "model"? */
-static int key_is_model(const char *b, apr_size_t from, apr_size_t to)
+/* Is the JSON string b[from, to) (quotes included) the text `name`? */
+static int key_is(const char *b, apr_size_t from, apr_size_t to,
+                  const char *name)
 {
+    apr_size_t n = strlen(name);
     json_t *k;
     int is;
 
-    if (to - from == 7 && !memcmp(b + from, "\"model\"", 7)) {
+    if (to - from == n + 2 && !memcmp(b + from + 1, name, n)) {
         return 1;
     }
     if (!memchr(b + from, '\\', to - from)) {
@@ -143,23 +145,27 @@ static int key_is_model(const char *b, apr_size_t from, apr_size_t to)
     }
     /* Escapes ("mod\u0065l") are rare; let jansson decode them. */
     k = json_loadb(b + from, to - from, JSON_DECODE_ANY, NULL);
-    is = k && json_is_string(k) && !strcmp(json_string_value(k), "model");
+    is = k && json_is_string(k) && !strcmp(json_string_value(k), name);
     json_decref(k);
     return is;
 }
 
-/* Where the top-level "model" value stands: [*vs, *ve), or the index just
- * after the opening brace when there is none (*vs == *ve == 0). */
-static int find_model(const char *b, apr_size_t len, apr_size_t *vs,
-                      apr_size_t *ve, apr_size_t *open)
+/* The member `name` of the object whose '{' is b[obj]: its value stands at
+ * [*vs, *ve) (*vs == *ve == 0 when there is none).  *last is where a new
+ * last member goes: just after the last member's value, or just after the
+ * brace when the object is *empty.  0 when b[obj] is not an object. */
+static int find_member(const char *b, apr_size_t len, apr_size_t obj,
+                       const char *name, apr_size_t *vs, apr_size_t *ve,
+                       apr_size_t *last, int *empty)
 {
-    apr_size_t i = skip_ws(b, len, 0), ks, ke;
+    apr_size_t i = obj, ks, ke, v;
 
     *vs = *ve = 0;
+    *empty = 1;
     if (i >= len || b[i] != '{') {
         return 0;
     }
-    *open = ++i;
+    *last = ++i;
     for (;;) {
         i = skip_ws(b, len, i);
         if (i >= len || b[i] == '}') {
@@ -174,20 +180,33 @@ static int find_model(const char *b, apr_size_t len, apr_size_t *vs,
         if (i >= len || b[i] != ':') {
             return 0;
         }
-        i = skip_ws(b, len, i + 1);
+        v = i = skip_ws(b, len, i + 1);
         if (i >= len) {
             return 0;
         }
-        if (key_is_model(b, ks, ke)) {
-            *vs = i;
-            *ve = skip_value(b, len, i);
-            return 1;
+        *last = i = skip_value(b, len, i);
+        *empty = 0;
+        if (!*ve && key_is(b, ks, ke, name)) {
+            *vs = v;
+            *ve = i;
         }
-        i = skip_ws(b, len, skip_value(b, len, i));
+        i = skip_ws(b, len, i);
         if (i < len && b[i] == ',') {
             i++;
         }
     }
+}
+
+/* Where the top-level "model" value stands: [*vs, *ve), or the index just
+ * after the opening brace when there is none (*vs == *ve == 0). */
+static int find_model(const char *b, apr_size_t len, apr_size_t *vs,
+                      apr_size_t *ve, apr_size_t *open)
+{
+    apr_size_t obj = skip_ws(b, len, 0), last;
+    int empty;
+
+    *open = obj + 1;
+    return find_member(b, len, obj, "model", vs, ve, &last, &empty);
 }
 
 const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
@@ -239,5 +258,70 @@ const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
     }
     (*out)[*outlen] = '\0';
     free(text);
+    return NULL;
+}
+
+/* buf with [from, to) replaced by `ins`. */
+static void splice(apr_pool_t *p, const char *buf, apr_size_t len,
+                   apr_size_t from, apr_size_t to, const char *ins,
+                   char **out, apr_size_t *outlen)
+{
+    apr_size_t n = strlen(ins);
+    char *o;
+
+    *outlen = from + n + (len - to);
+    o = *out = apr_palloc(p, *outlen + 1);
+    memcpy(o, buf, from);
+    memcpy(o + from, ins, n);
+    memcpy(o + from + n, buf + to, len - to);
+    o[*outlen] = '\0';
+}
+
+const char *mg_body_want_usage(apr_pool_t *p, const char *buf,
+                               apr_size_t len, int *changed, char **out,
+                               apr_size_t *outlen)
+{
+    apr_size_t vs, ve, last, ivs, ive, ilast;
+    int empty, iempty;
+
+    *changed = 0;
+    if (!find_member(buf, len, skip_ws(buf, len, 0), "stream_options", &vs,
+                     &ve, &last, &empty)) {
+        return "the body is not a JSON object";
+    }
+    if (ve == vs) {
+        /* No stream_options: it becomes the last member. */
+        splice(p, buf, len, last, last,
+               empty ? "\"stream_options\":{\"include_usage\":true}"
+                     : ",\"stream_options\":{\"include_usage\":true}",
+               out, outlen);
+    }
+    else if (buf[vs] == 'n') {
+        /* null: as good as absent */
+        splice(p, buf, len, vs, ve, "{\"include_usage\":true}", out,
+               outlen);
+    }
+    else if (buf[vs] != '{') {
+        return "stream_options is not an object";
+    }
+    else {
+        find_member(buf, len, vs, "include_usage", &ivs, &ive, &ilast,
+                    &iempty);
+        if (ive == ivs) {
+            splice(p, buf, len, ilast, ilast,
+                   iempty ? "\"include_usage\":true"
+                          : ",\"include_usage\":true", out, outlen);
+        }
+        else if (buf[ivs] == 't') {
+            return NULL;        /* asked for already: nothing to do */
+        }
+        else if (buf[ivs] == 'f' || buf[ivs] == 'n') {
+            splice(p, buf, len, ivs, ive, "true", out, outlen);
+        }
+        else {
+            return "stream_options.include_usage is not true or false";
+        }
+    }
+    *changed = 1;
     return NULL;
 }

@@ -47,4 +47,26 @@ const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
                               const char *model, char **out,
                               apr_size_t *outlen);
 
+/**
+ * Ask a streaming request's model server for its usage: the body with
+ * `"stream_options":{"include_usage":true}` (OpenAI chat/completions and
+ * completions), all other bytes kept.  When stream_options is absent (or
+ * null) it is added as the last member; when it lacks include_usage,
+ * include_usage is added as its last member; when include_usage is false
+ * (or null) the value becomes true; when it is true already nothing
+ * changes.  The caller knows then that the usage-only chunk the server
+ * adds at the end of the stream was its own doing, not the client's, and
+ * drops it from what the client sees (mg_usage.h, usage_only).
+ * `buf` must have passed mg_body_inspect with "stream": true (a server
+ * refuses stream_options on a request that does not stream).
+ * @param changed set to 1 when *out and *outlen hold a new body; 0 when
+ *        the body already asked for usage (or on failure: then they are
+ *        not set)
+ * @return NULL on success, else why it could not be done (stream_options
+ *         or include_usage of a type the server would refuse anyway)
+ */
+const char *mg_body_want_usage(apr_pool_t *p, const char *buf,
+                               apr_size_t len, int *changed, char **out,
+                               apr_size_t *outlen);
+
 #endif /* MG_BODY_H */
