@@ -62,7 +62,7 @@ static const char *const literals[] = { "true", "false", "null" };
 #define DONE_LEN 6
 #define NO_MATCH 0xff
 
-/* ---- the JSON lexer -------------------------------------------------------- */
+/* ---- the JSON lexer ------------------------------------------------------ */
 
 static void json_init(mg_usage_json_ *j)
 {
@@ -709,7 +709,7 @@ static void json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
     }
 }
 
-/* ---- SSE framing ------------------------------------------------------------ */
+/* ---- SSE framing --------------------------------------------------------- */
 
 static void event_reset(mg_usage_scanner *s)
 {

@@ -72,31 +72,44 @@ typedef enum {
 /** What an answer (or one event) says. */
 typedef struct mg_usage {
     mg_usage_status status;
-    apr_int64_t prompt;         /**< prompt_tokens, else input_tokens; -1 if neither */
-    apr_int64_t completion;     /**< completion_tokens, else output_tokens; -1 if neither */
-    apr_int64_t total;          /**< the total (see above); -1 unless FOUND */
-    apr_int64_t reported_total; /**< total_tokens as sent; -1 if not sent */
-    int total_disagrees;        /**< reported_total was sent and is not total */
-    int from_response;          /**< read from response.usage, not usage */
-    apr_uint64_t events;        /**< SSE: events whose data was scanned ([DONE] aside) */
-    apr_uint64_t malformed_events; /**< SSE: of those, the ones not JSON */
-    char why[128];              /**< INVALID or MALFORMED: a sentence for the log */
+    /** prompt_tokens, else input_tokens; -1 when neither is given */
+    apr_int64_t prompt;
+    /** completion_tokens, else output_tokens; -1 when neither is given */
+    apr_int64_t completion;
+    /** the total (see above); -1 unless FOUND */
+    apr_int64_t total;
+    /** total_tokens as sent; -1 when not sent */
+    apr_int64_t reported_total;
+    /** reported_total was sent and is not total */
+    int total_disagrees;
+    /** read from response.usage, not from usage */
+    int from_response;
+    /** SSE: events whose data was scanned ([DONE] aside) */
+    apr_uint64_t events;
+    /** SSE: of those, the ones that were not JSON */
+    apr_uint64_t malformed_events;
+    /** INVALID or MALFORMED: a sentence for the log */
+    char why[128];
 } mg_usage;
 
 /** One SSE event, reported by mg_usage_feed when it ends. */
 typedef struct mg_usage_event {
-    int ended;                /**< an event ended: the fields below are set */
-    apr_size_t end;           /**< it ended just before buf[end] (== the return value) */
-    int has_data;             /**< it carried a data field */
-    int done;                 /**< its data was [DONE] */
-    int usage_only;           /**< a chat/completions chunk whose `choices` is [] and
-                                   that has a `usage` object: the chunk
-                                   stream_options.include_usage adds */
-    const mg_usage *usage;    /**< what its data said (valid until the next call);
-                                   ABSENT when it had no data */
+    /** an event ended: the fields below are set */
+    int ended;
+    /** it ended just before buf[end] (the value mg_usage_feed returns) */
+    apr_size_t end;
+    /** it carried a data field */
+    int has_data;
+    /** its data was [DONE] */
+    int done;
+    /** a chat/completions chunk whose `choices` is [] and that has a
+     * `usage` object: the chunk stream_options.include_usage adds */
+    int usage_only;
+    /** what its data said (valid until the next call); ABSENT without data */
+    const mg_usage *usage;
 } mg_usage_event;
 
-/* ---- private: the state, read only through the functions below -------- */
+/* ---- private: the state, read only through the functions below ----------- */
 
 typedef struct mg_usage_field_ {
     apr_int64_t value;        /* -1: not given (or invalid) */
@@ -131,17 +144,18 @@ typedef struct mg_usage_scanner {
     mg_usage_mode mode;
     mg_usage_json_ json;      /* the document, or the current event's data */
     unsigned char line;       /* SSE: where in a line */
-    unsigned char field_pos;  /* SSE: how much of "data" the field name matched */
-    unsigned char skip_lf;    /* SSE: a line ended with CR; an LF next belongs to it */
-    unsigned char pending_end;/* SSE: a blank line ended with CR at a chunk's end */
+    unsigned char field_pos;  /* SSE: how much of "data" the name matched */
+    unsigned char skip_lf;    /* SSE: a line ended in CR; an LF is its own */
+    unsigned char pending_end; /* SSE: a blank line ended in CR at the
+                                  end of a chunk */
     unsigned char has_data, done_pos;
     apr_uint32_t data_lines;
     apr_uint64_t event_bytes; /* SSE: bytes of the current event so far */
-    mg_usage result;          /* JSON: the answer; SSE: the last usage carried */
+    mg_usage result;          /* JSON: the answer; SSE: the last usage */
     mg_usage event;           /* SSE: what the last event said */
 } mg_usage_scanner;
 
-/* ---- the calls ------------------------------------------------------------ */
+/* ---- the calls ----------------------------------------------------------- */
 
 /** Start reading an answer of the given shape. */
 void mg_usage_init(mg_usage_scanner *s, mg_usage_mode mode);

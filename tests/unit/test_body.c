@@ -2,12 +2,13 @@
  *
  * test_body.c -- reading OpenAI-style request bodies and changing their
  * model (mg_body.c): what is read, what is refused, and that a rewrite
- * changes no other byte.
+ * (of the model, or asking a stream for its usage) changes no other byte.
  */
 #include "mg_test.h"
 #include <string.h>
 
 #include <apr_strings.h>
+#include <jansson.h>
 #include "mg_body.h"
 
 static mg_body_status inspect(apr_pool_t *p, const char *text,
@@ -156,12 +157,137 @@ static void test_rewrite_changes_only_the_model(void **state)
                         "\"e\":[],\"model\":\"n\"}");
 }
 
+/* ---- asking a streaming request for its usage ---------------------------- */
+
+static const char *want_usage(apr_pool_t *p, const char *text, int changes)
+{
+    char *out = NULL;
+    apr_size_t outlen = 0;
+    mg_body_info info;
+    const char *why;
+    int changed = -1;
+    json_t *root, *opt;
+
+    assert_int_equal(mg_body_inspect(p, text, strlen(text), &info, &why),
+                     MG_BODY_OK);
+    assert_null(mg_body_want_usage(p, text, strlen(text), &changed, &out,
+                                   &outlen));
+    assert_int_equal(changed, changes);
+    if (!changed) {
+        assert_null(out);
+        return text;
+    }
+    assert_int_equal(strlen(out), outlen);
+    /* what comes out is a body the gateway reads, that asks for usage */
+    assert_int_equal(mg_body_inspect(p, out, outlen, &info, &why),
+                     MG_BODY_OK);
+    root = json_loadb(out, outlen, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(root);
+    opt = json_object_get(root, "stream_options");
+    assert_true(json_is_true(json_object_get(opt, "include_usage")));
+    json_decref(root);
+    return out;
+}
+
+static void test_want_usage_changes_only_what_it_must(void **state)
+{
+    apr_pool_t *p = *state;
+
+    /* added as the last member, the spacing kept */
+    assert_string_equal(
+        want_usage(p, "{\"model\":\"m\",\"stream\":true}", 1),
+        "{\"model\":\"m\",\"stream\":true,"
+        "\"stream_options\":{\"include_usage\":true}}");
+    assert_string_equal(
+        want_usage(p, "{\n  \"model\": \"m\",\n  \"stream\": true\n}\n", 1),
+        "{\n  \"model\": \"m\",\n  \"stream\": true,"
+        "\"stream_options\":{\"include_usage\":true}\n}\n");
+    assert_string_equal(want_usage(p, " { } ", 1),
+                        " {\"stream_options\":{\"include_usage\":true} } ");
+    /* the last value may hold braces, quotes and escapes */
+    assert_string_equal(
+        want_usage(p, "{\"stream\":true,\"m\":\"}\\\"{\",\"n\":[{\"a\":"
+                   "\"]\"}]}", 1),
+        "{\"stream\":true,\"m\":\"}\\\"{\",\"n\":[{\"a\":\"]\"}],"
+        "\"stream_options\":{\"include_usage\":true}}");
+    /* a stream_options further down is not the request's */
+    assert_string_equal(
+        want_usage(p, "{\"messages\":[{\"stream_options\":{\"include_usage\":"
+                   "true}}],\"stream\":true}", 1),
+        "{\"messages\":[{\"stream_options\":{\"include_usage\":true}}],"
+        "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
+    /* stream_options without include_usage: added in it */
+    assert_string_equal(
+        want_usage(p, "{\"stream_options\":{},\"stream\":true}", 1),
+        "{\"stream_options\":{\"include_usage\":true},\"stream\":true}");
+    assert_string_equal(
+        want_usage(p, "{\"stream_options\":{ \"x\" : [1, {}] },\"stream\":"
+                   "true}", 1),
+        "{\"stream_options\":{ \"x\" : [1, {}],\"include_usage\":true },"
+        "\"stream\":true}");
+    /* false and null become true */
+    assert_string_equal(
+        want_usage(p, "{\"stream\":true,\"stream_options\":{\"include_usage\""
+                   " : false, \"y\":1}}", 1),
+        "{\"stream\":true,\"stream_options\":{\"include_usage\" : true, "
+        "\"y\":1}}");
+    assert_string_equal(
+        want_usage(p, "{\"stream_options\":{\"include_usage\":null}}", 1),
+        "{\"stream_options\":{\"include_usage\":true}}");
+    assert_string_equal(
+        want_usage(p, "{\"stream_options\" : null ,\"stream\":true}", 1),
+        "{\"stream_options\" : {\"include_usage\":true} ,\"stream\":true}");
+    /* escaped names */
+    assert_string_equal(
+        want_usage(p, "{\"stream_\\u006fptions\":{\"include_\\u0075sage\":"
+                   "false}}", 1),
+        "{\"stream_\\u006fptions\":{\"include_\\u0075sage\":true}}");
+    /* asked for already: nothing changes */
+    want_usage(p, "{\"stream\":true,\"stream_options\":{\"include_usage\":"
+               "true}}", 0);
+    want_usage(p, "{\"stream_options\":{\"a\":{\"include_usage\":false},"
+               "\"include_usage\":true}}", 0);
+}
+
+static void test_want_usage_refuses_what_the_server_would(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *says;
+    } cases[] = {
+        { "[1]", "not a JSON object" },
+        { "{\"stream_options\":\"yes\"}", "stream_options is not an object" },
+        { "{\"stream_options\":[]}", "stream_options is not an object" },
+        { "{\"stream_options\":{\"include_usage\":1}}",
+          "include_usage is not true or false" },
+        { "{\"stream_options\":{\"include_usage\":\"true\"}}",
+          "include_usage is not true or false" },
+    };
+    apr_pool_t *p = *state;
+    apr_size_t i;
+    char *out = NULL;
+    apr_size_t outlen = 0;
+    int changed = -1;
+    const char *why;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        why = mg_body_want_usage(p, cases[i].text, strlen(cases[i].text),
+                                 &changed, &out, &outlen);
+        if (!why || !strstr(why, cases[i].says) || changed || out) {
+            fail_msg("'%s': '%s', changed %d", cases[i].text,
+                     why ? why : "(none)", changed);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MG_TEST(test_reads_the_fields),
         MG_TEST(test_refuses_what_it_cannot_read),
         MG_TEST(test_rewrite_changes_only_the_model),
+        MG_TEST(test_want_usage_changes_only_what_it_must),
+        MG_TEST(test_want_usage_refuses_what_the_server_would),
     };
     return MG_RUN(tests);
 }

@@ -1,7 +1,7 @@
 /* Licensed under the Apache License, Version 2.0. See LICENSE.
  *
  * test_usage.c -- reading the token usage of model servers' answers
- * (mg_usage.c), and asking a streaming request for it (mg_body_want_usage).
+ * (mg_usage.c).
  *
  * Every fixture is read whole, split at every byte boundary and one byte at
  * a time, and must say the same each way: the same usage and, for event
@@ -16,10 +16,9 @@
 
 #include <apr_strings.h>
 #include <jansson.h>
-#include "mg_body.h"
 #include "mg_usage.h"
 
-/* ---- feeding ---------------------------------------------------------------- */
+/* ---- feeding ------------------------------------------------------------- */
 
 #define MAX_EVENTS 64
 
@@ -148,7 +147,7 @@ static mg_usage json_usage(const char *t)
     return scan_every_way(MG_USAGE_JSON, t).result;
 }
 
-/* ---- JSON answers ----------------------------------------------------------- */
+/* ---- JSON answers -------------------------------------------------------- */
 
 static void test_chat_completion_usage_anywhere(void **state)
 {
@@ -256,8 +255,9 @@ static void test_responses_api(void **state)
     (void)state;
     /* non-streaming: top-level usage with input/output names */
     u = json_usage("{\"id\":\"resp_1\",\"object\":\"response\",\"status\":"
-                   "\"completed\",\"output\":[{\"type\":\"message\",\"content\":"
-                   "[{\"type\":\"output_text\",\"text\":\"usage: {}\"}]}],"
+                   "\"completed\",\"output\":[{\"type\":\"message\","
+                   "\"content\":[{\"type\":\"output_text\",\"text\":"
+                   "\"usage: {}\"}]}],"
                    "\"usage\":{\"input_tokens\":36,\"input_tokens_details\":"
                    "{\"cached_tokens\":0},\"output_tokens\":87,"
                    "\"output_tokens_details\":{\"reasoning_tokens\":0},"
@@ -474,7 +474,7 @@ static void test_nesting_limit(void **state)
     assert_found(&u, 3, -1, 3);
 }
 
-/* ---- event streams ------------------------------------------------------------ */
+/* ---- event streams ------------------------------------------------------- */
 
 /* Where each event of `t` should end: after each blank line. */
 static void assert_ends_at_blank_lines(const scan_out *o, const char *t,
@@ -845,7 +845,7 @@ static void test_filter_drops_the_usage_only_event(void **state)
     }
 }
 
-/* ---- a 10 MB event ------------------------------------------------------------ */
+/* ---- a 10 MB event ------------------------------------------------------- */
 
 /* head, then text to 10 MB (escapes, braces and "usage" in it), then tail */
 static apr_size_t big(char *t, const char *head, const char *tail)
@@ -877,7 +877,8 @@ static void test_ten_megabyte_event(void **state)
         { MG_USAGE_SSE, "data: {\"usage\":null,\"x\":\"",
           "\",\"usage\":{\"prompt_tokens\":11,"
           "\"completion_tokens\":2500000}}\r\n\r\n" },
-        { MG_USAGE_JSON, "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"",
+        { MG_USAGE_JSON,
+          "{\"id\":\"x\",\"choices\":[{\"message\":{\"content\":\"",
           "\"}}],\"usage\":{\"prompt_tokens\":11,"
           "\"completion_tokens\":2500000}}" },
     };
@@ -915,7 +916,7 @@ static void test_ten_megabyte_event(void **state)
     }
 }
 
-/* ---- random documents against jansson ----------------------------------------- */
+/* ---- random documents against jansson ------------------------------------ */
 
 typedef struct gen {
     char *b;
@@ -1337,129 +1338,6 @@ static void test_random_streams_against_jansson(void **state)
     }
 }
 
-/* ---- asking a streaming request for its usage ----------------------------------- */
-
-static const char *want_usage(apr_pool_t *p, const char *text, int changes)
-{
-    char *out = NULL;
-    apr_size_t outlen = 0;
-    mg_body_info info;
-    const char *why;
-    int changed = -1;
-    json_t *root, *opt;
-
-    assert_int_equal(mg_body_inspect(p, text, strlen(text), &info, &why),
-                     MG_BODY_OK);
-    assert_null(mg_body_want_usage(p, text, strlen(text), &changed, &out,
-                                   &outlen));
-    assert_int_equal(changed, changes);
-    if (!changed) {
-        assert_null(out);
-        return text;
-    }
-    assert_int_equal(strlen(out), outlen);
-    /* what comes out is a body the gateway reads, that asks for usage */
-    assert_int_equal(mg_body_inspect(p, out, outlen, &info, &why),
-                     MG_BODY_OK);
-    root = json_loadb(out, outlen, JSON_REJECT_DUPLICATES, NULL);
-    assert_non_null(root);
-    opt = json_object_get(root, "stream_options");
-    assert_true(json_is_true(json_object_get(opt, "include_usage")));
-    json_decref(root);
-    return out;
-}
-
-static void test_want_usage_changes_only_what_it_must(void **state)
-{
-    apr_pool_t *p = *state;
-
-    /* added as the last member, the spacing kept */
-    assert_string_equal(
-        want_usage(p, "{\"model\":\"m\",\"stream\":true}", 1),
-        "{\"model\":\"m\",\"stream\":true,"
-        "\"stream_options\":{\"include_usage\":true}}");
-    assert_string_equal(
-        want_usage(p, "{\n  \"model\": \"m\",\n  \"stream\": true\n}\n", 1),
-        "{\n  \"model\": \"m\",\n  \"stream\": true,"
-        "\"stream_options\":{\"include_usage\":true}\n}\n");
-    assert_string_equal(want_usage(p, " { } ", 1),
-                        " {\"stream_options\":{\"include_usage\":true} } ");
-    /* the last value may hold braces, quotes and escapes */
-    assert_string_equal(
-        want_usage(p, "{\"stream\":true,\"m\":\"}\\\"{\",\"n\":[{\"a\":"
-                   "\"]\"}]}", 1),
-        "{\"stream\":true,\"m\":\"}\\\"{\",\"n\":[{\"a\":\"]\"}],"
-        "\"stream_options\":{\"include_usage\":true}}");
-    /* a stream_options further down is not the request's */
-    assert_string_equal(
-        want_usage(p, "{\"messages\":[{\"stream_options\":{\"include_usage\":"
-                   "true}}],\"stream\":true}", 1),
-        "{\"messages\":[{\"stream_options\":{\"include_usage\":true}}],"
-        "\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
-    /* stream_options without include_usage: added in it */
-    assert_string_equal(
-        want_usage(p, "{\"stream_options\":{},\"stream\":true}", 1),
-        "{\"stream_options\":{\"include_usage\":true},\"stream\":true}");
-    assert_string_equal(
-        want_usage(p, "{\"stream_options\":{ \"x\" : [1, {}] },\"stream\":"
-                   "true}", 1),
-        "{\"stream_options\":{ \"x\" : [1, {}],\"include_usage\":true },"
-        "\"stream\":true}");
-    /* false and null become true */
-    assert_string_equal(
-        want_usage(p, "{\"stream\":true,\"stream_options\":{\"include_usage\""
-                   " : false, \"y\":1}}", 1),
-        "{\"stream\":true,\"stream_options\":{\"include_usage\" : true, "
-        "\"y\":1}}");
-    assert_string_equal(
-        want_usage(p, "{\"stream_options\":{\"include_usage\":null}}", 1),
-        "{\"stream_options\":{\"include_usage\":true}}");
-    assert_string_equal(
-        want_usage(p, "{\"stream_options\" : null ,\"stream\":true}", 1),
-        "{\"stream_options\" : {\"include_usage\":true} ,\"stream\":true}");
-    /* escaped names */
-    assert_string_equal(
-        want_usage(p, "{\"stream_\\u006fptions\":{\"include_\\u0075sage\":"
-                   "false}}", 1),
-        "{\"stream_\\u006fptions\":{\"include_\\u0075sage\":true}}");
-    /* asked for already: nothing changes */
-    want_usage(p, "{\"stream\":true,\"stream_options\":{\"include_usage\":"
-               "true}}", 0);
-    want_usage(p, "{\"stream_options\":{\"a\":{\"include_usage\":false},"
-               "\"include_usage\":true}}", 0);
-}
-
-static void test_want_usage_refuses_what_the_server_would(void **state)
-{
-    static const struct {
-        const char *text;
-        const char *says;
-    } cases[] = {
-        { "[1]", "not a JSON object" },
-        { "{\"stream_options\":\"yes\"}", "stream_options is not an object" },
-        { "{\"stream_options\":[]}", "stream_options is not an object" },
-        { "{\"stream_options\":{\"include_usage\":1}}",
-          "include_usage is not true or false" },
-        { "{\"stream_options\":{\"include_usage\":\"true\"}}",
-          "include_usage is not true or false" },
-    };
-    apr_pool_t *p = *state;
-    apr_size_t i;
-    char *out = NULL;
-    apr_size_t outlen = 0;
-    int changed = -1;
-    const char *why;
-
-    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        why = mg_body_want_usage(p, cases[i].text, strlen(cases[i].text),
-                                 &changed, &out, &outlen);
-        if (!why || !strstr(why, cases[i].says) || changed || out) {
-            fail_msg("'%s': '%s', changed %d", cases[i].text,
-                     why ? why : "(none)", changed);
-        }
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1481,8 +1359,6 @@ int main(void)
         MG_TEST(test_ten_megabyte_event),
         MG_TEST(test_random_documents_against_jansson),
         MG_TEST(test_random_streams_against_jansson),
-        MG_TEST(test_want_usage_changes_only_what_it_must),
-        MG_TEST(test_want_usage_refuses_what_the_server_would),
     };
     return MG_RUN(tests);
 }
