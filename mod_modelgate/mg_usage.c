@@ -847,6 +847,19 @@ apr_size_t mg_usage_feed(mg_usage_scanner *s, const char *buf,
         }
         s->event_bytes++;
         i++;
+        if (s->bom < 3) {
+            /* One leading byte order mark is not part of the stream (the
+             * SSE standard); a broken one is a field name's first bytes. */
+            if ((unsigned char)"\xef\xbb\xbf"[s->bom] == c) {
+                s->bom++;
+                continue;
+            }
+            if (s->bom) {
+                s->line = L_FIELD;
+                s->field_pos = NO_MATCH;
+            }
+            s->bom = 3;
+        }
         if (s->skip_lf) {
             s->skip_lf = 0;
             if (c == '\n') {

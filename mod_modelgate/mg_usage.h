@@ -12,7 +12,10 @@
  *   MG_USAGE_SSE   a text/event-stream: every event's `data` is scanned as
  *                  one such document; the usage of the LAST event that
  *                  carried one is the answer.  `data: [DONE]` and data that
- *                  is not JSON are ignored.
+ *                  is not JSON are ignored.  Framing as the SSE standard
+ *                  has it: events end at a blank line (LF, CRLF or CR
+ *                  line ends), data lines are joined with LF, comments and
+ *                  other fields are skipped, one leading BOM is dropped.
  *
  * Inside a usage object these members are read, each an integer in
  * 0 .. MG_USAGE_MAX_TOKENS:
@@ -149,6 +152,7 @@ typedef struct mg_usage_scanner {
     unsigned char pending_end; /* SSE: a blank line ended in CR at the
                                   end of a chunk */
     unsigned char has_data, done_pos;
+    unsigned char bom;        /* SSE: bytes of a leading BOM seen; 3: past */
     apr_uint32_t data_lines;
     apr_uint64_t event_bytes; /* SSE: bytes of the current event so far */
     mg_usage result;          /* JSON: the answer; SSE: the last usage */

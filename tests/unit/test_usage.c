@@ -622,6 +622,31 @@ static void test_sse_fields_and_comments(void **state)
     assert_int_equal(o.result.malformed_events, 0);
 }
 
+static void test_sse_byte_order_mark(void **state)
+{
+    scan_out o;
+
+    (void)state;
+    /* one leading BOM is skipped */
+    o = scan_every_way(MG_USAGE_SSE, "\xef\xbb\xbf" "data: {\"usage\":"
+                       "{\"prompt_tokens\":3}}\n\n");
+    assert_found(&o.result, 3, -1, 3);
+    assert_int_equal(o.end[0], 40);
+    /* a second one, or a broken one, makes a field name that is not data */
+    o = scan_every_way(MG_USAGE_SSE, "\xef\xbb\xbf\xef\xbb\xbf" "data: "
+                       "{\"usage\":{\"prompt_tokens\":3}}\n\n");
+    assert_int_equal(o.result.status, MG_USAGE_ABSENT);
+    assert_int_equal(o.n, 1);
+    o = scan_every_way(MG_USAGE_SSE, "\xef\xbb" "data: {\"usage\":"
+                       "{\"prompt_tokens\":3}}\n\n");
+    assert_int_equal(o.result.status, MG_USAGE_ABSENT);
+    o = scan_every_way(MG_USAGE_SSE, "\xef\n\ndata: {\"usage\":"
+                       "{\"prompt_tokens\":3}}\n\n");
+    assert_found(&o.result, 3, -1, 3);
+    assert_int_equal(o.n, 2);
+    assert_int_equal(o.end[0], 3);
+}
+
 static void test_sse_multi_line_data(void **state)
 {
     static const char *const eols[] = { "\n", "\r\n", "\r" };
@@ -1351,6 +1376,7 @@ int main(void)
         MG_TEST(test_chat_stream),
         MG_TEST(test_usage_only_needs_empty_choices_and_usage),
         MG_TEST(test_sse_fields_and_comments),
+        MG_TEST(test_sse_byte_order_mark),
         MG_TEST(test_sse_multi_line_data),
         MG_TEST(test_sse_malformed_events),
         MG_TEST(test_sse_responses_api),
