@@ -206,9 +206,12 @@ void mg_usage_result(const mg_usage_scanner *s, mg_usage *u);
  * usage-only?  0 once its data is not a JSON object, its `choices` has an
  * element or is not an array, or it is longer than MG_USAGE_ONLY_MAX.  A
  * filter that drops usage-only events holds back an event's bytes while
- * this says 1 and passes them on as soon as it says 0; it never holds more
- * than MG_USAGE_ONLY_MAX bytes.  An event ruled out here is never reported
- * usage_only, even if a repeated member would make it one.
+ * this says 1 and passes them on as soon as it says 0, so it holds at
+ * most MG_USAGE_ONLY_MAX bytes plus the piece it fed last (feed smaller
+ * pieces to hold less).  An event ruled out here is never reported
+ * usage_only, even if a repeated member would make it one.  Held bytes
+ * wait for the event's end: with CR or CRLF line ends split between two
+ * chunks, that is the next chunk (see mg_usage_feed).
  */
 int mg_usage_may_be_usage_only(const mg_usage_scanner *s);
 
