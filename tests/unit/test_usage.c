@@ -867,6 +867,9 @@ static void test_filter_drops_the_usage_only_event(void **state)
         olen = filter(t, len, step, out, &held);
         out[olen] = '\0';
         assert_string_equal(out, want);
+        /* it held back no more than the events that might be dropped:
+         * here the usage-only one and [DONE] (plus what it fed last) */
+        assert_true(held <= strlen(usage_ev) - strlen(done) + step);
     }
 }
 
