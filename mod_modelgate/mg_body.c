@@ -20,6 +20,7 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
     info->model = NULL;
     info->stream = 0;
     info->max_tokens = -1;
+    info->max_tokens_field = NULL;
     *why = NULL;
     /* A member given twice is refused: the gateway and the model server
      * must not read different values from one body. */
@@ -58,8 +59,10 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
     }
     /* The newer name wins when a client sends both. */
     v = json_object_get(root, "max_completion_tokens");
+    info->max_tokens_field = "max_completion_tokens";
     if (!v || json_is_null(v)) {
         v = json_object_get(root, "max_tokens");
+        info->max_tokens_field = "max_tokens";
     }
     if (v && !json_is_null(v)) {
         if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -69,6 +72,9 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
             goto done;
         }
         info->max_tokens = (apr_int64_t)json_integer_value(v);
+    }
+    else {
+        info->max_tokens_field = NULL;
     }
 done:
     json_decref(root);
@@ -323,5 +329,28 @@ const char *mg_body_want_usage(apr_pool_t *p, const char *buf,
         }
     }
     *changed = 1;
+    return NULL;
+}
+
+const char *mg_body_set_int(apr_pool_t *p, const char *buf, apr_size_t len,
+                            const char *name, apr_int64_t value, char **out,
+                            apr_size_t *outlen)
+{
+    apr_size_t vs, ve, last;
+    int empty;
+    const char *text = apr_psprintf(p, "%" APR_INT64_T_FMT, value);
+
+    if (!find_member(buf, len, skip_ws(buf, len, 0), name, &vs, &ve, &last,
+                     &empty)) {
+        return "the body is not a JSON object";
+    }
+    if (ve == vs) {
+        splice(p, buf, len, last, last, apr_psprintf(p, "%s\"%s\":%s",
+                                                     empty ? "" : ",", name,
+                                                     text), out, outlen);
+    }
+    else {
+        splice(p, buf, len, vs, ve, text, out, outlen);
+    }
     return NULL;
 }

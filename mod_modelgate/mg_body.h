@@ -22,6 +22,9 @@ typedef struct mg_body_info {
     const char *model;        /**< NULL when the body names none */
     int stream;               /**< "stream": true */
     apr_int64_t max_tokens;   /**< the token cap; -1 when none is given */
+    const char *max_tokens_field; /**< the member it came from
+                                   (max_completion_tokens or max_tokens);
+                                   NULL when none is given */
 } mg_body_info;
 
 typedef enum {
@@ -68,5 +71,16 @@ const char *mg_body_set_model(apr_pool_t *p, const char *buf, apr_size_t len,
 const char *mg_body_want_usage(apr_pool_t *p, const char *buf,
                                apr_size_t len, int *changed, char **out,
                                apr_size_t *outlen);
+
+/**
+ * The body with its top-level `name` (a token cap: max_tokens,
+ * max_completion_tokens) set to `value`: the value's bytes replaced when
+ * the member is there, else the member added last; all other bytes kept.
+ * `buf` must have passed mg_body_inspect.
+ * @return NULL on success, else why it could not be done
+ */
+const char *mg_body_set_int(apr_pool_t *p, const char *buf, apr_size_t len,
+                            const char *name, apr_int64_t value, char **out,
+                            apr_size_t *outlen);
 
 #endif /* MG_BODY_H */

@@ -16,3 +16,12 @@ apr_time_t mg_clock_monotonic(void)
     return (apr_time_t)ts.tv_sec * APR_USEC_PER_SEC
            + (apr_time_t)(ts.tv_nsec / 1000);
 }
+
+mg_now mg_clock_now(void)
+{
+    mg_now now;
+
+    now.mono = mg_clock_monotonic();
+    now.wall = apr_time_now();
+    return now;
+}

@@ -14,8 +14,12 @@
 #define MG_CLOCK_H
 
 #include <apr_time.h>
+#include "mg_limit.h"
 
 /** Microseconds on the host's monotonic clock. */
 apr_time_t mg_clock_monotonic(void);
+
+/** Both clocks a decision may need, read now. */
+mg_now mg_clock_now(void);
 
 #endif /* MG_CLOCK_H */

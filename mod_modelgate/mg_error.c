@@ -11,18 +11,25 @@
 const char *mg_error_json(apr_pool_t *p, const char *message,
                           const char *type, const char *code)
 {
+    return mg_error_json_param(p, message, type, NULL, code);
+}
+
+const char *mg_error_json_param(apr_pool_t *p, const char *message,
+                                const char *type, const char *param,
+                                const char *code)
+{
     json_t *error, *body;
     char *text;
     const char *out;
 
-    error = json_pack("{s:s, s:s, s:n, s:s}", "message", message,
-                      "type", type, "param", "code", code);
+    error = json_pack("{s:s, s:s, s:s?, s:s}", "message", message,
+                      "type", type, "param", param, "code", code);
     if (!error) {
         /* jansson refuses text that is not UTF-8: keep type and code,
          * which are the contract, and say less. */
-        error = json_pack("{s:s, s:s, s:n, s:s}", "message",
+        error = json_pack("{s:s, s:s, s:s?, s:s}", "message",
                           "(message withheld: not valid UTF-8)",
-                          "type", type, "param", "code", code);
+                          "type", type, "param", param, "code", code);
     }
     body = error ? json_pack("{s:o}", "error", error) : NULL;
     text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;

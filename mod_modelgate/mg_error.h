@@ -35,8 +35,15 @@
 #define MG_ERRT_REQUESTS  "requests"        /* a request-count limit, as OpenAI */
 #define MG_ERRT_SERVER    "server_error"
 
+#define MG_ERR_MAX_TOKENS       "max_tokens_exceeded"
+
 /** The JSON text of an error body, allocated from `p`. */
 const char *mg_error_json(apr_pool_t *p, const char *message,
                           const char *type, const char *code);
+
+/** The same, naming the request parameter at fault (`param`). */
+const char *mg_error_json_param(apr_pool_t *p, const char *message,
+                                const char *type, const char *param,
+                                const char *code);
 
 #endif /* MG_ERROR_H */

@@ -237,6 +237,10 @@ typedef struct mg_layer {
     const char *policy_item;  /**< this layer's RateLimit-Policy item, made
                                    once per limit; NULL: formatted per call */
     const char *limit_text;   /**< the quota as text, likewise */
+    apr_uint32_t tokens;      /**< 0: counts requests; else it counts
+                                   tokens, which ones being mg_token_count
+                                   + 1 (mg_policy.h): `cost` is then the
+                                   reservation, settled later */
 } mg_layer;
 
 /** The combined decision over every layer that applies to a request. */

@@ -320,7 +320,8 @@ const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
     mg_limit_algo algo = MG_ALGO_TOKEN_BUCKET;
     apr_int32_t zone = 0;
     const mg_zone *named = NULL;
-    int zoned = 0, delayed = 0;
+    int zoned = 0, delayed = 0, counted = 0;
+    const char *tokens_rate = NULL;
     mg_limit_def *def;
     const char *err;
     int i;
@@ -408,6 +409,47 @@ const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
         else if (!strcasecmp(opt, "shadow")) {
             def->shadow = 1;
         }
+        else if (!strncasecmp(opt, "unit=", 5)) {
+            if (!strcasecmp(opt + 5, "tokens")) {
+                def->unit = MG_UNIT_TOKENS;
+            }
+            else if (strcasecmp(opt + 5, "requests")) {
+                return apr_psprintf(p, "'%s': unit= is requests or tokens",
+                                    opt);
+            }
+        }
+        else if (!strncasecmp(opt, "count=", 6)) {
+            const char *v = opt + 6;
+            if (!strcasecmp(v, "total")) {
+                def->count = MG_COUNT_TOTAL;
+            }
+            else if (!strcasecmp(v, "prompt")) {
+                def->count = MG_COUNT_PROMPT;
+            }
+            else if (!strcasecmp(v, "completion")) {
+                def->count = MG_COUNT_COMPLETION;
+            }
+            else {
+                return apr_psprintf(p, "'%s': count= is total, prompt or "
+                                    "completion", opt);
+            }
+            counted = 1;
+        }
+        else if (!strncasecmp(opt, "tokens=", 7)) {
+            tokens_rate = opt + 7;
+        }
+        else if (!strncasecmp(opt, "max_tokens=", 11)) {
+            apr_uint64_t n;
+            const char *end;
+            if (parse_count(opt + 11, &end, 1000000000, &n) || n == 0
+                || (*end && strcasecmp(end, ",clamp"))) {
+                return apr_psprintf(p, "'%s': max_tokens=N[,clamp] takes a "
+                                    "whole number of tokens from 1 to 10^9",
+                                    opt);
+            }
+            def->max_tokens = n;
+            def->max_tokens_clamp = *end != '\0';
+        }
         else if (!strncasecmp(opt, "on_store_failure=", 17)) {
             if ((err = mg_policy_parse_failure(p, opt + 17,
                                                &def->on_store_failure))) {
@@ -441,7 +483,8 @@ const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
         else {
             return apr_psprintf(p, "unknown option '%s' (known: algorithm=, "
                                 "burst=, delay=, zone=, tiers=, models=, "
-                                "shadow, on_store_failure=, on_limit=, "
+                                "shadow, unit=, count=, tokens=, "
+                                "max_tokens=, on_store_failure=, on_limit=, "
                                 "share=, degraded_cost=)", opt);
         }
     }
@@ -470,6 +513,38 @@ const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
     if (!err && delayed) {
         err = mg_limit_spec_delay(&def->spec,
                                   (apr_interval_time_t)delay_ms * 1000);
+    }
+    if (!err && counted && def->unit != MG_UNIT_TOKENS) {
+        err = "count= applies to limits with unit=tokens";
+    }
+    if (!err && def->unit == MG_UNIT_TOKENS) {
+        /* A reservation is settled later: the algorithm must be able to
+         * give units back to the counter that holds them. */
+        if (algo == MG_ALGO_SLIDING_LOG) {
+            err = "a sliding log keeps one timestamp per unit and cannot "
+                  "give a reservation back: use sliding_window for tokens";
+        }
+        else if (delayed) {
+            err = "delay= holds requests to a rate; token limits settle "
+                  "after the answer and cannot queue";
+        }
+    }
+    if (!err && def->max_tokens && scope != MG_SCOPE_KEY) {
+        err = "max_tokens= is a tier's option (ModelGateTier)";
+    }
+    if (!err && tokens_rate) {
+        const char *topts[] = { "unit=tokens" };
+        if (scope != MG_SCOPE_KEY) {
+            err = "tokens= is a tier's option (ModelGateTier); a limit "
+                  "counts tokens with unit=tokens";
+        }
+        else if ((err = mg_policy_parse_limit_ex(p, apr_pstrcat(p, name,
+                                                     "-tokens", NULL),
+                                                 MG_SCOPE_KEY, tokens_rate, 1,
+                                                 topts, zones, may_load,
+                                                 &def->tokens))) {
+            err = apr_psprintf(p, "tokens=%s: %s", tokens_rate, err);
+        }
     }
     if (err) {
         return apr_psprintf(p, "'%s': %s", name, err);
@@ -519,6 +594,10 @@ const char *mg_policy_add_tier(mg_policy *policy, mg_tier *tier)
 {
     const char *err = claim_name(policy, tier, "tier");
 
+    if (!err && tier->tokens) {
+        /* NAME-tokens keeps counters of its own: no limit may share it. */
+        err = claim_name(policy, tier->tokens, "tier token limit");
+    }
     if (!err) {
         apr_hash_set(policy->tiers, tier->name, APR_HASH_KEY_STRING, tier);
     }

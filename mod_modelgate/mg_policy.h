@@ -62,6 +62,21 @@ typedef enum {
     MG_SCOPE_MODEL            /**< the declared model the body names */
 } mg_scope;
 
+/** What a limit counts. */
+typedef enum {
+    MG_UNIT_REQUESTS = 0,     /**< requests, times the location's cost */
+    MG_UNIT_TOKENS            /**< LLM tokens: reserved at admission from the
+                                   request's estimate, settled to the usage
+                                   the answer reports */
+} mg_limit_unit;
+
+/** Which tokens a token limit counts. */
+typedef enum {
+    MG_COUNT_TOTAL = 0,       /**< prompt and completion */
+    MG_COUNT_PROMPT,
+    MG_COUNT_COMPLETION
+} mg_token_count;
+
 /**
  * A named limit: a spec, the scope of its counters and how it acts.  A tier
  * is a limit of scope key that callers are assigned to by their key.
@@ -73,6 +88,15 @@ typedef struct mg_limit_def {
     mg_scope scope;
     mg_limit_spec spec;
     int shadow;               /**< counts and reports, never rejects */
+    mg_limit_unit unit;       /**< requests or tokens */
+    mg_token_count count;     /**< tokens: which ones */
+    apr_uint64_t max_tokens;  /**< tiers only: the largest completion a
+                                   request may ask for; 0: none */
+    int max_tokens_clamp;     /**< ... and a larger ask is lowered to it
+                                   instead of refused */
+    struct mg_limit_def *tokens; /**< tiers only: the per-key token limit
+                                   of tokens=RATE, named NAME-tokens; NULL:
+                                   none */
     mg_failure_policy on_store_failure; /**< tiers only: this tier's policy
                                    while the store fails */
     apr_array_header_t *on_limit; /**< tiers only: mg_limit_action, tried
@@ -159,6 +183,16 @@ const char *mg_policy_scope_name(mg_scope scope);
  *   tiers=a,b      apply only to callers of these tiers
  *   models=a,b     apply only to requests for these models
  *   shadow         count and report, never reject
+ *   unit=requests|tokens  what the quota counts (default requests); tokens
+ *                  are reserved at admission and settled to the answer's
+ *                  usage, so the algorithm must take refunds: not
+ *                  sliding_log, and no delay=
+ *   count=total|prompt|completion  tokens: which ones (default total)
+ *   tokens=RATE    tiers: a per-key token limit beside the request limit,
+ *                  a token bucket of RATE named NAME-tokens
+ *   max_tokens=N[,clamp]  tiers: the completion ceiling (1 to 10^9): a
+ *                  request asking for more is refused (or, with clamp,
+ *                  lowered to N); one asking for none gets N
  *   on_store_failure=closed|open|local   tiers: while the store fails
  *   share=P        tiers: fill at most P % of an upstream's max_inflight
  *   degraded_cost=K  tiers: requests cost K times while the upstream is

@@ -70,6 +70,12 @@ static void set_json_error(request_rec *r, int status, const char *json)
     }
 }
 
+int mg_respond_json(request_rec *r, int status, const char *json)
+{
+    set_json_error(r, status, json);
+    return status;
+}
+
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code)
 {
@@ -360,6 +366,9 @@ static int mg_fixups(request_rec *r)
     if (rv == OK || rv == DECLINED) {
         /* Where it goes is final now: it is in flight there. */
         mg_upstream_enter(r, req);
+        if (req->reserved) {
+            mg_usage_watch(r, req);
+        }
     }
     return rv;
 }
@@ -462,7 +471,10 @@ static void mg_register_hooks(apr_pool_t *p)
                                 APR_HOOK_MIDDLE);
     mg_body_register(p);
     mg_upstream_register(p);
+    mg_usage_register(p);
     ap_hook_log_transaction(mg_upstream_log, NULL, NULL, APR_HOOK_MIDDLE);
+    /* Before mod_log_config's, so the access log has the token notes. */
+    ap_hook_log_transaction(mg_usage_settle, NULL, NULL, APR_HOOK_FIRST);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
 }

@@ -336,12 +336,18 @@ int mg_body_set_model_for(request_rec *r, mg_request *req, const char *model)
                       "cannot set the model of the request body: %s", err);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    replay(r, req, out, len);
+    mg_body_replace(r, req, out, len);
+    return OK;
+}
+
+void mg_body_replace(request_rec *r, mg_request *req, const char *buf,
+                     apr_size_t len)
+{
+    replay(r, req, buf, len);
     /* mod_proxy frames what it is given; the length is the new body's. */
     apr_table_unset(r->headers_in, "Transfer-Encoding");
     apr_table_setn(r->headers_in, "Content-Length",
                    apr_psprintf(r->pool, "%" APR_SIZE_T_FMT, len));
-    return OK;
 }
 
 void mg_body_register(apr_pool_t *p)

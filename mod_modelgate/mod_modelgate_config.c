@@ -126,6 +126,16 @@ const mg_model *mg_model_get(const mg_server_conf *sc, const char *name)
     return apr_hash_get(sc->models, name, APR_HASH_KEY_STRING);
 }
 
+/* Can the configured store settle token reservations? */
+static int store_settles(const mg_server_conf *sc)
+{
+    mg_now never = { 0, 0 };
+
+    return sc->store && sc->store->settle
+           && sc->store->settle(sc->store_inst, NULL, NULL, NULL, 0, never,
+                                never) == APR_SUCCESS;
+}
+
 /* ---- per location ---------------------------------------------------------- */
 
 static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
@@ -228,6 +238,12 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
                                &tier);
     if (!err) {
         mg_layers_prepare(cmd->pool, tier);
+        if (tier->tokens) {
+            mg_layers_prepare(cmd->pool, tier->tokens);
+            if (!sc->token_limit_at.file) {
+                sc->token_limit_at = mg_where_of(cmd);
+            }
+        }
         err = mg_policy_add_tier(sc->policy, tier);
     }
     return err ? apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL) : NULL;
@@ -257,11 +273,25 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
         return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
     }
     if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit
-        || def->share_pct || def->degraded_cost) {
-        return "ModelGateLimit: on_store_failure=, on_limit=, share= and "
-               "degraded_cost= are a tier's options (ModelGateTier)";
+        || def->share_pct || def->degraded_cost || def->tokens
+        || def->max_tokens) {
+        return "ModelGateLimit: on_store_failure=, on_limit=, share=, "
+               "degraded_cost=, tokens= and max_tokens= are a tier's "
+               "options (ModelGateTier; a limit counts tokens with "
+               "unit=tokens)";
     }
     mg_layers_prepare(cmd->pool, def);
+    if (def->unit == MG_UNIT_TOKENS) {
+        if (!in_htaccess(cmd)) {
+            if (!sc->token_limit_at.file) {
+                sc->token_limit_at = mg_where_of(cmd);
+            }
+        }
+        else if (!store_settles(sc)) {
+            return "ModelGateLimit: unit=tokens needs a counter store that "
+                   "settles reservations (shm, or redis mode=local-sync)";
+        }
+    }
     if (cmd->path == NULL) {
         if (cmd->server->is_virtual) {
             return "ModelGateLimit: server-wide limits belong to the main "
@@ -604,6 +634,13 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                          "not be created");
             ok = 0;
         }
+    }
+    if (ok && sc->token_limit_at.file && !store_settles(sc)) {
+        config_error(s, &sc->token_limit_at, apr_psprintf(ptemp,
+            "token limits need a counter store that settles reservations: "
+            "the shm store, or redis mode=local-sync ('%s' cannot)",
+            sc->store->name));
+        ok = 0;
     }
     if (ok && sc->store && strcmp(sc->store->name, MG_DEFAULT_STORE)
         && needs_local_store(sc)) {

@@ -115,6 +115,9 @@ typedef struct attempt {
     int n;
     mg_decision d;
     int probe;                /* admitted as the breaker's probe */
+    mg_now now;               /* when it was decided */
+    apr_uint32_t factor;      /* degraded_cost's K when it applied, else 1 */
+    int local;                /* decided by the local stand-in store */
     mg_upstream_verdict verdict; /* when UNHEALTHY: why */
     apr_interval_time_t health_retry;
 } attempt;
@@ -150,8 +153,11 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
                  != MG_UPSTREAM_OK) {
         return UNHEALTHY;
     }
+    a->local = 0;
+    a->factor = 1;
     a->n = mg_layers_for_request(r, sc, dc, key, tier,
-                                 a->model ? a->model->name : NULL, a->layers);
+                                 a->model ? a->model->name : NULL,
+                                 mg_request_get(r), a->layers);
     if (a->n < 0) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
                       "more than %d limits apply to %s: refusing rather than "
@@ -164,11 +170,11 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
         for (i = 0; i < a->n; i++) {
             a->layers[i].cost *= tier->degraded_cost;
         }
+        a->factor = tier->degraded_cost;
         apr_table_setn(r->err_headers_out, "X-Modelgate-Cost-Factor",
                        apr_psprintf(r->pool, "%u", tier->degraded_cost));
     }
-    now.mono = mg_clock_monotonic();
-    now.wall = apr_time_now();
+    a->now = now = mg_clock_now();
     rv = sc->store->decide(sc->store_inst, r->server, a->layers, a->n, now,
                            &a->d);
     if (rv == APR_SUCCESS) {
@@ -189,6 +195,7 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
             apr_table_setn(r->notes, "modelgate-store", "local");
             if (sc->local->decide(sc->local_inst, r->server, a->layers, a->n,
                                   now, &a->d) == APR_SUCCESS) {
+                a->local = 1;
                 return DECIDED;
             }
         }
@@ -232,6 +239,14 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
         }
     }
     req->probe = a->probe;
+    if (enforced) {
+        /* Before a fallback renames the model: that rewrite starts from
+         * the body as this leaves it. */
+        mg_usage_reserve(r, req, a->layers, a->n, a->now,
+                         a->local ? sc->local : sc->store,
+                         a->local ? sc->local_inst : sc->store_inst,
+                         a->factor);
+    }
     if (how) {
         apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
         if (req->model) {
@@ -345,6 +360,9 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
         return mg_respond_error(r, HTTP_INTERNAL_SERVER_ERROR,
                                 "The gateway has no tier for this key.",
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
+    }
+    if ((rv = mg_usage_prepare(r, tier, req)) != OK) {
+        return rv;
     }
     first.model = req->model;
     first.n = 0;

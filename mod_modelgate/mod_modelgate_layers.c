@@ -53,9 +53,23 @@ void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def)
     def->quota_text = apr_psprintf(p, "%" APR_UINT64_T_FMT, def->spec.quota);
 }
 
+/* A token layer's cost: the part of the reservation it counts. */
+static apr_uint64_t token_cost(const mg_limit_def *def, const mg_request *req)
+{
+    switch (def->count) {
+    case MG_COUNT_PROMPT:
+        return req->reserve_prompt;
+    case MG_COUNT_COMPLETION:
+        return req->reserve_completion;
+    default:
+        return req->reserve_prompt + req->reserve_completion;
+    }
+}
+
 static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
                       const char *model, const mg_limit_def *def,
-                      apr_uint64_t cost, mg_layer *layer)
+                      apr_uint64_t cost, const mg_request *req,
+                      mg_layer *layer)
 {
     const char *subject = subject_of(r, dc, key, model, def->scope);
 
@@ -63,7 +77,14 @@ static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
     layer->spec = &def->spec;
     layer->fp = mg_table_fingerprint_subject(&def->fp_base, subject,
                                              strlen(subject));
-    layer->cost = cost;
+    if (def->unit == MG_UNIT_TOKENS) {
+        layer->cost = token_cost(def, req);
+        layer->tokens = (apr_uint32_t)def->count + 1;
+    }
+    else {
+        layer->cost = cost;
+        layer->tokens = 0;
+    }
     layer->shadow = def->shadow;
     layer->policy_item = def->policy_item;
     layer->limit_text = def->quota_text;
@@ -72,13 +93,16 @@ static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
                           const mg_tier *tier, const char *model,
-                          mg_layer *layers)
+                          const mg_request *req, mg_layer *layers)
 {
     const apr_array_header_t *lists[2];
     apr_uint64_t cost = dc->cost == MG_UNSET ? 1 : (apr_uint64_t)dc->cost;
     int n = 0, l, i;
 
-    add_layer(r, dc, key, model, tier, cost, &layers[n++]);
+    add_layer(r, dc, key, model, tier, cost, req, &layers[n++]);
+    if (tier->tokens) {
+        add_layer(r, dc, key, model, tier->tokens, cost, req, &layers[n++]);
+    }
     lists[0] = sc->policy->limits;
     lists[1] = dc->limits;
     for (l = 0; l < 2; l++) {
@@ -93,7 +117,7 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
             if (n == MG_LIMIT_MAX_LAYERS) {
                 return -1;
             }
-            add_layer(r, dc, key, model, def, cost, &layers[n++]);
+            add_layer(r, dc, key, model, def, cost, req, &layers[n++]);
         }
     }
     return n;

@@ -15,6 +15,8 @@
 #include "mg_headers.h"
 #include "mg_body.h"
 #include "mg_health.h"
+#include "mg_usage.h"
+#include "mg_store.h"
 
 extern module AP_MODULE_DECLARE_DATA modelgate_module;
 APLOG_USE_MODULE(modelgate);
@@ -91,6 +93,9 @@ typedef struct mg_server_conf {
                                    failing store (policy local) */
     mg_store_instance *local_inst;
     int enabled_somewhere;            /**< some `ModelGate On` was read */
+    mg_where token_limit_at;          /**< the first token limit in the
+                                           server configuration (file NULL:
+                                           none) */
     int queue_limit;                  /**< requests one child lets wait in
                                            queue actions; MG_UNSET: a
                                            quarter of its threads */
@@ -131,6 +136,22 @@ typedef struct mg_request {
     apr_time_t sent_at;       /**< monotonic: handed to mod_proxy */
     apr_time_t first_byte_at; /**< monotonic: the answer began; 0: not yet */
     int recorded;             /**< its outcome is in the upstream's health */
+    /* token accounting (mod_modelgate_usage.c) */
+    int reserved;             /**< token layers were charged an estimate */
+    mg_layer reserved_layers[MG_LIMIT_MAX_LAYERS]; /**< the admitted
+                                   decision's layers, as charged */
+    int nreserved;
+    mg_now decided_at;        /**< when they were charged */
+    const mg_store_provider *settle_store; /**< the store that decided */
+    mg_store_instance *settle_inst;
+    apr_uint64_t reserve_prompt;     /**< the estimate reserved */
+    apr_uint64_t reserve_completion;
+    apr_uint32_t cost_factor; /**< degraded_cost's K, else 1 */
+    int added_include_usage;  /**< the gateway asked a stream for usage */
+    int dropped_usage_event;  /**< ... and kept that event from the client */
+    int usage_read;           /**< `usage` holds what the answer said */
+    mg_usage usage;
+    int settled;
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;
@@ -183,17 +204,35 @@ void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def);
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
                           const mg_tier *tier, const char *model,
-                          mg_layer *layers);
+                          const mg_request *req, mg_layer *layers);
 
 /* mod_modelgate_body.c */
 /** Read a JSON body into req (OK), leave a body that is not JSON alone
  *  (DECLINED), or answer 400/413 (the status is returned). */
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
                  const mg_dir_conf *dc, mg_request *req);
+/** From now on the request's body is these `len` bytes of `buf`. */
+void mg_body_replace(request_rec *r, mg_request *req, const char *buf,
+                     apr_size_t len);
 /** Send `model` in the body instead of the client's. */
 int mg_body_set_model_for(request_rec *r, mg_request *req,
                           const char *model);
 void mg_body_register(apr_pool_t *p);
+
+/* mod_modelgate_usage.c */
+/** Before the decision: the tier's max_tokens ceiling (400, or the body's
+ *  cap clamped or added) and the tokens the request reserves. */
+int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req);
+/** After admission: keep what token layers reserved, for the settle, and
+ *  make the answer's usage readable (identity encoding, include_usage). */
+int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
+                     int n, mg_now now, const mg_store_provider *store,
+                     mg_store_instance *inst, apr_uint32_t factor);
+/** Read the usage of this request's answer as it passes. */
+void mg_usage_watch(request_rec *r, mg_request *req);
+/** log_transaction: settle the tokens reserved against those used. */
+int mg_usage_settle(request_rec *r);
+void mg_usage_register(apr_pool_t *p);
 
 /* mod_modelgate_decide.c */
 /** The limit decision and, when a limit refuses, the tier's on_limit
@@ -249,6 +288,8 @@ enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
        CANNED_STORE_DOWN, CANNED_TOO_MANY_LAYERS, CANNED_PROXY_FIRST };
 /** Answer with a canned error; returns its status. */
 int mg_respond_canned(request_rec *r, int which);
+/** Answer `status` with this JSON error body; returns `status`. */
+int mg_respond_json(request_rec *r, int status, const char *json);
 /** Answer `status` with an OpenAI-style JSON body; returns `status`. */
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code);

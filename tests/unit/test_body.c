@@ -280,6 +280,31 @@ static void test_want_usage_refuses_what_the_server_would(void **state)
     }
 }
 
+/* A token cap set by the gateway (a tier's ceiling): only its bytes, or
+ * one member added last. */
+static void test_set_int_changes_only_the_cap(void **state)
+{
+    apr_pool_t *p = *state;
+    char *out;
+    apr_size_t n;
+    const char *in = "{\"model\": \"m\", \"max_tokens\": 99999 }";
+
+    assert_null(mg_body_set_int(p, in, strlen(in), "max_tokens", 4096, &out,
+                                &n));
+    assert_int_equal(n, strlen("{\"model\": \"m\", \"max_tokens\": 4096 }"));
+    assert_memory_equal(out, "{\"model\": \"m\", \"max_tokens\": 4096 }", n);
+    assert_null(mg_body_set_int(p, "{\"model\": \"m\" }", 14, "max_tokens",
+                                16, &out, &n));
+    assert_memory_equal(out, "{\"model\": \"m\",\"max_tokens\":16 }", n);
+    assert_null(mg_body_set_int(p, "{}", 2, "max_tokens", 7, &out, &n));
+    assert_memory_equal(out, "{\"max_tokens\":7}", n);
+    /* the nested one is not the member */
+    assert_null(mg_body_set_int(p, "{\"x\":{\"max_tokens\":1}}", 22,
+                                "max_tokens", 2, &out, &n));
+    assert_memory_equal(out, "{\"x\":{\"max_tokens\":1},\"max_tokens\":2}", n);
+    assert_non_null(mg_body_set_int(p, "[1]", 3, "max_tokens", 2, &out, &n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +312,7 @@ int main(void)
         MG_TEST(test_refuses_what_it_cannot_read),
         MG_TEST(test_rewrite_changes_only_the_model),
         MG_TEST(test_want_usage_changes_only_what_it_must),
+        MG_TEST(test_set_int_changes_only_the_cap),
         MG_TEST(test_want_usage_refuses_what_the_server_would),
     };
     return MG_RUN(tests);

@@ -259,13 +259,13 @@ static void test_parse_tier_errors(void **state)
     /* Unknown options. */
     tier_err(p, "free", "10/min", "rate=5",
              "unknown option 'rate=5' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
+             "delay=, zone=, tiers=, models=, shadow, unit=, count=, tokens=, max_tokens=, on_store_failure=, on_limit=, share=, degraded_cost=)");
     tier_err(p, "free", "10/min", "burst",
              "unknown option 'burst' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
+             "delay=, zone=, tiers=, models=, shadow, unit=, count=, tokens=, max_tokens=, on_store_failure=, on_limit=, share=, degraded_cost=)");
     tier_err(p, "free", "10/min", "",
              "unknown option '' (known: algorithm=, burst=, "
-             "delay=, zone=, tiers=, models=, shadow, on_store_failure=, on_limit=, share=, degraded_cost=)");
+             "delay=, zone=, tiers=, models=, shadow, unit=, count=, tokens=, max_tokens=, on_store_failure=, on_limit=, share=, degraded_cost=)");
     /* Bad names. */
     tier_err(p, "", "10/min", NULL,
              "'' is not a valid tier name (letters, digits, '.', '_', '-'; "
@@ -446,9 +446,79 @@ static void test_actions(void **state)
                         "(fallback:MODEL, queue:MS, reject)");
 }
 
+/* Token limits: unit=tokens, count=, a tier's tokens=, and the algorithms
+ * that cannot give a reservation back refused with a reason. */
+static void test_token_units(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_def *def = NULL;
+    mg_tier *t = NULL;
+    const char *tpm[] = { "unit=tokens", "count=completion",
+                          "algorithm=sliding_window" };
+    const char *tier_opts[] = { "tokens=20000/min", "burst=5" };
+    const char *log_opts[] = { "unit=tokens", "algorithm=sliding_log" };
+    const char *delay_opts[] = { "unit=tokens", "algorithm=leaky_bucket",
+                                 "delay=100" };
+    const char *count_only[] = { "count=prompt" };
+    const char *bad_unit[] = { "unit=bytes" };
+    const char *limit_tokens[] = { "tokens=5/min" };
+
+    assert_null(mg_policy_parse_limit(p, "tpm", MG_SCOPE_KEY, "40000/min", 3,
+                                      tpm, &def));
+    assert_int_equal(def->unit, MG_UNIT_TOKENS);
+    assert_int_equal(def->count, MG_COUNT_COMPLETION);
+    assert_int_equal(def->spec.quota, 40000);
+    assert_null(mg_policy_parse_limit(p, "rpm", MG_SCOPE_KEY, "10/min", 0,
+                                      NULL, &def));
+    assert_int_equal(def->unit, MG_UNIT_REQUESTS);
+    assert_null(def->tokens);
+
+    assert_null(mg_policy_parse_tier(p, "free", "10/min", 2, tier_opts, NULL,
+                                     &t));
+    assert_int_equal(t->unit, MG_UNIT_REQUESTS);
+    assert_int_equal(t->spec.burst, 5);
+    assert_non_null(t->tokens);
+    assert_string_equal(t->tokens->name, "free-tokens");
+    assert_int_equal(t->tokens->unit, MG_UNIT_TOKENS);
+    assert_int_equal(t->tokens->count, MG_COUNT_TOTAL);
+    assert_int_equal(t->tokens->spec.quota, 20000);
+    assert_int_equal(t->tokens->spec.burst, 20000);
+    assert_int_equal(t->tokens->spec.algo, MG_ALGO_TOKEN_BUCKET);
+
+    assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_KEY,
+        "100/min", 2, log_opts, &def), "sliding log"));
+    assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_KEY,
+        "100/min", 3, delay_opts, &def), "cannot queue"));
+    assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_KEY,
+        "100/min", 1, count_only, &def), "count= applies to limits with "
+        "unit=tokens"));
+    assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_KEY,
+        "100/min", 1, bad_unit, &def), "unit= is requests or tokens"));
+    assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_TENANT,
+        "100/min", 1, limit_tokens, &def), "tokens= is a tier's option"));
+    {
+        const char *ceil[] = { "max_tokens=4096" };
+        const char *clamp[] = { "max_tokens=512,clamp" };
+        const char *bad[] = { "max_tokens=0" };
+        const char *bad2[] = { "max_tokens=5,cut" };
+        assert_null(mg_policy_parse_tier(p, "c", "1/s", 1, ceil, NULL, &t));
+        assert_int_equal(t->max_tokens, 4096);
+        assert_false(t->max_tokens_clamp);
+        assert_null(mg_policy_parse_tier(p, "c", "1/s", 1, clamp, NULL, &t));
+        assert_int_equal(t->max_tokens, 512);
+        assert_true(t->max_tokens_clamp);
+        assert_non_null(mg_policy_parse_tier(p, "c", "1/s", 1, bad, NULL, &t));
+        assert_non_null(mg_policy_parse_tier(p, "c", "1/s", 1, bad2, NULL,
+                                             &t));
+        assert_non_null(strstr(mg_policy_parse_limit(p, "x", MG_SCOPE_GLOBAL,
+            "1/s", 1, ceil, &def), "max_tokens= is a tier's option"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_token_units),
         MG_TEST(test_failure_policy),
         MG_TEST(test_parse_rate_ok),
         MG_TEST(test_parse_rate_errors),

@@ -1,0 +1,448 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_usage.c -- what an answer cost in tokens, and settling it
+ * against what the request reserved.
+ *
+ * The MODELGATE_USAGE output filter reads the model server's answer as it
+ * passes (mg_usage.c: a JSON document, or an SSE stream event by event),
+ * never holding it back -- except, in a stream where the gateway itself
+ * asked for stream_options.include_usage, the one usage-only event the
+ * client did not ask for, which it drops (at most MG_USAGE_ONLY_MAX bytes
+ * are held while an event may still be that one).
+ *
+ * Settling runs in log_transaction, however the request ended, and once:
+ * each token layer's counter gets what the answer used minus what was
+ * reserved (mg_store's settle).  What counts as used:
+ *
+ *   usage reported (2xx)      prompt, completion or total, per layer
+ *   the answer failed         nothing: the reservation is given back --
+ *     (status >= 400 from        the upstream's own error, mod_proxy's
+ *     the upstream or proxy)     502/503/504, a refusal after admission
+ *   2xx without usage, or     the reservation stays charged: an upstream
+ *     with usage not taken,      that does not report, a broken stream,
+ *     or the client left         a client that disconnected mid-stream
+ *                                (logged; never zero by accident)
+ */
+#include <apr_strings.h>
+#include <apr_lib.h>
+#include <http_core.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <util_filter.h>
+#include "mod_modelgate_private.h"
+#include "mg_usage.h"
+#include "mg_error.h"
+#include "mg_clock.h"
+
+#define MG_USAGE_FILTER "MODELGATE_USAGE"
+
+typedef struct usage_ctx {
+    mg_request *req;
+    int started;
+    int drop_usage_only;          /* the gateway added include_usage */
+    char *held;                   /* an event that may be usage-only */
+    apr_size_t held_len;
+    mg_usage_scanner scan;
+} usage_ctx;
+
+void mg_usage_watch(request_rec *r, mg_request *req)
+{
+    usage_ctx *ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+
+    ctx->req = req;
+    ctx->drop_usage_only = req->added_include_usage;
+    ap_add_output_filter(MG_USAGE_FILTER, ctx, r, r->connection);
+}
+
+static int is_type(const char *ct, const char *want, apr_size_t n)
+{
+    return ct && !strncasecmp(ct, want, n) && (ct[n] == '\0' || ct[n] == ';'
+                                              || apr_isspace(ct[n]));
+}
+
+/* Which shape the answer has, or -1 when it has no usage to read. */
+static int mode_of(request_rec *r)
+{
+    const char *ce = apr_table_get(r->headers_out, "Content-Encoding");
+
+    if (r->status < 200 || r->status >= 300) {
+        return -1;
+    }
+    if (ce && strcasecmp(ce, "identity")) {
+        /* The request asked for identity (mg_proxy_hand_off); a server
+         * that compresses anyway is not read. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00501)
+                      "the model server's answer is %s-encoded: its usage "
+                      "cannot be read", ce);
+        return -1;
+    }
+    if (is_type(r->content_type, "text/event-stream", 17)) {
+        return MG_USAGE_SSE;
+    }
+    if (is_type(r->content_type, "application/json", 16)) {
+        return MG_USAGE_JSON;
+    }
+    return -1;
+}
+
+static void hold(request_rec *r, usage_ctx *ctx, const char *buf,
+                 apr_size_t len)
+{
+    if (!ctx->held) {
+        ctx->held = apr_palloc(r->pool, MG_USAGE_ONLY_MAX);
+    }
+    memcpy(ctx->held + ctx->held_len, buf, len);
+    ctx->held_len += len;
+}
+
+/* What was held goes on, then `len` bytes of buf. */
+static void release(apr_bucket_brigade *out, usage_ctx *ctx, const char *buf,
+                    apr_size_t len)
+{
+    if (ctx->held_len) {
+        apr_brigade_write(out, NULL, NULL, ctx->held, ctx->held_len);
+        ctx->held_len = 0;
+    }
+    if (len) {
+        apr_brigade_write(out, NULL, NULL, buf, len);
+    }
+}
+
+/* Scan `len` bytes; where usage-only events are dropped, copy what goes on
+ * to `out`. */
+static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
+                 apr_size_t len, apr_bucket_brigade *out)
+{
+    while (len > 0) {
+        mg_usage_event ev;
+        apr_size_t n = mg_usage_feed(&ctx->scan, buf, len, &ev);
+
+        if (out) {
+            if (ev.ended && ev.usage_only) {
+                ctx->held_len = 0;          /* the client did not ask */
+                ctx->req->dropped_usage_event = 1;
+            }
+            else if (!ev.ended && mg_usage_may_be_usage_only(&ctx->scan)
+                     && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
+                hold(r, ctx, buf, n);
+            }
+            else {
+                release(out, ctx, buf, n);
+            }
+        }
+        buf += n;
+        len -= n;
+    }
+}
+
+static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
+{
+    mg_usage_event ev;
+
+    mg_usage_finish(&ctx->scan, &ev);
+    if (out && ctx->held_len && !(ev.ended && ev.usage_only)) {
+        release(out, ctx, NULL, 0);
+    }
+    mg_usage_result(&ctx->scan, &ctx->req->usage);
+    ctx->req->usage_read = 1;
+}
+
+static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    usage_ctx *ctx = f->ctx;
+    apr_bucket_brigade *out;
+    apr_bucket *e;
+    const char *data;
+    apr_size_t len;
+    apr_status_t rv;
+    int mode;
+
+    if (!ctx->started) {
+        ctx->started = 1;
+        if ((mode = mode_of(r)) < 0) {
+            ap_remove_output_filter(f);
+            return ap_pass_brigade(f->next, bb);
+        }
+        mg_usage_init(&ctx->scan, (mg_usage_mode)mode);
+        ctx->drop_usage_only = ctx->drop_usage_only && mode == MG_USAGE_SSE;
+    }
+    if (!ctx->drop_usage_only) {
+        /* Read only: the brigade goes on as it came, chunk for chunk. */
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            if (APR_BUCKET_IS_EOS(e)) {
+                finish(r, ctx, NULL);
+                break;
+            }
+            if (APR_BUCKET_IS_METADATA(e)) {
+                continue;
+            }
+            if ((rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ))
+                != APR_SUCCESS) {
+                return rv;
+            }
+            scan(r, ctx, data, len, NULL);
+        }
+        return ap_pass_brigade(f->next, bb);
+    }
+    out = apr_brigade_create(r->pool, f->c->bucket_alloc);
+    while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
+        if (APR_BUCKET_IS_EOS(e)) {
+            finish(r, ctx, out);
+        }
+        if (APR_BUCKET_IS_METADATA(e)) {
+            /* A flush goes on at once; an event held back follows when
+             * it is known not to be the usage-only one. */
+            APR_BUCKET_REMOVE(e);
+            APR_BRIGADE_INSERT_TAIL(out, e);
+            continue;
+        }
+        if ((rv = apr_bucket_read(e, &data, &len, APR_BLOCK_READ))
+            != APR_SUCCESS) {
+            return rv;
+        }
+        scan(r, ctx, data, len, out);
+        apr_bucket_delete(e);
+    }
+    return ap_pass_brigade(f->next, out);
+}
+
+/* ---- before the decision: ceilings and the estimate -------------------------- */
+
+/* Endpoints that generate, where a cap the client did not set is added. */
+static int generates(const request_rec *r)
+{
+    apr_size_t n = strlen(r->uri);
+
+    return (n >= 17 && !strcmp(r->uri + n - 17, "/chat/completions"))
+           || (n >= 12 && !strcmp(r->uri + n - 12, "/completions"));
+}
+
+static int set_cap(request_rec *r, mg_request *req, const char *field,
+                   apr_uint64_t value)
+{
+    char *out;
+    apr_size_t len;
+    const char *err = mg_body_set_int(r->pool, req->body, req->body_len,
+                                      field, (apr_int64_t)value, &out, &len);
+
+    if (err) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00504)
+                      "cannot set %s in the request body: %s", field, err);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    mg_body_replace(r, req, out, len);
+    req->info.max_tokens = (apr_int64_t)value;
+    return OK;
+}
+
+int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req)
+{
+    apr_uint64_t ceiling = tier->max_tokens;
+    int rv;
+
+    if (!req->body_read) {
+        req->reserve_prompt = req->reserve_completion = 0;
+        return OK;
+    }
+    if (ceiling && req->info.max_tokens > (apr_int64_t)ceiling) {
+        if (!tier->max_tokens_clamp) {
+            apr_table_setn(r->notes, "modelgate-decision", "max-tokens");
+            return mg_respond_json(r, HTTP_BAD_REQUEST, mg_error_json_param(
+                r->pool, apr_psprintf(r->pool, "%s is too large: %"
+                    APR_INT64_T_FMT ". Your tier allows at most %"
+                    APR_UINT64_T_FMT " completion tokens per request.",
+                    req->info.max_tokens_field, req->info.max_tokens,
+                    ceiling),
+                MG_ERRT_REQUEST, req->info.max_tokens_field,
+                MG_ERR_MAX_TOKENS));
+        }
+        if ((rv = set_cap(r, req, req->info.max_tokens_field, ceiling))
+            != OK) {
+            return rv;
+        }
+        apr_table_setn(r->notes, "modelgate-max-tokens", "clamped");
+    }
+    else if (ceiling && req->info.max_tokens < 0 && generates(r)) {
+        /* The answer can then use no more than is reserved for it: no
+         * completion tokens beyond a reservation, by construction. */
+        if ((rv = set_cap(r, req, "max_tokens", ceiling)) != OK) {
+            return rv;
+        }
+        apr_table_setn(r->notes, "modelgate-max-tokens", "added");
+    }
+    /* About four bytes of JSON a token: more than the prompt's tokens,
+     * which the settle gives back. */
+    req->reserve_prompt = (req->body_len + 3) / 4;
+    req->reserve_completion = req->info.max_tokens > 0
+                              ? (apr_uint64_t)req->info.max_tokens : 0;
+    return OK;
+}
+
+/* ---- after the decision: what was reserved ----------------------------------- */
+
+int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
+                     int n, mg_now now, const mg_store_provider *store,
+                     mg_store_instance *inst, apr_uint32_t factor)
+{
+    int i, tokens = 0;
+
+    for (i = 0; i < n; i++) {
+        tokens |= layers[i].tokens != 0;
+    }
+    if (!tokens) {
+        return OK;
+    }
+    memcpy(req->reserved_layers, layers, (apr_size_t)n * sizeof(*layers));
+    req->nreserved = n;
+    req->decided_at = now;
+    req->settle_store = store;
+    req->settle_inst = inst;
+    req->cost_factor = factor ? factor : 1;
+    req->reserved = 1;
+    /* Its usage is needed: ask the model server for an answer the filter
+     * can read, and a stream for the usage it sends only when asked. */
+    apr_table_setn(r->headers_in, "Accept-Encoding", "identity");
+    if (req->body_read && req->info.stream) {
+        char *out;
+        apr_size_t len;
+        int changed = 0;
+        const char *err = mg_body_want_usage(r->pool, req->body,
+                                             req->body_len, &changed, &out,
+                                             &len);
+        if (err) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00505)
+                          "cannot ask this stream for its usage (%s): the "
+                          "reservation will stay charged", err);
+        }
+        else if (changed) {
+            mg_body_replace(r, req, out, len);
+            req->added_include_usage = 1;
+        }
+    }
+    return OK;
+}
+
+/* ---- settling ------------------------------------------------------------ */
+
+/* What layer `l` counts of the tokens an answer used. */
+static apr_int64_t used_by(const mg_layer *l, apr_int64_t prompt,
+                           apr_int64_t completion)
+{
+    switch (l->tokens) {
+    case MG_COUNT_PROMPT + 1:
+        return prompt;
+    case MG_COUNT_COMPLETION + 1:
+        return completion;
+    default:
+        return prompt + completion;
+    }
+}
+
+static const char *i64(apr_pool_t *p, apr_int64_t v)
+{
+    return apr_psprintf(p, "%" APR_INT64_T_FMT, v);
+}
+
+/* Notes for the access log: what the answer said it used. */
+static void note_usage(request_rec *r, const mg_usage *u)
+{
+    if (u->prompt >= 0) {
+        apr_table_setn(r->notes, "modelgate-prompt-tokens", i64(r->pool,
+                                                                 u->prompt));
+    }
+    if (u->completion >= 0) {
+        apr_table_setn(r->notes, "modelgate-completion-tokens",
+                       i64(r->pool, u->completion));
+    }
+    apr_table_setn(r->notes, "modelgate-total-tokens", i64(r->pool,
+                                                            u->total));
+}
+
+int mg_usage_settle(request_rec *r)
+{
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
+    const mg_usage *u;
+    apr_int64_t delta[MG_LIMIT_MAX_LAYERS], prompt, completion;
+    const char *how;
+    int i, any = 0;
+    apr_status_t rv;
+
+    if (!req || req->settled) {
+        return DECLINED;
+    }
+    req->settled = 1;
+    u = req->usage_read ? &req->usage : NULL;
+    if (u && u->status == MG_USAGE_FOUND) {
+        note_usage(r, u);
+    }
+    if (!req->reserved) {
+        return DECLINED;
+    }
+    if (u && u->status == MG_USAGE_FOUND && r->status < 400) {
+        how = "usage";
+        prompt = u->prompt > 0 ? u->prompt : 0;
+        completion = u->completion > 0 ? u->completion : 0;
+        if (u->prompt < 0 && u->completion < 0) {
+            prompt = u->total;      /* only a total: count it as prompt */
+        }
+    }
+    else if (r->status >= 400 && !r->connection->aborted) {
+        /* Refused after admission, or failed upstream: nothing was
+         * generated, the whole reservation comes back. */
+        how = "refunded";
+        prompt = completion = -1;
+    }
+    else {
+        how = r->connection->aborted ? "aborted"
+              : !u ? "absent"
+              : u->status == MG_USAGE_FOUND ? "found"
+              : u->status == MG_USAGE_INVALID ? "invalid"
+              : u->status == MG_USAGE_MALFORMED ? "malformed" : "absent";
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00502)
+                      "no usable token usage in the answer (%s%s%s): the "
+                      "reservation of %" APR_UINT64_T_FMT " prompt and %"
+                      APR_UINT64_T_FMT " completion tokens stays charged",
+                      how, u && *u->why ? ": " : "", u ? u->why : "",
+                      req->reserve_prompt, req->reserve_completion);
+        apr_table_setn(r->notes, "modelgate-usage", how);
+        return DECLINED;
+    }
+    for (i = 0; i < req->nreserved; i++) {
+        const mg_layer *l = &req->reserved_layers[i];
+        apr_int64_t used;
+        if (!l->tokens) {
+            delta[i] = 0;
+            continue;
+        }
+        used = prompt < 0 ? 0 : used_by(l, prompt, completion)
+                                * (apr_int64_t)req->cost_factor;
+        delta[i] = used - (apr_int64_t)l->cost;
+        any |= delta[i] != 0;
+    }
+    apr_table_setn(r->notes, "modelgate-usage", how);
+    apr_table_setn(r->notes, "modelgate-reserved-tokens",
+                   i64(r->pool, (apr_int64_t)(req->reserve_prompt
+                                              + req->reserve_completion)));
+    if (!any) {
+        return DECLINED;
+    }
+    rv = req->settle_store->settle(req->settle_inst, r->server,
+                                   req->reserved_layers, delta,
+                                   req->nreserved, req->decided_at,
+                                   mg_clock_now());
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, MGLOGNO(00503)
+                      "counter store '%s' failed to settle the tokens of "
+                      "this request", req->settle_store->name);
+    }
+    return DECLINED;
+}
+
+void mg_usage_register(apr_pool_t *p)
+{
+    ap_register_output_filter(MG_USAGE_FILTER, usage_filter, NULL,
+                              AP_FTYPE_RESOURCE);
+}

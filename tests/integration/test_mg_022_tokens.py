@@ -1,0 +1,183 @@
+"""Token limits (issue 11): a reservation at admission, settled to the
+usage the model server reports -- in JSON answers and in streams, where
+the gateway asks for the usage itself when the client did not -- and the
+tier's max_tokens ceiling."""
+import json
+import math
+import os
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, PRO_KEY, QUICKSTART_KEYS
+
+CONF = """
+LogFormat "%{{modelgate-usage}}n %{{modelgate-prompt-tokens}}n %{{modelgate-completion-tokens}}n %{{modelgate-total-tokens}}n %{{modelgate-reserved-tokens}}n %{{modelgate-max-tokens}}n %>s" tokens
+CustomLog "{run}/tokens.log" tokens
+ModelGateTier free 1000/min max_tokens=4
+ModelGateTier pro  1000/min max_tokens=8,clamp tokens=100000/min
+ModelGateLimit daily-tokens key 100/day unit=tokens algorithm=fixed_window tiers=free
+ModelGateLimit completion-day key 12/day unit=tokens count=completion algorithm=fixed_window tiers=pro
+"""
+
+
+@pytest.fixture
+def gw(gateways, backend):
+    backend.reset()
+    g = gateways("tokens", backend_port=backend.port)
+    g.write_conf(CONF.format(run=g.rundir) + harness.routed_v1(QUICKSTART_KEYS, backend.port))
+    return g.start()
+
+
+def body(max_tokens=None, stream=False, include_usage=None, words="one two three"):
+    b = {"model": "mock-small", "messages": [{"role": "user", "content": words}]}
+    if max_tokens is not None:
+        b["max_tokens"] = max_tokens
+    if stream:
+        b["stream"] = True
+    if include_usage is not None:
+        b["stream_options"] = {"include_usage": include_usage}
+    return b
+
+
+def token_lines(g, count):
+    """The tokens.log once it holds `count` lines."""
+    import time
+    deadline = time.monotonic() + 10
+    while True:
+        lines = g.read_log("tokens.log").splitlines()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [l.split() for l in lines]
+        time.sleep(0.02)
+
+
+def reservation(b):
+    """What the gateway reserves for this body: about a token per four
+    bytes of it, plus the completion cap."""
+    raw = json.dumps(b).encode()
+    return math.ceil(len(raw) / 4) + b.get("max_tokens", 0)
+
+
+def test_mg_022_01_settled_usage_not_the_reservation_is_counted(gw, backend):
+    """100 tokens a day; each request reserves R but uses 7: as many are
+    admitted as 7 per request allows, with room for one more R, where
+    keeping the reservations would admit only 100 // R."""
+    b = body(max_tokens=4)
+    r = reservation(b)
+    assert r > 20                         # the estimate is the larger
+    expect = (100 - r) // 7 + 1
+    statuses = [gw.chat(DEMO_KEY, body=b).status for _ in range(expect + 2)]
+    assert statuses == [200] * expect + [429] * 2
+    assert backend.count() == expect
+    lines = token_lines(gw, expect)
+    assert lines[0] == ["usage", "3", "4", "7", str(r), "-", "200"]
+    refused = gw.chat(DEMO_KEY, body=b)
+    assert refused.status == 429
+    assert refused.json["error"]["code"] == "rate_limit_exceeded"
+    assert '"daily-tokens";q=100;w=86400' in refused.header("ratelimit-policy")
+    assert refused.header("ratelimit").startswith('"daily-tokens";r=%d;' % (100 - 7 * expect))
+
+
+def test_mg_022_02_completion_tokens_exactly(gw, backend):
+    """count=completion with the cap the client asks for: the reservation
+    is what the answer uses, and the limit refuses exactly when the
+    completion tokens the backend reported are used."""
+    statuses = [gw.chat(PRO_KEY, body=body(max_tokens=4)).status for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert backend.count() == 3
+    resp = gw.chat(PRO_KEY, body=body(max_tokens=4))
+    assert resp.header("ratelimit").startswith('"completion-day";r=0;')
+
+
+def test_mg_022_03_ceiling_refuses_clamps_or_adds(gw, backend):
+    big = gw.chat(DEMO_KEY, body=body(max_tokens=10))
+    assert big.status == 400
+    err = big.json["error"]
+    assert err["param"] == "max_tokens" and err["code"] == "max_tokens_exceeded"
+    assert "at most 4 completion tokens" in err["message"]
+    assert backend.count() == 0
+    # None asked: the ceiling is added, so the answer uses no more.
+    ok = gw.chat(DEMO_KEY, body=body())
+    assert ok.status == 200
+    assert json.loads(backend.requests()[-1]["body"])["max_tokens"] == 4
+    assert ok.json["usage"]["completion_tokens"] == 4
+    # pro clamps: 100 asked, 8 sent, only those bytes changed.
+    sent = {"model": "mock-small", "max_completion_tokens": 100,
+            "messages": [{"role": "user", "content": "x"}]}
+    resp = gw.chat(PRO_KEY, body=sent)
+    assert resp.status == 200
+    forwarded = backend.requests()[-1]["body"]
+    assert forwarded == json.dumps(sent).replace(": 100", ": 8")
+    assert token_lines(gw, 2)[-1][5] == "clamped"
+
+
+def sse_events(data):
+    return [e for e in data.decode().split("\n\n") if e]
+
+
+def test_mg_022_04_stream_usage_asked_for_and_hidden(gw, backend):
+    """The client streams without include_usage: the gateway asks for the
+    usage, settles with it, and the client gets no usage-only event."""
+    resp = gw.chat(DEMO_KEY, body=body(max_tokens=4, stream=True))
+    assert resp.status == 200
+    sent = json.loads(backend.requests()[-1]["body"])
+    assert sent["stream_options"] == {"include_usage": True}
+    events = sse_events(resp.body)
+    assert events[-1] == "data: [DONE]"
+    objs = [json.loads(e[6:]) for e in events[:-1]]
+    assert all(o["choices"] for o in objs)          # no usage-only chunk
+    assert len(objs) == 4 + 1
+    assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
+
+
+def test_mg_022_05_stream_with_include_usage_passes_unchanged(gw, backend):
+    b = body(max_tokens=4, stream=True, include_usage=True)
+    resp = gw.chat(DEMO_KEY, body=b)
+    assert resp.status == 200
+    assert backend.requests()[-1]["body"] == json.dumps(b)
+    objs = [json.loads(e[6:]) for e in sse_events(resp.body)[:-1]]
+    assert objs[-1]["choices"] == [] and objs[-1]["usage"]["total_tokens"] == 7
+    assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
+
+
+def test_mg_022_06_failed_answers_give_the_reservation_back(gw, backend):
+    b = body(max_tokens=4)
+    r = reservation(b)
+    backend.mode(mode="error", status=500)
+    # Four: the upstream's breaker opens at the fifth failure in a row.
+    for _ in range(4):
+        assert gw.chat(DEMO_KEY, body=b).status == 500
+    backend.mode(mode="normal")
+    assert [l[0] for l in token_lines(gw, 4)] == ["refunded"] * 4
+    # Four reservations would be gone from 100 without the refunds.
+    assert 4 * r > 100
+    assert gw.chat(DEMO_KEY, body=b).status == 200
+
+
+@pytest.mark.parametrize("usage,how", [
+    ("omit", "absent"),
+    ({"prompt_tokens": -5, "completion_tokens": 1}, "invalid"),
+    ({"prompt_tokens": 1.5, "completion_tokens": 1}, "invalid"),
+    ({"prompt_tokens": 10 ** 30, "completion_tokens": 1}, "invalid"),
+])
+def test_mg_022_07_no_usable_usage_keeps_the_reservation(gw, backend, usage, how):
+    b = body(max_tokens=4)
+    r = reservation(b)
+    backend.mode(usage=usage)
+    assert gw.chat(DEMO_KEY, body=b).status == 200
+    backend.mode(mode="normal")
+    assert token_lines(gw, 1)[0][0] == how
+    assert "MG00502" in gw.read_log()
+    resp = gw.chat(DEMO_KEY, body=b)
+    assert resp.header("ratelimit").startswith('"daily-tokens";r=%d;' % (100 - r - r))
+
+
+def test_mg_022_08_a_store_that_cannot_settle_is_refused(gateways):
+    harness.assert_config_errors(gateways, [
+        ("LoadModule modelgate_redis_module \"%s\"\nModelGateStore redis 127.0.0.1:1\n"
+         "ModelGateTier free 10/min tokens=1000/min\n" % harness.REDIS_MODULE,
+         "token limits need a counter store that settles reservations"),
+        ("ModelGateLimit x key 10/min unit=tokens algorithm=sliding_log\n",
+         "cannot give a reservation back"),
+        ("ModelGateLimit x key 10/min tokens=5/min\n", "are a tier's options"),
+    ])
