@@ -33,9 +33,11 @@
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"
 #define MG_ERRT_REQUESTS  "requests"        /* a request-count limit, as OpenAI */
+#define MG_ERRT_TOKENS    "tokens"          /* a token limit, as OpenAI */
 #define MG_ERRT_SERVER    "server_error"
 
 #define MG_ERR_MAX_TOKENS       "max_tokens_exceeded"
+#define MG_ERR_INSUFFICIENT_QUOTA "insufficient_quota"
 
 /** The JSON text of an error body, allocated from `p`. */
 const char *mg_error_json(apr_pool_t *p, const char *message,

@@ -52,8 +52,12 @@ const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
     if ((int)algo < 1 || (int)algo >= ALGO_COUNT) {
         return "unknown algorithm";
     }
-    if (quota < 1 || quota > MG_LIMIT_MAX_QUOTA) {
-        return "the quota must be between 1 and 10^12";
+    if (quota < 1 || quota > (algo == MG_ALGO_FIXED_WINDOW
+                              ? MG_LIMIT_MAX_WINDOW_QUOTA
+                              : MG_LIMIT_MAX_QUOTA)) {
+        return algo == MG_ALGO_FIXED_WINDOW
+               ? "the quota must be between 1 and 2^53"
+               : "the quota must be between 1 and 10^12";
     }
     if (window < APR_USEC_PER_SEC || window > MG_LIMIT_MAX_WINDOW) {
         return "the window must be between 1 second and 366 days";
@@ -62,7 +66,7 @@ const char *mg_limit_spec_init(mg_limit_spec *spec, mg_limit_algo algo,
         /* A window admits its quota; there is no separate bucket size. */
         burst = quota;
     }
-    if (burst < 1 || burst > MG_LIMIT_MAX_QUOTA) {
+    if (burst < 1 || (!windowed && burst > MG_LIMIT_MAX_QUOTA)) {
         return "the burst must be between 1 and 10^12";
     }
     if (algo == MG_ALGO_SLIDING_LOG && quota > MG_LIMIT_LOG_MAX) {

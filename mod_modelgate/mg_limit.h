@@ -48,6 +48,10 @@ typedef enum {
 /** Largest value any counter, quota or burst may take.  Keeps every
  *  intermediate product inside 64 bits (see mg_limit_spec_init). */
 #define MG_LIMIT_MAX_QUOTA   APR_UINT64_C(1000000000000)   /* 1e12 */
+/** Largest quota of a fixed window: it scales nothing, and 2^53 is exact
+ *  in the doubles of a Redis script too (budgets in nano-units count up
+ *  to about nine million of a currency). */
+#define MG_LIMIT_MAX_WINDOW_QUOTA (APR_UINT64_C(1) << 53)
 /** Longest window: 366 days. */
 #define MG_LIMIT_MAX_WINDOW  (APR_INT64_C(366) * 86400 * APR_USEC_PER_SEC)
 /** Largest quota of a sliding log: it keeps one timestamp per unit. */
@@ -227,6 +231,9 @@ typedef struct mg_fingerprint {
 
 /** One limit layer of a request: which counter, under which limit, and how
  *  much this request costs it. */
+/** mg_layer.tokens of a budget: it counts spend (nano-units). */
+#define MG_LAYER_MONEY 16u
+
 typedef struct mg_layer {
     const char *policy;       /**< policy name, shown in RateLimit headers */
     const mg_limit_spec *spec;
@@ -237,10 +244,11 @@ typedef struct mg_layer {
     const char *policy_item;  /**< this layer's RateLimit-Policy item, made
                                    once per limit; NULL: formatted per call */
     const char *limit_text;   /**< the quota as text, likewise */
-    apr_uint32_t tokens;      /**< 0: counts requests; else it counts
-                                   tokens, which ones being mg_token_count
-                                   + 1 (mg_policy.h): `cost` is then the
-                                   reservation, settled later */
+    apr_uint32_t tokens;      /**< 0: counts requests; MG_LAYER_MONEY:
+                                   spend; else it counts tokens, which ones
+                                   being mg_token_count + 1 (mg_policy.h):
+                                   `cost` is then the reservation, settled
+                                   later */
 } mg_layer;
 
 /** The combined decision over every layer that applies to a request. */

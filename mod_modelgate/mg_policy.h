@@ -65,10 +65,38 @@ typedef enum {
 /** What a limit counts. */
 typedef enum {
     MG_UNIT_REQUESTS = 0,     /**< requests, times the location's cost */
-    MG_UNIT_TOKENS            /**< LLM tokens: reserved at admission from the
+    MG_UNIT_TOKENS,           /**< LLM tokens: reserved at admission from the
                                    request's estimate, settled to the usage
                                    the answer reports */
+    MG_UNIT_MONEY             /**< spend, in nano-units of a currency (1e-9):
+                                   the tokens at the served model's prices,
+                                   reserved and settled as tokens are */
 } mg_limit_unit;
+
+/** Nano-units in one unit of a currency. */
+#define MG_MONEY_UNIT APR_UINT64_C(1000000000)
+
+/**
+ * Parse an amount of money ("50", "49.99", "0.000001"): at most 9
+ * decimals, at most MG_LIMIT_MAX_WINDOW_QUOTA nano-units.
+ * @return NULL with *nano set, else why not
+ */
+const char *mg_policy_parse_money(apr_pool_t *p, const char *text,
+                                  apr_uint64_t *nano);
+
+/**
+ * Parse a model's prices, "IN/OUT" in a currency per million prompt and
+ * completion tokens ("2.50/10.00"): a token's price must be a whole number
+ * of nano-units, so at most 3 decimals.
+ * @return NULL with the nano-units per token set, else why not
+ */
+const char *mg_policy_parse_price(apr_pool_t *p, const char *text,
+                                  apr_uint64_t *in, apr_uint64_t *out);
+
+/** The nano-units `prompt` and `completion` tokens cost at these prices,
+ *  saturating at MG_LIMIT_MAX_WINDOW_QUOTA + 1 (more than any budget). */
+apr_uint64_t mg_policy_spend(apr_uint64_t prompt, apr_uint64_t completion,
+                             apr_uint64_t price_in, apr_uint64_t price_out);
 
 /** Which tokens a token limit counts. */
 typedef enum {
@@ -215,6 +243,18 @@ const char *mg_policy_parse_limit_ex(apr_pool_t *p, const char *name,
                                      int nopts, const char *const *opts,
                                      mg_zone_cache *zones, int may_load,
                                      mg_limit_def **out);
+
+/**
+ * Parse a budget: "AMOUNT/PERIOD" (50.00/month, 5/day) with the options of
+ * a limit but the algorithm's (always a fixed window: a budget is spent,
+ * not refilled), unit=, count=, burst= and delay=.  The limit counts
+ * MG_UNIT_MONEY.
+ */
+const char *mg_policy_parse_budget(apr_pool_t *p, const char *name,
+                                   mg_scope scope, const char *amount,
+                                   int nopts, const char *const *opts,
+                                   mg_zone_cache *zones, int may_load,
+                                   mg_limit_def **out);
 
 /** Parse an on_limit= list ("fallback:small,queue:2000,reject"). */
 const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,

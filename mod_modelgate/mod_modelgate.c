@@ -160,8 +160,10 @@ static void insert_error_filter(request_rec *r)
                                            &modelgate_module);
     int i;
 
-    /* Before the client can see it: the breaker learns of it first. */
+    /* Before the client can see it: the breaker learns of it first, and
+     * a reservation of tokens comes back. */
     mg_upstream_error(r);
+    mg_usage_settle(r);
     /* mod_proxy answers a dead or silent upstream with an httpd error
      * page; make those JSON like every other answer of the API.  Done
      * here, on the error path only, not on every routed request. */

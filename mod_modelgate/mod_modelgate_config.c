@@ -251,61 +251,72 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
 
 /* ModelGateLimit NAME SCOPE RATE [options]: server-wide in the server
  * configuration, else for the location (or .htaccess) it appears in. */
+/* ModelGateLimit NAME SCOPE RATE [options] and ModelGateBudget NAME SCOPE
+ * AMOUNT/PERIOD [options] (cmd->info is the directive's name):
+ * server-wide in the server configuration, else for the location (or
+ * .htaccess) it appears in. */
 static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                              char *const argv[])
 {
     mg_server_conf *sc = mg_server_conf_of(cmd);
     mg_dir_conf *dc = dcv;
+    const char *directive = cmd->info;
+    int budget = !strcmp(directive, "ModelGateBudget");
     mg_limit_def *def;
     mg_scope scope;
     const char *err;
 
     if (argc < 3) {
-        return "ModelGateLimit: expected NAME SCOPE RATE [options], e.g. "
-               "ModelGateLimit per-tenant tenant 1000/min";
+        return budget
+               ? "ModelGateBudget: expected NAME SCOPE AMOUNT/PERIOD "
+                 "[options], e.g. ModelGateBudget acme tenant 50.00/month"
+               : "ModelGateLimit: expected NAME SCOPE RATE [options], e.g. "
+                 "ModelGateLimit per-tenant tenant 1000/min";
     }
     if ((err = mg_policy_parse_scope(cmd->temp_pool, argv[1], &scope))
-        || (err = mg_policy_parse_limit_ex(cmd->pool, argv[0], scope,
-                                           argv[2], argc - 3,
-                                           (const char *const *)argv + 3,
-                                           sc->zones, !in_htaccess(cmd),
-                                           &def))) {
-        return apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL);
+        || (err = (budget ? mg_policy_parse_budget : mg_policy_parse_limit_ex)(
+                cmd->pool, argv[0], scope, argv[2], argc - 3,
+                (const char *const *)argv + 3, sc->zones, !in_htaccess(cmd),
+                &def))) {
+        return apr_pstrcat(cmd->pool, directive, ": ", err, NULL);
     }
     if (def->on_store_failure != MG_FAIL_UNSET || def->on_limit
         || def->share_pct || def->degraded_cost || def->tokens
         || def->max_tokens) {
-        return "ModelGateLimit: on_store_failure=, on_limit=, share=, "
-               "degraded_cost=, tokens= and max_tokens= are a tier's "
-               "options (ModelGateTier; a limit counts tokens with "
-               "unit=tokens)";
+        return apr_pstrcat(cmd->pool, directive, ": on_store_failure=, "
+                           "on_limit=, share=, degraded_cost=, tokens= and "
+                           "max_tokens= are a tier's options (ModelGateTier; "
+                           "a limit counts tokens with unit=tokens)", NULL);
     }
     mg_layers_prepare(cmd->pool, def);
-    if (def->unit == MG_UNIT_TOKENS) {
+    if (def->unit != MG_UNIT_REQUESTS) {
         if (!in_htaccess(cmd)) {
             if (!sc->token_limit_at.file) {
                 sc->token_limit_at = mg_where_of(cmd);
             }
         }
         else if (!store_settles(sc)) {
-            return "ModelGateLimit: unit=tokens needs a counter store that "
-                   "settles reservations (shm, or redis mode=local-sync)";
+            return apr_pstrcat(cmd->pool, directive, ": token limits and "
+                               "budgets need a counter store that settles "
+                               "reservations (shm, or redis mode=local-sync)",
+                               NULL);
         }
     }
     if (cmd->path == NULL) {
         if (cmd->server->is_virtual) {
-            return "ModelGateLimit: server-wide limits belong to the main "
-                   "server; inside a virtual host put them in a <Location>";
+            return apr_pstrcat(cmd->pool, directive, ": server-wide limits "
+                               "belong to the main server; inside a virtual "
+                               "host put them in a <Location>", NULL);
         }
         err = mg_policy_add_limit(sc->policy, def);
-        return err ? apr_pstrcat(cmd->pool, "ModelGateLimit: ", err, NULL)
+        return err ? apr_pstrcat(cmd->pool, directive, ": ", err, NULL)
                    : NULL;
     }
     if (sc->policy->limits->nelts + dc->limits->nelts + 2
         > MG_LIMIT_MAX_LAYERS) {
-        return apr_psprintf(cmd->pool, "ModelGateLimit: at most %d limit "
-                            "layers apply to a request (the tier's, the "
-                            "server-wide ones and the location's)",
+        return apr_psprintf(cmd->pool, "%s: at most %d limit layers apply "
+                            "to a request (the tier's, the server-wide ones "
+                            "and the location's)", directive,
                             MG_LIMIT_MAX_LAYERS);
     }
     APR_ARRAY_PUSH(dc->limits, mg_limit_def *) = def;
@@ -485,10 +496,14 @@ const command_rec mg_cmds[] = {
         "declared upstream"),
     AP_INIT_TAKE_ARGV("ModelGateTier", cmd_tier, NULL, RSRC_CONF,
         "NAME RATE [options]: a tier and its per-key limit, e.g. free 10/min"),
-    AP_INIT_TAKE_ARGV("ModelGateLimit", cmd_limit, NULL,
+    AP_INIT_TAKE_ARGV("ModelGateLimit", cmd_limit, "ModelGateLimit",
         RSRC_CONF | ACCESS_CONF | OR_AUTHCFG,
         "NAME SCOPE RATE [options]: a limit layer; server-wide, or for this "
         "location"),
+    AP_INIT_TAKE_ARGV("ModelGateBudget", cmd_limit, "ModelGateBudget",
+        RSRC_CONF | ACCESS_CONF | OR_AUTHCFG,
+        "NAME SCOPE AMOUNT/PERIOD [options]: a spend budget (the served "
+        "model's price= times the tokens), e.g. acme tenant 50.00/month"),
     AP_INIT_TAKE1("ModelGateCost", cmd_cost, NULL, ACCESS_CONF | OR_AUTHCFG,
         "units a request here costs in every limit (default 1)"),
     AP_INIT_TAKE1("ModelGateBodyLimit", cmd_body_limit, NULL,

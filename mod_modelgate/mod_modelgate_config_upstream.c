@@ -280,9 +280,18 @@ const char *mg_cmd_model(cmd_parms *cmd, void *dummy, int argc,
             }
             m->served_as = argv[i] + 10;
         }
+        else if (!strncasecmp(argv[i], "price=", 6)) {
+            const char *why = mg_policy_parse_price(cmd->pool, argv[i] + 6,
+                                                    &m->price_in,
+                                                    &m->price_out);
+            if (why) {
+                return apr_pstrcat(cmd->pool, "ModelGateModel: ", why, NULL);
+            }
+        }
         else {
             return apr_psprintf(cmd->pool, "ModelGateModel: unknown option "
-                                "'%s' (known: alias=, served_as=)", argv[i]);
+                                "'%s' (known: alias=, served_as=, price=)",
+                                argv[i]);
         }
     }
     for (i = 0; i < names->nelts; i++) {

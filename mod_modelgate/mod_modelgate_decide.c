@@ -245,7 +245,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
         mg_usage_reserve(r, req, a->layers, a->n, a->now,
                          a->local ? sc->local : sc->store,
                          a->local ? sc->local_inst : sc->store_inst,
-                         a->factor);
+                         a->factor, a->model ? a->model : req->model);
     }
     if (how) {
         apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", how);
@@ -271,13 +271,23 @@ static int reject(request_rec *r, const mg_key *key, const attempt *a)
     }
     apr_table_setn(r->notes, "modelgate-decision", "rejected");
     apr_table_setn(r->notes, "modelgate-limit", b->policy);
+    if (b->tokens == MG_LAYER_MONEY) {
+        /* What OpenAI's SDKs treat as final: no retry until the period
+         * (a month, say) has passed. */
+        apr_table_setn(r->err_headers_out, "x-should-retry", "false");
+        return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+            apr_psprintf(r->pool, "You exceeded your current quota: the "
+                         "budget '%s' is spent until its period ends in %s "
+                         "seconds.", b->policy, h.retry_after),
+            MG_ERR_INSUFFICIENT_QUOTA, MG_ERR_INSUFFICIENT_QUOTA);
+    }
     return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
         apr_psprintf(r->pool, "Rate limit reached for key '%s' on policy "
-                     "'%s': %s requests per %" APR_INT64_T_FMT " seconds. "
+                     "'%s': %s %s per %" APR_INT64_T_FMT " seconds. "
                      "Retry after %s seconds.", key->id, b->policy,
-                     h.x_limit, mg_headers_seconds(b->spec->window),
-                     h.retry_after),
-        MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
+                     h.x_limit, b->tokens ? "tokens" : "requests",
+                     mg_headers_seconds(b->spec->window), h.retry_after),
+        b->tokens ? MG_ERRT_TOKENS : MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
 }
 
 /* The fallback model of action `act`, if it can serve this request. */

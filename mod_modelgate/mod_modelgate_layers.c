@@ -66,7 +66,8 @@ static apr_uint64_t token_cost(const mg_limit_def *def, const mg_request *req)
     }
 }
 
-static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
+static void add_layer(request_rec *r, const mg_server_conf *sc,
+                      const mg_dir_conf *dc, const mg_key *key,
                       const char *model, const mg_limit_def *def,
                       apr_uint64_t cost, const mg_request *req,
                       mg_layer *layer)
@@ -77,7 +78,16 @@ static void add_layer(request_rec *r, const mg_dir_conf *dc, const mg_key *key,
     layer->spec = &def->spec;
     layer->fp = mg_table_fingerprint_subject(&def->fp_base, subject,
                                              strlen(subject));
-    if (def->unit == MG_UNIT_TOKENS) {
+    if (def->unit == MG_UNIT_MONEY) {
+        /* The reservation at the prices of the model it would be served
+         * by; a request for no priced model spends nothing. */
+        const mg_model *m = model ? mg_model_get(sc, model) : NULL;
+        layer->cost = m ? mg_policy_spend(req->reserve_prompt,
+                                          req->reserve_completion,
+                                          m->price_in, m->price_out) : 0;
+        layer->tokens = MG_LAYER_MONEY;
+    }
+    else if (def->unit == MG_UNIT_TOKENS) {
         layer->cost = token_cost(def, req);
         layer->tokens = (apr_uint32_t)def->count + 1;
     }
@@ -99,9 +109,9 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
     apr_uint64_t cost = dc->cost == MG_UNSET ? 1 : (apr_uint64_t)dc->cost;
     int n = 0, l, i;
 
-    add_layer(r, dc, key, model, tier, cost, req, &layers[n++]);
+    add_layer(r, sc, dc, key, model, tier, cost, req, &layers[n++]);
     if (tier->tokens) {
-        add_layer(r, dc, key, model, tier->tokens, cost, req, &layers[n++]);
+        add_layer(r, sc, dc, key, model, tier->tokens, cost, req, &layers[n++]);
     }
     lists[0] = sc->policy->limits;
     lists[1] = dc->limits;
@@ -117,7 +127,7 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
             if (n == MG_LIMIT_MAX_LAYERS) {
                 return -1;
             }
-            add_layer(r, dc, key, model, def, cost, req, &layers[n++]);
+            add_layer(r, sc, dc, key, model, def, cost, req, &layers[n++]);
         }
     }
     return n;

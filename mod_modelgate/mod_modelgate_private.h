@@ -65,6 +65,8 @@ typedef struct mg_model {
     apr_uint32_t picks;       /**< this process's requests so far (each
                                    child has its own copy) */
     const char *served_as;    /**< the name that upstream knows it by */
+    apr_uint64_t price_in;    /**< nano-units a prompt token costs; 0: free */
+    apr_uint64_t price_out;   /**< ... and a completion token */
     mg_where where;
 } mg_model;
 
@@ -147,6 +149,8 @@ typedef struct mg_request {
     apr_uint64_t reserve_prompt;     /**< the estimate reserved */
     apr_uint64_t reserve_completion;
     apr_uint32_t cost_factor; /**< degraded_cost's K, else 1 */
+    apr_uint64_t price_in;    /**< the served model's prices (budgets) */
+    apr_uint64_t price_out;
     int added_include_usage;  /**< the gateway asked a stream for usage */
     int dropped_usage_event;  /**< ... and kept that event from the client */
     int usage_read;           /**< `usage` holds what the answer said */
@@ -227,7 +231,8 @@ int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req);
  *  make the answer's usage readable (identity encoding, include_usage). */
 int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
                      int n, mg_now now, const mg_store_provider *store,
-                     mg_store_instance *inst, apr_uint32_t factor);
+                     mg_store_instance *inst, apr_uint32_t factor,
+                     const mg_model *model);
 /** Read the usage of this request's answer as it passes. */
 void mg_usage_watch(request_rec *r, mg_request *req);
 /** log_transaction: settle the tokens reserved against those used. */

@@ -10,9 +10,13 @@
  * client did not ask for, which it drops (at most MG_USAGE_ONLY_MAX bytes
  * are held while an event may still be that one).
  *
- * Settling runs in log_transaction, however the request ended, and once:
- * each token layer's counter gets what the answer used minus what was
- * reserved (mg_store's settle).  What counts as used:
+ * Settling runs once, as soon as the outcome is known and before the
+ * client has all of the answer (its next request must meet settled
+ * counters): when the answer's end passes this filter, or when httpd
+ * inserts an error response's filters; log_transaction catches whatever
+ * ended otherwise (a connection gone mid-answer).  Each token and budget
+ * layer's counter gets what the answer used minus what was reserved
+ * (mg_store's settle).  What counts as used:
  *
  *   usage reported (2xx)      prompt, completion or total, per layer
  *   the answer failed         nothing: the reservation is given back --
@@ -39,6 +43,7 @@
 typedef struct usage_ctx {
     mg_request *req;
     int started;
+    int scanning;                 /* the answer has a shape with usage */
     int drop_usage_only;          /* the gateway added include_usage */
     char *held;                   /* an event that may be usage-only */
     apr_size_t held_len;
@@ -145,6 +150,9 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
     }
     mg_usage_result(&ctx->scan, &ctx->req->usage);
     ctx->req->usage_read = 1;
+    /* Before the end of the answer reaches the client: its next request
+     * must meet the settled counters, not the reservation. */
+    mg_usage_settle(r);
 }
 
 static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
@@ -160,12 +168,24 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 
     if (!ctx->started) {
         ctx->started = 1;
-        if ((mode = mode_of(r)) < 0) {
-            ap_remove_output_filter(f);
-            return ap_pass_brigade(f->next, bb);
+        if ((mode = mode_of(r)) >= 0) {
+            ctx->scanning = 1;
+            mg_usage_init(&ctx->scan, (mg_usage_mode)mode);
         }
-        mg_usage_init(&ctx->scan, (mg_usage_mode)mode);
-        ctx->drop_usage_only = ctx->drop_usage_only && mode == MG_USAGE_SSE;
+        ctx->drop_usage_only = ctx->drop_usage_only
+                               && mode == MG_USAGE_SSE;
+    }
+    if (!ctx->scanning) {
+        /* Nothing to read, but the end of the answer settles. */
+        for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
+             e = APR_BUCKET_NEXT(e)) {
+            if (APR_BUCKET_IS_EOS(e)) {
+                mg_usage_settle(r);
+                ap_remove_output_filter(f);
+                break;
+            }
+        }
+        return ap_pass_brigade(f->next, bb);
     }
     if (!ctx->drop_usage_only) {
         /* Read only: the brigade goes on as it came, chunk for chunk. */
@@ -284,7 +304,8 @@ int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req)
 
 int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
                      int n, mg_now now, const mg_store_provider *store,
-                     mg_store_instance *inst, apr_uint32_t factor)
+                     mg_store_instance *inst, apr_uint32_t factor,
+                     const mg_model *model)
 {
     int i, tokens = 0;
 
@@ -300,6 +321,8 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
     req->settle_store = store;
     req->settle_inst = inst;
     req->cost_factor = factor ? factor : 1;
+    req->price_in = model ? model->price_in : 0;
+    req->price_out = model ? model->price_out : 0;
     req->reserved = 1;
     /* Its usage is needed: ask the model server for an answer the filter
      * can read, and a stream for the usage it sends only when asked. */
@@ -327,10 +350,14 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
 /* ---- settling ------------------------------------------------------------ */
 
 /* What layer `l` counts of the tokens an answer used. */
-static apr_int64_t used_by(const mg_layer *l, apr_int64_t prompt,
-                           apr_int64_t completion)
+static apr_int64_t used_by(const mg_request *req, const mg_layer *l,
+                           apr_int64_t prompt, apr_int64_t completion)
 {
     switch (l->tokens) {
+    case MG_LAYER_MONEY:
+        return (apr_int64_t)mg_policy_spend((apr_uint64_t)prompt,
+                                            (apr_uint64_t)completion,
+                                            req->price_in, req->price_out);
     case MG_COUNT_PROMPT + 1:
         return prompt;
     case MG_COUNT_COMPLETION + 1:
@@ -365,7 +392,7 @@ int mg_usage_settle(request_rec *r)
     mg_request *req = ap_get_module_config(r->request_config,
                                            &modelgate_module);
     const mg_usage *u;
-    apr_int64_t delta[MG_LIMIT_MAX_LAYERS], prompt, completion;
+    apr_int64_t delta[MG_LIMIT_MAX_LAYERS], prompt, completion, spend = -1;
     const char *how;
     int i, any = 0;
     apr_status_t rv;
@@ -417,12 +444,22 @@ int mg_usage_settle(request_rec *r)
             delta[i] = 0;
             continue;
         }
-        used = prompt < 0 ? 0 : used_by(l, prompt, completion)
+        used = prompt < 0 ? 0 : used_by(req, l, prompt, completion)
                                 * (apr_int64_t)req->cost_factor;
+        if (l->tokens == MG_LAYER_MONEY) {
+            spend = used;
+        }
         delta[i] = used - (apr_int64_t)l->cost;
         any |= delta[i] != 0;
     }
     apr_table_setn(r->notes, "modelgate-usage", how);
+    if (spend >= 0) {
+        /* In the currency, to the nano-unit. */
+        apr_table_setn(r->notes, "modelgate-spend", apr_psprintf(r->pool,
+            "%" APR_INT64_T_FMT ".%09" APR_INT64_T_FMT,
+            spend / (apr_int64_t)MG_MONEY_UNIT,
+            spend % (apr_int64_t)MG_MONEY_UNIT));
+    }
     apr_table_setn(r->notes, "modelgate-reserved-tokens",
                    i64(r->pool, (apr_int64_t)(req->reserve_prompt
                                               + req->reserve_completion)));

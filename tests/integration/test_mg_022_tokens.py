@@ -181,3 +181,78 @@ def test_mg_022_08_a_store_that_cannot_settle_is_refused(gateways):
          "cannot give a reservation back"),
         ("ModelGateLimit x key 10/min tokens=5/min\n", "are a tier's options"),
     ])
+
+
+# ---- budgets -------------------------------------------------------------------
+
+BUDGET = """
+LogFormat "%{{modelgate-usage}}n %{{modelgate-spend}}n %{{modelgate-upstream}}n %>s" spend
+CustomLog "{run}/spend.log" spend
+ModelGateTier free 1000/min max_tokens=4 {onlimit}
+ModelGateTier pro  1000/min
+ModelGateBudget acme-month tenant 0.05/month
+"""
+
+
+def budget_gateway(gateways, backend, backend2, onlimit=""):
+    backend.reset()
+    backend2.reset()
+    g = gateways("budget", backend_port=backend.port)
+    # mock-small: 1000 a million prompt tokens, 2000 a million completion
+    # tokens (0.001 and 0.002 a token); mock-large is free here.
+    conf = harness.two_models(backend, backend2,
+                              BUDGET.format(run="%s", onlimit=onlimit))
+    conf = conf.replace("ModelGateModel mock-small small",
+                        "ModelGateModel mock-small small price=1000/2000")
+    g.write_conf(conf.replace("%s", g.rundir, 1))
+    return g.start()
+
+
+def test_mg_022_09_budget_spent_then_insufficient_quota(gateways, backend, backend2):
+    g = budget_gateway(gateways, backend, backend2)
+    b = body(max_tokens=4)
+    reserve = reservation(b) - 4        # the prompt's part
+    r = reserve * 1000000 + 4 * 2000000
+    spent = 3 * 1000000 + 4 * 2000000   # 3 prompt and 4 completion tokens
+    expect = (50000000 - r) // spent + 1
+    statuses = [g.chat(DEMO_KEY, body=b).status for _ in range(expect + 1)]
+    assert statuses == [200] * expect + [429]
+    refused = g.chat(DEMO_KEY, body=b)
+    assert refused.json["error"]["code"] == "insufficient_quota"
+    assert refused.json["error"]["type"] == "insufficient_quota"
+    assert refused.header("x-should-retry") == "false"
+    assert '"acme-month";q=50000000;' in refused.header("ratelimit-policy")
+    lines = [l.split() for l in g.read_log("spend.log").splitlines()]
+    assert lines[0][:2] == ["usage", "0.011000000"]
+    assert backend.count() == expect
+    # The tenant's other keys share its budget; another tenant has its own.
+    assert g.chat(PRO_KEY, body=b).status == 429
+    assert g.chat(harness.OTHER_KEY, body=b).status == 200
+
+
+def test_mg_022_10_over_budget_falls_back_to_a_cheaper_model(gateways, backend, backend2):
+    g = budget_gateway(gateways, backend, backend2, onlimit="on_limit=fallback:mock-large")
+    b = body(max_tokens=4)
+    statuses, degraded = [], []
+    for _ in range(8):
+        resp = g.chat(DEMO_KEY, body=b)
+        statuses.append(resp.status)
+        degraded.append(resp.header("x-modelgate-degraded"))
+    assert statuses == [200] * 8
+    first_fallback = degraded.index("fallback")
+    assert first_fallback >= 1 and degraded[first_fallback:] == ["fallback"] * (8 - first_fallback)
+    assert (backend.count(), backend2.count()) == (first_fallback, 8 - first_fallback)
+
+
+def test_mg_022_11_budget_and_price_errors(gateways):
+    harness.assert_config_errors(gateways, [
+        ("ModelGateBudget b tenant 50.0000000001/month\n", "more than 9 decimals"),
+        ("ModelGateBudget b tenant 50/month algorithm=token_bucket\n",
+         "does not apply to a budget"),
+        ("ModelGateBudget b tenant 0/month\n", "must be more than 0"),
+        ("ModelGateBudget b tenant lots/month\n", "is not an amount"),
+        ("ModelGateUpstream u http://127.0.0.1:9\nModelGateModel m u price=2.5\n",
+         "IN/OUT per million"),
+        ("ModelGateUpstream u http://127.0.0.1:9\nModelGateModel m u price=0.0001/1\n",
+         "at most 3 decimals"),
+    ])

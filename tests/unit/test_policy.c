@@ -515,9 +515,62 @@ static void test_token_units(void **state)
     }
 }
 
+/* Money is counted in whole nano-units: no rounding drifts. */
+static void test_money(void **state)
+{
+    apr_pool_t *p = *state;
+    apr_uint64_t v, in, out, total = 0;
+    mg_limit_def *def = NULL;
+    const char *zone[] = { "zone=+02:00", "tiers=free" };
+    const char *algo[] = { "algorithm=gcra" };
+    int i;
+
+    assert_null(mg_policy_parse_money(p, "50", &v));
+    assert_int_equal(v, APR_UINT64_C(50000000000));
+    assert_null(mg_policy_parse_money(p, "49.99", &v));
+    assert_int_equal(v, APR_UINT64_C(49990000000));
+    assert_null(mg_policy_parse_money(p, "0.000000001", &v));
+    assert_int_equal(v, 1);
+    assert_non_null(mg_policy_parse_money(p, "0.0000000001", &v));
+    assert_non_null(mg_policy_parse_money(p, "1.2.3", &v));
+    assert_non_null(mg_policy_parse_money(p, "", &v));
+    assert_non_null(mg_policy_parse_money(p, "99999999999", &v));
+    assert_null(mg_policy_parse_price(p, "2.50/10", &in, &out));
+    assert_int_equal(in, 2500);
+    assert_int_equal(out, 10000);
+    assert_null(mg_policy_parse_price(p, "0.075/0.3", &in, &out));
+    assert_int_equal(in, 75);
+    assert_non_null(mg_policy_parse_price(p, "0.0375/1", &in, &out));
+    assert_non_null(mg_policy_parse_price(p, "2.5", &in, &out));
+    /* A million charges of 7 and 3 tokens at 2.50/10.00: exact. */
+    mg_policy_parse_price(p, "2.50/10.00", &in, &out);
+    for (i = 0; i < 1000000; i++) {
+        total += mg_policy_spend(7, 3, in, out);
+    }
+    assert_int_equal(total, APR_UINT64_C(1000000) * (7 * 2500 + 3 * 10000));
+    assert_int_equal(total / MG_MONEY_UNIT, 47);       /* 47.5 of the currency */
+    /* Saturates rather than wraps. */
+    assert_int_equal(mg_policy_spend(APR_UINT64_C(1) << 40, 0, 1 << 20, 0),
+                     MG_LIMIT_MAX_WINDOW_QUOTA + 1);
+    assert_null(mg_policy_parse_budget(p, "acme", MG_SCOPE_TENANT,
+                                       "50.00/month", 2, zone, NULL, 1,
+                                       &def));
+    assert_int_equal(def->unit, MG_UNIT_MONEY);
+    assert_int_equal(def->spec.quota, APR_UINT64_C(50000000000));
+    assert_int_equal(def->spec.algo, MG_ALGO_FIXED_WINDOW);
+    assert_int_equal(def->spec.calendar, MG_CAL_MONTH);
+    assert_int_equal(def->spec.utc_offset, 7200);
+    assert_non_null(def->tiers);
+    assert_non_null(strstr(mg_policy_parse_budget(p, "b", MG_SCOPE_TENANT,
+        "5/day", 1, algo, NULL, 1, &def), "does not apply to a budget"));
+    assert_non_null(mg_policy_parse_budget(p, "b", MG_SCOPE_TENANT, "5",
+                                           0, NULL, NULL, 1, &def));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_money),
         MG_TEST(test_token_units),
         MG_TEST(test_failure_policy),
         MG_TEST(test_parse_rate_ok),
