@@ -256,3 +256,27 @@ def test_mg_022_11_budget_and_price_errors(gateways):
         ("ModelGateUpstream u http://127.0.0.1:9\nModelGateModel m u price=0.0001/1\n",
          "at most 3 decimals"),
     ])
+
+
+def test_mg_022_12_a_client_gone_mid_stream_keeps_the_reservation(gw, backend):
+    """The answer never ends for the client: the settle still runs (at the
+    end of the request), and the reservation stays charged."""
+    import socket
+    backend.mode(stream_chunk_delay_ms=300)
+    b = json.dumps(body(max_tokens=4, stream=True)).encode()
+    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (DEMO_KEY, len(b))).encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+        s.sendall(head + b)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    lines = token_lines(gw, 1)
+    backend.mode(mode="normal")
+    assert lines[0][0] in ("aborted", "absent")
+    assert "MG00502" in gw.read_log()
+
+
+def test_mg_022_13_the_answer_is_asked_for_uncompressed(gw, backend):
+    gw.chat(DEMO_KEY, body=body(max_tokens=4),
+            extra={"Accept-Encoding": "gzip, br"})
+    assert backend.requests()[-1]["headers"]["accept-encoding"] == "identity"
