@@ -264,6 +264,10 @@ typedef struct mg_decision {
                                    rejected (it consumed nothing) */
     apr_interval_time_t delay; /**< hold the request this long (the longest
                                    delay an enforced layer asks) */
+    apr_time_t store_time;    /**< when a store with a clock of its own
+                                   (Redis TIME) decided, on that clock;
+                                   0: at the gateway's `now`.  A settle
+                                   gets it back as `then` (mg_store.h) */
     mg_limit_decision layer[MG_LIMIT_MAX_LAYERS];
 } mg_decision;
 

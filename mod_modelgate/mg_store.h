@@ -28,8 +28,9 @@
 #include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "4"   /* 3: info.evicted_exhausted;
-                                           4: settle */
+#define MG_STORE_PROVIDER_VERSION "5"   /* 3: info.evicted_exhausted;
+                                           4: settle;
+                                           5: mg_decision.store_time */
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -83,8 +84,9 @@ typedef struct mg_store_provider {
      * The atomic decision over `n` layers (at most MG_LIMIT_MAX_LAYERS).
      * Safe to call from any thread of any child.  `now` holds the
      * gateway's monotonic and wall clocks (mg_clock.h); a store shared by
-     * several hosts uses a clock of its own (Redis TIME) instead.  On error `d` is undefined and the caller applies the
-     * failure policy.
+     * several hosts uses a clock of its own (Redis TIME) instead, and says
+     * when in d->store_time (0: at `now`).  On error `d` is undefined and
+     * the caller applies the failure policy.
      */
     apr_status_t (*decide)(mg_store_instance *inst, server_rec *s,
                            const mg_layer *layers, int n, mg_now now,
@@ -113,8 +115,10 @@ typedef struct mg_store_provider {
     /**
      * Settle an admitted request to what it used (token limits): layer
      * i's counter is charged delta[i] more units, or given -delta[i] back,
-     * the units having been charged by the decision at `then`
-     * (mg_table_settle says how each algorithm takes them).  Layers with a
+     * the units having been charged by the decision at `then`: its `now`,
+     * or in both clocks its store_time when it had one, so a store on its
+     * own clock knows which window counted them (mg_table_settle says how
+     * each algorithm takes them).  Layers with a
      * delta of 0 are not touched.  Safe from any thread of any child.
      * With n == 0 it only answers whether this instance can settle
      * (APR_SUCCESS, else APR_ENOTIMPL), and may be called as soon as

@@ -358,6 +358,7 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
         }
     }
     d->nlayers = n;
+    d->store_time = 0;        /* the gateway's clock */
     for (i = 0; i < n; i++) {
         found[i] = find(tab[i], &layers[i].fp, &slot[i]);
         alg_now[i] = mg_limit_clock(layers[i].spec, &now);
@@ -459,6 +460,7 @@ static apr_status_t decide_duplicates(mg_table *t, const mg_layer *layers,
     /* Every enforced counter allowed exactly when every enforced layer
      * did: the same answer, with each layer's own index. */
     d->nlayers = n;
+    d->store_time = 0;
     for (i = 0; i < n; i++) {
         d->layer[i] = once.layer[counter[i]];
     }
