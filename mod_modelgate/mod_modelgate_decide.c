@@ -178,6 +178,10 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
     rv = sc->store->decide(sc->store_inst, r->server, a->layers, a->n, now,
                            &a->d);
     if (rv == APR_SUCCESS) {
+        if (a->d.store_time) {
+            /* Decided on the store's own clock: settled on it too. */
+            a->now.mono = a->now.wall = a->d.store_time;
+        }
         if (!a->d.allowed && a->probe) {
             mg_upstream_cancel_probe(r, a->up);
             a->probe = 0;
