@@ -298,8 +298,7 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
         else if (!store_settles(sc)) {
             return apr_pstrcat(cmd->pool, directive, ": token limits and "
                                "budgets need a counter store that settles "
-                               "reservations (shm, or redis mode=local-sync)",
-                               NULL);
+                               "reservations (shm or redis)", NULL);
         }
     }
     if (cmd->path == NULL) {
@@ -653,7 +652,7 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (ok && sc->token_limit_at.file && !store_settles(sc)) {
         config_error(s, &sc->token_limit_at, apr_psprintf(ptemp,
             "token limits need a counter store that settles reservations: "
-            "the shm store, or redis mode=local-sync ('%s' cannot)",
+            "the shm store or redis ('%s' cannot)",
             sc->store->name));
         ok = 0;
     }

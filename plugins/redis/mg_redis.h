@@ -6,7 +6,7 @@
  *
  *   mod_modelgate_redis.c  the module, the arguments, connections, the
  *                          breaker's use and exact mode (one script per
- *                          request)
+ *                          request, and one per token settle)
  *   mg_redis_breaker.c     the breaker's state machine (APR only, unit
  *                          tested)
  *   mg_redis_sync.c        local-sync mode: the syncer thread and its
@@ -49,6 +49,7 @@ struct mg_store_instance {
     apr_reslist_t *conns;
     apr_thread_mutex_t *mutex;    /* guards the fields below and the SHAs */
     mg_redis_script decide_script;
+    mg_redis_script settle_script;
     mg_redis_script sync_script;
     mg_redis_breaker breaker;     /* this child's (mg_redis_breaker.h) */
     apr_thread_t *syncer;

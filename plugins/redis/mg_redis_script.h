@@ -171,6 +171,134 @@ static const char mg_redis_decide_lua[] =
 "return out\n";
 
 /*
+ * Settling a token reservation (redis_settle): one call per request, every
+ * layer whose count changes, in one script so no other decision sees half
+ * of it.  KEYS: the counters.  ARGV: ten numbers per counter: algorithm,
+ * quota, window (us), burst, delta (units to charge, or to give back when
+ * negative), the start of the window that counted the reservation (the
+ * window holding the decision's Redis time), and the calendar windows
+ * around the gateway's time as the decide script takes them.  The clock is
+ * Redis's TIME, as for deciding.  It does what mg_limit_charge and
+ * mg_limit_refund do over the decide script's encodings:
+ *
+ *   buckets and GCRA (a theoretical arrival time): a charge pushes the
+ *     arrival time on by the units' emission intervals, into debt of at
+ *     most one bucket (a lead of two buckets over now); a refund pulls it
+ *     back, never behind now (a full bucket: the key is deleted)
+ *   fixed window: a charge fills the current window up to its quota; a
+ *     refund comes off the window that counted the units while that window
+ *     lasts, and never below 0
+ *   sliding window counter: likewise, and a refund whose window has been
+ *     followed by another comes off that one's "previous" count, which
+ *     still weighs
+ *
+ * A counter that is gone (expired: fresh again) takes no refund.  Reply:
+ * the number of counters written.  Running it twice would settle twice:
+ * the caller never retries it (only a NOSCRIPT, where it did not run).
+ */
+static const char mg_redis_settle_lua[] =
+"local t = redis.call('TIME')\n"
+"local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+"local changed = 0\n"
+"for i = 1, #KEYS do\n"
+"  local b = (i - 1) * 10\n"
+"  local algo, q, w = tonumber(ARGV[b+1]), tonumber(ARGV[b+2]), tonumber(ARGV[b+3])\n"
+"  local burst, delta, rs = tonumber(ARGV[b+4]), tonumber(ARGV[b+5]), tonumber(ARGV[b+6])\n"
+"  local c0, c1, c2, c3 = tonumber(ARGV[b+7]), tonumber(ARGV[b+8]), tonumber(ARGV[b+9]), tonumber(ARGV[b+10])\n"
+"  local raw = redis.call('GET', KEYS[i])\n"
+"  local state, ttl = nil, 0\n"
+"  if algo == 1 or algo == 2 or algo == 6 then\n"
+"    local T = w / q\n"
+"    local tau = burst * T\n"
+"    local lead = 0\n"
+"    if raw then lead = math.max(tonumber(raw) - now, 0) end\n"
+"    local new = lead\n"
+"    if delta > 0 then\n"
+"      new = math.min(lead + math.min(delta, 2 * burst) * T, 2 * tau)\n"
+"      if new < lead then new = lead end\n"
+"    elseif lead > 0 then\n"
+"      new = math.max(lead + delta * T, 0)\n"
+"    end\n"
+"    if new ~= lead then\n"
+"      if new > 0 then\n"
+"        state = string.format('%.17g', now + new)\n"
+"        ttl = math.ceil(new / 1000) + 1\n"
+"      else\n"
+"        state = ''\n"
+"      end\n"
+"    end\n"
+"  elseif algo == 3 then\n"
+"    local s, f, u\n"
+"    if raw then s, f, u = string.match(raw, '^(%d+):(%d+):(%d+)$') end\n"
+"    if s then s, f, u = tonumber(s), tonumber(f), tonumber(u) end\n"
+"    if delta < 0 then\n"
+"      if s and s == rs and f > now and u > 0 then\n"
+"        u = u - math.min(-delta, u)\n"
+"        state = string.format('%.17g:%.17g:%d', s, f, u)\n"
+"        ttl = math.ceil((f - now) / 1000) + 1\n"
+"      end\n"
+"    else\n"
+"      local start, fin\n"
+"      if c1 > 0 then\n"
+"        if now < c1 then start, fin = c0, c1\n"
+"        elseif now < c2 then start, fin = c1, c2\n"
+"        else start, fin = c2, c3 end\n"
+"      else\n"
+"        start = now - (now % w)\n"
+"        fin = start + w\n"
+"      end\n"
+"      local used = 0\n"
+"      if s and s >= start then start, fin, used = s, f, u end\n"
+"      local take = math.min(delta, q - used)\n"
+"      if take > 0 then\n"
+"        state = string.format('%.17g:%.17g:%d', start, fin, used + take)\n"
+"        ttl = math.ceil((fin - now) / 1000) + 1\n"
+"      end\n"
+"    end\n"
+"  elseif algo == 5 then\n"
+"    local s, c, p\n"
+"    if raw then s, c, p = string.match(raw, '^(%d+):(%d+):(%d+)$') end\n"
+"    if s then s, c, p = tonumber(s), tonumber(c), tonumber(p) end\n"
+"    if delta < 0 then\n"
+"      if s and s + 2 * w > now then\n"
+"        if s == rs and c > 0 then c = c - math.min(-delta, c)\n"
+"        elseif s == rs + w and p > 0 then p = p - math.min(-delta, p)\n"
+"        else s = nil end\n"
+"        if s then\n"
+"          state = string.format('%.17g:%d:%d', s, c, p)\n"
+"          ttl = math.ceil((s + 2 * w - now) / 1000) + 1\n"
+"        end\n"
+"      end\n"
+"    else\n"
+"      local start = now - (now % w)\n"
+"      local cur, prev = 0, 0\n"
+"      if s then\n"
+"        if s >= start then start = s; cur = c; prev = p\n"
+"        elseif s == start - w then prev = c end\n"
+"      end\n"
+"      local e = now - start\n"
+"      if e < 0 then e = 0 end\n"
+"      local rem = math.floor(q - (prev * (w - e) / w + cur) + 1e-9)\n"
+"      local take = math.min(delta, rem)\n"
+"      if take > 0 then\n"
+"        state = string.format('%.17g:%d:%d', start, cur + take, prev)\n"
+"        ttl = math.ceil((start + 2 * w - now) / 1000) + 1\n"
+"      end\n"
+"    end\n"
+"  else\n"
+"    return redis.error_reply('MGUNSUPPORTED algorithm ' .. tostring(algo))\n"
+"  end\n"
+"  if state == '' then\n"
+"    redis.call('DEL', KEYS[i])\n"
+"    changed = changed + 1\n"
+"  elseif state then\n"
+"    redis.call('SET', KEYS[i], state, 'PX', ttl)\n"
+"    changed = changed + 1\n"
+"  end\n"
+"end\n"
+"return changed\n";
+
+/*
  * The local-sync exchange (mg_redis_sync.c): one call per batch of
  * counters.  KEYS: one total per counter and epoch, then this gateway's
  * heartbeat.  ARGV: per total the units to add and its expiry in ms, then
