@@ -159,7 +159,8 @@ MG_LIMIT_ALGORITHM(mg_limit_leaky_bucket)
 
 /* Charging past empty moves the stamp into the future: refill() credits
  * nothing until the clock reaches it, which is exactly a debt of
- * (stamp - now) * refill_per_us sub-units. */
+ * (stamp - now) * refill_per_us sub-units.  The debt in all, not each
+ * charge's, is at most one bucket, as GCRA's. */
 apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
                                   mg_limit_state *state, apr_time_t now,
                                   apr_uint64_t units)
@@ -176,9 +177,16 @@ apr_time_t mg_limit_bucket_charge(const mg_limit_spec *spec,
         level -= add;
     }
     else {
+        apr_uint64_t owed = 0;
+        if (stamp > now) {
+            /* Compared in microseconds first: the product cannot wrap. */
+            apr_uint64_t gap = (apr_uint64_t)(stamp - now);
+            owed = gap >= (apr_uint64_t)refill_time(spec, spec->capacity)
+                   ? spec->capacity : gap * spec->refill_per_us;
+        }
         debt = add - level;
-        if (debt > spec->capacity) {
-            debt = spec->capacity;
+        if (debt > spec->capacity - owed) {
+            debt = spec->capacity - owed;
         }
         level = 0;
         stamp += refill_time(spec, debt);

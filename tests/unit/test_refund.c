@@ -135,6 +135,37 @@ static void test_refund_pays_debt_first(void **state)
     }
 }
 
+/* However many charges come, the debt is at most one bucket: a full
+ * bucket's wait after the bucket is empty, for every bucket algorithm
+ * alike (the Redis store keeps them in one encoding and caps them so). */
+static void test_debt_is_at_most_one_bucket(void **state)
+{
+    static const mg_limit_algo algos[] = {
+        MG_ALGO_TOKEN_BUCKET, MG_ALGO_LEAKY_BUCKET, MG_ALGO_GCRA
+    };
+    apr_size_t a;
+
+    (void)state;
+    for (a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
+        mg_limit_spec spec = spec_of(algos[a], 60, MG_MIN(1), 60);
+        mg_limit_state st, next;
+        mg_limit_decision d;
+        int i;
+
+        memset(&st, 0, sizeof(st));
+        for (i = 0; i < 3; i++) {
+            mg_limit_charge(&spec, &st, MG_T0, 90);
+        }
+        mg_limit_decide(&spec, &st, MG_T0, 1, &next, &d);
+        assert_false(d.allowed);
+        assert_int_equal(d.retry_after, MG_SEC(61));
+        /* A refund of one bucket leaves an empty one. */
+        mg_limit_refund(&spec, &st, MG_T0, MG_T0, 60);
+        mg_limit_decide(&spec, &st, MG_T0, 1, &next, &d);
+        assert_int_equal(d.retry_after, MG_SEC(1));
+    }
+}
+
 /* A window takes back only what it still counts. */
 static void test_windows_refund_only_while_they_count(void **state)
 {
@@ -264,6 +295,7 @@ int main(void)
         MG_TEST(test_reserve_then_settle_equals_the_charge),
         MG_TEST(test_late_refunds_never_give_more),
         MG_TEST(test_refund_pays_debt_first),
+        MG_TEST(test_debt_is_at_most_one_bucket),
         MG_TEST(test_windows_refund_only_while_they_count),
         MG_TEST(test_table_settle),
     };
