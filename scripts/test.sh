@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: dependencies, build, C unit tests (make check), the
-# mock backend's own tests, then the integration tests against a real
-# apache2.  Run as root on a fresh Debian 12 machine: bash scripts/test.sh
+# mock backend's own tests, the guard on the instructions the gateway adds
+# to a request (tests/perf/instructions.sh), then the integration tests
+# against a real apache2 (last: CI reads pytest's closing line).
+# Run as root on a fresh Debian 12 machine: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,9 @@ fi
 
 echo "== mock model backend"
 /usr/bin/python3 -m pytest -q tests/mock_backend
+
+echo "== instructions per request (callgrind; budget in bench/instruction-budget)"
+bash tests/perf/instructions.sh
 
 echo "== integration tests (apache2 + mod_modelgate + mock backend)"
 cd tests/integration

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# tests/perf/instructions.sh -- the guard on what mod_modelgate adds to every
+# request, counted in instructions, not timed: a noisy machine cannot fool it.
+#
+# For bench/run.sh's (1) bare apache2 + mod_proxy and (2) mod_modelgate (API
+# key, tier + global + tenant layers on the shm store, ModelGateRoute), with
+# the configurations run.sh writes, in front of the mock backend:
+#   apache2 -X (one process) under valgrind --tool=callgrind, counting only
+#   inside ap_run_process_connection (what the worker does for a request),
+#   serves WARMUP, then WARMUP + REQUESTS, then WARMUP + 2 REQUESTS
+#   identical GETs, one after the other on one keep-alive connection, each
+#   time from a fresh start.  The differences of the totals are what
+#   REQUESTS requests cost, without start-up, first request and connection;
+#   there are two of them, which must agree.
+# Added = (2) - (1), per request.  It fails when the larger of the two added
+# figures exceeds the budget in bench/instruction-budget, when they differ
+# by more than MG_PERF_MAX_SPREAD percent (the count is then not the
+# deterministic figure this guard relies on), or when any answer is not a
+# 200 with every RateLimit header (a gateway that does less is cheaper).
+#
+# Knobs: MG_PERF_REQUESTS=1000 MG_PERF_WARMUP=20 MG_PERF_MAX_SPREAD=3
+#        MG_PERF_KEEP=1 (keep the run directory, with the callgrind files:
+#        callgrind_annotate shows where the instructions go)
+# Run as root (apache2 starts as root and becomes www-data), after
+# scripts/build.sh; about 20 s.  bash scripts/test.sh runs it.
+set -euo pipefail
+
+GUARD_DIR=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/run.sh
+. "$GUARD_DIR/../../bench/run.sh"       # defines only: main runs when executed
+# run.sh finds its tree from $0, which is this script here.
+SRCDIR=$(cd "$GUARD_DIR/../.." && pwd)
+BENCH_DIR=$SRCDIR/bench
+
+REQUESTS=${MG_PERF_REQUESTS:-1000}
+WARMUP_REQ=${MG_PERF_WARMUP:-20}
+MAX_SPREAD=${MG_PERF_MAX_SPREAD:-3}
+BUDGET_FILE=$SRCDIR/bench/instruction-budget
+MODULE_SO=$SRCDIR/.libs/mod_modelgate.so
+MG_STORE=shm
+MG_EXTRA=
+
+plog() { printf '[perf] %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || die "run as root (apache2 starts as root and becomes www-data)"
+command -v valgrind >/dev/null && command -v callgrind_control >/dev/null \
+    || die "valgrind missing (scripts/install-deps.sh installs it)"
+[ -f "$MODULE_SO" ] || die "no $MODULE_SO: run scripts/build.sh"
+BUDGET=$(awk '!/^[[:space:]]*(#|$)/ { print $1; exit }' "$BUDGET_FILE")
+[[ "$BUDGET" =~ ^[0-9]+$ ]] || die "$BUDGET_FILE: no budget (a whole number) in it"
+
+RESULTS=$(mktemp -d /tmp/mg-perf.XXXXXX)
+chmod 755 "$RESULTS"
+finish() {
+    cleanup
+    if [ "${MG_PERF_KEEP:-0}" = 1 ]; then
+        plog "kept $RESULTS"
+    else
+        rm -rf "$RESULTS"
+    fi
+}
+trap finish EXIT
+
+# The mock backend; only apache2 runs under callgrind, so its speed does not
+# count.
+start_mock() {
+    local dir i port=
+    dir=$(make_rundir backend)
+    start_session backend "$dir" "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" \
+        --host 127.0.0.1 --port 0 --quiet
+    for i in $(seq 100); do
+        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log")
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || die "the mock backend did not start: $(cat "$dir/console.log")"
+    BACKEND_PORT=$port
+}
+
+# total NAME START LOAD: instructions server NAME (started by START) spent
+# in ap_run_process_connection from its start to its stop, having served
+# the readiness request and then LOAD requests on one connection.
+total() {
+    local name=$1 start=$2 load=$3 out=$RESULTS/callgrind file t
+    local expect=()
+    mkdir -p "$out"
+    chmod 1777 "$out"                   # the -X process dumps as www-data
+    file=$out/$name.$load.out
+    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
+    READY_TRIES=900 STOP_WAIT=120 "$start" >/dev/null
+    unset APACHE_WRAP
+    # valgrind made the file as root; apache2 writes it at exit as www-data.
+    chown www-data "$file"
+    if [ "$name" = apache-modelgate ]; then
+        # Every header the gateway sends on an admitted request, or it
+        # would be measured doing less than it does.
+        expect=(--expect RateLimit-Policy --expect RateLimit --expect X-RateLimit-Limit
+                --expect X-RateLimit-Remaining --expect X-RateLimit-Reset)
+    fi
+    "$PYTHON" "$GUARD_DIR/keepalive_client.py" --port "${PORT[$name]}" --path "$BENCH_PATH" \
+        --key "$BENCH_KEY" --requests "$load" "${expect[@]}" || die "$name: the load failed"
+    STOP_WAIT=120 stop_server "$name"
+    t=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
+    [ -n "$t" ] || die "$name: no callgrind totals in $file"
+    echo "$t"
+}
+
+plog "instructions per request, apache2 -X under callgrind, $REQUESTS requests after $WARMUP_REQ"
+start_mock
+PORT[backend]=$BACKEND_PORT
+# Each server serves WARMUP, WARMUP + REQUESTS, WARMUP + 2 REQUESTS
+# requests, each time from a fresh start: the differences are what
+# REQUESTS requests cost, without start-up, first-request and connection
+# costs; two of them show whether the count is stable.
+declare -A T=()
+for name in apache-proxy apache-modelgate; do
+    for k in 0 1 2; do
+        T[$name.$k]=$(total "$name" "start_${name//-/_}" $((WARMUP_REQ + k * REQUESTS)))
+        plog "$name, $((WARMUP_REQ + k * REQUESTS)) requests: ${T[$name.$k]} Ir"
+    done
+done
+stop_server backend
+added_all=() summary=()
+for k in 1 2; do
+    bare=$(( (T[apache-proxy.$k] - T[apache-proxy.$((k - 1))]) / REQUESTS ))
+    gw=$(( (T[apache-modelgate.$k] - T[apache-modelgate.$((k - 1))]) / REQUESTS ))
+    added_all+=("$((gw - bare))")
+    summary+=("$bare -> $gw")
+    plog "requests $(( WARMUP_REQ + (k - 1) * REQUESTS + 1 ))-$(( WARMUP_REQ + k * REQUESTS )): bare apache2 + mod_proxy $bare, mod_modelgate $gw Ir/request: added $((gw - bare))"
+done
+
+read -r lo hi < <(printf '%s\n' "${added_all[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
+spread=$(awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf "%.2f", (hi > 0) ? 100 * (hi - lo) / hi : 0 }')
+echo "instructions per request, bare apache2 + mod_proxy -> mod_modelgate: ${summary[0]}, ${summary[1]}"
+echo "mod_modelgate adds $hi instructions per request (two counts: ${added_all[*]}, spread $spread%); budget $BUDGET (bench/instruction-budget)"
+status=0
+if awk -v s="$spread" -v m="$MAX_SPREAD" 'BEGIN { exit !(s > m) }'; then
+    echo "FAIL: the runs differ by $spread% (> $MAX_SPREAD%): the count is not deterministic"
+    status=1
+fi
+if [ "$hi" -gt "$BUDGET" ]; then
+    echo "FAIL: over budget by $((hi - BUDGET)) instructions per request: cut them, or raise bench/instruction-budget in a commit that says why"
+    status=1
+fi
+[ "$status" = 0 ] && echo "instruction budget: ok"
+exit "$status"
