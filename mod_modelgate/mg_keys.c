@@ -219,3 +219,31 @@ const mg_key *mg_keys_lookup(const mg_keyring *ring, const char *presented,
     }
     return NULL;
 }
+
+const mg_key *mg_keys_lookup_memo(const mg_keyring *ring, mg_keys_memo *memo,
+                                  const char *presented, apr_size_t len)
+{
+    const mg_key *key;
+
+    if (memo && memo->key && memo->ring == ring && memo->len == len
+        && CRYPTO_memcmp(memo->presented, presented, len) == 0) {
+        return memo->key;
+    }
+    key = mg_keys_lookup(ring, presented, len);
+    if (key && memo) {
+        /* mg_keys_lookup() refused anything longer than the buffer. */
+        memcpy(memo->presented, presented, len);
+        memo->len = len;
+        memo->ring = ring;
+        memo->key = key;
+    }
+    return key;
+}
+
+void mg_keys_memo_clear(mg_keys_memo *memo)
+{
+    OPENSSL_cleanse(memo->presented, sizeof(memo->presented));
+    memo->key = NULL;
+    memo->ring = NULL;
+    memo->len = 0;
+}

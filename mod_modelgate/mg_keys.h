@@ -65,4 +65,34 @@ void mg_keys_digest_hex(const unsigned char digest[MG_KEYS_DIGEST_LEN],
 const mg_key *mg_keys_lookup(const mg_keyring *ring, const char *presented,
                              apr_size_t len);
 
+/**
+ * What one connection presented last and the key it was: a keep-alive
+ * client sends the same credential on every request, and hashing it again
+ * each time is most of what identity costs.  Owned by one connection,
+ * used by one thread at a time; nothing in it is shared.
+ */
+typedef struct mg_keys_memo {
+    const mg_keyring *ring;   /**< the ring `key` came from */
+    const mg_key *key;        /**< NULL: nothing remembered */
+    apr_size_t len;
+    unsigned char presented[MG_KEYS_PRESENTED_MAX]; /**< the bytes, all of
+                                   them: the match is exact, never by a
+                                   digest or a prefix */
+} mg_keys_memo;
+
+/**
+ * mg_keys_lookup() with a memo: when `presented` is byte for byte what
+ * found memo->key in the same ring, memo->key without hashing; otherwise a
+ * full lookup, remembered if it found a key (a refused credential leaves
+ * the memo as it was).  The bytes are compared in constant time for their
+ * length; only whether the length matches shows in the timing.  Key rings
+ * are never reloaded while a connection lives, so a remembered key stays
+ * valid.  `memo` may be NULL.
+ */
+const mg_key *mg_keys_lookup_memo(const mg_keyring *ring, mg_keys_memo *memo,
+                                  const char *presented, apr_size_t len);
+
+/** Forget what `memo` holds, overwriting the credential's bytes. */
+void mg_keys_memo_clear(mg_keys_memo *memo);
+
 #endif /* MG_KEYS_H */

@@ -194,6 +194,34 @@ static int refuse_credential(request_rec *r, int missing)
                                      : CANNED_INVALID_KEY);
 }
 
+/* Wipes a connection's remembered credential when the connection ends. */
+static apr_status_t clear_key_memo(void *memo)
+{
+    mg_keys_memo_clear(memo);
+    return APR_SUCCESS;
+}
+
+/* The key `credential` names.  The last credential that found a key on
+ * this connection is remembered with its key, so a keep-alive client's
+ * requests after the first are not hashed again; the memo lives with the
+ * connection, which one thread serves at a time (each HTTP/2 stream has a
+ * connection of its own). */
+static const mg_key *find_key(request_rec *r, const mg_server_conf *sc,
+                              const char *credential, apr_size_t len)
+{
+    conn_rec *c = r->connection;
+    mg_keys_memo *memo = ap_get_module_config(c->conn_config,
+                                              &modelgate_module);
+
+    if (!memo) {
+        memo = apr_pcalloc(c->pool, sizeof(*memo));
+        ap_set_module_config(c->conn_config, &modelgate_module, memo);
+        apr_pool_cleanup_register(c->pool, memo, clear_key_memo,
+                                  apr_pool_cleanup_null);
+    }
+    return mg_keys_lookup_memo(sc->keys, memo, credential, len);
+}
+
 /* The declared model the body names, if the server declares models. */
 static int pick_model(request_rec *r, const mg_server_conf *sc,
                       mg_request *req)
@@ -228,7 +256,7 @@ static int gate(request_rec *r, const mg_server_conf *sc,
     if (!credential) {
         return refuse_credential(r, 1);
     }
-    key = mg_keys_lookup(sc->keys, credential, len);
+    key = find_key(r, sc, credential, len);
     if (!key) {
         return refuse_credential(r, 0);
     }

@@ -87,3 +87,40 @@ def test_mg_002_07_key_is_never_logged(quickstart):
         text = quickstart.read_log(name)
         assert DEMO_KEY not in text
         assert "wrong-key-value" not in text
+
+
+def test_mg_002_08_one_connection_many_credentials(quickstart, backend):
+    # A keep-alive connection remembers the credential that found a key
+    # (it is not hashed again); the memo must answer only for those very
+    # bytes.  Keys, wrong keys and no key take turns on one connection.
+    from harness import OTHER_KEY, PRO_KEY, request
+    conn = http.client.HTTPConnection("127.0.0.1", quickstart.port, timeout=30)
+    near = DEMO_KEY[:-1] + "x"                     # same length, last byte off
+    steps = [
+        ({"X-API-Key": DEMO_KEY}, 200, "demo"),
+        ({"X-API-Key": DEMO_KEY}, 200, "demo"),
+        ({"X-API-Key": near}, 401, "invalid_api_key"),
+        ({"X-API-Key": DEMO_KEY[:-1]}, 401, "invalid_api_key"),
+        ({"X-API-Key": DEMO_KEY + "k"}, 401, "invalid_api_key"),
+        ({}, 401, "missing_api_key"),
+        ({"X-API-Key": OTHER_KEY}, 200, "other"),
+        ({"Authorization": "Bearer " + DEMO_KEY}, 200, "demo"),
+        ({"X-API-Key": near}, 401, "invalid_api_key"),
+        ({"X-API-Key": PRO_KEY}, 200, "pro-1"),
+        ({"X-API-Key": DEMO_KEY}, 200, "demo"),
+    ]
+    local = None
+    for i, (headers, status, what) in enumerate(steps):
+        resp = request(quickstart.port, "GET", "/v1/models", headers=headers, conn=conn)
+        assert resp.status == status, (i, resp)
+        if local is None:
+            local = conn.sock.getsockname()
+        assert conn.sock.getsockname() == local, "step %d: not the same connection" % i
+        if status == 401:
+            assert_401(resp, what)
+        else:
+            assert backend.requests()[-1]["headers"]["x-modelgate-key-id"] == what
+    conn.close()
+    # Each key was charged on its own counter: demo 4 of 10, other 1, pro 1.
+    assert quickstart.chat(DEMO_KEY).header("ratelimit").startswith('"free";r=5;')
+    assert quickstart.chat(OTHER_KEY).header("ratelimit").startswith('"free";r=8;')

@@ -341,6 +341,89 @@ static void test_lookup_compares_whole_digest(void **state)
     assert_null(lookup(ring, "abc"));
 }
 
+/* ---- the per-connection memo ------------------------------------------------ */
+
+/* The memo answers only for the very bytes that found its key, in the ring
+ * that found it; anything else is looked up in full, and only a key found
+ * is remembered. */
+static void test_lookup_memo(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_keyring *ring = parse_ok(p, key_file);
+    mg_keyring *other_ring = parse_ok(p, "sha256:" D_DEMO " demo2 acme free\n");
+    mg_keys_memo *memo = apr_pcalloc(p, sizeof(*memo));
+    const mg_key *k;
+
+    k = mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12);
+    assert_non_null(k);
+    assert_string_equal(k->id, "demo");
+    assert_ptr_equal(memo->key, k);
+    assert_int_equal(memo->len, 12);
+    /* Again: the memo's answer, the same key. */
+    assert_ptr_equal(mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12), k);
+
+    /* Same length, one byte off, first or last: no key, memo kept. */
+    assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-0002", 12));
+    assert_null(mg_keys_lookup_memo(ring, memo, "Sk-demo-0001", 12));
+    assert_ptr_equal(memo->key, k);
+    /* A prefix or an extension of the remembered bytes is not them. */
+    assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 11));
+    assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-00011", 13));
+    assert_null(mg_keys_lookup_memo(ring, memo, "", 0));
+    /* Another valid key of the same length: its own key, then remembered. */
+    k = mg_keys_lookup_memo(ring, memo, "sk-other-002", 12);
+    assert_null(k);                            /* (not a key: 12 bytes) */
+    k = mg_keys_lookup_memo(ring, memo, "sk-other-0002", 13);
+    assert_non_null(k);
+    assert_string_equal(k->id, "other");
+    assert_ptr_equal(memo->key, k);
+    k = mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12);
+    assert_string_equal(k->id, "demo");
+
+    /* Another ring (another virtual host on the same connection): its own
+     * key for the same bytes, never the first ring's. */
+    k = mg_keys_lookup_memo(other_ring, memo, "sk-demo-0001", 12);
+    assert_non_null(k);
+    assert_string_equal(k->id, "demo2");
+    assert_null(mg_keys_lookup_memo(other_ring, memo, "sk-other-0002", 13));
+    assert_null(mg_keys_lookup_memo(NULL, memo, "sk-demo-0001", 12));
+
+    /* No memo: a plain lookup. */
+    k = mg_keys_lookup_memo(ring, NULL, "sk-demo-0001", 12);
+    assert_string_equal(k->id, "demo");
+
+    /* Cleared: the bytes are gone and nothing is answered from it. */
+    mg_keys_memo_clear(memo);
+    assert_null(memo->key);
+    assert_int_equal(memo->len, 0);
+    {
+        unsigned char zero[MG_KEYS_PRESENTED_MAX];
+        memset(zero, 0, sizeof(zero));
+        assert_memory_equal(memo->presented, zero, sizeof(zero));
+    }
+    k = mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12);
+    assert_string_equal(k->id, "demo");
+}
+
+/* The longest key accepted is remembered whole; a longer one is refused
+ * even when its first 512 bytes are the remembered key. */
+static void test_lookup_memo_length_limit(void **state)
+{
+    apr_pool_t *p = *state;
+    char *key = apr_palloc(p, MG_KEYS_PRESENTED_MAX + 2);
+    mg_keys_memo *memo = apr_pcalloc(p, sizeof(*memo));
+    mg_keyring *ring = parse_ok(p, D_A512 " long acme free\n");
+
+    memset(key, 'a', MG_KEYS_PRESENTED_MAX + 1);
+    key[MG_KEYS_PRESENTED_MAX + 1] = '\0';
+    assert_non_null(mg_keys_lookup_memo(ring, memo, key,
+                                        MG_KEYS_PRESENTED_MAX));
+    assert_non_null(mg_keys_lookup_memo(ring, memo, key,
+                                        MG_KEYS_PRESENTED_MAX));
+    assert_null(mg_keys_lookup_memo(ring, memo, key,
+                                    MG_KEYS_PRESENTED_MAX + 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +435,8 @@ int main(void)
         MG_TEST(test_lookup),
         MG_TEST(test_lookup_length_limit),
         MG_TEST(test_lookup_compares_whole_digest),
+        MG_TEST(test_lookup_memo),
+        MG_TEST(test_lookup_memo_length_limit),
     };
 
     return MG_RUN(tests);
