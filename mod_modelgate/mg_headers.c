@@ -23,25 +23,42 @@ const char *mg_headers_policy_item(apr_pool_t *p, const char *name,
                         mg_headers_seconds(spec->window));
 }
 
-/* Decimal text of v: on every request, so no format string is parsed. */
-static const char *u64_text(apr_pool_t *p, apr_uint64_t v)
+/* Decimal digits of v at the end of buf, without a NUL; returns their
+ * count.  On every request, so no format string is parsed. */
+#define U64_DIGITS 20
+static apr_size_t u64_digits(char buf[U64_DIGITS], apr_uint64_t v,
+                             const char **start)
 {
-    char buf[24], *s = buf + sizeof(buf);
+    char *s = buf + U64_DIGITS;
 
-    *--s = '\0';
     do {
         *--s = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    return apr_pstrmemdup(p, s, (apr_size_t)(buf + sizeof(buf) - 1 - s));
+    *start = s;
+    return (apr_size_t)(buf + U64_DIGITS - s);
 }
 
+/* Copy n bytes to *at, advance it. */
+static void put(char **at, const char *s, apr_size_t n)
+{
+    memcpy(*at, s, n);
+    *at += n;
+}
+
+/* Every text a decision's headers need is written into one allocation:
+ * this runs for every admitted request, and a string per field, each
+ * concatenated with apr_pstrcat, cost more than the decision itself. */
 void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
                       const mg_decision *d, mg_headers *h)
 {
     const mg_limit_decision *b;
     const mg_layer *bl;
-    const char *t;
+    const char *item[MG_LIMIT_MAX_LAYERS], *rem, *t, *ms = NULL, *lim = NULL;
+    apr_size_t ilen[MG_LIMIT_MAX_LAYERS], plen = 0, blen, remlen, tlen;
+    apr_size_t mslen = 0, limlen = 0, need;
+    char rembuf[U64_DIGITS], tbuf[U64_DIGITS], msbuf[U64_DIGITS];
+    char limbuf[U64_DIGITS], *buf, *at;
     int i;
 
     memset(h, 0, sizeof(*h));
@@ -49,27 +66,74 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
         return;
     }
     for (i = 0; i < d->nlayers; i++) {
-        const char *item = layers[i].policy_item
-                           ? layers[i].policy_item
-                           : mg_headers_policy_item(p, layers[i].policy,
-                                                    layers[i].spec);
-        h->policy = h->policy ? apr_pstrcat(p, h->policy, ", ", item, NULL)
-                              : item;
+        item[i] = layers[i].policy_item
+                  ? layers[i].policy_item
+                  : mg_headers_policy_item(p, layers[i].policy,
+                                           layers[i].spec);
+        ilen[i] = strlen(item[i]);
+        plen += ilen[i] + (i ? 2 : 0);
     }
 
     bl = &layers[d->binding];
     b = &d->layer[d->binding];
-    t = u64_text(p, (apr_uint64_t)mg_headers_seconds(d->allowed ? b->reset
-                                                     : b->retry_after));
-    h->x_remaining = u64_text(p, b->remaining);
-    h->ratelimit = apr_pstrcat(p, "\"", bl->policy, "\";r=", h->x_remaining,
-                               ";t=", t, NULL);
-    h->x_limit = bl->limit_text ? bl->limit_text : u64_text(p, b->limit);
-    h->x_reset = t;
+    blen = strlen(bl->policy);
+    remlen = u64_digits(rembuf, b->remaining, &rem);
+    tlen = u64_digits(tbuf, (apr_uint64_t)mg_headers_seconds(
+                          d->allowed ? b->reset : b->retry_after), &t);
+    if (!bl->limit_text) {
+        limlen = u64_digits(limbuf, b->limit, &lim);
+    }
     if (!d->allowed) {
-        h->retry_after = t;
-        h->retry_after_ms = u64_text(p, (apr_uint64_t)
-                                     ((b->retry_after + 999) / 1000));
+        mslen = u64_digits(msbuf, (apr_uint64_t)((b->retry_after + 999)
+                                                 / 1000), &ms);
+    }
+    /* policy, "name";r=R;t=T, R, T, and the limit and the ms if needed */
+    need = (d->nlayers > 1 ? plen + 1 : 0)
+           + 1 + blen + 4 + remlen + 3 + tlen + 1
+           + remlen + 1 + tlen + 1
+           + (lim ? limlen + 1 : 0) + (ms ? mslen + 1 : 0);
+    at = buf = apr_palloc(p, need);
+
+    if (d->nlayers == 1) {
+        h->policy = item[0];
+    }
+    else {
+        h->policy = at;
+        for (i = 0; i < d->nlayers; i++) {
+            if (i) {
+                put(&at, ", ", 2);
+            }
+            put(&at, item[i], ilen[i]);
+        }
+        *at++ = '\0';
+    }
+    h->ratelimit = at;
+    put(&at, "\"", 1);
+    put(&at, bl->policy, blen);
+    put(&at, "\";r=", 4);
+    put(&at, rem, remlen);
+    put(&at, ";t=", 3);
+    put(&at, t, tlen);
+    *at++ = '\0';
+    h->x_remaining = at;
+    put(&at, rem, remlen);
+    *at++ = '\0';
+    h->x_reset = at;
+    put(&at, t, tlen);
+    *at++ = '\0';
+    if (lim) {
+        h->x_limit = at;
+        put(&at, lim, limlen);
+        *at++ = '\0';
+    }
+    else {
+        h->x_limit = bl->limit_text;
+    }
+    if (!d->allowed) {
+        h->retry_after = h->x_reset;
+        h->retry_after_ms = at;
+        put(&at, ms, mslen);
+        *at++ = '\0';
         h->should_retry = b->retry_after > MG_HEADERS_RETRY_HORIZON
                           ? "false" : "true";
     }

@@ -68,19 +68,23 @@ static void set_limit_headers(request_rec *r, const mg_headers *h)
     /* err_headers_out: kept on errors and not replaced by mod_proxy_http,
      * which overwrites headers_out with the upstream's. */
     apr_table_t *t = r->err_headers_out;
+    /* The names are distinct: into an empty table, adding is setting,
+     * without a scan of the table per name. */
+    void (*put)(apr_table_t *, const char *, const char *) =
+        apr_is_empty_table(t) ? apr_table_addn : apr_table_setn;
 
     if (!h->policy) {
         return;
     }
-    apr_table_setn(t, "RateLimit-Policy", h->policy);
-    apr_table_setn(t, "RateLimit", h->ratelimit);
-    apr_table_setn(t, "X-RateLimit-Limit", h->x_limit);
-    apr_table_setn(t, "X-RateLimit-Remaining", h->x_remaining);
-    apr_table_setn(t, "X-RateLimit-Reset", h->x_reset);
+    put(t, "RateLimit-Policy", h->policy);
+    put(t, "RateLimit", h->ratelimit);
+    put(t, "X-RateLimit-Limit", h->x_limit);
+    put(t, "X-RateLimit-Remaining", h->x_remaining);
+    put(t, "X-RateLimit-Reset", h->x_reset);
     if (h->retry_after) {
-        apr_table_setn(t, "Retry-After", h->retry_after);
-        apr_table_setn(t, "retry-after-ms", h->retry_after_ms);
-        apr_table_setn(t, "x-should-retry", h->should_retry);
+        put(t, "Retry-After", h->retry_after);
+        put(t, "retry-after-ms", h->retry_after_ms);
+        put(t, "x-should-retry", h->should_retry);
     }
 }
 

@@ -148,11 +148,21 @@ const char *mg_identity_take_credential(request_rec *r, apr_size_t *len)
 
 void mg_identity_announce(request_rec *r, const mg_key *key)
 {
-    apr_table_setn(r->headers_in, "X-Modelgate-Tenant", key->tenant);
-    apr_table_setn(r->headers_in, "X-Modelgate-Tier", key->tier);
-    apr_table_setn(r->headers_in, "X-Modelgate-Key-Id", key->id);
-    apr_table_setn(r->subprocess_env, "MODELGATE_TENANT", key->tenant);
-    apr_table_setn(r->subprocess_env, "MODELGATE_TIER", key->tier);
-    apr_table_setn(r->subprocess_env, "MODELGATE_KEY_ID", key->id);
+    /* mg_identity_scrub() removed every X-Modelgate- header, however
+     * spelt: adding is setting, without a scan of the table per name. */
+    apr_table_addn(r->headers_in, "X-Modelgate-Tenant", key->tenant);
+    apr_table_addn(r->headers_in, "X-Modelgate-Tier", key->tier);
+    apr_table_addn(r->headers_in, "X-Modelgate-Key-Id", key->id);
+    if (apr_is_empty_table(r->subprocess_env)) {
+        apr_table_addn(r->subprocess_env, "MODELGATE_TENANT", key->tenant);
+        apr_table_addn(r->subprocess_env, "MODELGATE_TIER", key->tier);
+        apr_table_addn(r->subprocess_env, "MODELGATE_KEY_ID", key->id);
+    }
+    else {
+        /* SetEnvIf may have set them: the gateway's values replace those. */
+        apr_table_setn(r->subprocess_env, "MODELGATE_TENANT", key->tenant);
+        apr_table_setn(r->subprocess_env, "MODELGATE_TIER", key->tier);
+        apr_table_setn(r->subprocess_env, "MODELGATE_KEY_ID", key->id);
+    }
     r->user = (char *)key->id;
 }

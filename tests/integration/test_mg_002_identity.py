@@ -124,3 +124,26 @@ def test_mg_002_08_one_connection_many_credentials(quickstart, backend):
     # Each key was charged on its own counter: demo 4 of 10, other 1, pro 1.
     assert quickstart.chat(DEMO_KEY).header("ratelimit").startswith('"free";r=5;')
     assert quickstart.chat(OTHER_KEY).header("ratelimit").startswith('"free";r=8;')
+
+
+def test_mg_002_09_gateway_identity_replaces_forged_variables(gateways, backend):
+    # The identity variables are added without a table scan only while
+    # subprocess_env is empty; SetEnvIf (post_read_request) can fill it
+    # first, and then the gateway's values must still replace the forged
+    # ones, in logs as well as in the headers sent upstream.
+    import harness
+    backend.reset()
+    gw = gateways("forged", backend_port=backend.port)
+    gw.write_conf("""
+        LoadModule setenvif_module %s/mod_setenvif.so
+        SetEnvIf Request_URI "^/v1/" MODELGATE_KEY_ID=forged MODELGATE_TIER=forged MODELGATE_TENANT=forged
+        ModelGateTier free 10/min
+        ModelGateTier pro 100/min
+        %s
+    """ % (harness.HTTPD_MODDIR, harness.routed_v1(harness.QUICKSTART_KEYS, backend.port)))
+    gw.start()
+    assert gw.chat(DEMO_KEY).status == 200
+    line = gw.access_lines(1)[0]
+    assert " demo free " in line and "forged" not in line
+    seen = backend.requests()[-1]["headers"]
+    assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"]) == ("demo", "acme")
