@@ -139,6 +139,13 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
     }
 }
 
+/* ASCII lower case, as apr_tolower() in httpd's C locale, without a call
+ * per character: header names are compared on every request. */
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
+}
+
 int mg_header_name_is(const char *name, const char *want, int prefix)
 {
     for (; *want; name++, want++) {
@@ -146,8 +153,8 @@ int mg_header_name_is(const char *name, const char *want, int prefix)
         if (!a) {
             return 0;
         }
-        a = a == '_' ? '-' : (char)apr_tolower(a);
-        b = b == '_' ? '-' : (char)apr_tolower(b);
+        a = a == '_' ? '-' : lower(a);
+        b = b == '_' ? '-' : lower(b);
         if (a != b) {
             return 0;
         }

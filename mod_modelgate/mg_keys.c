@@ -11,6 +11,7 @@
 #include <openssl/opensslv.h>
 #include "mg_keys.h"
 #include "mg_policy.h"
+#include "mg_table.h"
 
 /* Buckets are keyed by the first bytes of the digest: a lookup's timing
  * may tell which bucket a digest falls in, which says nothing about the key
@@ -133,6 +134,10 @@ static const char *parse_line(apr_pool_t *p, mg_keyring *ring, char *line,
     key->id = fields[1];
     key->tenant = fields[2];
     key->tier = fields[3];
+    key->id_hash = mg_table_subject_hash(key->id, strlen(key->id));
+    key->tenant_hash = mg_table_subject_hash(key->tenant,
+                                             strlen(key->tenant));
+    key->tier_hash = mg_table_subject_hash(key->tier, strlen(key->tier));
     key->scopes = apr_array_make(p, 4, sizeof(const char *));
     if (n == 5) {
         char *sstate = NULL;

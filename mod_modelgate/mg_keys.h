@@ -19,6 +19,7 @@
 #include <apr_pools.h>
 #include <apr_hash.h>
 #include <apr_tables.h>
+#include "mg_limit.h"
 
 #define MG_KEYS_DIGEST_LEN 32
 /** Longest key accepted from a client; longer ones are refused unhashed. */
@@ -31,6 +32,9 @@ typedef struct mg_key {
     const char *tier;         /**< checked against the tiers after parsing */
     apr_array_header_t *scopes; /**< const char *, may be empty */
     int line;                 /**< line in the key file, for messages */
+    /** mg_table_subject_hash() of id, tenant and tier: the counters of
+     *  key, tenant and tier scopes are found without hashing per request */
+    mg_fingerprint id_hash, tenant_hash, tier_hash;
 } mg_key;
 
 typedef struct mg_keyring {

@@ -68,19 +68,34 @@ mg_fingerprint mg_table_fingerprint(const char *key, apr_size_t len,
     return fp;
 }
 
+mg_fingerprint mg_table_subject_hash(const char *subject, apr_size_t len)
+{
+    static const apr_uint64_t seed_hi = APR_UINT64_C(0xa4093822299f31d0);
+    static const apr_uint64_t seed_lo = APR_UINT64_C(0x082efa98ec4e6c89);
+    mg_fingerprint h;
+
+    h.hi = hash64((const unsigned char *)subject, len, seed_hi);
+    h.lo = hash64((const unsigned char *)subject, len, seed_lo);
+    return h;
+}
+
+mg_fingerprint mg_table_fingerprint_hashed(const mg_fingerprint *base,
+                                           const mg_fingerprint *subject)
+{
+    mg_fingerprint fp;
+
+    fp.hi = mix64(base->hi ^ subject->hi);
+    fp.lo = mix64(base->lo + subject->lo) | 1;
+    return fp;
+}
+
 mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
                                             const char *subject,
                                             apr_size_t len)
 {
-    static const apr_uint64_t seed_hi = APR_UINT64_C(0xa4093822299f31d0);
-    static const apr_uint64_t seed_lo = APR_UINT64_C(0x082efa98ec4e6c89);
-    mg_fingerprint fp;
+    mg_fingerprint h = mg_table_subject_hash(subject, len);
 
-    fp.hi = mix64(base->hi ^ hash64((const unsigned char *)subject, len,
-                                    seed_hi));
-    fp.lo = mix64(base->lo + hash64((const unsigned char *)subject, len,
-                                    seed_lo)) | 1;
-    return fp;
+    return mg_table_fingerprint_hashed(base, &h);
 }
 
 /* ---- layout ------------------------------------------------------------ */

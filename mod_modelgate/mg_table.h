@@ -143,6 +143,16 @@ mg_fingerprint mg_table_fingerprint_subject(const mg_fingerprint *base,
                                             const char *subject,
                                             apr_size_t len);
 
+/** The subject's own part of mg_table_fingerprint_subject(), for subjects
+ *  known before any request (a key's id, tenant and tier): made once, it
+ *  leaves two mixes per layer and request. */
+mg_fingerprint mg_table_subject_hash(const char *subject, apr_size_t len);
+
+/** mg_table_fingerprint_subject() from a subject's mg_table_subject_hash():
+ *  the same fingerprint. */
+mg_fingerprint mg_table_fingerprint_hashed(const mg_fingerprint *base,
+                                           const mg_fingerprint *subject);
+
 /**
  * Check every layer and, only if all enforced layers allow, commit every
  * layer that allowed: one atomic decision when the caller holds the store's

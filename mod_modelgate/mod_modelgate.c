@@ -362,6 +362,15 @@ static int mg_translate_name(request_rec *r)
     return route_request(r, dc);
 }
 
+/* Is the request's upstream the one `dc` routes to, known without a
+ * lookup?  Without versions, the route is the upstream of that name, and
+ * upstream names are unique in a server. */
+static int routed_by(const mg_request *req, const mg_dir_conf *dc)
+{
+    return req->upstream && dc->route && !dc->versions
+           && !strcmp(req->upstream->name, dc->route);
+}
+
 /* Fixups run for every request, whatever `Satisfy` says and also where
  * httpd skips the access hooks (an internal redirect with the same
  * configuration as the request before it): the gate's outcome is enforced
@@ -387,6 +396,7 @@ static int mg_fixups(request_rec *r)
     req = mg_request_get(r);
     rv = DECLINED;
     if ((dc->route || dc->versions) && !req->model
+        && !routed_by(req, dc)
         && req->upstream != mg_route_upstream(r, ap_get_module_config(
                r->server->module_config, &modelgate_module), dc)) {
         /* Not routed yet: neither the body's model nor translate_name

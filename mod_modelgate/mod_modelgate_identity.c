@@ -30,10 +30,8 @@ static int ours(const char *name)
     return mg_header_name_is(name, MG_HDR_PREFIX, 1);
 }
 
-static int collect_ours(void *rec, const char *name, const char *value)
+static void collect_ours(scrub_ctx *ctx, const char *name, const char *value)
 {
-    scrub_ctx *ctx = rec;
-
     /* X_API_Key is not a credential here, but an upstream that reads it
      * as X-API-Key must not get one either. */
     if (ours(name) || (mg_header_name_is(name, MG_KEY_HEADER, 0)
@@ -49,7 +47,6 @@ static int collect_ours(void *rec, const char *name, const char *value)
                 != value) {
         ctx->connection = 1;
     }
-    return 1;
 }
 
 /* Connection: X-Modelgate-Tenant would make mod_proxy drop the identity
@@ -81,11 +78,21 @@ static void scrub_connection(request_rec *r)
 
 void mg_identity_scrub(request_rec *r)
 {
+    const apr_array_header_t *arr = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
     scrub_ctx ctx = { r, NULL, 0 };
     int i;
 
-    /* Collected first: a table must not change while apr_table_do walks it. */
-    apr_table_do(collect_ours, &ctx, r->headers_in, NULL);
+    /* Collected first: a table must not change while it is walked.  Only a
+     * name beginning with X or C can be one of the gateway's, a spelling of
+     * X-API-Key, or Connection: every other header is passed over with one
+     * comparison (this runs for every request). */
+    for (i = 0; i < arr->nelts; i++) {
+        const char *name = e[i].key;
+        if (name && ((name[0] | 0x20) == 'x' || (name[0] | 0x20) == 'c')) {
+            collect_ours(&ctx, name, e[i].val);
+        }
+    }
     for (i = 0; ctx.names && i < ctx.names->nelts; i++) {
         apr_table_unset(r->headers_in,
                         APR_ARRAY_IDX(ctx.names, i, const char *));

@@ -72,12 +72,30 @@ static void add_layer(request_rec *r, const mg_server_conf *sc,
                       apr_uint64_t cost, const mg_request *req,
                       mg_layer *layer)
 {
-    const char *subject = subject_of(r, dc, key, model, def->scope);
+    const mg_fingerprint *known;
+    mg_fingerprint h;
 
+    /* A key's id, tenant and tier were hashed when the key file was read. */
+    switch (def->scope) {
+    case MG_SCOPE_TIER:
+        known = &key->tier_hash;
+        break;
+    case MG_SCOPE_TENANT:
+        known = &key->tenant_hash;
+        break;
+    case MG_SCOPE_KEY:
+        known = &key->id_hash;
+        break;
+    default: {
+        const char *subject = subject_of(r, dc, key, model, def->scope);
+        h = mg_table_subject_hash(subject, strlen(subject));
+        known = &h;
+        break;
+    }
+    }
     layer->policy = def->name;
     layer->spec = &def->spec;
-    layer->fp = mg_table_fingerprint_subject(&def->fp_base, subject,
-                                             strlen(subject));
+    layer->fp = mg_table_fingerprint_hashed(&def->fp_base, known);
     if (def->unit == MG_UNIT_MONEY) {
         /* The reservation at the prices of the model it would be served
          * by; a request for no priced model spends nothing. */

@@ -10,6 +10,7 @@
 
 #include <apr_strings.h>
 #include "mg_keys.h"
+#include "mg_table.h"
 
 /* sha256("abc"), FIPS 180-2 appendix B.1 */
 #define D_ABC   "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -277,6 +278,16 @@ static void test_lookup(void **state)
     k = lookup(ring, "sk-demo-0001");
     assert_non_null(k);
     assert_string_equal(k->id, "demo");
+    {
+        /* Its counters' subjects, hashed once with the file. */
+        mg_fingerprint id = mg_table_subject_hash("demo", 4);
+        mg_fingerprint tenant = mg_table_subject_hash("acme", 4);
+        mg_fingerprint tier = mg_table_subject_hash("free", 4);
+        assert_true(k->id_hash.hi == id.hi && k->id_hash.lo == id.lo);
+        assert_true(k->tenant_hash.hi == tenant.hi
+                    && k->tenant_hash.lo == tenant.lo);
+        assert_true(k->tier_hash.hi == tier.hi && k->tier_hash.lo == tier.lo);
+    }
     k = lookup(ring, "sk-other-0002");
     assert_non_null(k);
     assert_string_equal(k->id, "other");

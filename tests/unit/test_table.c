@@ -1003,10 +1003,32 @@ static void test_subject_fingerprints(void **state)
     assert_false(e.hi == base_a.hi && e.lo == base_a.lo);
 }
 
+/* A subject hashed in advance (a key's id, tenant, tier) names the same
+ * counter as the subject hashed per request. */
+static void test_subject_hashed_in_advance(void **state)
+{
+    mg_limit_spec a = mg_test_spec(10, MG_MIN(1), 10);
+    mg_fingerprint base = mg_table_fingerprint("tenant\x1f" "t", 8, &a);
+    static const char *const subjects[] = { "", "demo", "acme-corp",
+                                            "a-subject-longer-than-16" };
+    int i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        apr_size_t len = strlen(subjects[i]);
+        mg_fingerprint h = mg_table_subject_hash(subjects[i], len);
+        mg_fingerprint x = mg_table_fingerprint_hashed(&base, &h);
+        mg_fingerprint y = mg_table_fingerprint_subject(&base, subjects[i],
+                                                        len);
+        assert_true(x.hi == y.hi && x.lo == y.lo);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MG_TEST(test_capacity_and_bytes),
+        MG_TEST(test_subject_hashed_in_advance),
         MG_TEST(test_format_attach),
         MG_TEST(test_attach_refuses_bad_set_count),
         MG_TEST(test_single_layer_matches_direct),
