@@ -142,6 +142,7 @@ typedef struct mg_limit_def {
     /* Made once when the configuration is read, so a request does not:
      * the counter fingerprint's own part, and the header texts. */
     mg_fingerprint fp_base;
+    mg_fingerprint global_hash; /**< the empty subject's hash: scope global */
     const char *policy_item;  /**< "name";q=Q;w=W */
     const char *quota_text;   /**< Q */
 } mg_limit_def;

@@ -211,8 +211,7 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     apr_off_t limit = dc->body_limit == MG_UNSET ? MG_BODY_LIMIT_DEFAULT
                                                  : dc->body_limit;
     const char *te = apr_table_get(r->headers_in, "Transfer-Encoding");
-    const char *ce = apr_table_get(r->headers_in, "Content-Encoding");
-    const char *cl = apr_table_get(r->headers_in, "Content-Length");
+    const char *ce, *cl;
     int by_model = apr_hash_count(sc->models) > 0 && dc->opaque_bodies != 1;
     apr_bucket_brigade *bb, *kept;
     apr_off_t total = 0;
@@ -233,6 +232,9 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     if (!ap_request_has_body(r)) {
         return DECLINED;
     }
+    /* Looked up only for a body: most API calls that have none are GETs. */
+    ce = apr_table_get(r->headers_in, "Content-Encoding");
+    cl = apr_table_get(r->headers_in, "Content-Length");
     kind = kind_of(apr_table_get(r->headers_in, "Content-Type"));
     if (!by_model) {
         if (kind != BODY_JSON || (ce && !only_identity(ce))) {

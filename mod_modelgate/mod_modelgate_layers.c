@@ -49,6 +49,7 @@ void mg_layers_prepare(apr_pool_t *p, mg_limit_def *def)
                                   def->name, NULL);
 
     def->fp_base = mg_table_fingerprint(own, strlen(own), &def->spec);
+    def->global_hash = mg_table_subject_hash("", 0);
     def->policy_item = mg_headers_policy_item(p, def->name, &def->spec);
     def->quota_text = apr_psprintf(p, "%" APR_UINT64_T_FMT, def->spec.quota);
 }
@@ -85,6 +86,9 @@ static void add_layer(request_rec *r, const mg_server_conf *sc,
         break;
     case MG_SCOPE_KEY:
         known = &key->id_hash;
+        break;
+    case MG_SCOPE_GLOBAL:
+        known = &def->global_hash;
         break;
     default: {
         const char *subject = subject_of(r, dc, key, model, def->scope);

@@ -96,7 +96,15 @@ void mg_proxy_hand_off(request_rec *r, const mg_upstream *up)
     }
     /* Otherwise the decoded path, as mod_rewrite passes it: mod_proxy_http's
      * canon handler encodes it again and appends r->args as the query. */
-    r->filename = apr_pstrcat(r->pool, "proxy:", up->url, path, NULL);
+    {
+        /* apr_pstrcat, without its argument list: once per request. */
+        apr_size_t ulen = strlen(up->url), plen = strlen(path);
+        char *f = apr_palloc(r->pool, 6 + ulen + plen + 1);
+        memcpy(f, "proxy:", 6);
+        memcpy(f + 6, up->url, ulen);
+        memcpy(f + 6 + ulen, path, plen + 1);
+        r->filename = f;
+    }
     r->handler = "proxy-server";
     r->proxyreq = PROXYREQ_REVERSE;
 }

@@ -64,6 +64,9 @@ typedef struct upstream_shared {
 
 typedef char lock_fits[sizeof(pthread_mutex_t) <= LOCK_BYTES ? 1 : -1];
 
+/* MG_OBSERVE_FILTER, as registered. */
+static ap_filter_rec_t *observe_handle;
+
 /* This generation's segment, as every process of it maps it. */
 static pthread_mutex_t *hlock;
 static pid_t *proc_pids;
@@ -286,7 +289,9 @@ void mg_upstream_enter(request_rec *r, mg_request *req)
         apr_pool_cleanup_register(r->pool, us, leave,
                                   apr_pool_cleanup_null);
     }
-    ap_add_output_filter(MG_OBSERVE_FILTER, req, r, r->connection);
+    /* By handle: by name, httpd copies and lowers the name and searches
+     * its filter registry on every call. */
+    ap_add_output_filter_handle(observe_handle, req, r, r->connection);
 }
 
 /* Seconds or an HTTP date, from now; 0 if absent or unreadable. */
@@ -452,8 +457,9 @@ static int proxy_request_status(int *status, request_rec *r)
 
 void mg_upstream_register(apr_pool_t *p)
 {
-    ap_register_output_filter(MG_OBSERVE_FILTER, observe_filter, NULL,
-                              AP_FTYPE_CONTENT_SET);
+    observe_handle = ap_register_output_filter(MG_OBSERVE_FILTER,
+                                               observe_filter, NULL,
+                                               AP_FTYPE_CONTENT_SET);
     /* An optional hook: registered by name, so mod_proxy may be loaded
      * after this module (Debian loads in alphabetical order). */
     APR_OPTIONAL_HOOK(proxy, request_status, proxy_request_status, NULL,
