@@ -9,16 +9,18 @@
 #   inside ap_run_process_connection (what the worker does for a request),
 #   serves WARMUP, then WARMUP + REQUESTS, then WARMUP + 2 REQUESTS
 #   identical GETs, one after the other on one keep-alive connection, each
-#   time from a fresh start.  The differences of the totals are what
-#   REQUESTS requests cost, without start-up, first request and connection;
-#   there are two of them, which must agree.
-# Added = (2) - (1), per request.  It fails when the larger of the two added
-# figures exceeds the budget in bench/instruction-budget, when they differ
-# by more than MG_PERF_MAX_SPREAD percent (the count is then not the
+#   time from a fresh start.  The difference of the first and last totals
+#   is what 2 REQUESTS requests cost, without start-up, first request and
+#   connection; the two intervals between the three show its stability.
+# Added = (2) - (1), per request.  It fails when that exceeds the budget in
+# bench/instruction-budget, when the two intervals' added figures differ by
+# more than MG_PERF_MAX_SPREAD percent of it (the count is then not the
 # deterministic figure this guard relies on), or when any answer is not a
 # 200 with every RateLimit header (a gateway that does less is cheaper).
+# On an idle machine the intervals agree within ~0.5%; under a load average
+# of 12 they were seen 3% apart, in opposite directions.
 #
-# Knobs: MG_PERF_REQUESTS=1000 MG_PERF_WARMUP=20 MG_PERF_MAX_SPREAD=3
+# Knobs: MG_PERF_REQUESTS=1000 MG_PERF_WARMUP=20 MG_PERF_MAX_SPREAD=10
 #        MG_PERF_KEEP=1 (keep the run directory, with the callgrind files:
 #        callgrind_annotate shows where the instructions go)
 # Run as root (apache2 starts as root and becomes www-data), after
@@ -34,7 +36,7 @@ BENCH_DIR=$SRCDIR/bench
 
 REQUESTS=${MG_PERF_REQUESTS:-1000}
 WARMUP_REQ=${MG_PERF_WARMUP:-20}
-MAX_SPREAD=${MG_PERF_MAX_SPREAD:-3}
+MAX_SPREAD=${MG_PERF_MAX_SPREAD:-10}
 BUDGET_FILE=$SRCDIR/bench/instruction-budget
 MODULE_SO=$SRCDIR/.libs/mod_modelgate.so
 MG_STORE=shm
@@ -120,26 +122,32 @@ for name in apache-proxy apache-modelgate; do
     done
 done
 stop_server backend
-added_all=() summary=()
+added_all=()
 for k in 1 2; do
     bare=$(( (T[apache-proxy.$k] - T[apache-proxy.$((k - 1))]) / REQUESTS ))
     gw=$(( (T[apache-modelgate.$k] - T[apache-modelgate.$((k - 1))]) / REQUESTS ))
     added_all+=("$((gw - bare))")
-    summary+=("$bare -> $gw")
     plog "requests $(( WARMUP_REQ + (k - 1) * REQUESTS + 1 ))-$(( WARMUP_REQ + k * REQUESTS )): bare apache2 + mod_proxy $bare, mod_modelgate $gw Ir/request: added $((gw - bare))"
 done
 
+# The figure: the mean over the 2 REQUESTS requests, from the first and
+# last runs.  A run inflated by a busy machine (a few hundred instructions
+# per request at most, seen with a load average of 12) raises one interval
+# and lowers the other by the same amount: the mean does not see it.
+bare=$(( (T[apache-proxy.2] - T[apache-proxy.0]) / (2 * REQUESTS) ))
+gw=$(( (T[apache-modelgate.2] - T[apache-modelgate.0]) / (2 * REQUESTS) ))
+added=$((gw - bare))
 read -r lo hi < <(printf '%s\n' "${added_all[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
-spread=$(awk -v lo="$lo" -v hi="$hi" 'BEGIN { printf "%.2f", (hi > 0) ? 100 * (hi - lo) / hi : 0 }')
-echo "instructions per request, bare apache2 + mod_proxy -> mod_modelgate: ${summary[0]}, ${summary[1]}"
-echo "mod_modelgate adds $hi instructions per request (two counts: ${added_all[*]}, spread $spread%); budget $BUDGET (bench/instruction-budget)"
+spread=$(awk -v lo="$lo" -v hi="$hi" -v a="$added" 'BEGIN { printf "%.2f", (a > 0) ? 100 * (hi - lo) / a : 0 }')
+echo "instructions per request, bare apache2 + mod_proxy -> mod_modelgate: $bare -> $gw"
+echo "mod_modelgate adds $added instructions per request (the two intervals: ${added_all[*]}, spread $spread%); budget $BUDGET (bench/instruction-budget)"
 status=0
 if awk -v s="$spread" -v m="$MAX_SPREAD" 'BEGIN { exit !(s > m) }'; then
-    echo "FAIL: the runs differ by $spread% (> $MAX_SPREAD%): the count is not deterministic"
+    echo "FAIL: the intervals differ by $spread% (> $MAX_SPREAD%): the count is not the deterministic figure this guard needs"
     status=1
 fi
-if [ "$hi" -gt "$BUDGET" ]; then
-    echo "FAIL: over budget by $((hi - BUDGET)) instructions per request: cut them, or raise bench/instruction-budget in a commit that says why"
+if [ "$added" -gt "$BUDGET" ]; then
+    echo "FAIL: over budget by $((added - BUDGET)) instructions per request: cut them, or raise bench/instruction-budget in a commit that says why"
     status=1
 fi
 [ "$status" = 0 ] && echo "instruction budget: ok"
