@@ -169,7 +169,12 @@ const mg_upstream *mg_route_upstream(request_rec *r, const mg_server_conf *sc,
 
 const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc)
 {
-    const char *v = apr_table_get(r->headers_in, "X-API-Version");
+    const char *v;
 
-    return dc->versions && v && !apr_table_get(dc->versions, v) ? v : NULL;
+    /* Without versions here, no header is looked up. */
+    if (!dc->versions) {
+        return NULL;
+    }
+    v = apr_table_get(r->headers_in, "X-API-Version");
+    return v && !apr_table_get(dc->versions, v) ? v : NULL;
 }
