@@ -79,9 +79,11 @@ start_mock() {
     BACKEND_PORT=$port
 }
 
-# total NAME START LOAD: instructions server NAME (started by START) spent
-# in ap_run_process_connection from its start to its stop, having served
-# the readiness request and then LOAD requests on one connection.
+# total NAME START LOAD: TOTAL := the instructions server NAME (started by
+# START) spent in ap_run_process_connection from its start to its stop,
+# having served the readiness request and then LOAD requests on one
+# connection.  Not run in a subshell: the servers it starts must be in
+# RUNNING for the EXIT trap, whatever fails.
 total() {
     local name=$1 start=$2 load=$3 out=$RESULTS/callgrind file t
     local expect=()
@@ -104,7 +106,7 @@ total() {
     STOP_WAIT=120 stop_server "$name"
     t=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
     [ -n "$t" ] || die "$name: no callgrind totals in $file"
-    echo "$t"
+    TOTAL=$t
 }
 
 plog "instructions per request, apache2 -X under callgrind, $REQUESTS requests after $WARMUP_REQ"
@@ -117,7 +119,8 @@ PORT[backend]=$BACKEND_PORT
 declare -A T=()
 for name in apache-proxy apache-modelgate; do
     for k in 0 1 2; do
-        T[$name.$k]=$(total "$name" "start_${name//-/_}" $((WARMUP_REQ + k * REQUESTS)))
+        total "$name" "start_${name//-/_}" $((WARMUP_REQ + k * REQUESTS))
+        T[$name.$k]=$TOTAL
         plog "$name, $((WARMUP_REQ + k * REQUESTS)) requests: ${T[$name.$k]} Ir"
     done
 done
