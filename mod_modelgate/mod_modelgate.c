@@ -406,7 +406,7 @@ static int mg_fixups(request_rec *r)
     if (rv == OK || rv == DECLINED) {
         /* Where it goes is final now: it is in flight there. */
         mg_upstream_enter(r, req);
-        if (req->reserved) {
+        if (req->reservation) {
             mg_usage_watch(r, req);
         }
     }

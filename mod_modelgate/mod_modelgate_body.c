@@ -210,8 +210,7 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
 {
     apr_off_t limit = dc->body_limit == MG_UNSET ? MG_BODY_LIMIT_DEFAULT
                                                  : dc->body_limit;
-    const char *te = apr_table_get(r->headers_in, "Transfer-Encoding");
-    const char *ce, *cl;
+    const char *te, *ce, *cl;
     int by_model = apr_hash_count(sc->models) > 0 && dc->opaque_bodies != 1;
     apr_bucket_brigade *bb, *kept;
     apr_off_t total = 0;
@@ -222,15 +221,16 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     char *buf;
     int seen_eos = 0;
 
+    if (!ap_request_has_body(r)) {
+        return DECLINED;      /* a Transfer-Encoding would make it one */
+    }
+    te = apr_table_get(r->headers_in, "Transfer-Encoding");
     if (te && strcasecmp(te, "chunked")) {
         /* HTTP_IN took off the chunking and left the rest to us; no model
          * server gets such a body through mod_proxy. */
         return refuse_body(r, HTTP_NOT_IMPLEMENTED, "unsupported-encoding",
             "Only 'Transfer-Encoding: chunked' is supported for request "
             "bodies.", MG_ERR_UNSUPPORTED_ENCODING);
-    }
-    if (!ap_request_has_body(r)) {
-        return DECLINED;
     }
     /* Looked up only for a body: most API calls that have none are GETs. */
     ce = apr_table_get(r->headers_in, "Content-Encoding");

@@ -121,6 +121,26 @@ typedef struct mg_dir_conf {
                                    configuration only) */
 } mg_dir_conf;
 
+/** What token and budget layers reserved for an admitted request, kept
+ *  for the settle (allocated only when such a layer applied). */
+typedef struct mg_reservation {
+    mg_layer layers[MG_LIMIT_MAX_LAYERS]; /**< the admitted decision's
+                                   layers, as charged */
+    int n;
+    mg_now decided_at;        /**< when they were charged (a store's own
+                                   clock where it has one) */
+    const mg_store_provider *store; /**< the store that decided */
+    mg_store_instance *inst;
+    apr_uint32_t cost_factor; /**< degraded_cost's K, else 1 */
+    apr_uint64_t price_in;    /**< the served model's prices (budgets) */
+    apr_uint64_t price_out;
+    int added_include_usage;  /**< the gateway asked a stream for usage */
+    int dropped_usage_event;  /**< ... and kept that event from the client */
+    int usage_read;           /**< `usage` holds what the answer said */
+    mg_usage usage;
+    int settled;
+} mg_reservation;
+
 /** What the module knows about one request, in r->request_config. */
 typedef struct mg_request {
     int gated;                /**< the gate ran for this request */
@@ -138,24 +158,11 @@ typedef struct mg_request {
     apr_time_t sent_at;       /**< monotonic: handed to mod_proxy */
     apr_time_t first_byte_at; /**< monotonic: the answer began; 0: not yet */
     int recorded;             /**< its outcome is in the upstream's health */
-    /* token accounting (mod_modelgate_usage.c) */
-    int reserved;             /**< token layers were charged an estimate */
-    mg_layer reserved_layers[MG_LIMIT_MAX_LAYERS]; /**< the admitted
-                                   decision's layers, as charged */
-    int nreserved;
-    mg_now decided_at;        /**< when they were charged */
-    const mg_store_provider *settle_store; /**< the store that decided */
-    mg_store_instance *settle_inst;
-    apr_uint64_t reserve_prompt;     /**< the estimate reserved */
-    apr_uint64_t reserve_completion;
-    apr_uint32_t cost_factor; /**< degraded_cost's K, else 1 */
-    apr_uint64_t price_in;    /**< the served model's prices (budgets) */
-    apr_uint64_t price_out;
-    int added_include_usage;  /**< the gateway asked a stream for usage */
-    int dropped_usage_event;  /**< ... and kept that event from the client */
-    int usage_read;           /**< `usage` holds what the answer said */
-    mg_usage usage;
-    int settled;
+    apr_uint64_t reserve_prompt;     /**< the token estimate of the body */
+    apr_uint64_t reserve_completion; /**< ... and of its answer */
+    struct mg_reservation *reservation; /**< what token and budget layers
+                                   reserved (mod_modelgate_usage.c); NULL:
+                                   none, and nothing to settle */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;

@@ -42,6 +42,7 @@
 
 typedef struct usage_ctx {
     mg_request *req;
+    mg_reservation *res;
     int started;
     int scanning;                 /* the answer has a shape with usage */
     int drop_usage_only;          /* the gateway added include_usage */
@@ -55,7 +56,8 @@ void mg_usage_watch(request_rec *r, mg_request *req)
     usage_ctx *ctx = apr_pcalloc(r->pool, sizeof(*ctx));
 
     ctx->req = req;
-    ctx->drop_usage_only = req->added_include_usage;
+    ctx->res = req->reservation;
+    ctx->drop_usage_only = req->reservation->added_include_usage;
     ap_add_output_filter(MG_USAGE_FILTER, ctx, r, r->connection);
 }
 
@@ -125,7 +127,7 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
         if (out) {
             if (ev.ended && ev.usage_only) {
                 ctx->held_len = 0;          /* the client did not ask */
-                ctx->req->dropped_usage_event = 1;
+                ctx->res->dropped_usage_event = 1;
             }
             else if (!ev.ended && mg_usage_may_be_usage_only(&ctx->scan)
                      && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
@@ -148,8 +150,8 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
     if (out && ctx->held_len && !(ev.ended && ev.usage_only)) {
         release(out, ctx, NULL, 0);
     }
-    mg_usage_result(&ctx->scan, &ctx->req->usage);
-    ctx->req->usage_read = 1;
+    mg_usage_result(&ctx->scan, &ctx->res->usage);
+    ctx->res->usage_read = 1;
     /* Before the end of the answer reaches the client: its next request
      * must meet the settled counters, not the reservation. */
     mg_usage_settle(r);
@@ -307,6 +309,7 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
                      mg_store_instance *inst, apr_uint32_t factor,
                      const mg_model *model)
 {
+    mg_reservation *res;
     int i, tokens = 0;
 
     for (i = 0; i < n; i++) {
@@ -315,15 +318,15 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
     if (!tokens) {
         return OK;
     }
-    memcpy(req->reserved_layers, layers, (apr_size_t)n * sizeof(*layers));
-    req->nreserved = n;
-    req->decided_at = now;
-    req->settle_store = store;
-    req->settle_inst = inst;
-    req->cost_factor = factor ? factor : 1;
-    req->price_in = model ? model->price_in : 0;
-    req->price_out = model ? model->price_out : 0;
-    req->reserved = 1;
+    res = req->reservation = apr_pcalloc(r->pool, sizeof(*res));
+    memcpy(res->layers, layers, (apr_size_t)n * sizeof(*layers));
+    res->n = n;
+    res->decided_at = now;
+    res->store = store;
+    res->inst = inst;
+    res->cost_factor = factor ? factor : 1;
+    res->price_in = model ? model->price_in : 0;
+    res->price_out = model ? model->price_out : 0;
     /* Its usage is needed: ask the model server for an answer the filter
      * can read, and a stream for the usage it sends only when asked. */
     apr_table_setn(r->headers_in, "Accept-Encoding", "identity");
@@ -341,7 +344,7 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
         }
         else if (changed) {
             mg_body_replace(r, req, out, len);
-            req->added_include_usage = 1;
+            res->added_include_usage = 1;
         }
     }
     return OK;
@@ -350,14 +353,14 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
 /* ---- settling ------------------------------------------------------------ */
 
 /* What layer `l` counts of the tokens an answer used. */
-static apr_int64_t used_by(const mg_request *req, const mg_layer *l,
+static apr_int64_t used_by(const mg_reservation *res, const mg_layer *l,
                            apr_int64_t prompt, apr_int64_t completion)
 {
     switch (l->tokens) {
     case MG_LAYER_MONEY:
         return (apr_int64_t)mg_policy_spend((apr_uint64_t)prompt,
                                             (apr_uint64_t)completion,
-                                            req->price_in, req->price_out);
+                                            res->price_in, res->price_out);
     case MG_COUNT_PROMPT + 1:
         return prompt;
     case MG_COUNT_COMPLETION + 1:
@@ -391,22 +394,20 @@ int mg_usage_settle(request_rec *r)
 {
     mg_request *req = ap_get_module_config(r->request_config,
                                            &modelgate_module);
+    mg_reservation *res = req ? req->reservation : NULL;
     const mg_usage *u;
     apr_int64_t delta[MG_LIMIT_MAX_LAYERS], prompt, completion, spend = -1;
     const char *how;
     int i, any = 0;
     apr_status_t rv;
 
-    if (!req || req->settled) {
+    if (!res || res->settled) {
         return DECLINED;
     }
-    req->settled = 1;
-    u = req->usage_read ? &req->usage : NULL;
+    res->settled = 1;
+    u = res->usage_read ? &res->usage : NULL;
     if (u && u->status == MG_USAGE_FOUND) {
         note_usage(r, u);
-    }
-    if (!req->reserved) {
-        return DECLINED;
     }
     if (u && u->status == MG_USAGE_FOUND && r->status < 400) {
         how = "usage";
@@ -437,15 +438,15 @@ int mg_usage_settle(request_rec *r)
         apr_table_setn(r->notes, "modelgate-usage", how);
         return DECLINED;
     }
-    for (i = 0; i < req->nreserved; i++) {
-        const mg_layer *l = &req->reserved_layers[i];
+    for (i = 0; i < res->n; i++) {
+        const mg_layer *l = &res->layers[i];
         apr_int64_t used;
         if (!l->tokens) {
             delta[i] = 0;
             continue;
         }
-        used = prompt < 0 ? 0 : used_by(req, l, prompt, completion)
-                                * (apr_int64_t)req->cost_factor;
+        used = prompt < 0 ? 0 : used_by(res, l, prompt, completion)
+                                * (apr_int64_t)res->cost_factor;
         if (l->tokens == MG_LAYER_MONEY) {
             spend = used;
         }
@@ -466,14 +467,12 @@ int mg_usage_settle(request_rec *r)
     if (!any) {
         return DECLINED;
     }
-    rv = req->settle_store->settle(req->settle_inst, r->server,
-                                   req->reserved_layers, delta,
-                                   req->nreserved, req->decided_at,
-                                   mg_clock_now());
+    rv = res->store->settle(res->inst, r->server, res->layers, delta,
+                            res->n, res->decided_at, mg_clock_now());
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, MGLOGNO(00503)
                       "counter store '%s' failed to settle the tokens of "
-                      "this request", req->settle_store->name);
+                      "this request", res->store->name);
     }
     return DECLINED;
 }
