@@ -207,3 +207,89 @@ const char *mg_header_connection_without(apr_pool_t *p, const char *list,
     }
     return out;
 }
+
+const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec)
+{
+    apr_int64_t ms = usec <= 0 ? 0 : (usec + 999) / 1000;
+    apr_int64_t h = ms / 3600000, m = ms / 60000 % 60, sec = ms / 1000 % 60;
+    apr_int64_t frac = ms % 1000;
+    const char *s;
+
+    if (ms < 1000) {
+        return apr_psprintf(p, "%" APR_INT64_T_FMT "ms", ms);
+    }
+    /* Seconds with as many decimals as they need: 1s, 1.5s, 1.25s. */
+    if (!frac) {
+        s = apr_psprintf(p, "%" APR_INT64_T_FMT "s", sec);
+    }
+    else if (frac % 100 == 0) {
+        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT "s",
+                         sec, frac / 100);
+    }
+    else if (frac % 10 == 0) {
+        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%02" APR_INT64_T_FMT "s",
+                         sec, frac / 10);
+    }
+    else {
+        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%03" APR_INT64_T_FMT "s",
+                         sec, frac);
+    }
+    if (h) {
+        return apr_psprintf(p, "%" APR_INT64_T_FMT "h%" APR_INT64_T_FMT "m%s",
+                            h, m, s);
+    }
+    return m ? apr_psprintf(p, "%" APR_INT64_T_FMT "m%s", m, s) : s;
+}
+
+/* Does layer i bind before layer j of the same kind? */
+static int binds_before(const mg_decision *d, int i, int j)
+{
+    const mg_limit_decision *a = &d->layer[i], *b = &d->layer[j];
+
+    if (!a->allowed != !b->allowed) {
+        return !a->allowed;
+    }
+    if (!a->allowed) {
+        return a->retry_after > b->retry_after;
+    }
+    /* The smaller share left: a.rem / a.lim < b.rem / b.lim. */
+    return (unsigned __int128)a->remaining * b->limit
+           < (unsigned __int128)b->remaining * a->limit;
+}
+
+static void trio(apr_pool_t *p, const mg_layer *layers, const mg_decision *d,
+                 int tokens, const char **limit, const char **remaining,
+                 const char **reset)
+{
+    int i, best = -1;
+
+    for (i = 0; i < d->nlayers; i++) {
+        int kind = layers[i].tokens != 0 && layers[i].tokens != MG_LAYER_MONEY;
+        if (layers[i].tokens == MG_LAYER_MONEY || kind != tokens
+            || (layers[i].shadow && !d->layer[i].allowed)) {
+            continue;
+        }
+        if (best < 0 || binds_before(d, i, best)) {
+            best = i;
+        }
+    }
+    if (best < 0) {
+        return;
+    }
+    *limit = apr_psprintf(p, "%" APR_UINT64_T_FMT, d->layer[best].limit);
+    *remaining = apr_psprintf(p, "%" APR_UINT64_T_FMT,
+                              d->layer[best].remaining);
+    *reset = mg_headers_duration(p, d->layer[best].allowed
+                                    ? d->layer[best].reset
+                                    : d->layer[best].retry_after);
+}
+
+void mg_headers_build_openai(apr_pool_t *p, const mg_layer *layers,
+                             const mg_decision *d, mg_headers_openai *h)
+{
+    memset(h, 0, sizeof(*h));
+    trio(p, layers, d, 0, &h->limit_requests, &h->remaining_requests,
+         &h->reset_requests);
+    trio(p, layers, d, 1, &h->limit_tokens, &h->remaining_tokens,
+         &h->reset_tokens);
+}

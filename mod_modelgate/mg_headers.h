@@ -45,6 +45,31 @@ apr_int64_t mg_headers_seconds(apr_interval_time_t usec);
 void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
                       const mg_decision *d, mg_headers *h);
 
+/** OpenAI's rate limit headers, for tools written against its API. */
+typedef struct mg_headers_openai {
+    const char *limit_requests;     /**< x-ratelimit-limit-requests */
+    const char *remaining_requests; /**< x-ratelimit-remaining-requests */
+    const char *reset_requests;     /**< x-ratelimit-reset-requests ("6m0s") */
+    const char *limit_tokens;       /**< x-ratelimit-limit-tokens */
+    const char *remaining_tokens;   /**< x-ratelimit-remaining-tokens */
+    const char *reset_tokens;       /**< x-ratelimit-reset-tokens */
+} mg_headers_openai;
+
+/**
+ * Fill `h` from the decision `d` over `layers`: the -requests trio from
+ * the request-counting layers, the -tokens trio from the token layers
+ * (budgets are neither), each from the layer of its kind that binds as
+ * mg_limit_combine picks: a refusing enforced one with the longest wait,
+ * else the one with the smallest share left.  A kind with no layer leaves
+ * its trio NULL.
+ */
+void mg_headers_build_openai(apr_pool_t *p, const mg_layer *layers,
+                             const mg_decision *d, mg_headers_openai *h);
+
+/** A wait as OpenAI writes it (Go's duration format): "17ms", "1s",
+ *  "1.5s", "6m0s", "1h0m0s"; rounded up to the millisecond. */
+const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec);
+
 /**
  * Does the header field `name` mean `want` (or, with `prefix`, begin with
  * it)?  Letters compare without case, and '_' equals '-': CGI, WSGI and

@@ -88,6 +88,36 @@ static void set_limit_headers(request_rec *r, const mg_headers *h)
     }
 }
 
+/* OpenAI's x-ratelimit-* headers where a token or budget layer applied:
+ * the routes tools written for OpenAI call.  Elsewhere they would only add
+ * to every request's cost. */
+static void set_openai_headers(request_rec *r, const mg_layer *layers,
+                               const mg_decision *d)
+{
+    apr_table_t *t = r->err_headers_out;
+    mg_headers_openai h;
+    int i, tokens = 0;
+
+    for (i = 0; i < d->nlayers; i++) {
+        tokens |= layers[i].tokens != 0;
+    }
+    if (!tokens) {
+        return;
+    }
+    mg_headers_build_openai(r->pool, layers, d, &h);
+    if (h.limit_requests) {
+        apr_table_setn(t, "x-ratelimit-limit-requests", h.limit_requests);
+        apr_table_setn(t, "x-ratelimit-remaining-requests",
+                       h.remaining_requests);
+        apr_table_setn(t, "x-ratelimit-reset-requests", h.reset_requests);
+    }
+    if (h.limit_tokens) {
+        apr_table_setn(t, "x-ratelimit-limit-tokens", h.limit_tokens);
+        apr_table_setn(t, "x-ratelimit-remaining-tokens", h.remaining_tokens);
+        apr_table_setn(t, "x-ratelimit-reset-tokens", h.reset_tokens);
+    }
+}
+
 /* Say which shadow layers would have refused this request: a log line at
  * LogLevel info, a note for the access log and a response header. */
 static void report_shadow(request_rec *r, const mg_layer *layers,
@@ -233,6 +263,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
         mg_headers h;
         mg_headers_build(r->pool, a->layers, &a->d, &h);
         set_limit_headers(r, &h);
+        set_openai_headers(r, a->layers, &a->d);
         if (a->d.shadow_rejected) {
             report_shadow(r, a->layers, &a->d, key);
         }
@@ -274,6 +305,7 @@ static int reject(request_rec *r, const mg_key *key, const attempt *a)
 
     mg_headers_build(r->pool, a->layers, &a->d, &h);
     set_limit_headers(r, &h);
+    set_openai_headers(r, a->layers, &a->d);
     if (a->d.shadow_rejected) {
         report_shadow(r, a->layers, &a->d, key);
     }

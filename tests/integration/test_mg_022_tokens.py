@@ -285,3 +285,25 @@ def test_mg_022_13_the_answer_is_asked_for_uncompressed(gw, backend):
     gw.chat(DEMO_KEY, body=body(max_tokens=4),
             extra={"Accept-Encoding": "gzip, br"})
     assert backend.requests()[-1]["headers"]["accept-encoding"] == "identity"
+
+
+def test_mg_022_14_openai_rate_limit_headers(gw, backend):
+    """Where token layers apply, OpenAI's own x-ratelimit-* headers too."""
+    resp = gw.chat(PRO_KEY, body=body(max_tokens=4))
+    assert resp.status == 200
+    # the request trio from the tier (1000/min, one used), the token trio
+    # from the binding token layer: completion-day, 12 less the 4 reserved
+    assert resp.header("x-ratelimit-limit-requests") == "1000"
+    assert resp.header("x-ratelimit-remaining-requests") == "999"
+    assert resp.header("x-ratelimit-reset-requests") == "60ms"
+    assert resp.header("x-ratelimit-limit-tokens") == "12"
+    assert resp.header("x-ratelimit-remaining-tokens") == "8"
+    assert resp.header("x-ratelimit-reset-tokens").endswith("s")
+
+
+
+def test_mg_022_15_no_openai_headers_without_token_layers(quickstart):
+    resp = quickstart.chat(DEMO_KEY)
+    assert resp.status == 200 and resp.header("ratelimit")
+    assert resp.header("x-ratelimit-limit-requests") is None
+    assert resp.header("x-ratelimit-limit-tokens") is None

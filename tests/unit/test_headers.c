@@ -9,6 +9,7 @@
 #include <apr_strings.h>
 #include <jansson.h>
 #include "mg_headers.h"
+#include "mg_policy.h"
 #include "mg_error.h"
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -460,9 +461,72 @@ static void test_connection_tokens(void **state)
         "Foo-X-Modelgate-Tier");
 }
 
+/* OpenAI writes waits as Go durations. */
+static void test_openai_durations(void **state)
+{
+    apr_pool_t *p = *state;
+
+    assert_string_equal(mg_headers_duration(p, 0), "0ms");
+    assert_string_equal(mg_headers_duration(p, 1), "1ms");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(17)), "17ms");
+    assert_string_equal(mg_headers_duration(p, MG_SEC(1)), "1s");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(1500)), "1.5s");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(1250)), "1.25s");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(59112)), "59.112s");
+    assert_string_equal(mg_headers_duration(p, MG_MIN(6)), "6m0s");
+    assert_string_equal(mg_headers_duration(p, MG_MIN(6) + MG_MSEC(500)),
+                        "6m0.5s");
+    assert_string_equal(mg_headers_duration(p, MG_HOUR(1)), "1h0m0s");
+    assert_string_equal(mg_headers_duration(p, MG_DAY(1) + MG_SEC(61)),
+                        "24h1m1s");
+}
+
+/* The -requests trio from request layers, the -tokens one from token
+ * layers, budgets in neither; each from the layer of its kind that binds. */
+static void test_openai_trios(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_layer layers[4];
+    mg_decision d;
+    mg_headers_openai h;
+
+    memset(layers, 0, sizeof(layers));
+    memset(&d, 0, sizeof(d));
+    d.nlayers = 4;
+    layers[1].tokens = MG_COUNT_TOTAL + 1;
+    layers[2].tokens = MG_COUNT_COMPLETION + 1;
+    layers[3].tokens = MG_LAYER_MONEY;
+    d.layer[0] = mg_test_ld(1, 100, 40, 0, 0);
+    d.layer[0].reset = MG_SEC(36);
+    d.layer[1] = mg_test_ld(1, 40000, 30000, 0, 0);
+    d.layer[1].reset = MG_SEC(15);
+    d.layer[2] = mg_test_ld(1, 1000, 100, 0, 0);  /* 10% left: binds */
+    d.layer[2].reset = MG_MIN(6);
+    d.layer[3] = mg_test_ld(1, 5, 0, 0, 0);       /* a budget: neither */
+    mg_headers_build_openai(p, layers, &d, &h);
+    assert_string_equal(h.limit_requests, "100");
+    assert_string_equal(h.remaining_requests, "40");
+    assert_string_equal(h.reset_requests, "36s");
+    assert_string_equal(h.limit_tokens, "1000");
+    assert_string_equal(h.remaining_tokens, "100");
+    assert_string_equal(h.reset_tokens, "6m0s");
+    /* A refusing token layer binds, with its wait. */
+    d.layer[1] = mg_test_ld(0, 40000, 10, MG_MSEC(1500), 0);
+    mg_headers_build_openai(p, layers, &d, &h);
+    assert_string_equal(h.limit_tokens, "40000");
+    assert_string_equal(h.reset_tokens, "1.5s");
+    /* No token layer: no -tokens trio. */
+    d.nlayers = 1;
+    mg_headers_build_openai(p, layers, &d, &h);
+    assert_non_null(h.limit_requests);
+    assert_null(h.limit_tokens);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        MG_TEST(test_openai_durations),
+        MG_TEST(test_openai_trios),
         MG_TEST(test_header_names),
         MG_TEST(test_connection_tokens),
         MG_TEST(test_seconds_rounding),
