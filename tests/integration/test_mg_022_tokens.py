@@ -307,3 +307,29 @@ def test_mg_022_15_no_openai_headers_without_token_layers(quickstart):
     assert resp.status == 200 and resp.header("ratelimit")
     assert resp.header("x-ratelimit-limit-requests") is None
     assert resp.header("x-ratelimit-limit-tokens") is None
+
+
+def test_mg_022_16_parallel_requests_never_overshoot_completion_tokens(gw, backend):
+    """Peers that count only after the fact let parallel requests spend
+    several times a token limit.  Reserved at admission, 12 completion
+    tokens a day admit exactly 3 requests of 4, however many arrive at
+    once; what they used is what the limit says."""
+    import threading
+    backend.mode(delay_ms=300)          # all in flight together
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        r = gw.chat(PRO_KEY, body=body(max_tokens=4))
+        with lock:
+            results.append(r.status)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    backend.mode(mode="normal")
+    assert sorted(results) == [200] * 3 + [429] * 7
+    assert backend.count() == 3
+    assert sum(json.loads(r["body"])["max_tokens"] for r in backend.requests()) == 12
