@@ -80,6 +80,37 @@ MG_LIMIT_ALGORITHM(mg_limit_gcra)
     d->expires = now + d->reset;
 }
 
+/* The TAT's lead over now in sub-units, at most two buckets (a charge
+ * leaves no more); 0 for a fresh state or a TAT in the past. */
+static apr_uint64_t lead_of(const mg_limit_spec *spec,
+                            const mg_limit_state *state, apr_time_t now)
+{
+    apr_uint64_t per_us = spec->refill_per_us, gap;
+
+    if (!(state->flags & MG_LIMIT_STATE_VALID) || state->stamp < now
+        || (state->stamp == now && state->level == 0)) {
+        return 0;
+    }
+    gap = (apr_uint64_t)(state->stamp - now);
+    return gap > 2 * spec->capacity / per_us ? 2 * spec->capacity
+                                             : gap * per_us + state->level;
+}
+
+/* Keep a lead of `lead` sub-units over `now`.
+ * @return when the state equals a fresh one again */
+static apr_time_t keep_lead(const mg_limit_spec *spec, mg_limit_state *state,
+                            apr_time_t now, apr_uint64_t lead)
+{
+    apr_uint64_t per_us = spec->refill_per_us;
+
+    state->flags = MG_LIMIT_STATE_VALID;
+    state->stamp = now + (apr_time_t)(lead / per_us);
+    state->level = lead % per_us;
+    state->aux = 0;
+    state->count = 0;
+    return now + ceil_div_us(lead, per_us);
+}
+
 /* The TAT moves on by the units' emission intervals, whatever its lead:
  * GCRA has debt built in.  The lead is capped at two buckets (one of
  * debt), as the token bucket's is. */
@@ -87,14 +118,8 @@ apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
                                 mg_limit_state *state, apr_time_t now,
                                 apr_uint64_t units)
 {
-    apr_uint64_t per_us = spec->refill_per_us, lead = 0, add, after;
+    apr_uint64_t lead = lead_of(spec, state, now), add, after;
 
-    if ((state->flags & MG_LIMIT_STATE_VALID)
-        && (state->stamp > now || (state->stamp == now && state->level > 0))) {
-        apr_uint64_t gap = (apr_uint64_t)(state->stamp - now);
-        lead = gap > 2 * spec->capacity / per_us
-               ? 2 * spec->capacity : gap * per_us + state->level;
-    }
     add = units > 2 * spec->burst ? 2 * spec->capacity
                                   : units * spec->unit_scale;
     after = lead + add;
@@ -104,12 +129,7 @@ apr_time_t mg_limit_gcra_charge(const mg_limit_spec *spec,
     if (after < lead) {
         after = lead;       /* a lead already past the cap is kept */
     }
-    state->flags = MG_LIMIT_STATE_VALID;
-    state->stamp = now + (apr_time_t)(after / per_us);
-    state->level = after % per_us;
-    state->aux = 0;
-    state->count = 0;
-    return now + ceil_div_us(after, per_us);
+    return keep_lead(spec, state, now, after);
 }
 
 /* The TAT moves back by the units' emission intervals, but not behind now:
@@ -118,21 +138,10 @@ apr_time_t mg_limit_gcra_refund(const mg_limit_spec *spec,
                                 mg_limit_state *state, apr_time_t now,
                                 apr_uint64_t units)
 {
-    apr_uint64_t per_us = spec->refill_per_us, lead = 0, back;
+    apr_uint64_t lead = lead_of(spec, state, now), back;
 
-    if ((state->flags & MG_LIMIT_STATE_VALID)
-        && (state->stamp > now || (state->stamp == now && state->level > 0))) {
-        apr_uint64_t gap = (apr_uint64_t)(state->stamp - now);
-        lead = gap > 2 * spec->capacity / per_us
-               ? 2 * spec->capacity : gap * per_us + state->level;
-    }
     back = units > 2 * spec->burst ? 2 * spec->capacity
                                    : units * spec->unit_scale;
     lead = back >= lead ? 0 : lead - back;
-    state->flags = MG_LIMIT_STATE_VALID;
-    state->stamp = now + (apr_time_t)(lead / per_us);
-    state->level = lead % per_us;
-    state->aux = 0;
-    state->count = 0;
-    return now + ceil_div_us(lead, per_us);
+    return keep_lead(spec, state, now, lead);
 }
