@@ -285,12 +285,13 @@ const char *mg_policy_parse_actions(apr_pool_t *p, const char *text,
             a->wait = (apr_interval_time_t)ms * 1000;
         }
         else if (!strcasecmp(tok, "cache")) {
-            return "cache needs the response cache, which this version does "
-                   "not have yet";
+            /* Whether a cache listens is known only once every module is
+             * loaded: check_config says so. */
+            a->type = MG_ACTION_CACHE;
         }
         else {
             return apr_psprintf(p, "'%s' is not an action (fallback:MODEL, "
-                                "queue:MS, reject)", tok);
+                                "queue:MS, cache, reject)", tok);
         }
     }
     if (acts->nelts == 0) {

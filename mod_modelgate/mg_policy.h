@@ -37,8 +37,9 @@ typedef enum {
     MG_ACTION_REJECT = 1,     /**< 429 */
     MG_ACTION_FALLBACK,       /**< serve another declared model instead */
     MG_ACTION_QUEUE,          /**< wait, up to a time, for the limit */
-    MG_ACTION_CACHE           /**< a cached answer (the response cache's;
-                                   refused until it exists) */
+    MG_ACTION_CACHE           /**< the response cache's answer for the
+                                   same request (plugins/cache), marked
+                                   degraded; a miss goes on */
 } mg_action_type;
 
 typedef struct mg_limit_action {
@@ -226,7 +227,8 @@ const char *mg_policy_scope_name(mg_scope scope);
  *   share=P        tiers: fill at most P % of an upstream's max_inflight
  *   degraded_cost=K  tiers: requests cost K times while the upstream is
  *                  degraded
- *   on_limit=ACTION[,ACTION...]  tiers: fallback:MODEL, queue:MS, reject
+ *   on_limit=ACTION[,ACTION...]  tiers: fallback:MODEL, queue:MS, cache,
+ *                  reject
  *                  (in order; a refusal ends the list in any case)
  * @return NULL on success with *out set, else an error message.
  */

@@ -41,6 +41,63 @@ mg_request *mg_request_get(request_rec *r)
     return req;
 }
 
+/* ---- what plugins may ask and be asked ----------------------------------------- */
+
+/* mg_request_body (mod_modelgate.h): the body, read-only, for a plugin. */
+static int mg_request_body(request_rec *r, const char **body,
+                           apr_size_t *len)
+{
+    const mg_request *req = ap_get_module_config(r->request_config,
+                                                 &modelgate_module);
+
+    if (!req || !req->body_read) {
+        return 0;
+    }
+    *body = req->body;
+    *len = req->body_len;
+    return 1;
+}
+
+/* An optional hook (as mod_proxy's request_status), so a plugin loaded
+ * before this module can listen too.  Run by hand: APR has no RUN_FIRST
+ * for optional hooks, and the first listener that answers must stop it. */
+MG_DECLARE(int) modelgate_run_mg_cached_answer(request_rec *r,
+                                               const char *why)
+{
+    apr_array_header_t *hooks = apr_optional_hook_get("mg_cached_answer");
+    const modelgate_LINK_mg_cached_answer_t *h;
+    int i, rv;
+
+    if (!hooks) {
+        return DECLINED;
+    }
+    h = (const modelgate_LINK_mg_cached_answer_t *)hooks->elts;
+    for (i = 0; i < hooks->nelts; i++) {
+        if ((rv = h[i].pFunc(r, why)) != DECLINED) {
+            return rv;
+        }
+    }
+    return DECLINED;
+}
+
+int mg_cache_listening(void)
+{
+    apr_array_header_t *hooks = apr_optional_hook_get("mg_cached_answer");
+
+    return hooks && hooks->nelts > 0;
+}
+
+int mg_cached_answer(request_rec *r, mg_request *req, const char *why)
+{
+    /* The cache keys on the JSON body: without one there is nothing to
+     * ask, and a hook call per request saved. */
+    if (!req->body_read || modelgate_run_mg_cached_answer(r, why) != OK) {
+        return 0;
+    }
+    req->cached = 1;
+    return 1;
+}
+
 /* ---- JSON error bodies ------------------------------------------------------ */
 
 /* The bit that says "status has a JSON body" for 4xx and 5xx statuses
@@ -394,6 +451,10 @@ static int mg_fixups(request_rec *r)
         return rv;
     }
     req = mg_request_get(r);
+    if (req->cached) {
+        /* on_limit=cache answered in the decision: nothing to route. */
+        return OK;
+    }
     rv = DECLINED;
     if ((dc->route || dc->versions) && !req->model
         && !routed_by(req, dc)
@@ -402,6 +463,17 @@ static int mg_fixups(request_rec *r)
         /* Not routed yet: neither the body's model nor translate_name
          * picked this upstream. */
         rv = route_request(r, dc);
+    }
+    if ((rv == OK || rv == DECLINED) && mg_cached_answer(r, req, NULL)) {
+        /* Answered here: never in flight at the upstream, never in its
+         * health (a probe place it took goes back: the breaker waits for
+         * a request that reaches the upstream); the reservation of tokens
+         * comes back (settle). */
+        if (req->probe && req->upstream) {
+            mg_upstream_cancel_probe(r, req->upstream);
+            req->probe = 0;
+        }
+        return OK;
     }
     if (rv == OK || rv == DECLINED) {
         /* Where it goes is final now: it is in flight there. */
@@ -509,6 +581,7 @@ static void mg_register_hooks(apr_pool_t *p)
     ap_hook_fixups(mg_fixups, NULL, before_proxy, APR_HOOK_FIRST);
     ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
+    APR_REGISTER_OPTIONAL_FN(mg_request_body);
     mg_body_register(p);
     mg_upstream_register(p);
     mg_usage_register(p);

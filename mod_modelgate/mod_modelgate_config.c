@@ -619,6 +619,14 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             for (i = 0; tier->on_limit && i < tier->on_limit->nelts; i++) {
                 const mg_limit_action *a = &APR_ARRAY_IDX(tier->on_limit, i,
                                                           mg_limit_action);
+                if (a->type == MG_ACTION_CACHE && !mg_cache_listening()) {
+                    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0,
+                                 s, MGLOGNO(00008) "ModelGateTier %s: "
+                                 "on_limit=cache needs the response cache: "
+                                 "load mod_modelgate_cache.so (and "
+                                 "mod_socache_shmcb)", tier->name);
+                    ok = 0;
+                }
                 if (a->type == MG_ACTION_FALLBACK
                     && !mg_model_get(sc, a->model)) {
                     ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0,

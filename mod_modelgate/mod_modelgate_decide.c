@@ -22,6 +22,9 @@
  *                   At most ModelGateQueueLimit requests of a child wait
  *                   at once; past that the action is skipped, so waiting
  *                   never takes every worker thread.
+ *   cache           the response cache's answer for this same request
+ *                   (plugins/cache, through the mg_cached_answer hook),
+ *                   marked X-Modelgate-Degraded: cache; a miss goes on.
  *   reject          429 (also what happens after the last action).
  *
  * So a request is refused only once every candidate has refused it.
@@ -427,6 +430,22 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
 
         if (act->type == MG_ACTION_REJECT) {
             break;
+        }
+        if (act->type == MG_ACTION_CACHE) {
+            /* The cache's answer for this same request: the refused
+             * decision charged nothing, and neither does this. */
+            if (mg_cached_answer(r, req, "cache")) {
+                if (first.n > 0) {
+                    mg_headers h;
+                    mg_headers_build(r->pool, first.layers, &first.d, &h);
+                    set_limit_headers(r, &h);
+                }
+                apr_table_setn(r->notes, "modelgate-decision", "cache");
+                apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded",
+                               "cache");
+                return OK;
+            }
+            continue;
         }
         if ((fb = fallback_of(sc, req, act, first.model)) != NULL) {
             alt.model = fb;

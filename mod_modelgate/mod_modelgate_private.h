@@ -163,6 +163,8 @@ typedef struct mg_request {
     struct mg_reservation *reservation; /**< what token and budget layers
                                    reserved (mod_modelgate_usage.c); NULL:
                                    none, and nothing to settle */
+    int cached;               /**< a cached answer serves it (a listener of
+                                   mg_cached_answer said OK): not forwarded */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
 } mg_request;
@@ -305,6 +307,12 @@ int mg_respond_json(request_rec *r, int status, const char *json);
 /** Answer `status` with an OpenAI-style JSON body; returns `status`. */
 int mg_respond_error(request_rec *r, int status, const char *message,
                      const char *type, const char *code);
+
+/** Ask the listeners of mg_cached_answer (mod_modelgate.h) whether a
+ *  cached answer serves `r`; 1 (req->cached set) when one does. */
+int mg_cached_answer(request_rec *r, mg_request *req, const char *why);
+/** Does anything listen to mg_cached_answer (the cache plugin loaded)? */
+int mg_cache_listening(void);
 
 /* mod_modelgate_store_shm.c */
 extern const mg_store_provider mg_store_shm_provider;

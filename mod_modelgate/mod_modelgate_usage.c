@@ -409,7 +409,13 @@ int mg_usage_settle(request_rec *r)
     if (u && u->status == MG_USAGE_FOUND) {
         note_usage(r, u);
     }
-    if (u && u->status == MG_USAGE_FOUND && r->status < 400) {
+    if (req->cached) {
+        /* A cached answer generated nothing: what a hit costs in token
+         * layers is nothing, the whole reservation comes back. */
+        how = "cached";
+        prompt = completion = -1;
+    }
+    else if (u && u->status == MG_USAGE_FOUND && r->status < 400) {
         how = "usage";
         prompt = u->prompt > 0 ? u->prompt : 0;
         completion = u->completion > 0 ? u->completion : 0;

@@ -174,7 +174,8 @@ def test_mg_014_08_config_errors(gateways):
     harness.assert_config_errors(gateways, [
         ("ModelGateTier free 1/s on_limit=fallback:nowhere\n",
          "on_limit= falls back to 'nowhere', which no ModelGateModel declares"),
-        ("ModelGateTier free 1/s on_limit=cache\n", "cache needs the response cache"),
+        ("ModelGateTier free 1/s on_limit=cache\n",
+         "on_limit=cache needs the response cache: load mod_modelgate_cache.so"),
         ("ModelGateTier free 1/s on_limit=queue:99999\n", "queue:MS waits from 1 to 60000"),
         ("ModelGateLimit x key 1/s on_limit=reject\n", "are a tier's options"),
         ("ModelGateQueueLimit many\n", "'many' must be a number of requests"),

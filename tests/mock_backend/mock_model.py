@@ -69,13 +69,14 @@ Modes (POST /_mock/mode, global to the server instance)
 -------------------------------------------------------
 Body: ``{"mode": "normal"|"slow"|"error"|"ratelimit", "delay_ms": int,
 "status": int, "retry_after": int, "stream_chunk_delay_ms": int,
-"usage": null|"omit"|object}``.  Each call replaces the whole mode; omitted
+"usage": null|"omit"|object, "headers": object}``.  Each call replaces the whole mode; omitted
 fields take their defaults (mode "normal", delay_ms 0 - or 1000 for "slow" -,
 status 500, retry_after 1, stream_chunk_delay_ms 0, usage null).  Returns the
 new mode object.  ``usage`` plays a model server that reports usage badly:
 "omit" sends none (neither in JSON answers nor in streams), an object is
 sent verbatim wherever the real usage would be (negative, fractional or
-absurd values, for the gateway's tests).
+absurd values, for the gateway's tests).  ``headers`` (name -> string) are
+added to every /v1 answer (Set-Cookie, Cache-Control, for the cache's tests).
 
 * normal     answer normally.
 * slow       sleep delay_ms before answering each /v1 request.
@@ -205,7 +206,7 @@ def _is_token_list(v):
 
 def default_mode():
     return {"mode": "normal", "delay_ms": 0, "status": 500, "retry_after": 1,
-            "stream_chunk_delay_ms": 0, "usage": None}
+            "stream_chunk_delay_ms": 0, "usage": None, "headers": {}}
 
 
 def parse_mode(req):
@@ -235,6 +236,12 @@ def parse_mode(req):
         raise RequestError(400, "usage must be null, \"omit\" or an object.", "invalid_value",
                            "usage")
     new["usage"] = usage
+    headers = req.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise RequestError(400, "headers must be an object of strings.", "invalid_value",
+                           "headers")
+    new["headers"] = headers
     return new
 
 
@@ -390,6 +397,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Mock-Server", self.server.state.name)
         for k, v in headers:
             self.send_header(k, v)
+        mode = getattr(self, "_mode", None)
+        if mode and mode.get("headers") and (self.path == "/v1" or self.path.startswith("/v1/")):
+            for k, v in mode["headers"].items():
+                self.send_header(k, v)
         if close:
             self.close_connection = True
         if self.close_connection:

@@ -428,12 +428,16 @@ static void test_actions(void **state)
     assert_string_equal(mg_policy_parse_actions(p, "fallback:", &acts),
                         "'fallback:': fallback:MODEL names a model declared "
                         "with ModelGateModel");
-    assert_string_equal(mg_policy_parse_actions(p, "cache", &acts),
-                        "cache needs the response cache, which this version "
-                        "does not have yet");
+    /* cache parses; check_config refuses it when no cache listens */
+    assert_null(mg_policy_parse_actions(p, "cache,fallback:small", &acts));
+    assert_int_equal(acts->nelts, 2);
+    assert_int_equal(APR_ARRAY_IDX(acts, 0, mg_limit_action).type,
+                     MG_ACTION_CACHE);
+    assert_int_equal(APR_ARRAY_IDX(acts, 1, mg_limit_action).type,
+                     MG_ACTION_FALLBACK);
     assert_string_equal(mg_policy_parse_actions(p, "retry", &acts),
                         "'retry' is not an action (fallback:MODEL, queue:MS, "
-                        "reject)");
+                        "cache, reject)");
     assert_string_equal(mg_policy_parse_actions(p, ",", &acts),
                         "name at least one action");
 
@@ -443,7 +447,7 @@ static void test_actions(void **state)
     opts[0] = "on_limit=wait";
     assert_string_equal(mg_policy_parse_tier(p, "free", "1/s", 1, opts, NULL, &t),
                         "'on_limit=wait': 'wait' is not an action "
-                        "(fallback:MODEL, queue:MS, reject)");
+                        "(fallback:MODEL, queue:MS, cache, reject)");
 }
 
 /* Token limits: unit=tokens, count=, a tier's tokens=, and the algorithms

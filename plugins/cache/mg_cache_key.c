@@ -1,0 +1,94 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_cache_key.c -- canonical request bodies and cache keys (see
+ * mg_cache_key.h).
+ */
+#include <string.h>
+#include <stdlib.h>
+#include <apr_strings.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include "mg_cache_key.h"
+
+const char *const mg_cache_ignored_default[] = { "user", "metadata", NULL };
+const char *const mg_cache_ignored_routed[] = { "user", "metadata", "model",
+                                                NULL };
+
+mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
+                                        apr_size_t len,
+                                        const char *const *ignore,
+                                        mg_cache_body *out)
+{
+    json_error_t err;
+    json_t *root, *v;
+    char *dumped;
+    int i;
+
+    /* Duplicates refused as the gate refuses them (mg_body.c): two
+     * readings of one body must not disagree on what it says. */
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        return MG_CACHE_BODY_MALFORMED;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return MG_CACHE_BODY_NOT_OBJECT;
+    }
+    for (i = 0; ignore && ignore[i]; i++) {
+        json_object_del(root, ignore[i]);
+    }
+    out->stream = json_is_true(json_object_get(root, "stream"));
+    v = json_object_get(root, "temperature");
+    out->deterministic = json_is_number(v) && json_number_value(v) == 0.0;
+    /* Sorted members and no spaces: one text per meaning.  Numbers keep
+     * their type (0 and 0.0 differ), as a server may read them apart. */
+    dumped = json_dumps(root, JSON_SORT_KEYS | JSON_COMPACT);
+    json_decref(root);
+    if (!dumped) {
+        return MG_CACHE_BODY_MALFORMED;
+    }
+    out->len = strlen(dumped);
+    out->canonical = apr_pstrmemdup(p, dumped, out->len);
+    free(dumped);
+    return MG_CACHE_BODY_OK;
+}
+
+static void put_part(EVP_MD_CTX *md, const char *s, apr_size_t n)
+{
+    unsigned char len[8];
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        len[i] = (unsigned char)((apr_uint64_t)n >> (56 - 8 * i));
+    }
+    EVP_DigestUpdate(md, len, sizeof(len));
+    EVP_DigestUpdate(md, s, n);
+}
+
+int mg_cache_key(const char *scope, const char *subject, const char *route,
+                 const char *path, const char *body, apr_size_t body_len,
+                 unsigned char key[MG_CACHE_KEY_LEN])
+{
+    /* Changes whenever what goes into a key does: old entries then miss
+     * instead of answering for something else. */
+    static const char version[] = "modelgate-cache-1";
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = MG_CACHE_KEY_LEN;
+    int ok;
+
+    if (!md) {
+        return -1;
+    }
+    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    if (ok) {
+        put_part(md, version, sizeof(version) - 1);
+        put_part(md, scope, strlen(scope));
+        put_part(md, subject, strlen(subject));
+        put_part(md, route, strlen(route));
+        put_part(md, path, strlen(path));
+        put_part(md, body, body_len);
+        ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
+    }
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
+}

@@ -1,0 +1,79 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mg_cache_key.h -- what the response cache reads of a request body, and
+ * the key it stores the answer under.
+ *
+ * Two requests get the same key when they come from the same scope subject
+ * (tenant, key or everybody), go to the same route and model, and their
+ * JSON bodies say the same thing: member order and white space do not
+ * matter, and listed members (`user`, `metadata`: who asks and the
+ * caller's own labels, not what is asked) are left out.  The key is a
+ * SHA-256 digest: it never holds the prompt, and it is never shown to
+ * clients (one tenant could probe another's prompts with it).
+ *
+ * Plain C over APR, jansson and OpenSSL: no request_rec, unit-tested in
+ * tests/unit/test_cache_key.c.
+ */
+#ifndef MG_CACHE_KEY_H
+#define MG_CACHE_KEY_H
+
+#include <apr_pools.h>
+
+/** Bytes of a cache key (a SHA-256 digest). */
+#define MG_CACHE_KEY_LEN 32
+
+/** What a request body says, for the cache. */
+typedef struct mg_cache_body {
+    const char *canonical;    /**< the body made canonical: members sorted
+                                   by name at every level, no white space,
+                                   the ignored members removed */
+    apr_size_t len;           /**< its length in bytes */
+    int stream;               /**< "stream": true */
+    int deterministic;        /**< "temperature" is present and 0: the
+                                   answer does not depend on sampling.  An
+                                   absent temperature is not: model servers
+                                   default to 1 */
+} mg_cache_body;
+
+typedef enum {
+    MG_CACHE_BODY_OK = 0,
+    MG_CACHE_BODY_MALFORMED,  /**< not JSON, or a member given twice */
+    MG_CACHE_BODY_NOT_OBJECT  /**< JSON, but not an object */
+} mg_cache_body_status;
+
+/** The members left out of the key unless a caller says otherwise. */
+extern const char *const mg_cache_ignored_default[];
+/** ... and where the request names a declared model: that model's name
+ *  is a part of the key of its own (the route), and the body's `model`
+ *  is whatever the gateway renamed it to (an alias, a fallback's
+ *  served_as), which a request refused by a limit never was. */
+extern const char *const mg_cache_ignored_routed[];
+
+/**
+ * Read a JSON body of `len` bytes and make it canonical.
+ * @param ignore NULL-terminated names of top-level members left out (NULL:
+ *        none)
+ * @param out filled on MG_CACHE_BODY_OK; `canonical` is allocated from `p`
+ */
+mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
+                                        apr_size_t len,
+                                        const char *const *ignore,
+                                        mg_cache_body *out);
+
+/**
+ * The key of an answer: a SHA-256 over every part, each preceded by its
+ * length, so no two different lists of parts make the same input.
+ * @param scope    "tenant", "key" or "global"
+ * @param subject  the tenant or key id ("" for global)
+ * @param route    the served model's name, or the upstream's when the
+ *                 request names no declared model
+ * @param path     the request's path and query: /v1/chat/completions and
+ *                 /v1/completions answer the same body differently
+ * @param body     the canonical body (mg_cache_body_read)
+ * @return 0, or -1 when OpenSSL failed (then the request is not cached)
+ */
+int mg_cache_key(const char *scope, const char *subject, const char *route,
+                  const char *path, const char *body, apr_size_t body_len,
+                  unsigned char key[MG_CACHE_KEY_LEN]);
+
+#endif /* MG_CACHE_KEY_H */

@@ -1,0 +1,828 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * mod_modelgate_cache.c -- the response cache for deterministic inference:
+ * exact-match answers to POST JSON requests, scoped to the caller's tenant
+ * (or key, or everybody), stored through Apache's ap_socache providers
+ * (shmcb on one host; memcache or redis to share one cache between
+ * gateways).
+ *
+ * mod_cache cannot do this: it caches GET only, and answers in the quick
+ * handler, before authentication.  This plugin answers only once the gate
+ * has admitted the request, and keys on the JSON body made canonical
+ * (mg_cache_key.c).  It never calls the core by name and the core never
+ * calls it: the core publishes
+ *
+ *   mg_request_body    (optional function) the JSON body the gate read
+ *   mg_cached_answer   (optional hook) run in fixups for an admitted,
+ *                      routed request, and in the decision for a caller a
+ *                      limit refused whose tier says on_limit=cache
+ *
+ * and this plugin listens.  A hit sets r->handler to this module's
+ * handler, which sends the stored answer; a miss adds an output filter
+ * that keeps a complete 200 JSON answer and stores it at its end.
+ *
+ * What is cached: POST requests with a JSON body where `ModelGateCacheable
+ * On`, that ask for a deterministic answer ("temperature": 0) or whose
+ * client accepts a cached one (a request `Cache-Control: max-age=N`: then
+ * an answer up to N seconds old), and that do not stream.  `Cache-Control:
+ * no-cache` (or `Pragma: no-cache`) from the client skips the lookup,
+ * `no-store` the store.  An answer is stored only when it is a complete
+ * 200 application/json answer without Content-Encoding, without
+ * `Cache-Control: no-store` or `private`, without Set-Cookie, and no
+ * larger than ModelGateCacheMaxObject.
+ */
+#include <apr_strings.h>
+#include <apr_lib.h>
+#include <apr_global_mutex.h>
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <ap_provider.h>
+#include <ap_socache.h>
+#include <util_mutex.h>
+#include <util_filter.h>
+#include "mod_modelgate.h"
+#include "mg_cache_key.h"
+
+module AP_MODULE_DECLARE_DATA modelgate_cache_module;
+APLOG_USE_MODULE(modelgate_cache);
+
+/* Log tags owned by this plugin: MGC00001 and up. */
+#define MGCLOGNO(n) "MGC" #n ": "
+
+#define MG_CACHE_HANDLER      "modelgate-cache"
+#define MG_CACHE_FILTER       "MODELGATE_CACHE_STORE"
+#define MG_CACHE_MUTEX_TYPE   "modelgate-cache"
+#define MG_CACHE_NAMESPACE    "modelgate-cache"
+#define MG_CACHE_UNSET        (-1)
+/** ModelGateCacheTTL's default, seconds. */
+#define MG_CACHE_TTL_DEFAULT  300
+/** ... and its largest value: a day. */
+#define MG_CACHE_TTL_MAX      86400
+/** ModelGateCacheMaxObject's default: well inside what shmcb's default
+ *  size holds (512000 bytes: 8 subcaches of about 63 KB with this
+ *  plugin's hints; one answer must fit in one subcache). */
+#define MG_CACHE_MAX_OBJECT_DEFAULT (32 * 1024)
+/** ... and its largest value. */
+#define MG_CACHE_MAX_OBJECT_MAX (16 * 1024 * 1024)
+/** Longest Content-Type kept with an answer. */
+#define MG_CACHE_CTYPE_MAX    255
+/** First bytes of an entry: its layout's version. */
+#define MG_CACHE_MAGIC        0x4d474331u   /* "MGC1" */
+
+typedef enum {
+    MG_CACHE_SCOPE_TENANT = 0,
+    MG_CACHE_SCOPE_KEY,
+    MG_CACHE_SCOPE_GLOBAL
+} mg_cache_scope;
+
+static const char *const scope_names[] = { "tenant", "key", "global" };
+
+/** The cache: one per server configuration (ModelGateCache is global). */
+typedef struct cache_server_conf {
+    const char *spec;                 /**< as written: "shmcb:/path(N)" */
+    const ap_socache_provider_t *provider;
+    ap_socache_instance_t *inst;
+    apr_size_t max_object;            /**< 0: unset (the default) */
+} cache_server_conf;
+
+typedef struct cache_dir_conf {
+    int cacheable;                    /**< MG_CACHE_UNSET, 0 or 1 */
+    int ttl;                          /**< seconds; MG_CACHE_UNSET: default */
+    int scope;                        /**< mg_cache_scope; MG_CACHE_UNSET:
+                                           tenant */
+} cache_dir_conf;
+
+/** What one request's lookup found, for the handler or the store. */
+typedef struct cache_request {
+    unsigned char key[MG_CACHE_KEY_LEN];
+    int ttl;
+    /* a hit */
+    const char *ctype;
+    const char *body;
+    apr_size_t body_len;
+    apr_int64_t age, left;            /**< seconds */
+    /* a store */
+    char *buf;                        /**< the answer so far */
+    apr_size_t len;
+    int failed;                       /**< not storable: pass only */
+} cache_request;
+
+/* Entry layout in the socache, host byte order (one host, or gateways of
+ * one build sharing memcache/redis): magic, content-type length (u32),
+ * stored-at and expiry (apr_time_t), the content type, the body. */
+#define ENTRY_HEAD (4 + 4 + 8 + 8)
+
+static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
+static apr_global_mutex_t *cache_mutex;
+/* Did some location say ModelGateCacheable On (this generation)? */
+static int cacheable_somewhere;
+
+/* ---- configuration ------------------------------------------------------- */
+
+static void *create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    return apr_pcalloc(p, sizeof(cache_server_conf));
+}
+
+static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    /* ModelGateCache is global: every virtual host shares the main
+     * server's cache. */
+    return basev;
+}
+
+static void *create_dir_conf(apr_pool_t *p, char *dir)
+{
+    cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
+
+    dc->cacheable = dc->ttl = dc->scope = MG_CACHE_UNSET;
+    return dc;
+}
+
+static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    const cache_dir_conf *base = basev, *add = addv;
+    cache_dir_conf *dc = apr_palloc(p, sizeof(*dc));
+
+    dc->cacheable = add->cacheable != MG_CACHE_UNSET ? add->cacheable
+                                                     : base->cacheable;
+    dc->ttl = add->ttl != MG_CACHE_UNSET ? add->ttl : base->ttl;
+    dc->scope = add->scope != MG_CACHE_UNSET ? add->scope : base->scope;
+    return dc;
+}
+
+static cache_server_conf *main_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &modelgate_cache_module);
+}
+
+/* ModelGateCache TYPE[:ARGS], as CacheSocache and SSLSessionCache. */
+static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    cache_server_conf *sc = main_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *sep, *name, *args = "";
+
+    if (err) {
+        return err;
+    }
+    sep = ap_strchr_c(arg, ':');
+    name = sep ? apr_pstrmemdup(cmd->temp_pool, arg, sep - arg) : arg;
+    if (sep) {
+        args = sep + 1;
+    }
+    sc->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
+                                      AP_SOCACHE_PROVIDER_VERSION);
+    if (!sc->provider) {
+        return apr_psprintf(cmd->pool, "ModelGateCache: unknown socache "
+                            "provider '%s': load mod_socache_%s before this "
+                            "line (LoadModule socache_%s_module "
+                            "modules/mod_socache_%s.so)", name, name, name,
+                            name);
+    }
+    err = sc->provider->create(&sc->inst, args, cmd->temp_pool, cmd->pool);
+    if (err) {
+        return apr_psprintf(cmd->pool, "ModelGateCache %s: %s", arg, err);
+    }
+    sc->spec = arg;
+    return NULL;
+}
+
+static const char *cmd_max_object(cmd_parms *cmd, void *dummy,
+                                  const char *arg)
+{
+    cache_server_conf *sc = main_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_off_t n;
+    char *end;
+
+    if (err) {
+        return err;
+    }
+    if (apr_strtoff(&n, arg, &end, 10) != APR_SUCCESS || *end || n < 1
+        || n > MG_CACHE_MAX_OBJECT_MAX) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheMaxObject: '%s' must "
+                            "be a number of bytes from 1 to %d", arg,
+                            MG_CACHE_MAX_OBJECT_MAX);
+    }
+    sc->max_object = (apr_size_t)n;
+    return NULL;
+}
+
+static const char *cmd_cacheable(cmd_parms *cmd, void *dcv, int on)
+{
+    cache_dir_conf *dc = dcv;
+
+    dc->cacheable = on;
+    if (on) {
+        cacheable_somewhere = 1;
+    }
+    return NULL;
+}
+
+static const char *cmd_ttl(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    cache_dir_conf *dc = dcv;
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+
+    if (end == arg || *end || n < 1 || n > MG_CACHE_TTL_MAX) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheTTL: '%s' must be a "
+                            "number of seconds from 1 to %d", arg,
+                            MG_CACHE_TTL_MAX);
+    }
+    dc->ttl = (int)n;
+    return NULL;
+}
+
+static const char *cmd_scope(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    cache_dir_conf *dc = dcv;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        if (!strcasecmp(arg, scope_names[i])) {
+            dc->scope = i;
+            return NULL;
+        }
+    }
+    return apr_psprintf(cmd->pool, "ModelGateCacheScope: '%s' is not a "
+                        "scope (tenant, key or global)", arg);
+}
+
+static const command_rec cache_cmds[] = {
+    AP_INIT_TAKE1("ModelGateCache", cmd_cache, NULL, RSRC_CONF,
+        "where answers are kept: an ap_socache provider and its argument, "
+        "as CacheSocache (shmcb, shmcb:/path(bytes), memcache:host:port, "
+        "redis:host:port)"),
+    AP_INIT_TAKE1("ModelGateCacheMaxObject", cmd_max_object, NULL, RSRC_CONF,
+        "the largest answer stored, in bytes (default 32768)"),
+    AP_INIT_FLAG("ModelGateCacheable", cmd_cacheable, NULL, ACCESS_CONF,
+        "On: deterministic POST JSON requests here are answered from the "
+        "cache and their answers stored"),
+    AP_INIT_TAKE1("ModelGateCacheTTL", cmd_ttl, NULL, ACCESS_CONF,
+        "seconds an answer stored here stays (default 300)"),
+    AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
+        "whose requests share answers: tenant (default), key or global"),
+    { NULL }
+};
+
+static apr_size_t max_object(const cache_server_conf *sc)
+{
+    return sc->max_object ? sc->max_object : MG_CACHE_MAX_OBJECT_DEFAULT;
+}
+
+/* ---- the socache, serialised when the provider needs it ------------------- */
+
+static apr_status_t lock(server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!cache_mutex) {
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_global_mutex_lock(cache_mutex)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, MGCLOGNO(00001)
+                     "cannot lock the response cache");
+    }
+    return rv;
+}
+
+static void unlock(void)
+{
+    if (cache_mutex) {
+        apr_global_mutex_unlock(cache_mutex);
+    }
+}
+
+/* ---- reading the request ----------------------------------------------------- */
+
+/* A token list's member `name`: its value after '=' (or "" without one), or
+ * NULL when the list does not have it. */
+static const char *directive(apr_pool_t *p, const char *list,
+                             const char *name)
+{
+    apr_size_t n = strlen(name);
+
+    while (list && *list) {
+        const char *end;
+        apr_size_t len;
+
+        while (*list == ',' || apr_isspace(*list)) {
+            list++;
+        }
+        end = ap_strchr_c(list, ',');
+        len = end ? (apr_size_t)(end - list) : strlen(list);
+        if (len >= n && !strncasecmp(list, name, n)
+            && (len == n || list[n] == '=' || apr_isspace(list[n]))) {
+            const char *v = list + n;
+            while (apr_isspace(*v)) {
+                v++;
+            }
+            return *v == '=' ? apr_pstrmemdup(p, v + 1,
+                                              len - (apr_size_t)(v + 1 - list))
+                             : "";
+        }
+        list = end;
+    }
+    return NULL;
+}
+
+/* The request's max-age= in seconds, or -1. */
+static apr_int64_t client_max_age(request_rec *r, const char *cc)
+{
+    const char *v = directive(r->pool, cc, "max-age");
+    char *end;
+    apr_int64_t n;
+
+    if (!v) {
+        return -1;
+    }
+    n = apr_strtoi64(v, &end, 10);
+    return end != v && n >= 0 ? n : -1;
+}
+
+static const char *subject_of(request_rec *r, int scope)
+{
+    switch (scope) {
+    case MG_CACHE_SCOPE_KEY:
+        return apr_table_get(r->subprocess_env, "MODELGATE_KEY_ID");
+    case MG_CACHE_SCOPE_GLOBAL:
+        return "";
+    default:
+        return apr_table_get(r->subprocess_env, "MODELGATE_TENANT");
+    }
+}
+
+/* The served model's declared name, or the upstream's when the request
+ * names no declared model (`*routed` 0: then the body's `model` counts). */
+static const char *route_of(request_rec *r, int *routed)
+{
+    const char *m = apr_table_get(r->notes, "modelgate-model");
+    const char *u;
+
+    *routed = m != NULL;
+    if (m) {
+        return apr_pstrcat(r->pool, "model:", m, NULL);
+    }
+    u = apr_table_get(r->notes, "modelgate-upstream");
+    return apr_pstrcat(r->pool, "upstream:", u ? u : "", NULL);
+}
+
+static void outcome(request_rec *r, const char *note, const char *status)
+{
+    apr_table_setn(r->notes, "modelgate-cache", note);
+    if (status) {
+        apr_table_setn(r->err_headers_out, "Cache-Status", status);
+    }
+}
+
+/* ---- a hit ------------------------------------------------------------------ */
+
+/* Look `cr->key` up; 1 when a usable entry was found (cr filled). */
+static int lookup(request_rec *r, const cache_server_conf *sc,
+                  cache_request *cr, apr_int64_t max_age)
+{
+    unsigned int cap = (unsigned int)(ENTRY_HEAD + MG_CACHE_CTYPE_MAX
+                                      + max_object(sc));
+    unsigned char *buf = apr_palloc(r->pool, cap);
+    unsigned int len = cap;
+    apr_uint32_t magic, ctlen;
+    apr_time_t stored, expiry, now;
+    apr_status_t rv;
+
+    if (lock(r->server) != APR_SUCCESS) {
+        return 0;
+    }
+    rv = sc->provider->retrieve(sc->inst, r->server, cr->key,
+                                MG_CACHE_KEY_LEN, buf, &len, r->pool);
+    unlock();
+    if (rv != APR_SUCCESS) {
+        if (!APR_STATUS_IS_NOTFOUND(rv)) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00002)
+                          "response cache lookup failed: a miss");
+        }
+        return 0;
+    }
+    if (len < ENTRY_HEAD) {
+        return 0;
+    }
+    memcpy(&magic, buf, 4);
+    memcpy(&ctlen, buf + 4, 4);
+    memcpy(&stored, buf + 8, 8);
+    memcpy(&expiry, buf + 16, 8);
+    if (magic != MG_CACHE_MAGIC || ctlen > MG_CACHE_CTYPE_MAX
+        || ENTRY_HEAD + ctlen > len) {
+        return 0;
+    }
+    now = apr_time_now();
+    if (now >= expiry) {
+        return 0;               /* the provider may expire lazily */
+    }
+    cr->age = now > stored ? apr_time_sec(now - stored) : 0;
+    cr->left = apr_time_sec(expiry - now);
+    if (max_age >= 0 && cr->age > max_age) {
+        return 0;               /* older than this client accepts */
+    }
+    cr->ctype = apr_pstrmemdup(r->pool, (const char *)buf + ENTRY_HEAD,
+                               ctlen);
+    cr->body = (const char *)buf + ENTRY_HEAD + ctlen;
+    cr->body_len = len - ENTRY_HEAD - ctlen;
+    return 1;
+}
+
+static int cache_handler(request_rec *r)
+{
+    cache_request *cr;
+    apr_bucket_brigade *bb;
+
+    if (!r->handler || strcmp(r->handler, MG_CACHE_HANDLER)) {
+        return DECLINED;
+    }
+    cr = ap_get_module_config(r->request_config, &modelgate_cache_module);
+    if (!cr || !cr->body) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    r->status = HTTP_OK;
+    ap_set_content_type(r, cr->ctype);
+    ap_set_content_length(r, (apr_off_t)cr->body_len);
+    apr_table_setn(r->headers_out, "Age",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, cr->age));
+    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    if (!r->header_only) {
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(
+            cr->body, cr->body_len, r->pool, r->connection->bucket_alloc));
+    }
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(
+                                    r->connection->bucket_alloc));
+    return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS
+           ? OK : AP_FILTER_ERROR;
+}
+
+/* ---- a miss: keep the answer, store it at its end --------------------------- */
+
+static int is_type(const char *ct, const char *want)
+{
+    apr_size_t n = strlen(want);
+
+    return ct && !strncasecmp(ct, want, n)
+           && (ct[n] == '\0' || ct[n] == ';' || apr_isspace(ct[n]));
+}
+
+/* Why this answer must not be stored, or NULL. */
+static const char *unstorable(request_rec *r, const cache_server_conf *sc)
+{
+    const char *cc, *ce, *cl;
+
+    if (r->status != HTTP_OK) {
+        return "status";
+    }
+    if (!is_type(r->content_type, "application/json")) {
+        return "type";
+    }
+    ce = apr_table_get(r->headers_out, "Content-Encoding");
+    if (ce && strcasecmp(ce, "identity")) {
+        return "encoded";
+    }
+    if (apr_table_get(r->headers_out, "Set-Cookie")
+        || apr_table_get(r->err_headers_out, "Set-Cookie")) {
+        return "set-cookie";
+    }
+    cc = apr_table_get(r->headers_out, "Cache-Control");
+    if (cc && (directive(r->pool, cc, "no-store")
+               || directive(r->pool, cc, "private"))) {
+        return "cache-control";
+    }
+    if (r->content_type && strlen(r->content_type) > MG_CACHE_CTYPE_MAX) {
+        return "type";
+    }
+    cl = apr_table_get(r->headers_out, "Content-Length");
+    if (cl) {
+        char *end;
+        apr_off_t n;
+        if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end
+            && n > (apr_off_t)max_object(sc)) {
+            return "size";
+        }
+    }
+    return NULL;
+}
+
+static void store(request_rec *r, const cache_server_conf *sc,
+                  cache_request *cr)
+{
+    apr_uint32_t magic = MG_CACHE_MAGIC;
+    apr_uint32_t ctlen = (apr_uint32_t)strlen(r->content_type);
+    apr_time_t now = apr_time_now();
+    apr_time_t expiry = now + apr_time_from_sec(cr->ttl);
+    apr_size_t len = ENTRY_HEAD + ctlen + cr->len;
+    unsigned char *e = apr_palloc(r->pool, len);
+    apr_status_t rv;
+
+    memcpy(e, &magic, 4);
+    memcpy(e + 4, &ctlen, 4);
+    memcpy(e + 8, &now, 8);
+    memcpy(e + 16, &expiry, 8);
+    memcpy(e + ENTRY_HEAD, r->content_type, ctlen);
+    if (cr->len) {
+        memcpy(e + ENTRY_HEAD + ctlen, cr->buf, cr->len);
+    }
+    if (lock(r->server) != APR_SUCCESS) {
+        return;
+    }
+    rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
+                             expiry, e, (unsigned int)len, r->pool);
+    unlock();
+    if (rv != APR_SUCCESS) {
+        /* Too large for the provider (shmcb: one subcache), or the
+         * provider is down: the client has its answer anyway. */
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00003)
+                      "answer of %" APR_SIZE_T_FMT " bytes not stored by "
+                      "socache '%s'", len, sc->spec);
+        return;
+    }
+    outcome(r, "stored", NULL);
+}
+
+static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    cache_request *cr = f->ctx;
+    const cache_server_conf *sc = main_conf(r->server);
+    apr_bucket *e;
+
+    if (!cr->buf && !cr->failed) {
+        const char *why = unstorable(r, sc);
+        if (why) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00004)
+                          "answer not stored: %s", why);
+            ap_remove_output_filter(f);
+            return ap_pass_brigade(f->next, bb);
+        }
+        cr->buf = apr_palloc(r->pool, max_object(sc));
+        if (apr_table_get(r->headers_out, "Content-Length")) {
+            /* Known to fit: it will be stored unless the socache
+             * refuses (RFC 9211: "stored"). */
+            const char *cs = apr_table_get(r->err_headers_out,
+                                           "Cache-Status");
+            if (cs) {
+                apr_table_setn(r->err_headers_out, "Cache-Status",
+                               apr_pstrcat(r->pool, cs, "; stored", NULL));
+            }
+        }
+    }
+    for (e = APR_BRIGADE_FIRST(bb);
+         !cr->failed && e != APR_BRIGADE_SENTINEL(bb);
+         e = APR_BUCKET_NEXT(e)) {
+        const char *data;
+        apr_size_t len;
+
+        if (APR_BUCKET_IS_EOS(e)) {
+            if (!r->connection->aborted) {
+                store(r, sc, cr);
+            }
+            ap_remove_output_filter(f);
+            break;
+        }
+        if (APR_BUCKET_IS_METADATA(e)) {
+            continue;
+        }
+        if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ)
+            != APR_SUCCESS) {
+            cr->failed = 1;
+            break;
+        }
+        if (len > max_object(sc) - cr->len) {
+            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00005)
+                          "answer over ModelGateCacheMaxObject (%"
+                          APR_SIZE_T_FMT " bytes): not stored",
+                          max_object(sc));
+            cr->failed = 1;
+            break;
+        }
+        memcpy(cr->buf + cr->len, data, len);
+        cr->len += len;
+    }
+    if (cr->failed) {
+        ap_remove_output_filter(f);
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
+/* ---- the core asks ------------------------------------------------------------ */
+
+/* mg_cached_answer (mod_modelgate.h): `why` NULL in fixups, "cache" when a
+ * limit refused the caller and its tier says on_limit=cache. */
+static int cached_answer(request_rec *r, const char *why)
+{
+    const cache_dir_conf *dc = ap_get_module_config(r->per_dir_config,
+                                                    &modelgate_cache_module);
+    const cache_server_conf *sc = main_conf(r->server);
+    const char *body, *cc, *subject, *route;
+    apr_size_t len;
+    apr_int64_t max_age;
+    mg_cache_body cb;
+    cache_request *cr;
+    int no_cache, no_store, scope, routed;
+
+    if (dc->cacheable != 1 || !sc->inst) {
+        return DECLINED;
+    }
+    route = route_of(r, &routed);
+    if (r->method_number != M_POST || !request_body
+        || !request_body(r, &body, &len)
+        || mg_cache_body_read(r->pool, body, len, routed
+                              ? mg_cache_ignored_routed
+                              : mg_cache_ignored_default,
+                              &cb) != MG_CACHE_BODY_OK) {
+        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        return DECLINED;
+    }
+    cc = apr_table_get(r->headers_in, "Cache-Control");
+    max_age = client_max_age(r, cc);
+    if (cb.stream || (!cb.deterministic && max_age < 0)) {
+        /* Streams are not replayed yet; sampled answers differ by design
+         * unless the client says a cached one will do. */
+        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        return DECLINED;
+    }
+    scope = dc->scope == MG_CACHE_UNSET ? MG_CACHE_SCOPE_TENANT : dc->scope;
+    if (!(subject = subject_of(r, scope))) {
+        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        return DECLINED;
+    }
+    cr = apr_pcalloc(r->pool, sizeof(*cr));
+    if (mg_cache_key(scope_names[scope], subject, route,
+                     apr_pstrcat(r->pool, r->uri, r->args ? "?" : "",
+                                 r->args, NULL),
+                     cb.canonical, cb.len, cr->key) != 0) {
+        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        return DECLINED;
+    }
+    cr->ttl = dc->ttl == MG_CACHE_UNSET ? MG_CACHE_TTL_DEFAULT : dc->ttl;
+    no_cache = directive(r->pool, cc, "no-cache")
+               || directive(r->pool, apr_table_get(r->headers_in, "Pragma"),
+                            "no-cache");
+    no_store = directive(r->pool, cc, "no-store") != NULL;
+    ap_set_module_config(r->request_config, &modelgate_cache_module, cr);
+    if (!no_cache && lookup(r, sc, cr, max_age)) {
+        outcome(r, "hit", apr_psprintf(r->pool, "modelgate; hit; ttl=%"
+                                       APR_INT64_T_FMT, cr->left));
+        r->handler = MG_CACHE_HANDLER;
+        /* translate_name handed it to mod_proxy: take it back. */
+        r->proxyreq = PROXYREQ_NONE;
+        return OK;
+    }
+    if (why) {
+        /* Refused by a limit: not forwarded, nothing to store. */
+        outcome(r, "miss", NULL);
+        return DECLINED;
+    }
+    outcome(r, "miss", no_cache ? "modelgate; fwd=request"
+                                : "modelgate; fwd=miss");
+    if (!no_store) {
+        ap_add_output_filter(MG_CACHE_FILTER, cr, r, r->connection);
+    }
+    return DECLINED;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                            apr_pool_t *ptemp)
+{
+    cacheable_somewhere = 0;
+    return ap_mutex_register(pconf, MG_CACHE_MUTEX_TYPE, NULL,
+                             APR_LOCK_DEFAULT, 0) == APR_SUCCESS
+           ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
+static apr_status_t destroy_cache(void *data)
+{
+    server_rec *s = data;
+    cache_server_conf *sc = main_conf(s);
+
+    if (sc->inst) {
+        sc->provider->destroy(sc->inst, s);
+        sc->inst = NULL;
+    }
+    cache_mutex = NULL;
+    return APR_SUCCESS;
+}
+
+/* What `apachectl -t` can tell: the core is there, and a cache exists
+ * where one is used. */
+static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                              apr_pool_t *ptemp, server_rec *s)
+{
+    cache_server_conf *sc = main_conf(s);
+
+    request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
+    if (!request_body) {
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                     MGCLOGNO(00006) "mod_modelgate_cache needs "
+                     "mod_modelgate: load it (LoadModule modelgate_module "
+                     ".../mod_modelgate.so)");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (!sc->inst && cacheable_somewhere) {
+        /* The default, as SSLSessionCache's: shmcb with its own size. */
+        sc->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
+                                          AP_SOCACHE_PROVIDER_VERSION);
+        if (!sc->provider
+            || sc->provider->create(&sc->inst, "", ptemp, pconf)) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         MGCLOGNO(00007) "ModelGateCacheable On needs a "
+                         "cache: load mod_socache_shmcb (LoadModule "
+                         "socache_shmcb_module modules/mod_socache_shmcb.so) "
+                         "or name one with ModelGateCache");
+            sc->inst = NULL;
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        sc->spec = "shmcb";
+    }
+    return OK;
+}
+
+static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                             apr_pool_t *ptemp, server_rec *s)
+{
+    /* Hints for shmcb: a typical JSON answer of 1 KB makes 8 subcaches of
+     * its default 512000 bytes, so one answer may take up to about 63 KB
+     * (a subcache); and sizes down to 8192 bytes still initialise. */
+    static struct ap_socache_hints hints = {
+        MG_CACHE_KEY_LEN,      /* avg_id_len */
+        1024,                  /* avg_obj_size */
+        MG_CACHE_TTL_DEFAULT   /* expiry_interval */
+    };
+    cache_server_conf *sc = main_conf(s);
+    apr_status_t rv;
+
+    /* The first pass over the configuration is a dry run. */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG
+        || !sc->inst) {
+        return OK;
+    }
+    if (sc->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
+        rv = ap_global_mutex_create(&cache_mutex, NULL, MG_CACHE_MUTEX_TYPE,
+                                    NULL, s, pconf, 0);
+        if (rv != APR_SUCCESS) {
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    rv = sc->provider->init(sc->inst, MG_CACHE_NAMESPACE, &hints, s, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGCLOGNO(00008)
+                     "ModelGateCache %s could not be initialised", sc->spec);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    apr_pool_cleanup_register(pconf, s, destroy_cache, apr_pool_cleanup_null);
+    return OK;
+}
+
+static void cache_child_init(apr_pool_t *p, server_rec *s)
+{
+    apr_status_t rv;
+
+    if (!cache_mutex) {
+        return;
+    }
+    rv = apr_global_mutex_child_init(&cache_mutex,
+                                     apr_global_mutex_lockfile(cache_mutex),
+                                     p);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MGCLOGNO(00009)
+                     "response cache: the mutex could not be opened in "
+                     "this child");
+    }
+}
+
+static void register_hooks(apr_pool_t *p)
+{
+    ap_hook_pre_config(cache_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    /* The core registers its optional function in its register_hooks:
+     * by check_config it is there whatever the LoadModule order. */
+    ap_hook_check_config(cache_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(cache_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(cache_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(modelgate, mg_cached_answer, cached_answer, NULL, NULL,
+                      APR_HOOK_MIDDLE);
+    ap_register_output_filter(MG_CACHE_FILTER, store_filter, NULL,
+                              AP_FTYPE_CONTENT_SET);
+}
+
+module AP_MODULE_DECLARE_DATA modelgate_cache_module = {
+    STANDARD20_MODULE_STUFF,
+    create_dir_conf,
+    merge_dir_conf,
+    create_server_conf,
+    merge_server_conf,
+    cache_cmds,
+    register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,325 @@
+"""The response cache (plugins/cache, mod_modelgate_cache.so on ap_socache):
+deterministic POST JSON answers kept per tenant and answered without the
+model server; on_limit=cache serving them to a caller over its quota."""
+import json
+import os
+import re
+import time
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, OTHER_KEY, PRO_KEY
+
+LOG = "cache.log"
+
+
+def conf(backend, backend2, loc="", server="ModelGateCache shmcb",
+         tiers="ModelGateTier free 100/min\nModelGateTier pro 100/min\n",
+         cache_module=True):
+    """two_models' gateway, the cache plugin loaded and /v1/ cacheable;
+    an access log of its own with the cache's note."""
+    return """
+LoadModule socache_shmcb_module %s/mod_socache_shmcb.so
+%s
+LogLevel modelgate_cache:debug
+LogFormat "%%{MODELGATE_KEY_ID}e %%>s %%{modelgate-decision}n %%{modelgate-cache}n %%{modelgate-usage}n" cache
+CustomLog "${MG_RUN}/%s" cache
+%s
+""" % (harness.HTTPD_MODDIR,
+       'LoadModule modelgate_cache_module "%s"' % harness.CACHE_MODULE if cache_module else "",
+       LOG, server) + harness.two_models(backend, backend2, tiers) + """
+<Location "/v1/">
+    ModelGateCacheable On
+    %s
+</Location>
+""" % loc
+
+
+def body(content="is this good?", model="mock-small", **extra):
+    b = {"model": model, "temperature": 0,
+         "messages": [{"role": "user", "content": content}]}
+    b.update(extra)
+    return json.dumps(b).encode()
+
+
+def chat(gw, data, key=DEMO_KEY, headers=None):
+    h = {"X-API-Key": key, "Content-Type": "application/json"}
+    h.update(headers or {})
+    return harness.request(gw.port, "POST", "/v1/chat/completions", body=data, headers=h)
+
+
+def notes(gw, n):
+    """The cache notes of n requests (access log), sorted: httpd logs a
+    request after its answer went out, so a client's next request may be
+    logged first."""
+    lines = gw.access_lines(n)          # the shared log, written after ours
+    deadline = time.monotonic() + 10
+    while True:
+        ours = gw.read_log(LOG).splitlines()
+        if len(ours) >= n or time.monotonic() > deadline:
+            return sorted(l.split()[3] for l in ours[:n])
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def cached(gateways, backend, backend2):
+    """A gateway in front of both mock servers, whose config the test
+    gives."""
+    backend.reset()
+    backend2.reset()
+
+    def start(text):
+        gw = gateways("cache", backend_port=backend.port)
+        gw.write_conf(text)
+        return gw.start()
+    return start
+
+
+def test_mg_024_01_hit_and_miss(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, "ModelGateCacheTTL 60"))
+    first = chat(gw, body())
+    assert first.status == 200
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert first.header("age") is None
+    second = chat(gw, body())
+    assert second.status == 200
+    assert second.body == first.body           # the same answer, same id
+    assert second.header("content-type") == "application/json"
+    assert re.fullmatch(r"modelgate; hit; ttl=(59|60)", second.header("cache-status"))
+    assert second.header("age") in ("0", "1")
+    assert second.header("x-mock-server") is None    # never reached it
+    # nothing names the key: only these cache headers
+    assert not [h for h in second.headers if "cache" in h and h != "cache-status"]
+    assert backend.count() == 1 and backend2.count() == 0
+    assert notes(gw, 2) == ["hit", "stored"]
+    # a hit is admitted (and charged) as a request: its limit headers say so
+    assert second.header("x-ratelimit-remaining") == "98"
+
+
+def test_mg_024_02_bypass_what_is_not_deterministic(cached, backend, backend2):
+    gw = cached(conf(backend, backend2))
+    sampled = json.dumps({"model": "mock-small", "messages": [
+        {"role": "user", "content": "hi"}]}).encode()          # no temperature
+    warm = body(temperature=0.7)
+    stream = body(stream=True)
+    for data in (sampled, sampled, warm, warm, stream, stream):
+        r = chat(gw, data)
+        assert r.status == 200
+        assert r.header("cache-status") == "modelgate; fwd=bypass"
+    assert backend.count() == 6
+    # the client opts in: a cached answer up to 60 s old will do
+    optin = {"Cache-Control": "max-age=60"}
+    assert chat(gw, warm, headers=optin).header("cache-status") == \
+        "modelgate; fwd=miss; stored"
+    assert chat(gw, warm, headers=optin).header("cache-status").startswith("modelgate; hit")
+    # ... but not without saying so
+    assert chat(gw, warm).header("cache-status") == "modelgate; fwd=bypass"
+    assert backend.count() == 8
+    assert notes(gw, 9) == ["bypass"] * 7 + ["hit", "stored"]
+
+
+def test_mg_024_03_client_no_store_and_no_cache(cached, backend, backend2):
+    gw = cached(conf(backend, backend2))
+    r = chat(gw, body(), headers={"Cache-Control": "no-store"})
+    assert r.header("cache-status") == "modelgate; fwd=miss"
+    r = chat(gw, body())                       # nothing was stored
+    assert r.header("cache-status") == "modelgate; fwd=miss; stored"
+    r = chat(gw, body(), headers={"Cache-Control": "no-cache"})
+    assert r.header("cache-status") == "modelgate; fwd=request; stored"
+    assert chat(gw, body(), headers={"Pragma": "no-cache"}).header(
+        "cache-status") == "modelgate; fwd=request; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 4
+    assert notes(gw, 5) == ["hit", "miss", "stored", "stored", "stored"]
+
+
+def test_mg_024_04_ttl_expiry(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, "ModelGateCacheTTL 1"))
+    stored_at = time.monotonic()
+    assert chat(gw, body()).header("cache-status") == "modelgate; fwd=miss; stored"
+    hits = 0
+    deadline = stored_at + 10
+    while time.monotonic() < deadline:
+        r = chat(gw, body())
+        if not r.header("cache-status").startswith("modelgate; hit"):
+            break
+        hits += 1
+        time.sleep(0.05)
+    assert r.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert time.monotonic() - stored_at >= 1.0
+    assert hits >= 1
+    assert backend.count() == 2
+
+
+def test_mg_024_05_canonical_bodies(cached, backend, backend2):
+    gw = cached(conf(backend, backend2))
+    assert chat(gw, body()).status == 200
+    same = ('{ "messages" : [ { "content": "is this good?", "role": "user" } ],\n'
+            '  "user": "someone-else", "metadata": {"trace": "x"},'
+            ' "temperature": 0, "model": "mock-small" }').encode()
+    assert chat(gw, same).header("cache-status").startswith("modelgate; hit")
+    other = chat(gw, body("is this bad?"))
+    assert other.header("cache-status") == "modelgate; fwd=miss; stored"
+    # another model is another answer
+    assert chat(gw, body(model="mock-large")).header("cache-status") == \
+        "modelgate; fwd=miss; stored"
+    assert backend.count() == 2 and backend2.count() == 1
+
+
+def test_mg_024_06_tenants_isolated(cached, backend, backend2):
+    gw = cached(conf(backend, backend2))
+    a = chat(gw, body(), key=DEMO_KEY)           # acme
+    b = chat(gw, body(), key=OTHER_KEY)          # globex: its own miss
+    assert a.header("cache-status") == b.header("cache-status") == \
+        "modelgate; fwd=miss; stored"
+    assert a.body != b.body
+    c = chat(gw, body(), key=PRO_KEY)            # acme again: shared
+    assert c.header("cache-status").startswith("modelgate; hit")
+    assert c.body == a.body
+    assert backend.count() == 2
+
+
+def test_mg_024_07_scope_key_and_global(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, """
+        ModelGateCacheScope key
+    </Location>
+    <Location "/v1/chat/completions">
+        ModelGateCacheScope global
+    </Location>
+    <Location "/v1/completions">
+        ModelGateCacheScope key"""))
+    # chat: global, one answer for everybody
+    assert chat(gw, body(), key=DEMO_KEY).status == 200
+    assert chat(gw, body(), key=OTHER_KEY).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 1
+    # completions: per key, even within a tenant
+    prompt = json.dumps({"model": "mock-small", "prompt": "hi", "temperature": 0}).encode()
+    for key in (DEMO_KEY, PRO_KEY, DEMO_KEY):
+        r = harness.request(gw.port, "POST", "/v1/completions", body=prompt,
+                            headers={"X-API-Key": key, "Content-Type": "application/json"})
+        assert r.status == 200
+    assert r.header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 3
+
+
+def test_mg_024_08_unstorable_answers(cached, backend, backend2):
+    gw = cached(conf(backend, backend2))
+    backend.mode(mode="error", status=500)
+    assert chat(gw, body()).status == 500
+    backend.mode(mode="error", status=400)
+    assert chat(gw, body()).status == 400
+    backend.mode(headers={"Set-Cookie": "session=abc"})
+    r = chat(gw, body())
+    assert r.status == 200 and r.header("set-cookie") == "session=abc"
+    assert r.header("cache-status") == "modelgate; fwd=miss"
+    for cc in ("no-store", "private", "max-age=60, private=\"x\""):
+        backend.mode(headers={"Cache-Control": cc})
+        r = chat(gw, body())
+        assert r.status == 200 and r.header("cache-status") == "modelgate; fwd=miss", cc
+    backend.mode()
+    assert chat(gw, body()).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 7
+    assert notes(gw, 8) == ["hit"] + ["miss"] * 6 + ["stored"]
+
+
+def test_mg_024_09_over_the_object_limit(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, server="ModelGateCache shmcb\n"
+                                               "ModelGateCacheMaxObject 100"))
+    for _ in range(2):
+        r = chat(gw, body())
+        assert r.status == 200 and len(r.body) > 100
+        assert r.header("cache-status") == "modelgate; fwd=miss"
+    assert backend.count() == 2
+    assert notes(gw, 2) == ["miss", "miss"]
+    assert len(re.findall(r"\[modelgate_cache:debug\].*answer not stored: size",
+                          gw.read_log())) == 2
+
+
+def test_mg_024_10_on_limit_cache(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, tiers="""
+        ModelGateTier free 2/min on_limit=cache
+        ModelGateTier pro  100/min
+        """))
+    first = chat(gw, body())
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    # the quota is spent (a hit counts as a request): the cache answers
+    over = chat(gw, body())
+    assert over.status == 200
+    assert over.body == first.body
+    assert over.header("x-modelgate-degraded") == "cache"
+    assert over.header("cache-status").startswith("modelgate; hit")
+    assert over.header("x-ratelimit-remaining") == "0"
+    # nothing cached for this one: on to the next action, here 429
+    miss = chat(gw, body("something new"))
+    assert miss.status == 429
+    assert miss.header("x-modelgate-degraded") is None
+    assert miss.header("cache-status") is None
+    assert backend.count() == 1
+    assert sorted(l.split()[1:4] for l in notes_lines(gw, 4)) == [
+        ["200", "allowed", "hit"], ["200", "allowed", "stored"],
+        ["200", "cache", "hit"], ["429", "rejected", "miss"]]
+
+
+def notes_lines(gw, n):
+    notes(gw, n)
+    return gw.read_log(LOG).splitlines()[:n]
+
+
+def test_mg_024_11_hit_gives_tokens_back(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, tiers="""
+        ModelGateTier free 100/min tokens=1000/min
+        ModelGateTier pro  100/min
+        """))
+    a = chat(gw, body())
+    b = chat(gw, body())
+    assert b.header("cache-status").startswith("modelgate; hit")
+    assert sorted(l.split()[4] for l in notes_lines(gw, 2)) == ["cached", "usage"]
+    assert backend.count() == 1
+
+
+def test_mg_024_12_config_errors(gateways, backend, backend2):
+    harness.assert_config_errors(gateways, [
+        ("LoadModule modelgate_cache_module \"%s\"\nModelGateCache nosuch\n"
+         % harness.CACHE_MODULE,
+         "unknown socache provider 'nosuch': load mod_socache_nosuch"),
+        ("LoadModule modelgate_cache_module \"%s\"\n<Location />\nModelGateCacheable On\n"
+         "</Location>\n" % harness.CACHE_MODULE,
+         "ModelGateCacheable On needs a cache: load mod_socache_shmcb"),
+        (conf(backend, backend2, "ModelGateCacheTTL 0"),
+         "ModelGateCacheTTL: '0' must be a number of seconds from 1 to 86400"),
+        (conf(backend, backend2, "ModelGateCacheScope user"),
+         "'user' is not a scope (tenant, key or global)"),
+        (conf(backend, backend2, server="ModelGateCacheMaxObject -1"),
+         "ModelGateCacheMaxObject: '-1' must be a number of bytes"),
+    ])
+
+
+DEGRADE_FREE = "mg-tiers-free-key"
+
+
+def test_mg_024_13_degrade_example_serves_free_from_cache(gateways, backend, backend2):
+    """conf-examples/degrade.conf: Free over its share of the large model
+    gets the cached answer to the same request before any fallback."""
+    backend.reset()
+    backend2.reset()
+    gw = gateways("degrade", backend_port=backend.port)
+    gw.backend2_port = backend2.port
+    gw.use_conf(os.path.join(harness.CONF_EXAMPLES, "degrade.conf"))
+    gw.start()
+    asked = body("summarise this", model="llama-70b")
+    first = [chat(gw, asked, key=DEGRADE_FREE) for _ in range(5)]
+    assert [r.header("cache-status").split(";")[1].strip() for r in first] == \
+        ["fwd=miss"] + ["hit"] * 4
+    over = chat(gw, asked, key=DEGRADE_FREE)       # past free-large's 5/min
+    assert over.status == 200
+    assert over.header("x-modelgate-degraded") == "cache"
+    assert over.body == first[0].body
+    assert json.loads(over.body)["model"] == "mock-large"
+    # a request never answered before falls back to the small model
+    other = chat(gw, body("something else", model="llama-70b"), key=DEGRADE_FREE)
+    assert other.status == 200
+    assert other.header("x-modelgate-degraded") == "fallback"
+    assert backend.count() == 1 and backend2.count() == 1
