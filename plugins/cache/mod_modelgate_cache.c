@@ -106,9 +106,9 @@ typedef struct cache_request {
     apr_size_t body_len;
     apr_int64_t age, left;            /**< seconds */
     /* a store */
-    char *buf;                        /**< the answer so far */
+    apr_bucket_brigade *held;         /**< the answer, held back */
+    char *buf;                        /**< ... and its bytes, copied */
     apr_size_t len;
-    int failed;                       /**< not storable: pass only */
 } cache_request;
 
 /* Entry layout in the socache, host byte order (one host, or gateways of
@@ -512,8 +512,9 @@ static const char *unstorable(request_rec *r, const cache_server_conf *sc)
     return NULL;
 }
 
-static void store(request_rec *r, const cache_server_conf *sc,
-                  cache_request *cr)
+/* Store the answer kept in `cr`; 1 when the socache took it. */
+static int store(request_rec *r, const cache_server_conf *sc,
+                 cache_request *cr)
 {
     apr_uint32_t magic = MG_CACHE_MAGIC;
     apr_uint32_t ctlen = (apr_uint32_t)strlen(r->content_type);
@@ -532,7 +533,7 @@ static void store(request_rec *r, const cache_server_conf *sc,
         memcpy(e + ENTRY_HEAD + ctlen, cr->buf, cr->len);
     }
     if (lock(r->server) != APR_SUCCESS) {
-        return;
+        return 0;
     }
     rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
                              expiry, e, (unsigned int)len, r->pool);
@@ -543,11 +544,25 @@ static void store(request_rec *r, const cache_server_conf *sc,
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00003)
                       "answer of %" APR_SIZE_T_FMT " bytes not stored by "
                       "socache '%s'", len, sc->spec);
-        return;
+        return 0;
     }
     outcome(r, "stored", NULL);
+    return 1;
 }
 
+/* Let go of what was held, and of `bb` after it, as they came. */
+static apr_status_t release(ap_filter_t *f, cache_request *cr,
+                            apr_bucket_brigade *bb)
+{
+    APR_BRIGADE_CONCAT(cr->held, bb);
+    ap_remove_output_filter(f);
+    return ap_pass_brigade(f->next, cr->held);
+}
+
+/* The answer of a miss is held back until its end (at most
+ * ModelGateCacheMaxObject bytes; a JSON answer is of no use to a client
+ * before its last byte anyway), stored, and sent with a Cache-Status that
+ * says whether it was.  Streams never come here. */
 static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     request_rec *r = f->r;
@@ -555,7 +570,7 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     const cache_server_conf *sc = main_conf(r->server);
     apr_bucket *e;
 
-    if (!cr->buf && !cr->failed) {
+    if (!cr->held) {
         const char *why = unstorable(r, sc);
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00004)
@@ -563,54 +578,49 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             ap_remove_output_filter(f);
             return ap_pass_brigade(f->next, bb);
         }
+        cr->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
         cr->buf = apr_palloc(r->pool, max_object(sc));
-        if (apr_table_get(r->headers_out, "Content-Length")) {
-            /* Known to fit: it will be stored unless the socache
-             * refuses (RFC 9211: "stored"). */
-            const char *cs = apr_table_get(r->err_headers_out,
-                                           "Cache-Status");
-            if (cs) {
-                apr_table_setn(r->err_headers_out, "Cache-Status",
-                               apr_pstrcat(r->pool, cs, "; stored", NULL));
-            }
-        }
     }
-    for (e = APR_BRIGADE_FIRST(bb);
-         !cr->failed && e != APR_BRIGADE_SENTINEL(bb);
-         e = APR_BUCKET_NEXT(e)) {
+    while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
         const char *data;
         apr_size_t len;
 
         if (APR_BUCKET_IS_EOS(e)) {
-            if (!r->connection->aborted) {
-                store(r, sc, cr);
+            if (!r->connection->aborted && store(r, sc, cr)) {
+                const char *cs = apr_table_get(r->err_headers_out,
+                                               "Cache-Status");
+                if (cs) {
+                    apr_table_setn(r->err_headers_out, "Cache-Status",
+                                   apr_pstrcat(r->pool, cs, "; stored",
+                                               NULL));
+                }
             }
-            ap_remove_output_filter(f);
-            break;
+            return release(f, cr, bb);
         }
-        if (APR_BUCKET_IS_METADATA(e)) {
-            continue;
+        if (!APR_BUCKET_IS_METADATA(e)) {
+            if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ)
+                != APR_SUCCESS) {
+                return release(f, cr, bb);
+            }
+            if (len > max_object(sc) - cr->len) {
+                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00005)
+                              "answer over ModelGateCacheMaxObject (%"
+                              APR_SIZE_T_FMT " bytes): not stored",
+                              max_object(sc));
+                return release(f, cr, bb);
+            }
+            memcpy(cr->buf + cr->len, data, len);
+            cr->len += len;
         }
-        if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ)
-            != APR_SUCCESS) {
-            cr->failed = 1;
-            break;
+        /* The buckets may point into mod_proxy's buffers, reused for the
+         * next read: kept in the request's pool while held. */
+        if (apr_bucket_setaside(e, r->pool) != APR_SUCCESS) {
+            return release(f, cr, bb);
         }
-        if (len > max_object(sc) - cr->len) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00005)
-                          "answer over ModelGateCacheMaxObject (%"
-                          APR_SIZE_T_FMT " bytes): not stored",
-                          max_object(sc));
-            cr->failed = 1;
-            break;
-        }
-        memcpy(cr->buf + cr->len, data, len);
-        cr->len += len;
+        APR_BUCKET_REMOVE(e);
+        APR_BRIGADE_INSERT_TAIL(cr->held, e);
     }
-    if (cr->failed) {
-        ap_remove_output_filter(f);
-    }
-    return ap_pass_brigade(f->next, bb);
+    return APR_SUCCESS;
 }
 
 /* ---- the core asks ------------------------------------------------------------ */

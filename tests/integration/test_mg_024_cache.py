@@ -323,3 +323,107 @@ def test_mg_024_13_degrade_example_serves_free_from_cache(gateways, backend, bac
     assert other.status == 200
     assert other.header("x-modelgate-degraded") == "fallback"
     assert backend.count() == 1 and backend2.count() == 1
+
+
+def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2):
+    """shmcb with its mutex across processes: answers stored by one child
+    are hits in the others (prefork: one request per process at a time)."""
+    backend.reset()
+    backend2.reset()
+    gw = gateways("prefork", backend_port=backend.port, mpm="prefork")
+    gw.write_conf(conf(backend, backend2))
+    gw.start()
+    statuses = [chat(gw, body(str(i % 4))).header("cache-status") for i in range(40)]
+    assert sum(s == "modelgate; fwd=miss; stored" for s in statuses) == 4
+    assert sum(s.startswith("modelgate; hit") for s in statuses) == 36
+    assert backend.count() == 4
+
+
+def test_mg_024_15_a_full_cache_evicts_without_errors(cached, backend, backend2, tmp_path):
+    """shmcb at its smallest (8192 bytes: a handful of entries): storing many
+    answers scrolls the oldest out; every request is answered, the error
+    log stays clean (the fixture checks), and the newest answer hits."""
+    gw = cached(conf(backend, backend2,
+                     server='ModelGateCache "shmcb:%s/small(8192)"' % tmp_path))
+    for i in range(30):
+        r = chat(gw, body("question %d" % i))
+        assert r.status == 200
+        assert r.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body("question 29")).header("cache-status").startswith("modelgate; hit")
+    assert chat(gw, body("question 0")).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert backend.count() == 31
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = harness.RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def test_mg_024_16_redis_socache_shared_by_two_gateways(gateways, backend, backend2, redis):
+    """Debian's mod_socache_redis: an answer stored through one gateway is
+    a hit on the other; with Redis gone, both still answer (misses)."""
+    backend.reset()
+    backend2.reset()
+    gws = []
+    for name in ("gw1", "gw2"):
+        gw = gateways(name, backend_port=backend.port)
+        gw.write_conf(conf(backend, backend2, server="""
+            LoadModule socache_redis_module %s/mod_socache_redis.so
+            ModelGateCache redis:127.0.0.1:%d
+            """ % (harness.HTTPD_MODDIR, redis.port)))
+        gws.append(gw.start())
+    first = chat(gws[0], body())
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    other = chat(gws[1], body())
+    assert other.header("cache-status").startswith("modelgate; hit")
+    assert other.body == first.body
+    assert backend.count() == 1
+    redis.stop()
+    for gw in gws:
+        # mod_socache_redis logs its own connection failures
+        gw.allow_errors(r"socache_redis:error", r"AH034\d\d")
+        for data in (body(), body("new")):
+            r = chat(gw, data)
+            assert r.status == 200
+            # held until stored: the header says it was not
+            assert r.header("cache-status") == "modelgate; fwd=miss"
+    assert backend.count() == 5
+    assert len(re.findall(r"\[modelgate_cache:debug\].*not stored by socache 'redis:",
+                          gws[0].read_log())) == 2
+
+
+def test_mg_024_17_answers_at_and_over_the_object_limit(gateways, backend, backend2):
+    """An answer of exactly ModelGateCacheMaxObject bytes is stored; one
+    byte more is not.  The mock's answers differ only in their id, whose
+    length the test accounts for."""
+    backend.reset()
+    backend2.reset()
+
+    def start(name, limit):
+        gw = gateways(name, backend_port=backend.port)
+        gw.write_conf(conf(backend, backend2, server="ModelGateCache shmcb\n"
+                           "ModelGateCacheMaxObject %d" % limit))
+        return gw.start()
+
+    probe = start("probe", 65536)
+    first = chat(probe, body("measure"))
+    probe.stop()
+    n = int(json.loads(first.body)["id"].split("-")[1])
+
+    def length(k):      # of the k-th answer after the first
+        return len(first.body) + len(str(n + k)) - len(str(n))
+
+    at = start("at", length(1))
+    r = chat(at, body("measure"))            # another gateway: an empty cache
+    assert len(r.body) == length(1)
+    assert r.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(at, body("measure")).header("cache-status").startswith("modelgate; hit")
+    at.stop()
+    over = start("over", length(2) - 1)
+    r = chat(over, body("measure"))
+    assert len(r.body) == length(2)
+    assert r.header("cache-status") == "modelgate; fwd=miss"
+    assert chat(over, body("measure")).header("cache-status") == "modelgate; fwd=miss"
+    assert backend.count() == 4
