@@ -4,6 +4,7 @@ model server; on_limit=cache serving them to a caller over its quota."""
 import json
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -427,3 +428,27 @@ def test_mg_024_17_answers_at_and_over_the_object_limit(gateways, backend, backe
     assert r.header("cache-status") == "modelgate; fwd=miss"
     assert chat(over, body("measure")).header("cache-status") == "modelgate; fwd=miss"
     assert backend.count() == 4
+
+
+def test_mg_024_18_restarts(cached, backend, backend2):
+    """A restart makes shmcb and its mutex anew: after SIGHUP (every child
+    replaced at once) the cache is empty, stores and hits again; a graceful
+    restart answers throughout; nothing is logged as an error."""
+    gw = cached(conf(backend, backend2))
+    assert chat(gw, body()).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    before = gw.read_log().count("resuming normal operations")
+    gw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while gw.read_log().count("resuming normal operations") == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert harness.wait_port(gw.port)
+    assert chat(gw, body()).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 2
+    gw.graceful()
+    # an old child may still take a request: only the outcome is certain
+    for _ in range(3):
+        r = chat(gw, body("after the graceful restart"))
+        assert r.status == 200 and r.header("cache-status").startswith("modelgate; ")
