@@ -121,7 +121,7 @@ static apr_global_mutex_t *cache_mutex;
 /* Did some location say ModelGateCacheable On (this generation)? */
 static int cacheable_somewhere;
 
-/* ---- configuration ------------------------------------------------------- */
+/* ---- configuration ------------------------------------------------------ */
 
 static void *create_server_conf(apr_pool_t *p, server_rec *s)
 {
@@ -276,7 +276,7 @@ static apr_size_t max_object(const cache_server_conf *sc)
     return sc->max_object ? sc->max_object : MG_CACHE_MAX_OBJECT_DEFAULT;
 }
 
-/* ---- the socache, serialised when the provider needs it ------------------- */
+/* ---- the socache, serialised when the provider needs it ----------------- */
 
 static apr_status_t lock(server_rec *s)
 {
@@ -299,7 +299,7 @@ static void unlock(void)
     }
 }
 
-/* ---- reading the request ----------------------------------------------------- */
+/* ---- reading the request ------------------------------------------------ */
 
 /* A token list's member `name`: its value after '=' (or "" without one), or
  * NULL when the list does not have it. */
@@ -381,7 +381,7 @@ static void outcome(request_rec *r, const char *note, const char *status)
     }
 }
 
-/* ---- a hit ------------------------------------------------------------------ */
+/* ---- a hit -------------------------------------------------------------- */
 
 /* Look `cr->key` up; 1 when a usable entry was found (cr filled). */
 static int lookup(request_rec *r, const cache_server_conf *sc,
@@ -463,7 +463,7 @@ static int cache_handler(request_rec *r)
            ? OK : AP_FILTER_ERROR;
 }
 
-/* ---- a miss: keep the answer, store it at its end --------------------------- */
+/* ---- a miss: keep the answer, store it at its end ----------------------- */
 
 static int is_type(const char *ct, const char *want)
 {
@@ -623,7 +623,7 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     return APR_SUCCESS;
 }
 
-/* ---- the core asks ------------------------------------------------------------ */
+/* ---- the core asks ------------------------------------------------------ */
 
 /* mg_cached_answer (mod_modelgate.h): `why` NULL in fixups, "cache" when a
  * limit refused the caller and its tier says on_limit=cache. */
@@ -700,7 +700,7 @@ static int cached_answer(request_rec *r, const char *why)
     return DECLINED;
 }
 
-/* ---- lifecycle ------------------------------------------------------------ */
+/* ---- lifecycle ---------------------------------------------------------- */
 
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp)
