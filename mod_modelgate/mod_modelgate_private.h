@@ -295,9 +295,15 @@ const char *mg_proxy_define_worker(cmd_parms *cmd, const char *url);
 void mg_proxy_hand_off(request_rec *r, const mg_upstream *up);
 int mg_proxy_available(void);
 
-/* mod_modelgate.c */
+/* mod_modelgate_request.c */
 mg_request *mg_request_get(request_rec *r);
-/** Errors whose text never changes, serialised once (mod_modelgate.c). */
+/** Serialise the canned errors for this generation (post_config). */
+void mg_respond_prepare(apr_pool_t *pconf);
+/** An error response is about to be sent: mod_proxy's own failures get
+ *  JSON bodies, and every JSON body its Content-Type. */
+void mg_respond_error_response(request_rec *r);
+void mg_request_register(apr_pool_t *p);
+/** Errors whose text never changes, serialised once. */
 enum { CANNED_MISSING_KEY, CANNED_INVALID_KEY, CANNED_NO_UPSTREAM,
        CANNED_STORE_DOWN, CANNED_TOO_MANY_LAYERS, CANNED_PROXY_FIRST };
 /** Answer with a canned error; returns its status. */
