@@ -31,85 +31,7 @@
  * `Cache-Control: no-store` or `private`, without Set-Cookie, and no
  * larger than ModelGateCacheMaxObject.
  */
-#include <apr_strings.h>
-#include <apr_lib.h>
-#include <apr_global_mutex.h>
-#include <httpd.h>
-#include <http_config.h>
-#include <http_core.h>
-#include <http_log.h>
-#include <http_protocol.h>
-#include <http_request.h>
-#include <ap_provider.h>
-#include <ap_socache.h>
-#include <util_mutex.h>
-#include <util_filter.h>
-#include "mod_modelgate.h"
-#include "mg_cache_key.h"
-
-module AP_MODULE_DECLARE_DATA modelgate_cache_module;
-APLOG_USE_MODULE(modelgate_cache);
-
-/* Log tags owned by this plugin: MGC00001 and up. */
-#define MGCLOGNO(n) "MGC" #n ": "
-
-#define MG_CACHE_HANDLER      "modelgate-cache"
-#define MG_CACHE_FILTER       "MODELGATE_CACHE_STORE"
-#define MG_CACHE_MUTEX_TYPE   "modelgate-cache"
-#define MG_CACHE_NAMESPACE    "modelgate-cache"
-#define MG_CACHE_UNSET        (-1)
-/** ModelGateCacheTTL's default, seconds. */
-#define MG_CACHE_TTL_DEFAULT  300
-/** ... and its largest value: a day. */
-#define MG_CACHE_TTL_MAX      86400
-/** ModelGateCacheMaxObject's default: well inside what shmcb's default
- *  size holds (512000 bytes: 8 subcaches of about 63 KB with this
- *  plugin's hints; one answer must fit in one subcache). */
-#define MG_CACHE_MAX_OBJECT_DEFAULT (32 * 1024)
-/** ... and its largest value. */
-#define MG_CACHE_MAX_OBJECT_MAX (16 * 1024 * 1024)
-/** Longest Content-Type kept with an answer. */
-#define MG_CACHE_CTYPE_MAX    255
-/** First bytes of an entry: its layout's version. */
-#define MG_CACHE_MAGIC        0x4d474331u   /* "MGC1" */
-
-typedef enum {
-    MG_CACHE_SCOPE_TENANT = 0,
-    MG_CACHE_SCOPE_KEY,
-    MG_CACHE_SCOPE_GLOBAL
-} mg_cache_scope;
-
-static const char *const scope_names[] = { "tenant", "key", "global" };
-
-/** The cache: one per server configuration (ModelGateCache is global). */
-typedef struct cache_server_conf {
-    const char *spec;                 /**< as written: "shmcb:/path(N)" */
-    const ap_socache_provider_t *provider;
-    ap_socache_instance_t *inst;
-    apr_size_t max_object;            /**< 0: unset (the default) */
-} cache_server_conf;
-
-typedef struct cache_dir_conf {
-    int cacheable;                    /**< MG_CACHE_UNSET, 0 or 1 */
-    int ttl;                          /**< seconds; MG_CACHE_UNSET: default */
-    int scope;                        /**< mg_cache_scope; MG_CACHE_UNSET:
-                                           tenant */
-} cache_dir_conf;
-
-/** What one request's lookup found, for the handler or the store. */
-typedef struct cache_request {
-    unsigned char key[MG_CACHE_KEY_LEN];
-    int ttl;
-    /* a hit */
-    const char *ctype;
-    const char *body;
-    apr_size_t body_len;
-    apr_int64_t age, left;            /**< seconds */
-    /* a store */
-    apr_bucket_brigade *held;         /**< the answer, held back */
-    char *buf;                        /**< ... and its bytes, copied */
-    apr_size_t len;
-} cache_request;
+#include "mod_modelgate_cache.h"
 
 /* Entry layout in the socache, host byte order (one host, or gateways of
  * one build sharing memcache/redis): magic, content-type length (u32),
@@ -118,163 +40,6 @@ typedef struct cache_request {
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static apr_global_mutex_t *cache_mutex;
-/* Did some location say ModelGateCacheable On (this generation)? */
-static int cacheable_somewhere;
-
-/* ---- configuration ------------------------------------------------------ */
-
-static void *create_server_conf(apr_pool_t *p, server_rec *s)
-{
-    return apr_pcalloc(p, sizeof(cache_server_conf));
-}
-
-static void *merge_server_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    /* ModelGateCache is global: every virtual host shares the main
-     * server's cache. */
-    return basev;
-}
-
-static void *create_dir_conf(apr_pool_t *p, char *dir)
-{
-    cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
-
-    dc->cacheable = dc->ttl = dc->scope = MG_CACHE_UNSET;
-    return dc;
-}
-
-static void *merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
-{
-    const cache_dir_conf *base = basev, *add = addv;
-    cache_dir_conf *dc = apr_palloc(p, sizeof(*dc));
-
-    dc->cacheable = add->cacheable != MG_CACHE_UNSET ? add->cacheable
-                                                     : base->cacheable;
-    dc->ttl = add->ttl != MG_CACHE_UNSET ? add->ttl : base->ttl;
-    dc->scope = add->scope != MG_CACHE_UNSET ? add->scope : base->scope;
-    return dc;
-}
-
-static cache_server_conf *main_conf(server_rec *s)
-{
-    return ap_get_module_config(s->module_config, &modelgate_cache_module);
-}
-
-/* ModelGateCache TYPE[:ARGS], as CacheSocache and SSLSessionCache. */
-static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg)
-{
-    cache_server_conf *sc = main_conf(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    const char *sep, *name, *args = "";
-
-    if (err) {
-        return err;
-    }
-    sep = ap_strchr_c(arg, ':');
-    name = sep ? apr_pstrmemdup(cmd->temp_pool, arg, sep - arg) : arg;
-    if (sep) {
-        args = sep + 1;
-    }
-    sc->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, name,
-                                      AP_SOCACHE_PROVIDER_VERSION);
-    if (!sc->provider) {
-        return apr_psprintf(cmd->pool, "ModelGateCache: unknown socache "
-                            "provider '%s': load mod_socache_%s before this "
-                            "line (LoadModule socache_%s_module "
-                            "modules/mod_socache_%s.so)", name, name, name,
-                            name);
-    }
-    err = sc->provider->create(&sc->inst, args, cmd->temp_pool, cmd->pool);
-    if (err) {
-        return apr_psprintf(cmd->pool, "ModelGateCache %s: %s", arg, err);
-    }
-    sc->spec = arg;
-    return NULL;
-}
-
-static const char *cmd_max_object(cmd_parms *cmd, void *dummy,
-                                  const char *arg)
-{
-    cache_server_conf *sc = main_conf(cmd->server);
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    apr_off_t n;
-    char *end;
-
-    if (err) {
-        return err;
-    }
-    if (apr_strtoff(&n, arg, &end, 10) != APR_SUCCESS || *end || n < 1
-        || n > MG_CACHE_MAX_OBJECT_MAX) {
-        return apr_psprintf(cmd->pool, "ModelGateCacheMaxObject: '%s' must "
-                            "be a number of bytes from 1 to %d", arg,
-                            MG_CACHE_MAX_OBJECT_MAX);
-    }
-    sc->max_object = (apr_size_t)n;
-    return NULL;
-}
-
-static const char *cmd_cacheable(cmd_parms *cmd, void *dcv, int on)
-{
-    cache_dir_conf *dc = dcv;
-
-    dc->cacheable = on;
-    if (on) {
-        cacheable_somewhere = 1;
-    }
-    return NULL;
-}
-
-static const char *cmd_ttl(cmd_parms *cmd, void *dcv, const char *arg)
-{
-    cache_dir_conf *dc = dcv;
-    char *end;
-    apr_int64_t n = apr_strtoi64(arg, &end, 10);
-
-    if (end == arg || *end || n < 1 || n > MG_CACHE_TTL_MAX) {
-        return apr_psprintf(cmd->pool, "ModelGateCacheTTL: '%s' must be a "
-                            "number of seconds from 1 to %d", arg,
-                            MG_CACHE_TTL_MAX);
-    }
-    dc->ttl = (int)n;
-    return NULL;
-}
-
-static const char *cmd_scope(cmd_parms *cmd, void *dcv, const char *arg)
-{
-    cache_dir_conf *dc = dcv;
-    int i;
-
-    for (i = 0; i < 3; i++) {
-        if (!strcasecmp(arg, scope_names[i])) {
-            dc->scope = i;
-            return NULL;
-        }
-    }
-    return apr_psprintf(cmd->pool, "ModelGateCacheScope: '%s' is not a "
-                        "scope (tenant, key or global)", arg);
-}
-
-static const command_rec cache_cmds[] = {
-    AP_INIT_TAKE1("ModelGateCache", cmd_cache, NULL, RSRC_CONF,
-        "where answers are kept: an ap_socache provider and its argument, "
-        "as CacheSocache (shmcb, shmcb:/path(bytes), memcache:host:port, "
-        "redis:host:port)"),
-    AP_INIT_TAKE1("ModelGateCacheMaxObject", cmd_max_object, NULL, RSRC_CONF,
-        "the largest answer stored, in bytes (default 32768)"),
-    AP_INIT_FLAG("ModelGateCacheable", cmd_cacheable, NULL, ACCESS_CONF,
-        "On: deterministic POST JSON requests here are answered from the "
-        "cache and their answers stored"),
-    AP_INIT_TAKE1("ModelGateCacheTTL", cmd_ttl, NULL, ACCESS_CONF,
-        "seconds an answer stored here stays (default 300)"),
-    AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
-        "whose requests share answers: tenant (default), key or global"),
-    { NULL }
-};
-
-static apr_size_t max_object(const cache_server_conf *sc)
-{
-    return sc->max_object ? sc->max_object : MG_CACHE_MAX_OBJECT_DEFAULT;
-}
 
 /* ---- the socache, serialised when the provider needs it ----------------- */
 
@@ -388,7 +153,7 @@ static int lookup(request_rec *r, const cache_server_conf *sc,
                   cache_request *cr, apr_int64_t max_age)
 {
     unsigned int cap = (unsigned int)(ENTRY_HEAD + MG_CACHE_CTYPE_MAX
-                                      + max_object(sc));
+                                      + mg_cache_max_object(sc));
     unsigned char *buf = apr_palloc(r->pool, cap);
     unsigned int len = cap;
     apr_uint32_t magic, ctlen;
@@ -505,7 +270,7 @@ static const char *unstorable(request_rec *r, const cache_server_conf *sc)
         char *end;
         apr_off_t n;
         if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end
-            && n > (apr_off_t)max_object(sc)) {
+            && n > (apr_off_t)mg_cache_max_object(sc)) {
             return "size";
         }
     }
@@ -567,7 +332,7 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     request_rec *r = f->r;
     cache_request *cr = f->ctx;
-    const cache_server_conf *sc = main_conf(r->server);
+    const cache_server_conf *sc = mg_cache_main_conf(r->server);
     apr_bucket *e;
 
     if (!cr->held) {
@@ -579,7 +344,7 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             return ap_pass_brigade(f->next, bb);
         }
         cr->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
-        cr->buf = apr_palloc(r->pool, max_object(sc));
+        cr->buf = apr_palloc(r->pool, mg_cache_max_object(sc));
     }
     while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
         const char *data;
@@ -602,11 +367,11 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
                 != APR_SUCCESS) {
                 return release(f, cr, bb);
             }
-            if (len > max_object(sc) - cr->len) {
+            if (len > mg_cache_max_object(sc) - cr->len) {
                 ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00005)
                               "answer over ModelGateCacheMaxObject (%"
                               APR_SIZE_T_FMT " bytes): not stored",
-                              max_object(sc));
+                              mg_cache_max_object(sc));
                 return release(f, cr, bb);
             }
             memcpy(cr->buf + cr->len, data, len);
@@ -631,7 +396,7 @@ static int cached_answer(request_rec *r, const char *why)
 {
     const cache_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                                     &modelgate_cache_module);
-    const cache_server_conf *sc = main_conf(r->server);
+    const cache_server_conf *sc = mg_cache_main_conf(r->server);
     const char *body, *cc, *subject, *route;
     apr_size_t len;
     apr_int64_t max_age;
@@ -666,7 +431,7 @@ static int cached_answer(request_rec *r, const char *why)
         return DECLINED;
     }
     cr = apr_pcalloc(r->pool, sizeof(*cr));
-    if (mg_cache_key(scope_names[scope], subject, route,
+    if (mg_cache_key(mg_cache_scope_names[scope], subject, route,
                      apr_pstrcat(r->pool, r->uri, r->args ? "?" : "",
                                  r->args, NULL),
                      cb.canonical, cb.len, cr->key) != 0) {
@@ -705,7 +470,7 @@ static int cached_answer(request_rec *r, const char *why)
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp)
 {
-    cacheable_somewhere = 0;
+    mg_cache_cacheable_somewhere = 0;
     return ap_mutex_register(pconf, MG_CACHE_MUTEX_TYPE, NULL,
                              APR_LOCK_DEFAULT, 0) == APR_SUCCESS
            ? OK : HTTP_INTERNAL_SERVER_ERROR;
@@ -714,7 +479,7 @@ static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 static apr_status_t destroy_cache(void *data)
 {
     server_rec *s = data;
-    cache_server_conf *sc = main_conf(s);
+    cache_server_conf *sc = mg_cache_main_conf(s);
 
     if (sc->inst) {
         sc->provider->destroy(sc->inst, s);
@@ -729,7 +494,7 @@ static apr_status_t destroy_cache(void *data)
 static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                               apr_pool_t *ptemp, server_rec *s)
 {
-    cache_server_conf *sc = main_conf(s);
+    cache_server_conf *sc = mg_cache_main_conf(s);
 
     request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
     if (!request_body) {
@@ -739,7 +504,7 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                      ".../mod_modelgate.so)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (!sc->inst && cacheable_somewhere) {
+    if (!sc->inst && mg_cache_cacheable_somewhere) {
         /* The default, as SSLSessionCache's: shmcb with its own size. */
         sc->provider = ap_lookup_provider(AP_SOCACHE_PROVIDER_GROUP, "shmcb",
                                           AP_SOCACHE_PROVIDER_VERSION);
@@ -769,7 +534,7 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         1024,                  /* avg_obj_size */
         MG_CACHE_TTL_DEFAULT   /* expiry_interval */
     };
-    cache_server_conf *sc = main_conf(s);
+    cache_server_conf *sc = mg_cache_main_conf(s);
     apr_status_t rv;
 
     /* The first pass over the configuration is a dry run. */
@@ -828,11 +593,11 @@ static void register_hooks(apr_pool_t *p)
 
 module AP_MODULE_DECLARE_DATA modelgate_cache_module = {
     STANDARD20_MODULE_STUFF,
-    create_dir_conf,
-    merge_dir_conf,
-    create_server_conf,
-    merge_server_conf,
-    cache_cmds,
+    mg_cache_create_dir_conf,
+    mg_cache_merge_dir_conf,
+    mg_cache_create_server_conf,
+    mg_cache_merge_server_conf,
+    mg_cache_cmds,
     register_hooks,
     AP_MODULE_FLAG_NONE
 };
