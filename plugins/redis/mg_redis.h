@@ -101,4 +101,13 @@ redisReply *mg_redis_run_script(mg_store_instance *inst, redisContext *c,
 apr_status_t mg_redis_sync_start(mg_store_instance *inst, server_rec *s,
                                  apr_pool_t *pchild);
 
+/* mg_redis_eval.c: exact mode, one script run per decision and per settle
+ * (the provider's decide and settle). */
+apr_status_t mg_redis_decide(mg_store_instance *inst, server_rec *s,
+                             const mg_layer *layers, int n, mg_now now,
+                             mg_decision *d);
+apr_status_t mg_redis_settle(mg_store_instance *inst, server_rec *s,
+                             const mg_layer *layers, const apr_int64_t *delta,
+                             int n, mg_now then, mg_now now);
+
 #endif /* MG_REDIS_H */
