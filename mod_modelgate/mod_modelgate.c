@@ -42,50 +42,11 @@ static void insert_error_filter(request_rec *r)
      * a reservation of tokens comes back. */
     mg_upstream_error(r);
     mg_usage_settle(r);
+    mg_identity_error_response(r);
     mg_respond_error_response(r);
 }
 
 /* ---- access_checker: identity, then the limit decision ---------------------- */
-
-static int refuse_credential(request_rec *r, int missing)
-{
-    /* RFC 6750: a challenge on every 401; error= only when a token came. */
-    apr_table_setn(r->err_headers_out, "WWW-Authenticate", missing
-                   ? "Bearer realm=\"modelgate\""
-                   : "Bearer realm=\"modelgate\", error=\"invalid_token\"");
-    apr_table_setn(r->notes, "modelgate-decision",
-                   missing ? "missing-key" : "invalid-key");
-    return mg_respond_canned(r, missing ? CANNED_MISSING_KEY
-                                     : CANNED_INVALID_KEY);
-}
-
-/* Wipes a connection's remembered credential when the connection ends. */
-static apr_status_t clear_key_memo(void *memo)
-{
-    mg_keys_memo_clear(memo);
-    return APR_SUCCESS;
-}
-
-/* The key `credential` names.  The last credential that found a key on
- * this connection is remembered with its key, so a keep-alive client's
- * requests after the first are not hashed again; the memo lives with the
- * connection, which one thread serves at a time (each HTTP/2 stream has a
- * connection of its own). */
-static const mg_key *find_key(request_rec *r, const mg_server_conf *sc,
-                              const char *credential, apr_size_t len)
-{
-    conn_rec *c = r->connection;
-    mg_keys_memo *memo = ap_get_module_config(c->conn_config,
-                                              &modelgate_module);
-
-    if (!memo) {
-        memo = apr_pcalloc(c->pool, sizeof(*memo));
-        ap_set_module_config(c->conn_config, &modelgate_module, memo);
-        apr_pool_cleanup_register(c->pool, memo, clear_key_memo,
-                                  apr_pool_cleanup_null);
-    }
-    return mg_keys_lookup_memo(sc->keys, memo, credential, len);
-}
 
 /* The declared model the body names, if the server declares models. */
 static int pick_model(request_rec *r, const mg_server_conf *sc,
@@ -114,16 +75,12 @@ static int gate(request_rec *r, const mg_server_conf *sc,
     const char *credential, *version;
     const mg_key *key;
     apr_size_t len = 0;
-    int rv;
+    int rv, bearer = 0;
 
     mg_identity_scrub(r);
-    credential = mg_identity_take_credential(r, &len);
-    if (!credential) {
-        return refuse_credential(r, 1);
-    }
-    key = find_key(r, sc, credential, len);
-    if (!key) {
-        return refuse_credential(r, 0);
+    credential = mg_identity_take_credential(r, &len, &bearer);
+    if ((rv = mg_identify(r, sc, credential, len, bearer, &key)) != OK) {
+        return rv;
     }
     mg_identity_announce(r, key);
     if ((version = mg_route_unknown_version(r, dc)) != NULL) {
@@ -390,6 +347,7 @@ static void mg_register_hooks(apr_pool_t *p)
     ap_hook_insert_error_filter(insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     mg_request_register(p);
+    mg_identity_register(p);
     mg_body_register(p);
     mg_upstream_register(p);
     mg_usage_register(p);

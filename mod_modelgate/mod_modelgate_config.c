@@ -522,6 +522,9 @@ const command_rec mg_cmds[] = {
         "(default: a quarter of its threads; 0 turns queueing off)"),
     AP_INIT_TAKE1("ModelGateKeyFile", cmd_keyfile, NULL, RSRC_CONF,
         "file of API key digests: sha256:HEX key-id tenant tier [scopes]"),
+    AP_INIT_TAKE_ARGV("ModelGateIdentity", mg_cmd_identity, NULL, RSRC_CONF,
+        "identity providers asked in order: key (the key file, the "
+        "default), jwt (mod_modelgate_jwt.so)"),
     AP_INIT_TAKE_ARGV("ModelGateUpstream", mg_cmd_upstream, NULL, RSRC_CONF,
         "NAME URL [options]: an upstream model server that routes may name, "
         "with its breaker, degraded thresholds and max_inflight"),
@@ -580,7 +583,7 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             }
         }
     }
-    else if (sc->enabled_somewhere) {
+    else if (sc->enabled_somewhere && mg_identity_uses_keys(sc)) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
                      MGLOGNO(00002) "ModelGate is On but no ModelGateKeyFile "
                      "is configured: every request there will be refused "
@@ -638,6 +641,9 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 }
             }
         }
+    }
+    if (!mg_identity_check_config(s, sc, pconf, ptemp)) {
+        ok = 0;
     }
     if (apr_hash_count(sc->upstreams) && !mg_proxy_available()) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,

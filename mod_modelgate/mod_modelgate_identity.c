@@ -125,11 +125,12 @@ static apr_size_t trimmed_len(const char *s)
     return n;
 }
 
-const char *mg_identity_take_credential(request_rec *r, apr_size_t *len)
+const char *mg_identity_take_credential(request_rec *r, apr_size_t *len,
+                                        int *bearer)
 {
     const char *key = apr_table_get(r->headers_in, MG_KEY_HEADER);
     const char *auth = apr_table_get(r->headers_in, "Authorization");
-    const char *bearer = bearer_token(auth);
+    const char *token = bearer_token(auth);
 
     /* The gateway is the authentication point of these routes: neither
      * header may travel further, whichever one carried the key. */
@@ -143,12 +144,14 @@ const char *mg_identity_take_credential(request_rec *r, apr_size_t *len)
         }
         if (*key) {
             *len = trimmed_len(key);
+            *bearer = 0;
             return key;
         }
     }
-    if (bearer) {
-        *len = trimmed_len(bearer);
-        return bearer;
+    if (token) {
+        *len = trimmed_len(token);
+        *bearer = 1;
+        return token;
     }
     return NULL;
 }

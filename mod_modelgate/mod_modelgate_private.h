@@ -17,6 +17,7 @@
 #include "mg_health.h"
 #include "mg_usage.h"
 #include "mg_store.h"
+#include "mg_identity.h"
 
 extern module AP_MODULE_DECLARE_DATA modelgate_module;
 APLOG_USE_MODULE(modelgate);
@@ -101,6 +102,10 @@ typedef struct mg_server_conf {
     int queue_limit;                  /**< requests one child lets wait in
                                            queue actions; MG_UNSET: a
                                            quarter of its threads */
+    apr_array_header_t *identity_names; /**< ModelGateIdentity; NULL: key */
+    mg_where identity_where;
+    const mg_identity_provider **identity; /**< resolved in check_config */
+    int identity_n;
 } mg_server_conf;
 
 typedef struct mg_dir_conf {
@@ -167,6 +172,7 @@ typedef struct mg_request {
                                    mg_cached_answer said OK): not forwarded */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
+    const mg_key *identity;   /**< who the gate found (authz providers) */
 } mg_request;
 
 /* mod_modelgate_config.c */
@@ -204,10 +210,29 @@ const char *mg_route_unknown_version(request_rec *r, const mg_dir_conf *dc);
 /* mod_modelgate_identity.c */
 /** Remove every X-Modelgate-* header a client sent. */
 void mg_identity_scrub(request_rec *r);
-/** Find and remove the credential; NULL when none was sent. */
-const char *mg_identity_take_credential(request_rec *r, apr_size_t *len);
+/** Find and remove the credential; NULL when none was sent.  *bearer:
+ *  it came from Authorization: Bearer. */
+const char *mg_identity_take_credential(request_rec *r, apr_size_t *len,
+                                        int *bearer);
 /** Tell the upstream and the logs who the caller is. */
 void mg_identity_announce(request_rec *r, const mg_key *key);
+
+/* mod_modelgate_identify.c */
+/** Ask the identity providers who presented `credential` (NULL: none was
+ *  sent): OK with *who set, or the refusal's status, answered. */
+int mg_identify(request_rec *r, const mg_server_conf *sc,
+                const char *credential, apr_size_t len, int bearer,
+                const mg_key **who);
+const char *mg_cmd_identity(cmd_parms *cmd, void *dummy, int argc,
+                            char *const argv[]);
+/** Resolve ModelGateIdentity's providers; 0 (logged) on failure. */
+int mg_identity_check_config(server_rec *s, mg_server_conf *sc,
+                             apr_pool_t *pconf, apr_pool_t *ptemp);
+/** Is the key file among the identity providers? */
+int mg_identity_uses_keys(const mg_server_conf *sc);
+/** An authz provider's 403 gets its WWW-Authenticate challenge. */
+void mg_identity_error_response(request_rec *r);
+void mg_identity_register(apr_pool_t *p);
 
 /* mod_modelgate_layers.c */
 /** Make the per-limit texts and hashes requests use (at config time). */

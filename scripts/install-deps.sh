@@ -10,7 +10,8 @@ PACKAGES=(
     apache2 apache2-dev libapr1-dev libaprutil1-dev
     libssl-dev libjansson-dev libhiredis-dev tzdata
     # tests
-    libcmocka-dev python3 python3-pytest curl redis-server valgrind
+    libcmocka-dev python3 python3-pytest python3-cryptography curl redis-server
+    valgrind
     "$@"
 )
 
