@@ -27,6 +27,7 @@ MODULE = G.get("module", os.path.join(SRCDIR, ".libs", "mod_modelgate.so"))
 KEYTOOL = G.get("keytool", os.path.join(SRCDIR, "modelgate-key"))
 REDIS_MODULE = G.get("redis_module", os.path.join(SRCDIR, ".libs", "mod_modelgate_redis.so"))
 CACHE_MODULE = G.get("cache_module", os.path.join(SRCDIR, ".libs", "mod_modelgate_cache.so"))
+JWT_MODULE = G.get("jwt_module", os.path.join(SRCDIR, ".libs", "mod_modelgate_jwt.so"))
 REDIS_SERVER = "/usr/bin/redis-server"
 HTTPD_MODDIR = G.get("httpd_moddir", "/usr/lib/apache2/modules")
 CONF_EXAMPLES = os.path.join(SRCDIR, "conf-examples")
@@ -287,6 +288,7 @@ class Gateway:
             "MG_HTTPD_MODULES": HTTPD_MODDIR,
             "MG_REDIS_MODULE": REDIS_MODULE,
             "MG_CACHE_MODULE": CACHE_MODULE,
+            "MG_JWT_MODULE": JWT_MODULE,
             "MG_REDIS_PORT": str(self.redis_port or 6379),
         })
         return env

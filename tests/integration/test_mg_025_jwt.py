@@ -1,0 +1,308 @@
+"""JWT identity (plugins/jwt, mod_modelgate_jwt.so) and per-route
+authorization (`Require modelgate-scope`, `Require modelgate-tier`).
+
+Tokens are minted here with python3-cryptography (jwt_mint.py); the JWKS
+and the HMAC secret are files the gateway reads at start.  A JWT caller
+is limited, announced and logged as an API key's caller is."""
+import json
+import os
+import re
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, OTHER_KEY, PRO_KEY
+import jwt_mint as jm
+
+ISS = "https://idp.test/"
+KEYS = jm.Keys("t")
+INVALID = 'Bearer realm="modelgate", error="invalid_token", error_description="%s"'
+
+
+def conf(gw, backend, identity="key jwt", issuer_opts="", extra="", loc=""):
+    with open(os.path.join(gw.rundir, "idp.jwks"), "w") as f:
+        json.dump(KEYS.jwks(), f)
+    with open(os.path.join(gw.rundir, "hmac.secret"), "wb") as f:
+        f.write(jm.SECRET + b"\n")
+    return """
+LoadModule modelgate_jwt_module "%s"
+LogLevel warn modelgate:info modelgate_jwt:debug
+ModelGateTier free 5/min
+ModelGateTier pro  100/min
+ModelGateKeyFile "%s"
+ModelGateIdentity %s
+ModelGateJWTIssuer %s jwks=idp.jwks secret=hmac.secret audience=modelgate \\
+    algs=%s tier=plan %s
+ModelGateUpstream model http://127.0.0.1:%d
+%s
+<Location "/v1/">
+    Require all granted
+    ModelGate On
+    ModelGateRoute model
+</Location>
+<Location "/v1/embeddings">
+    Require modelgate-scope embeddings
+</Location>
+<Location "/v1/pro/">
+    Require modelgate-tier pro enterprise
+</Location>
+%s
+""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS, identity, ISS, ",".join(jm.ALGS),
+       issuer_opts, backend.port, extra, loc)
+
+
+@pytest.fixture
+def jwtgw(gateways, backend):
+    backend.reset()
+
+    def start(**kw):
+        gw = gateways("jwt", backend_port=backend.port)
+        # mod_authz_core logs each refusal of a Require rule at error level
+        gw.allow_errors(r"AH01630")
+        gw.write_conf(conf(gw, backend, **kw))
+        return gw.start()
+    return start
+
+
+def bearer(gw, token, path="/v1/chat/completions", conn=None):
+    return harness.request(gw.port, "POST", path, body=harness.CHAT,
+                           headers={"Authorization": "Bearer " + token}, conn=conn)
+
+
+def forwarded(resp):
+    """The gateway let it through: the mock model server answered (with
+    404 for paths only the tests' routes have, 400 for a chat body sent to
+    /v1/embeddings)."""
+    return resp.header("server") == "mock-model/1.0"
+
+
+def token(alg="ES256", **c):
+    c.setdefault("aud", "modelgate")
+    return KEYS.token(alg, jm.claims(**c))
+
+
+@pytest.mark.parametrize("alg", jm.ALGS)
+def test_mg_025_01_each_algorithm(jwtgw, backend, alg):
+    gw = jwtgw()
+    resp = bearer(gw, token(alg, sub="alice", tenant="acme", plan="pro"))
+    assert resp.status == 200, resp
+    assert resp.header("ratelimit").startswith('"pro";r=99;')
+    seen = backend.requests()[-1]["headers"]
+    assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"],
+            seen["x-modelgate-tier"]) == ("alice", "acme", "pro")
+    # the token never travels upstream
+    assert "authorization" not in seen
+    assert not any("eyJ" in v for v in seen.values())
+
+
+def _mangled_b64():
+    t = token()
+    return t[:5] + "*" + t[6:]
+
+
+def _bad_json():
+    return jm.b64(b'{"alg":"ES256"') + "." + jm.b64(b'{"iss":"x"}') + "." + jm.b64(b"sig")
+
+
+def _bad_signature():
+    head, body, sig = token().split(".")
+    other = token(sub="mallory").split(".")[1]
+    return ".".join([head, other, sig])
+
+
+@pytest.mark.parametrize("make,why", [
+    (lambda: token(lifetime=-3600), "token expired"),
+    (lambda: token(nbf=int(__import__("time").time()) + 3600), "token not yet valid"),
+    (lambda: token(aud="someone-else"), "audience not accepted"),
+    (lambda: token(iss="https://evil.test/"), "issuer not trusted"),
+    (_bad_signature, "signature mismatch"),
+    (lambda: jm.unsigned(jm.claims(aud="modelgate")), "algorithm not accepted"),
+    (lambda: KEYS.token("HS256", jm.claims(aud="modelgate"), secret=KEYS.rsa_public_pem()),
+     "signature mismatch"),
+    (_mangled_b64, "malformed base64url"),
+    (_bad_json, "malformed JSON"),
+    (lambda: token(pad="x" * 5500), "token too large"),
+], ids=["expired", "not-yet-valid", "wrong-aud", "wrong-iss", "bad-signature", "alg-none",
+        "hs256-with-rsa-public-key", "malformed-base64", "malformed-json", "oversized"])
+def test_mg_025_02_refused_tokens(jwtgw, backend, make, why):
+    gw = jwtgw()
+    resp = bearer(gw, make())
+    assert resp.status == 401, resp
+    assert resp.header("content-type") == "application/json"
+    assert resp.json["error"]["code"] == "invalid_token"
+    assert resp.header("www-authenticate") == INVALID % why
+    assert resp.header("ratelimit") is None
+    assert backend.count() == 0
+
+
+def test_mg_025_03_tiers_from_claims(jwtgw, backend):
+    gw = jwtgw(issuer_opts="default_tier=free")
+    resp = bearer(gw, token(plan="platinum"))
+    assert resp.status == 403
+    assert resp.json["error"]["code"] == "unknown_tier"
+    # no tier claim: the issuer's default
+    resp = bearer(gw, token(sub="nobody-special"))
+    assert resp.status == 200
+    assert resp.header("ratelimit").startswith('"free";r=4;')
+    assert backend.count() == 1
+
+
+def test_mg_025_04_no_tier_and_no_default(jwtgw, backend):
+    gw = jwtgw()
+    resp = bearer(gw, token())
+    assert resp.status == 403
+    assert resp.json["error"]["code"] == "unknown_tier"
+    assert backend.count() == 0
+
+
+def test_mg_025_05_limits_keyed_on_subject_and_tenant(jwtgw, backend):
+    gw = jwtgw(loc="""
+<Location "/v1/chat/">
+    ModelGateLimit acme-chat tenant 7/min
+</Location>
+""")
+    # the free tier: 5 a minute per caller; a fresh token of the same
+    # subject is the same caller
+    statuses = [bearer(gw, token(sub="bob", tenant="acme", plan="free", jti=str(i))).status
+                for i in range(6)]
+    assert statuses == [200] * 5 + [429]
+    # another subject of the same tenant has its own 5, but the tenant's
+    # 7 are shared -- with the tenant's API keys too (demo is acme's)
+    statuses = [bearer(gw, token(sub="carol", tenant="acme", plan="free")).status
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert gw.chat(DEMO_KEY).status == 429
+    # globex is untouched
+    assert gw.chat(OTHER_KEY).status == 200
+    assert backend.count() == 8
+
+
+def test_mg_025_06_scopes_and_tiers_per_route(jwtgw, backend):
+    gw = jwtgw()
+    emb = "/v1/embeddings"
+    # API keys: their scopes column (demo: chat,embeddings; other: chat)
+    assert forwarded(harness.request(gw.port, "POST", emb, body=harness.CHAT,
+                                     headers={"X-API-Key": DEMO_KEY}))
+    resp = harness.request(gw.port, "POST", emb, body=harness.CHAT,
+                           headers={"X-API-Key": OTHER_KEY})
+    assert resp.status == 403
+    assert resp.header("content-type") == "application/json"
+    assert resp.json["error"]["code"] == "insufficient_scope"
+    assert resp.header("www-authenticate") == (
+        'Bearer realm="modelgate", error="insufficient_scope", scope="embeddings"')
+    # tokens: scope as a space-separated string or an array
+    assert forwarded(bearer(gw, token(plan="pro", scope="chat embeddings"), emb))
+    assert forwarded(bearer(gw, token(plan="pro", scope=["embeddings"]), emb))
+    resp = bearer(gw, token(plan="pro", scope="chat"), emb)
+    assert resp.status == 403
+    assert resp.json["error"]["code"] == "insufficient_scope"
+    # tiers
+    pro = "/v1/pro/chat"
+    assert forwarded(harness.request(gw.port, "POST", pro, body=harness.CHAT,
+                                     headers={"X-API-Key": PRO_KEY}))
+    resp = harness.request(gw.port, "POST", pro, body=harness.CHAT,
+                           headers={"X-API-Key": DEMO_KEY})
+    assert resp.status == 403
+    assert resp.json["error"]["code"] == "insufficient_tier"
+    assert forwarded(bearer(gw, token(plan="pro"), pro))
+    assert bearer(gw, token(plan="free"), pro).status == 403
+    # an allowed answer carries no challenge
+    assert bearer(gw, token(plan="pro"), pro).header("www-authenticate") is None
+    assert backend.count() == 6
+
+
+def test_mg_025_07_default_is_key_only(jwtgw, backend):
+    # without jwt among the identity providers a token is an unknown key
+    gw = jwtgw(identity="key")
+    resp = bearer(gw, token(plan="pro"))
+    assert resp.status == 401
+    assert resp.json["error"]["code"] == "invalid_api_key"
+    assert gw.chat(DEMO_KEY).status == 200
+
+
+def test_mg_025_08_token_only_as_bearer(jwtgw, backend):
+    gw = jwtgw()
+    # a JWT in X-API-Key is not a JWT credential, and not a key
+    resp = gw.chat(token(plan="pro"))
+    assert resp.status == 401
+    assert resp.json["error"]["code"] == "invalid_api_key"
+    # API keys still work as bearer tokens alongside JWTs
+    assert gw.chat(DEMO_KEY, header="Authorization").status == 200
+    assert backend.count() == 1
+
+
+def test_mg_025_09_verified_tokens_are_cached(jwtgw, backend):
+    gw = jwtgw()
+    tok = token(sub="dave", plan="pro")
+    conn = __import__("http.client").client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        for _ in range(4):
+            assert bearer(gw, tok, conn=conn).status == 200
+    finally:
+        conn.close()
+    log = gw.wait_log(r"MGJ00002")
+    # one connection, one child: verified once, then found by its digest
+    assert len(re.findall(r"MGJ00002: bearer token of 'dave' verified", log)) == 1
+
+
+def test_mg_025_10_htaccess_adds_but_cannot_weaken(gateways, backend):
+    backend.reset()
+    gw = gateways("jwtht", backend_port=backend.port)
+    gw.allow_errors(r"AH01630")
+    text = conf(gw, backend, loc="""
+<Directory "%s/htdocs">
+    AllowOverride AuthConfig
+    Require all granted
+</Directory>
+<Location "/v1/tiered/">
+    Require modelgate-tier pro
+</Location>
+""" % gw.rundir)
+    # .htaccess routes apply under a <Location> without a route; its
+    # Require rules where the server's are in <Directory> (a <Location> is
+    # merged after .htaccess, and its Require replaces theirs)
+    gw.write_conf(text.replace("    Require all granted\n    ModelGate On\n    ModelGateRoute model\n",
+                               "    ModelGate On\n"))
+    for d, rules in [("v1", "ModelGateRoute model\n"),
+                     ("v1/scoped", "ModelGateRoute model\nRequire modelgate-scope embeddings\n"),
+                     ("v1/open", "ModelGateRoute model\n<RequireAny>\nRequire all granted\n"
+                                 "Require modelgate-tier pro\n</RequireAny>\n"),
+                     ("v1/tiered", "ModelGateRoute model\nRequire all granted\n")]:
+        os.makedirs(os.path.join(gw.rundir, "htdocs", d), exist_ok=True)
+        with open(os.path.join(gw.rundir, "htdocs", d, ".htaccess"), "w") as f:
+            f.write(rules)
+    gw.start()
+
+    def post(path, headers):
+        return harness.request(gw.port, "POST", path, body=harness.CHAT, headers=headers)
+    # added: a scope the server did not ask for
+    assert forwarded(post("/v1/scoped/x", {"X-API-Key": DEMO_KEY}))
+    assert post("/v1/scoped/x", {"X-API-Key": OTHER_KEY}).status == 403
+    assert post("/v1/scoped/x", {"Authorization": "Bearer " + token(plan="free")}).status == 403
+    # RequireAny granting everybody does not bypass the gate
+    assert post("/v1/open/x", {}).status == 401
+    assert post("/v1/open/x", {"Authorization": "Bearer " + token(lifetime=-3600)}).status == 401
+    assert forwarded(post("/v1/open/x", {"X-API-Key": DEMO_KEY}))
+    # the server's Require (a <Location>, merged after .htaccess) holds
+    assert post("/v1/tiered/x", {"X-API-Key": DEMO_KEY}).status == 403
+    assert forwarded(post("/v1/tiered/x", {"X-API-Key": PRO_KEY}))
+    assert backend.count() == 3
+
+
+def test_mg_025_11_config_errors(gateways, backend):
+    base = """
+ModelGateTier free 5/min
+ModelGateKeyFile "%s"
+""" % harness.QUICKSTART_KEYS
+    load = 'LoadModule modelgate_jwt_module "%s"\n' % harness.JWT_MODULE
+    harness.assert_config_errors(gateways, [
+        (base + "ModelGateIdentity key jwt\n", "load mod_modelgate_jwt.so"),
+        (base + "ModelGateIdentity key nosuch\n", "no identity provider 'nosuch'"),
+        (base + "ModelGateIdentity key key\n", "'key' named twice"),
+        (load + base + "ModelGateIdentity jwt\n", "no ModelGateJWTIssuer is configured"),
+        (load + base + "ModelGateJWTIssuer x jwks=/nonexistent\n", "algs= is required"),
+        (load + base + "ModelGateJWTIssuer x algs=none\n", "refused algorithm 'none'"),
+        (load + base + "ModelGateJWTIssuer x algs=HS256\n", "needs secret=FILE"),
+        (load + base + "ModelGateJWTIssuer x algs=ES256\n", "needs jwks=FILE"),
+        (load + base + "ModelGateJWTIssuer x algs=ES256 jwks=/nonexistent\n", "cannot read"),
+    ])

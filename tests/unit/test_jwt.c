@@ -1,0 +1,239 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * test_jwt.c -- JWT verification (plugins/jwt/mg_jwt.c) over tokens that
+ * python3-cryptography minted (test_jwt_vectors.h, made by
+ * make_jwt_vectors.py) at a fixed time: every algorithm verifies, and
+ * every way a token can be wrong is refused with its reason.
+ */
+#include "mg_test.h"
+#include <string.h>
+#include <apr_strings.h>
+
+#include "mg_jwt.h"
+#include "test_jwt_vectors.h"
+
+typedef struct fixture {
+    apr_pool_t *p;
+    apr_array_header_t *issuers;
+    mg_jwt_issuer *is;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    const char *err;
+
+    apr_pool_create(&f->p, NULL);
+    f->is = apr_palloc(f->p, sizeof(*f->is));
+    mg_jwt_issuer_init(f->is, "https://idp.test/");
+    assert_null(mg_jwt_parse_algs(f->p, "RS256,RS384,RS512,PS256,PS384,"
+                                  "PS512,ES256,ES384,ES512,EdDSA,HS256,"
+                                  "HS384,HS512", &f->is->algs));
+    err = mg_jwt_jwks_parse(f->p, VEC_JWKS, strlen(VEC_JWKS), &f->is->keys);
+    assert_null(err);
+    assert_int_equal(f->is->keys->nelts, 5);
+    f->is->secret = (const unsigned char *)VEC_SECRET;
+    f->is->secret_len = strlen(VEC_SECRET);
+    f->is->audience = "modelgate";
+    f->issuers = apr_array_make(f->p, 2, sizeof(mg_jwt_issuer *));
+    APR_ARRAY_PUSH(f->issuers, mg_jwt_issuer *) = f->is;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+
+    apr_pool_destroy(f->p);
+    free(f);
+    return 0;
+}
+
+static const char *verify_at(fixture *f, const char *tok, apr_int64_t now,
+                             mg_jwt_identity *id)
+{
+    return mg_jwt_verify(f->p, tok, strlen(tok), f->issuers, now, id);
+}
+
+static const char *verify(fixture *f, const char *tok, mg_jwt_identity *id)
+{
+    return verify_at(f, tok, VEC_NOW, id);
+}
+
+static void test_every_algorithm(void **state)
+{
+    fixture *f = *state;
+    static const char *const toks[] = {
+        TOK_RS256, TOK_RS384, TOK_RS512, TOK_PS256, TOK_PS384, TOK_PS512,
+        TOK_ES256, TOK_ES384, TOK_ES512, TOK_EdDSA, TOK_HS256, TOK_HS384,
+        TOK_HS512
+    };
+    mg_jwt_identity id;
+    size_t i;
+
+    for (i = 0; i < sizeof(toks) / sizeof(toks[0]); i++) {
+        const char *err = verify(f, toks[i], &id);
+        if (err) {
+            fail_msg("algorithm %d: %s", (int)i, err);
+        }
+        assert_string_equal(id.subject, "user-1");
+        assert_string_equal(id.tenant, "user-1");   /* no tenant claim */
+        assert_string_equal(id.tier, "pro");
+        assert_int_equal(id.scopes->nelts, 2);
+        assert_string_equal(APR_ARRAY_IDX(id.scopes, 0, char *), "chat:write");
+        assert_string_equal(APR_ARRAY_IDX(id.scopes, 1, char *), "embed");
+        assert_int_equal(id.exp, VEC_NOW + 3600);
+    }
+}
+
+static void test_pinned_algorithms(void **state)
+{
+    fixture *f = *state;
+    mg_jwt_identity id;
+
+    assert_null(mg_jwt_parse_algs(f->p, "ES256", &f->is->algs));
+    assert_null(verify(f, TOK_ES256, &id));
+    assert_string_equal(verify(f, TOK_RS256, &id), "algorithm not accepted");
+    assert_string_equal(verify(f, TOK_HS256, &id), "algorithm not accepted");
+    /* none is not an algorithm at all */
+    assert_non_null(mg_jwt_parse_algs(f->p, "none", &f->is->algs));
+    assert_non_null(mg_jwt_parse_algs(f->p, "ES256,HS1", &f->is->algs));
+}
+
+static void test_refusals(void **state)
+{
+    fixture *f = *state;
+    mg_jwt_identity id;
+
+    assert_string_equal(verify(f, TOK_NONE, &id), "algorithm not accepted");
+    /* HMAC keyed with the RSA public key: the secret is the only HMAC key */
+    assert_string_equal(verify(f, TOK_HS_PUBKEY, &id), "signature mismatch");
+    assert_string_equal(verify(f, TOK_BAD_SIG, &id), "signature mismatch");
+    assert_string_equal(verify(f, TOK_EXPIRED, &id), "token expired");
+    assert_string_equal(verify(f, TOK_NBF, &id), "token not yet valid");
+    assert_string_equal(verify(f, TOK_IAT_FUTURE, &id),
+                        "token issued in the future");
+    assert_string_equal(verify(f, TOK_NO_EXP, &id), "no expiry");
+    assert_string_equal(verify(f, TOK_WRONG_ISS, &id), "issuer not trusted");
+    assert_string_equal(verify(f, TOK_WRONG_AUD, &id),
+                        "audience not accepted");
+    assert_null(verify(f, TOK_AUD_ARRAY, &id));
+    assert_string_equal(verify(f, TOK_BAD_B64, &id), "malformed base64url");
+    assert_string_equal(verify(f, TOK_BAD_JSON, &id), "malformed JSON");
+    assert_string_equal(verify(f, TOK_UNKNOWN_KID, &id),
+                        "no key of the issuer fits");
+    assert_string_equal(verify(f, TOK_KID_WRONG_TYPE, &id),
+                        "no key of the issuer fits");
+    assert_string_equal(verify(f, TOK_CRIT, &id),
+                        "critical header parameters not understood");
+    assert_string_equal(verify(f, "a.b", &id), "not a JWS compact token");
+    assert_string_equal(verify(f, "a.b.c.d", &id), "not a JWS compact token");
+    {
+        char *big = apr_palloc(f->p, MG_JWT_MAX_LEN + 2);
+        memset(big, 'a', MG_JWT_MAX_LEN + 1);
+        big[10] = big[20] = '.';
+        big[MG_JWT_MAX_LEN + 1] = '\0';
+        assert_string_equal(verify(f, big, &id), "token too large");
+    }
+}
+
+static void test_leeway(void **state)
+{
+    fixture *f = *state;
+    mg_jwt_identity id;
+
+    /* exp is NOW + 3600; the default leeway is 60 s */
+    assert_null(verify_at(f, TOK_ES256, VEC_NOW + 3659, &id));
+    assert_string_equal(verify_at(f, TOK_ES256, VEC_NOW + 3660, &id),
+                        "token expired");
+    f->is->leeway = 0;
+    assert_string_equal(verify_at(f, TOK_ES256, VEC_NOW + 3600, &id),
+                        "token expired");
+    assert_null(verify_at(f, TOK_ES256, VEC_NOW + 3599, &id));
+    /* nbf NOW + 600 */
+    f->is->leeway = 600;
+    assert_null(verify(f, TOK_NBF, &id));
+    assert_int_equal(id.nbf, VEC_NOW + 600);
+}
+
+static void test_claim_paths(void **state)
+{
+    fixture *f = *state;
+    mg_jwt_identity id;
+
+    f->is->claim_tenant = "org.id";
+    f->is->claim_tier = "org.plan";
+    assert_null(verify(f, TOK_NESTED, &id));
+    assert_string_equal(id.tenant, "acme");
+    assert_string_equal(id.tier, "enterprise");
+    /* scopes as an array: each element whole */
+    assert_int_equal(id.scopes->nelts, 2);
+    assert_string_equal(APR_ARRAY_IDX(id.scopes, 1, char *), "b c");
+    /* no tier claim: the default, or none */
+    f->is->claim_tenant = "tenant";
+    f->is->claim_tier = "tier";
+    assert_null(verify(f, TOK_NO_TIER, &id));
+    assert_null(id.tier);
+    assert_string_equal(id.tenant, "t1");
+    f->is->default_tier = "free";
+    assert_null(verify(f, TOK_NO_TIER, &id));
+    assert_string_equal(id.tier, "free");
+}
+
+static void test_several_issuers(void **state)
+{
+    fixture *f = *state;
+    mg_jwt_issuer *other = apr_palloc(f->p, sizeof(*other));
+    mg_jwt_identity id;
+
+    mg_jwt_issuer_init(other, "https://evil.test/");
+    assert_null(mg_jwt_parse_algs(f->p, "HS256", &other->algs));
+    other->secret = (const unsigned char *)VEC_SECRET;
+    other->secret_len = strlen(VEC_SECRET);
+    APR_ARRAY_PUSH(f->issuers, mg_jwt_issuer *) = other;
+    /* this issuer is now trusted, but only for HS256 with its secret */
+    assert_string_equal(verify(f, TOK_WRONG_ISS, &id),
+                        "algorithm not accepted");
+    assert_null(verify(f, TOK_ES256, &id));
+    assert_ptr_equal(id.issuer, f->is);
+}
+
+static void test_jwks(void **state)
+{
+    fixture *f = *state;
+    apr_array_header_t *keys;
+    const char *skipped = "{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"},"
+                          "{\"kty\":\"RSA\",\"use\":\"enc\"}]}";
+    const char *small = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\","
+                        "\"e\":\"AQAB\"}]}";
+
+    assert_non_null(mg_jwt_jwks_parse(f->p, "{", 1, &keys));
+    assert_non_null(mg_jwt_jwks_parse(f->p, "{}", 2, &keys));
+    /* oct keys and encryption keys are skipped */
+    assert_null(mg_jwt_jwks_parse(f->p, skipped, strlen(skipped), &keys));
+    assert_int_equal(keys->nelts, 0);
+    /* a short RSA modulus is not a key */
+    assert_non_null(mg_jwt_jwks_parse(f->p, small, strlen(small), &keys));
+    assert_true(mg_jwt_looks_like("a.b.c", 5));
+    assert_false(mg_jwt_looks_like("mg-key", 6));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_algorithm, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pinned_algorithms, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leeway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_several_issuers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_jwks, setup, teardown),
+    };
+
+    apr_initialize();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
