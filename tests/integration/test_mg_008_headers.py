@@ -53,7 +53,9 @@ def test_mg_008_03_make_install_follows_apxs(tmp_path):
     moddir = harness.HTTPD_MODDIR.lstrip("/")
     installed = sorted(os.listdir(dest / moddir))
     plugins = ["mod_modelgate_redis.so"] if os.path.exists(harness.REDIS_MODULE) else []
-    # the response cache needs only httpd: always built and installed
-    assert installed == sorted(["mod_modelgate.so", "mod_modelgate_cache.so"] + plugins)
+    # the response cache and JWT identity need only httpd, OpenSSL and
+    # jansson: always built and installed
+    assert installed == sorted(["mod_modelgate.so", "mod_modelgate_cache.so",
+                                "mod_modelgate_jwt.so"] + plugins)
     bins = [f for root, _, files in os.walk(dest) for f in files if f == "modelgate-key"]
     assert bins == ["modelgate-key"]
