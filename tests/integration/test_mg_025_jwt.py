@@ -306,3 +306,73 @@ ModelGateKeyFile "%s"
         (load + base + "ModelGateJWTIssuer x algs=ES256\n", "needs jwks=FILE"),
         (load + base + "ModelGateJWTIssuer x algs=ES256 jwks=/nonexistent\n", "cannot read"),
     ])
+
+
+# ---- conf-examples/jwt-tiers.conf -------------------------------------------
+
+DEMO_ISS = "https://idp.example.test/realms/ai"
+
+
+def demo_token(sub, plan=None, scope="chat", org="acme", lifetime=600):
+    """A token of the example's demo identity provider."""
+    from cryptography.hazmat.primitives import serialization
+    with open(os.path.join(harness.CONF_EXAMPLES, "keys", "jwt-demo-es256.pem"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    org_claim = {"id": org}
+    if plan:
+        org_claim["plan"] = plan
+    signer = jm.Keys.__new__(jm.Keys)     # only the ES256 key is needed
+    signer.ec = {"ES256": key}
+    signer.prefix = "demo"
+    return signer.token("ES256", jm.claims(iss=DEMO_ISS, sub=sub, lifetime=lifetime,
+                                           aud="modelgate", org=org_claim, scope=scope),
+                        header={"kid": "demo-es256"})
+
+
+@pytest.fixture
+def jwt_example(gateways, backend):
+    backend.reset()
+    gw = gateways("jwtex", backend_port=backend.port)
+    gw.allow_errors(r"AH01630")
+    gw.use_conf(os.path.join(harness.CONF_EXAMPLES, "jwt-tiers.conf"))
+    return gw.start()
+
+
+def test_mg_025_12_example_tiers_from_a_claim(jwt_example, backend):
+    gw = jwt_example
+    # no plan claim: free, 10 a minute
+    free = [bearer(gw, demo_token("alice")) for _ in range(11)]
+    assert [r.status for r in free] == [200] * 10 + [429]
+    assert free[0].header("ratelimit-policy") == '"free";q=10;w=60, "tenant-cap";q=3000;w=60'
+    # pro and enterprise from org.plan
+    resp = bearer(gw, demo_token("bob", plan="pro"))
+    assert resp.status == 200
+    assert resp.header("ratelimit").startswith('"pro";r=19;')
+    resp = bearer(gw, demo_token("carol", plan="enterprise"))
+    assert resp.header("ratelimit").startswith('"enterprise";r=99;')
+    seen = backend.requests()[-1]["headers"]
+    assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"],
+            seen["x-modelgate-tier"]) == ("carol", "acme", "enterprise")
+    # a plan the gateway does not sell
+    assert bearer(gw, demo_token("dave", plan="platinum")).status == 403
+    assert backend.count() == 12
+
+
+def test_mg_025_13_example_routes_by_scope_and_tier(jwt_example, backend):
+    gw = jwt_example
+    emb = "/v1/embeddings"
+    assert bearer(gw, demo_token("alice", scope="chat"), emb).status == 403
+    assert forwarded(bearer(gw, demo_token("alice", scope="chat embeddings"), emb))
+    ft = "/v1/fine_tuning/jobs"
+    assert bearer(gw, demo_token("bob", plan="pro"), ft).status == 403
+    assert forwarded(bearer(gw, demo_token("carol", plan="enterprise"), ft))
+    # API keys beside the tokens: demo (free, chat,embeddings)
+    assert forwarded(harness.request(gw.port, "POST", emb, body=harness.CHAT,
+                                     headers={"X-API-Key": DEMO_KEY}))
+    assert harness.request(gw.port, "POST", ft, body=harness.CHAT,
+                           headers={"X-API-Key": PRO_KEY}).status == 403
+    # expired tokens are refused
+    resp = bearer(gw, demo_token("alice", lifetime=-60))
+    assert resp.status == 401
+    assert resp.header("www-authenticate") == INVALID % "token expired"
+    assert backend.count() == 3
