@@ -6,9 +6,9 @@
  * providers `Require modelgate-scope` and `Require modelgate-tier`.
  *
  * The authz providers read the identity the gate established in
- * access_checker (mg_request.identity): httpd runs them in auth_checker,
- * after every access checker, and only once the gate passed (it set
- * r->user).  A refusal there is 403 JSON with an RFC 6750 challenge added
+ * access_checker (mg_request.identity): httpd evaluates `Require` after
+ * every access checker (mod_authz_core's access_checker_ex, or
+ * auth_checker), so only once the gate passed.  A refusal there is 403 JSON with an RFC 6750 challenge added
  * on the error path, so a rule that another `RequireAny` alternative
  * overrules leaves no trace on the answer.
  */
@@ -251,6 +251,17 @@ static authz_status deny(request_rec *r, const char *message,
     return AUTHZ_DENIED;
 }
 
+/* No gate passed here (ModelGate is not on): no httpd authentication can
+ * give the caller a scope or a tier, so the rule is simply not met.
+ * (AUTHZ_DENIED_NO_USER would send httpd looking for an AuthType, and
+ * without one it answers 500.) */
+static authz_status no_caller(request_rec *r)
+{
+    return deny(r, "This route needs a caller the gateway identified.",
+                MG_ERR_INSUFFICIENT_SCOPE,
+                "Bearer realm=\"modelgate\", error=\"insufficient_scope\"");
+}
+
 /* Every scope on the line is needed (RFC 6750's scope= lists them all);
  * for "any of", write one Require per scope inside <RequireAny>. */
 static authz_status scope_check(request_rec *r, const char *line,
@@ -260,8 +271,8 @@ static authz_status scope_check(request_rec *r, const char *line,
     const char *list = line, *w;
     const char *missing = NULL;
 
-    if (!r->user || !who) {
-        return AUTHZ_DENIED_NO_USER;
+    if (!who) {
+        return no_caller(r);
     }
     while (*(w = ap_getword_conf(r->pool, &list))) {
         if (!has_scope(who, w)) {
@@ -286,8 +297,8 @@ static authz_status tier_check(request_rec *r, const char *line,
     const mg_key *who = identity_of(r);
     const char *list = line, *w;
 
-    if (!r->user || !who) {
-        return AUTHZ_DENIED_NO_USER;
+    if (!who) {
+        return no_caller(r);
     }
     while (*(w = ap_getword_conf(r->pool, &list))) {
         if (!strcmp(w, who->tier)) {

@@ -289,6 +289,32 @@ def test_mg_025_10_htaccess_adds_but_cannot_weaken(gateways, backend):
     assert backend.count() == 3
 
 
+def test_mg_025_14_require_without_the_gate(gateways, backend):
+    # Require modelgate-* where ModelGate is not on: no caller, 403 JSON
+    # (not httpd's 500 for a user-based rule without an AuthType)
+    gw = gateways("nogate", backend_port=backend.port)
+    gw.allow_errors(r"AH01630")
+    gw.write_conf("""
+ModelGateTier free 5/min
+ModelGateTier pro 5/min
+ModelGateKeyFile "%s"
+<Location "/plain/">
+    Require modelgate-scope chat
+</Location>
+<Location "/tiered/">
+    Require modelgate-tier pro
+</Location>
+""" % harness.QUICKSTART_KEYS)
+    gw.start()
+    for path in ("/plain/x", "/tiered/x"):
+        resp = gw.get(path, headers={"X-API-Key": DEMO_KEY})
+        assert resp.status == 403
+        assert resp.header("content-type") == "application/json"
+        assert resp.json["error"]["code"] == "insufficient_scope"
+        assert resp.header("www-authenticate") == (
+            'Bearer realm="modelgate", error="insufficient_scope"')
+
+
 def test_mg_025_11_config_errors(gateways, backend):
     base = """
 ModelGateTier free 5/min
