@@ -8,9 +8,10 @@
  * The authz providers read the identity the gate established in
  * access_checker (mg_request.identity): httpd evaluates `Require` after
  * every access checker (mod_authz_core's access_checker_ex, or
- * auth_checker), so only once the gate passed.  A refusal there is 403 JSON with an RFC 6750 challenge added
- * on the error path, so a rule that another `RequireAny` alternative
- * overrules leaves no trace on the answer.
+ * auth_checker), so only once the gate passed.  A refusal there is 403
+ * JSON with an RFC 6750 challenge added on the error path, so a rule that
+ * another `RequireAny` alternative overrules leaves no trace on the
+ * answer.
  */
 #include <apr_strings.h>
 #include <ap_provider.h>
@@ -76,7 +77,7 @@ static const mg_identity_provider key_provider = {
     key_identify
 };
 
-/* ---- asking the providers ------------------------------------------------- */
+/* ---- asking the providers ----------------------------------------------- */
 
 static int refuse_credential(request_rec *r, int missing)
 {
@@ -123,7 +124,7 @@ int mg_identify(request_rec *r, const mg_server_conf *sc,
     return refuse_credential(r, 0);
 }
 
-/* ---- configuration ------------------------------------------------------- */
+/* ---- configuration ------------------------------------------------------ */
 
 const char *mg_cmd_identity(cmd_parms *cmd, void *dummy, int argc,
                             char *const argv[])

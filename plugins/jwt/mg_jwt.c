@@ -43,7 +43,8 @@ const char *mg_jwt_parse_algs(apr_pool_t *p, const char *list,
     char *copy = apr_pstrdup(p, list), *last, *w;
 
     *algs = 0;
-    for (w = apr_strtok(copy, ",", &last); w; w = apr_strtok(NULL, ",", &last)) {
+    for (w = apr_strtok(copy, ",", &last); w;
+         w = apr_strtok(NULL, ",", &last)) {
         int a = mg_jwt_alg_from_name(w);
         if (a < 0) {
             return apr_psprintf(p, "unknown or refused algorithm '%s' "
@@ -471,7 +472,9 @@ static int numeric_date(json_t *claims, const char *name, apr_int64_t *t,
     if (!v) {
         return 0;
     }
-    if (!json_is_number(v)) {
+    /* beyond year 33658 is nonsense, and casting it would be undefined */
+    if (!json_is_number(v) || json_number_value(v) > 1e12
+        || json_number_value(v) < -1e12) {
         *bad = 1;
         return 0;
     }
@@ -620,7 +623,7 @@ const char *mg_jwt_verify(apr_pool_t *p, const char *token, apr_size_t len,
     const char *alg_name, *kid = NULL, *iss;
     const mg_jwt_issuer *is;
     apr_int64_t exp = 0, nbf = 0, iat = 0;
-    int alg, bad = 0;
+    int alg, bad = 0, has_exp;
 
     memset(out, 0, sizeof(*out));
     if (len > MG_JWT_MAX_LEN) {
@@ -673,14 +676,14 @@ const char *mg_jwt_verify(apr_pool_t *p, const char *token, apr_size_t len,
         goto done;
     }
     /* Verified: from here on the claims are the issuer's word. */
-    if (!numeric_date(claims, "exp", &exp, &bad)) {
-        err = "no expiry";
-        goto done;
-    }
+    has_exp = numeric_date(claims, "exp", &exp, &bad);
     numeric_date(claims, "nbf", &nbf, &bad);
     numeric_date(claims, "iat", &iat, &bad);
     if (bad) {
         err = "malformed time claim";
+    }
+    else if (!has_exp) {
+        err = "no expiry";
     }
     else if (now >= exp + is->leeway) {
         err = "token expired";

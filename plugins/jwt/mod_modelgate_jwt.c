@@ -250,7 +250,7 @@ static const command_rec jwt_cmds[] = {
     { NULL }
 };
 
-/* ---- the cache of verified tokens ---------------------------------------- */
+/* ---- the cache of verified tokens --------------------------------------- */
 
 static mgj_slot *slot_for(mgj_server_conf *c, const unsigned char *digest)
 {

@@ -33,6 +33,7 @@ out["TOK_BAD_JSON"] = jm.b64(b'{"alg":"ES256"') + "." + jm.b64(b"{}") + "." + jm
 out["TOK_UNKNOWN_KID"] = keys.token("ES256", jm.claims(now=NOW, **base), header={"kid": "nope"})
 out["TOK_KID_WRONG_TYPE"] = keys.token("RS256", jm.claims(now=NOW, **base), header={"kid": "u-es256"})
 out["TOK_CRIT"] = keys.token("ES256", jm.claims(now=NOW, **base), header={"crit": ["exp"]})
+out["TOK_HUGE_EXP"] = keys.token("ES256", jm.claims(now=NOW, **base) | {"exp": 1e300})
 out["TOK_NESTED"] = keys.token("EdDSA", jm.claims(now=NOW, aud="modelgate", org={"id": "acme", "plan": "enterprise"},
                                                   scope=["a", "b c"]))
 out["TOK_NO_TIER"] = keys.token("EdDSA", jm.claims(now=NOW, aud="modelgate", tenant="t1"))

@@ -115,6 +115,7 @@ static void test_refusals(void **state)
     assert_string_equal(verify(f, TOK_IAT_FUTURE, &id),
                         "token issued in the future");
     assert_string_equal(verify(f, TOK_NO_EXP, &id), "no expiry");
+    assert_string_equal(verify(f, TOK_HUGE_EXP, &id), "malformed time claim");
     assert_string_equal(verify(f, TOK_WRONG_ISS, &id), "issuer not trusted");
     assert_string_equal(verify(f, TOK_WRONG_AUD, &id),
                         "audience not accepted");
