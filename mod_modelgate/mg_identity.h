@@ -60,7 +60,8 @@ typedef struct mg_identity_refusal {
     const char *json;         /**< the error body (mg_error.h's shape) */
     const char *challenge;    /**< WWW-Authenticate, or NULL; never names a
                                    secret */
-    const char *decision;     /**< the modelgate-decision note */
+    const char *decision;     /**< the modelgate-decision note; NULL:
+                                   "refused" */
 } mg_identity_refusal;
 
 typedef struct mg_identity_provider {

@@ -115,7 +115,8 @@ int mg_identify(request_rec *r, const mg_server_conf *sc,
                 apr_table_setn(r->err_headers_out, "WWW-Authenticate",
                                no.challenge);
             }
-            apr_table_setn(r->notes, "modelgate-decision", no.decision);
+            apr_table_setn(r->notes, "modelgate-decision",
+                           no.decision ? no.decision : "refused");
             return mg_respond_json(r, no.status, no.json);
         case MG_IDENTITY_NOT_MINE:
             break;
