@@ -46,6 +46,7 @@
 #include "mod_modelgate_private.h"
 #include "mg_error.h"
 #include "mg_clock.h"
+#include "mg_metrics.h"
 
 /* Requests of this child waiting in a queue action, and how many may. */
 static volatile apr_uint32_t queue_waiting;
@@ -250,6 +251,7 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
         break;
     }
     apr_table_setn(r->notes, "modelgate-decision", "store-down");
+    mg_request_get(r)->outcome = MG_OUT_STORE_FAILURE;
     apr_table_setn(r->err_headers_out, "Retry-After", "1");
     *status = mg_respond_canned(r, CANNED_STORE_DOWN);
     return ANSWERED;
@@ -281,6 +283,13 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
         }
     }
     req->probe = a->probe;
+    /* For the metrics: the strings are this file's own literals. */
+    req->outcome = !enforced ? MG_OUT_UNENFORCED
+                   : how || a->local ? MG_OUT_DEGRADED : MG_OUT_ALLOWED;
+    req->action = !how ? (a->local ? MG_ACT_STORE_LOCAL : MG_ACT_NONE)
+                  : !strcmp(how, "fallback") ? MG_ACT_FALLBACK
+                  : !strcmp(how, "queued") ? MG_ACT_QUEUED
+                  : MG_ACT_FALLBACK_QUEUED;
     if (enforced) {
         /* Before a fallback renames the model: that rewrite starts from
          * the body as this leaves it. */
@@ -313,6 +322,7 @@ static int reject(request_rec *r, const mg_key *key, const attempt *a)
         report_shadow(r, a->layers, &a->d, key);
     }
     apr_table_setn(r->notes, "modelgate-decision", "rejected");
+    mg_request_get(r)->outcome = MG_OUT_REJECTED;
     apr_table_setn(r->notes, "modelgate-limit", b->policy);
     if (b->tokens == MG_LAYER_MONEY) {
         /* What OpenAI's SDKs treat as final: no retry until the period
@@ -361,6 +371,7 @@ static int unavailable(request_rec *r, const attempt *a)
                                 secs > 0 ? secs : 1));
     apr_table_setn(r->notes, "modelgate-decision",
                    saturated ? "shed" : "upstream-open");
+    mg_request_get(r)->outcome = saturated ? MG_OUT_SHED : MG_OUT_BREAKER;
     apr_table_setn(r->notes, "modelgate-upstream", a->up->name);
     return mg_respond_error(r, HTTP_SERVICE_UNAVAILABLE, saturated
         ? apr_psprintf(r->pool, "The model server '%s' is at capacity and "
@@ -414,6 +425,7 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                                 "The gateway has no tier for this key.",
                                 MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
+    req->tier = tier;
     if ((rv = mg_usage_prepare(r, tier, req)) != OK) {
         return rv;
     }
@@ -441,6 +453,8 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                     set_limit_headers(r, &h);
                 }
                 apr_table_setn(r->notes, "modelgate-decision", "cache");
+                req->outcome = MG_OUT_DEGRADED;
+                req->action = MG_ACT_CACHE;
                 apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded",
                                "cache");
                 return OK;

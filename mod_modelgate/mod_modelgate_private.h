@@ -170,6 +170,9 @@ typedef struct mg_request {
                                    none, and nothing to settle */
     int cached;               /**< a cached answer serves it (a listener of
                                    mg_cached_answer said OK): not forwarded */
+    const mg_tier *tier;      /**< the caller's tier, once decided */
+    unsigned char outcome;    /**< mg_outcome (mg_metrics.h), once decided */
+    unsigned char action;     /**< mg_degrade_action when degraded */
     unsigned json_4xx;        /**< bit i: status 400 + i has a JSON body */
     unsigned json_5xx;        /**< bit i: status 500 + i has a JSON body */
     const mg_key *identity;   /**< who the gate found (authz providers) */
@@ -303,6 +306,16 @@ void mg_upstream_enter(request_rec *r, mg_request *req);
 void mg_upstream_error(request_rec *r);
 /** log_transaction: record how the upstream answered, if not yet. */
 int mg_upstream_log(request_rec *r);
+/** An upstream's health as a metrics scrape shows it. */
+typedef struct mg_upstream_snap {
+    int state;                /**< mg_breaker_state */
+    mg_health_stats stats;    /**< the window's answers, errors, p95 */
+    int inflight_counted;     /**< it has a max_inflight: `inflight` holds */
+    apr_uint32_t inflight;
+} mg_upstream_snap;
+/** Read `up`'s health (under its lock); 0 when it has no shared state. */
+int mg_upstream_snapshot(server_rec *s, const mg_upstream *up,
+                         mg_upstream_snap *out);
 int mg_upstream_post_config(apr_pool_t *pconf, server_rec *s,
                             mg_server_conf *sc);
 void mg_upstream_child_init(server_rec *s);
@@ -344,6 +357,11 @@ int mg_respond_error(request_rec *r, int status, const char *message,
 int mg_cached_answer(request_rec *r, mg_request *req, const char *why);
 /** Does anything listen to mg_cached_answer (the cache plugin loaded)? */
 int mg_cache_listening(void);
+
+/* mod_modelgate_metrics.c */
+/** The metrics' hooks: shared memory, the per-request record, the
+ *  modelgate-metrics handler. */
+void mg_metrics_register(apr_pool_t *p);
 
 /* mod_modelgate_store_shm.c */
 extern const mg_store_provider mg_store_shm_provider;

@@ -249,6 +249,27 @@ int mg_upstream_degraded(request_rec *r, const mg_upstream *up)
     return degraded;
 }
 
+/* ---- what a metrics scrape reads ------------------------------------------- */
+
+int mg_upstream_snapshot(server_rec *s, const mg_upstream *up,
+                         mg_upstream_snap *out)
+{
+    upstream_shared *us = shared_of(up);
+
+    memset(out, 0, sizeof(*out));
+    if (!us || lock(s) != APR_SUCCESS) {
+        return 0;
+    }
+    out->state = (int)us->health.state;
+    mg_health_stats_get(&us->health, &up->health, mg_clock_monotonic(),
+                        &out->stats);
+    unlock();
+    /* Counted only at upstreams with a max_inflight (see enter). */
+    out->inflight_counted = up->max_inflight != 0;
+    out->inflight = inflight_of(us);
+    return 1;
+}
+
 /* ---- a request in flight ------------------------------------------------------ */
 
 static apr_status_t leave(void *data)
