@@ -170,6 +170,8 @@ typedef struct mg_request {
                                    none, and nothing to settle */
     int cached;               /**< a cached answer serves it (a listener of
                                    mg_cached_answer said OK): not forwarded */
+    const char *trace_id;     /**< W3C trace id (mod_modelgate_trace.c);
+                                   NULL: none */
     const mg_tier *tier;      /**< the caller's tier, once decided */
     unsigned char outcome;    /**< mg_outcome (mg_metrics.h), once decided */
     unsigned char action;     /**< mg_degrade_action when degraded */
@@ -362,6 +364,10 @@ int mg_cache_listening(void);
 /** The metrics' hooks: shared memory, the per-request record, the
  *  modelgate-metrics handler. */
 void mg_metrics_register(apr_pool_t *p);
+
+/* mod_modelgate_trace.c */
+/** Trace context and request ids where ModelGate is on. */
+void mg_trace_register(apr_pool_t *p);
 
 /* mod_modelgate_store_shm.c */
 extern const mg_store_provider mg_store_shm_provider;

@@ -106,12 +106,25 @@ static unsigned *json_error_bits(mg_request *req, int status, unsigned *bit)
     return NULL;
 }
 
-/* Give `status` the body `json` should httpd answer with it. */
+/* Give `status` the body `json` should httpd answer with it.  The
+ * request's trace id goes in as error.trace_id: spliced here, on the error
+ * path, so the canned bodies stay serialised once per generation. */
 static void set_json_error(request_rec *r, int status, const char *json)
 {
     mg_request *req = mg_request_get(r);
     unsigned bit, *bits = json_error_bits(req, status, &bit);
+    apr_size_t n;
 
+    if (req->trace_id) {
+        /* mg_error_json's text: {"error":{...}} and a newline. */
+        for (n = strlen(json); n > 0 && json[n - 1] == '\n'; n--) {
+        }
+        if (n >= 2 && json[n - 1] == '}' && json[n - 2] == '}') {
+            json = apr_pstrcat(r->pool, apr_pstrmemdup(r->pool, json, n - 2),
+                               ",\"trace_id\":\"", req->trace_id, "\"}}",
+                               json + n, NULL);
+        }
+    }
     ap_custom_response(r, status, json);
     if (bits) {
         *bits |= bit;

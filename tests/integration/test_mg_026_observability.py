@@ -1,6 +1,7 @@
 """Observability (issue 14): Prometheus metrics from shared memory
 (SetHandler modelgate-metrics), counted exactly across every process of
-event and prefork and across a graceful restart."""
+event and prefork and across a graceful restart; W3C trace context and
+X-Request-Id to the model server, the logs and the error bodies."""
 import concurrent.futures
 import os
 import re
@@ -21,6 +22,8 @@ LIMITS = """
 LoadModule authz_host_module %s/mod_authz_host.so
 ModelGateLimit free-large key 2/day tiers=free models=mock-large
 ModelGateLimit free-small key 1/day tiers=free models=mock-small
+LogFormat "%%{modelgate-trace-id}n %%{modelgate-span-id}n %%{modelgate-request-id}n %%>s" mgtrace
+CustomLog "${MG_RUN}/trace.log" mgtrace
 <Location "/metrics">
     SetHandler modelgate-metrics
     Require ip 127.0.0.1
@@ -72,8 +75,9 @@ def settled(gw, expected_requests, timeout=10.0):
         time.sleep(0.05)
 
 
-def chat(gw, key=None, body=LARGE):
+def chat(gw, key=None, body=LARGE, extra_headers=None):
     headers = {"Content-Type": "application/json"}
+    headers.update(extra_headers or {})
     if key:
         headers["X-API-Key"] = key
     return harness.request(gw.port, "POST", "/v1/chat/completions", body=body,
@@ -213,3 +217,113 @@ def test_mg_026_04_handler_answers_get_only(gateways, backend, backend2):
     assert gw.post("/metrics", body=b"x").status == 405
     head = harness.request(gw.port, "HEAD", "/metrics")
     assert head.status == 200 and head.body == b""
+
+
+# ---- trace context ----------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+TRACEPARENT = re.compile(r'^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$')
+
+
+def trace_lines(gw, count):
+    deadline = time.monotonic() + 10
+    while True:
+        lines = gw.read_log("trace.log").splitlines()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [line.split() for line in lines]
+        time.sleep(0.02)
+
+
+def seen_by_backend(backend2):
+    return backend2.requests()[-1]["headers"]
+
+
+def test_mg_026_05_trace_continues_to_the_model_server(gateways, backend, backend2):
+    gw = metrics_gateway(gateways, backend, backend2)
+    resp = chat(gw, PRO_KEY, extra_headers={
+        "traceparent": "00-%s-%s-01" % (TRACE, PARENT),
+        "tracestate": "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+        "X-Request-Id": "req-abc.123"})
+    assert resp.status == 200
+    h = seen_by_backend(backend2)
+    m = TRACEPARENT.match(h["traceparent"])
+    assert m, h["traceparent"]
+    assert m.group(1) == TRACE              # the client's trace
+    span = m.group(2)
+    assert span != PARENT and span != "0" * 16   # the gateway's span
+    assert m.group(3) == "01"
+    assert h["tracestate"] == "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    assert h["x-request-id"] == "req-abc.123"
+    assert trace_lines(gw, 1)[-1] == [TRACE, span, "req-abc.123", "200"]
+
+
+def test_mg_026_06_trace_id_in_error_bodies(gateways, backend, backend2):
+    gw = metrics_gateway(gateways, backend, backend2)
+    tp = {"traceparent": "00-%s-%s-00" % (TRACE, PARENT)}
+    for _ in range(3):                   # 2 admitted, 1 fallback
+        assert chat(gw, DEMO_KEY).status == 200
+    refused = chat(gw, DEMO_KEY, extra_headers=tp)
+    assert refused.status == 429
+    assert refused.json["error"]["code"] == "rate_limit_exceeded"
+    assert refused.json["error"]["trace_id"] == TRACE
+    assert trace_lines(gw, 4)[-1][0] == TRACE
+    assert trace_lines(gw, 4)[-1][3] == "429"
+    # canned bodies too (401), each with its own request's trace
+    anon = chat(gw)
+    assert anon.status == 401
+    assert anon.json["error"]["code"] == "missing_api_key"
+    assert re.match(r'^[0-9a-f]{32}$', anon.json["error"]["trace_id"])
+    assert anon.json["error"]["trace_id"] != TRACE
+    assert trace_lines(gw, 5)[-1][0] == anon.json["error"]["trace_id"]
+    anon2 = chat(gw)
+    assert anon2.json["error"]["trace_id"] != anon.json["error"]["trace_id"]
+
+
+BAD_TRACEPARENTS = [
+    "00-%s-%s-0" % (TRACE, PARENT),                # wrong length
+    "00-%s-%s-01-x" % (TRACE, PARENT),             # version 00, too long
+    "ff-%s-%s-01" % (TRACE, PARENT),               # version ff
+    "00-%s-%s-01" % ("0" * 32, PARENT),            # all-zero trace id
+    "00-%s-%s-01" % (TRACE, "0" * 16),             # all-zero parent id
+    "00-%s-%s-01" % (TRACE.upper(), PARENT),       # upper case
+    "garbage",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_TRACEPARENTS)
+def test_mg_026_07_malformed_traceparent_starts_a_new_trace(gateways, backend, backend2, bad):
+    gw = metrics_gateway(gateways, backend, backend2)
+    resp = chat(gw, PRO_KEY, extra_headers={"traceparent": bad,
+                                            "tracestate": "congo=t61rcWkgMzE",
+                                            "X-Request-Id": "bad id"})
+    assert resp.status == 200
+    h = seen_by_backend(backend2)
+    assert h["traceparent"] != bad
+    m = TRACEPARENT.match(h["traceparent"])
+    assert m, h["traceparent"]
+    assert m.group(1) != TRACE and m.group(1) != "0" * 32
+    assert m.group(2) != PARENT
+    assert "tracestate" not in h          # it belonged to the broken trace
+    # an invalid X-Request-Id is replaced by the gateway's span id
+    assert h["x-request-id"] == m.group(2)
+    line = trace_lines(gw, 1)[-1]
+    assert line == [m.group(1), m.group(2), h["x-request-id"], "200"]
+
+
+def test_mg_026_08_absent_traceparent_and_oversized_tracestate(gateways, backend, backend2):
+    gw = metrics_gateway(gateways, backend, backend2)
+    assert chat(gw, PRO_KEY).status == 200
+    first = TRACEPARENT.match(seen_by_backend(backend2)["traceparent"])
+    assert first and first.group(3) == "01"
+    assert chat(gw, PRO_KEY).status == 200
+    second = TRACEPARENT.match(seen_by_backend(backend2)["traceparent"])
+    assert second.group(1) != first.group(1)
+    # over 512 characters: the member over 128 goes, the rest is kept
+    big = "x" * 200
+    state = "a=1,long=%s,b=%s,c=%s,d=%s" % (big, "y" * 120, "z" * 120, "w" * 120)
+    assert len(state) > 512
+    assert chat(gw, PRO_KEY, extra_headers={
+        "traceparent": "00-%s-%s-01" % (TRACE, PARENT), "tracestate": state}).status == 200
+    assert seen_by_backend(backend2)["tracestate"] == \
+        "a=1,b=%s,c=%s,d=%s" % ("y" * 120, "z" * 120, "w" * 120)
