@@ -327,3 +327,56 @@ def test_mg_026_08_absent_traceparent_and_oversized_tracestate(gateways, backend
         "traceparent": "00-%s-%s-01" % (TRACE, PARENT), "tracestate": state}).status == 200
     assert seen_by_backend(backend2)["tracestate"] == \
         "a=1,b=%s,c=%s,d=%s" % ("y" * 120, "z" * 120, "w" * 120)
+
+
+# ---- conf-examples/observability.conf: metrics and a JSON-lines access log --
+
+def test_mg_026_09_observability_example(gateways, backend, backend2):
+    import json
+    backend.reset()
+    backend2.reset()
+    gw = gateways("observability", backend_port=backend.port)
+    gw.backend2_port = backend2.port
+    gw.use_conf(os.path.join(harness.CONF_EXAMPLES, "observability.conf"))
+    gw.start()
+    large = {"model": "large-model", "messages": [{"role": "user", "content": "hi"}]}
+    tp = {"traceparent": "00-%s-%s-01" % (TRACE, PARENT), "X-Request-Id": "bug-4711"}
+    assert chat(gw, PRO_KEY, body=large, extra_headers=tp).status == 200
+    assert [chat(gw, DEMO_KEY, body=large).status for _ in range(3)] == [200] * 3
+    degraded = chat(gw, DEMO_KEY, body=large)
+    assert degraded.header("x-modelgate-degraded") == "fallback"
+    refused = chat(gw, DEMO_KEY, body=large)
+    assert refused.status == 429
+    assert chat(gw, body=large).status == 401
+    deadline = time.monotonic() + 10
+    while True:
+        lines = gw.read_log("access.json.log").splitlines()
+        if len(lines) >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    rows = [json.loads(line) for line in lines]     # every line is JSON
+    assert len(rows) == 7
+    first = rows[0]
+    assert first["trace_id"] == TRACE and first["request_id"] == "bug-4711"
+    assert first["key_id"] == "pro-1" and first["tier"] == "pro"
+    assert first["tenant"] == "acme"
+    assert first["status"] == 200 and first["decision"] == "allowed"
+    assert first["model"] == "large-model" and first["upstream"] == "large"
+    assert first["requested_model"] == "-" and first["degraded"] == "-"
+    assert isinstance(first["duration_us"], int)
+    assert rows[4]["degraded"] == "fallback"
+    assert rows[4]["requested_model"] == "large-model"
+    assert rows[4]["model"] == "small-model" and rows[4]["upstream"] == "small"
+    assert rows[5]["status"] == 429 and rows[5]["decision"] == "rejected"
+    assert rows[5]["limit"] == "free-large"     # the requested model's
+    assert rows[5]["trace_id"] == refused.json["error"]["trace_id"]
+    assert rows[6]["status"] == 401 and rows[6]["decision"] == "missing-key"
+    assert len({r["trace_id"] for r in rows}) == 7
+    for line in lines:
+        for secret in (DEMO_KEY, PRO_KEY):
+            assert secret not in line
+    samples = parse(scrape(gw))
+    assert total(samples, "modelgate_requests_total") == 7
+    assert total(samples, "modelgate_requests_total", outcome="degraded",
+                 route="small", model="small-model", tier="free") == 1
+    assert total(samples, "modelgate_rejections_total", limit="free-large") == 1
