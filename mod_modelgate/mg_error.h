@@ -29,6 +29,7 @@
 #define MG_ERR_UNSUPPORTED_MEDIA_TYPE "unsupported_media_type"
 #define MG_ERR_UNSUPPORTED_ENCODING   "unsupported_encoding"
 #define MG_ERR_BODY_TIMEOUT     "request_timeout"
+#define MG_ERR_NOT_SUPPORTED    "not_supported"
 
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"

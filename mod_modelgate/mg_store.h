@@ -28,9 +28,10 @@
 #include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "5"   /* 3: info.evicted_exhausted;
+#define MG_STORE_PROVIDER_VERSION "6"   /* 3: info.evicted_exhausted;
                                            4: settle;
-                                           5: mg_decision.store_time */
+                                           5: mg_decision.store_time;
+                                           6: peek */
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -128,6 +129,18 @@ typedef struct mg_store_provider {
     apr_status_t (*settle)(mg_store_instance *inst, server_rec *s,
                            const mg_layer *layers, const apr_int64_t *delta,
                            int n, mg_now then, mg_now now);
+
+    /**
+     * What decide() would answer now for these layers at cost 0, changing
+     * nothing: no counter created, charged or kept alive (the quota
+     * endpoint, where callers read their own limits).  `d` as decide()
+     * fills it; each layer's `remaining` is what it has left now.  Safe
+     * from any thread of any child.  NULL: this store cannot (the quota
+     * endpoint says so).
+     */
+    apr_status_t (*peek)(mg_store_instance *inst, server_rec *s,
+                         const mg_layer *layers, int n, mg_now now,
+                         mg_decision *d);
 } mg_store_provider;
 
 #endif /* MG_STORE_H */

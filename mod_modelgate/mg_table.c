@@ -345,6 +345,37 @@ typedef union state_buf {
 static apr_status_t decide_duplicates(mg_table *t, const mg_layer *layers,
                                       int n, mg_now now, mg_decision *d);
 
+apr_status_t mg_table_peek(mg_table *t, const mg_layer *layers, int n,
+                           mg_now now, mg_decision *d)
+{
+    static const state_buf fresh;
+    state_buf scratch;
+    int i;
+
+    if (n > MG_LIMIT_MAX_LAYERS) {
+        return APR_ENOSPC;
+    }
+    d->nlayers = n;
+    d->store_time = 0;
+    for (i = 0; i < n; i++) {
+        mg_table *tab = layers[i].spec->state_size <= t->state_size
+                        ? t : t->logs;
+        const mg_table_entry *e;
+        apr_size_t slot;
+
+        if (!tab || layers[i].spec->state_size > tab->state_size) {
+            return APR_ENOSPC;
+        }
+        e = find(tab, &layers[i].fp, &slot);
+        /* The next state goes to scratch: nothing is written back. */
+        mg_limit_decide(layers[i].spec, e ? &e->state : &fresh.head,
+                        mg_limit_clock(layers[i].spec, &now), 0,
+                        &scratch.head, &d->layer[i]);
+    }
+    mg_limit_combine(layers, d);
+    return APR_SUCCESS;
+}
+
 apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
                              mg_now now, mg_decision *d)
 {

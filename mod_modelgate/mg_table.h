@@ -183,6 +183,18 @@ apr_status_t mg_table_decide(mg_table *t, const mg_layer *layers, int n,
                              mg_now now, mg_decision *d);
 
 /**
+ * What a decision of cost 0 would answer now, changing nothing: no entry
+ * added, used, charged or marked, no statistic counted (a caller reading
+ * its own limits must not keep its counters alive or move them).  Each
+ * layer is read alone (duplicates read the same entry).  With local-sync
+ * bookkeeping, units owed by other gateways are not charged first: the
+ * next decision does that.  Call with the store's lock held.
+ * @return APR_SUCCESS, or APR_ENOSPC if a layer's state fits no table
+ */
+apr_status_t mg_table_peek(mg_table *t, const mg_layer *layers, int n,
+                           mg_now now, mg_decision *d);
+
+/**
  * Settle the counters of an admitted request to what it turned out to
  * use: layer i's counter is charged delta[i] more units (mg_limit_charge:
  * into debt where the algorithm has it) or given -delta[i] back

@@ -353,6 +353,7 @@ static void mg_register_hooks(apr_pool_t *p)
     mg_usage_register(p);
     mg_metrics_register(p);
     mg_trace_register(p);
+    mg_quota_register(p);
     ap_hook_log_transaction(mg_upstream_log, NULL, NULL, APR_HOOK_MIDDLE);
     /* Before mod_log_config's, so the access log has the token notes. */
     ap_hook_log_transaction(mg_usage_settle, NULL, NULL, APR_HOOK_FIRST);

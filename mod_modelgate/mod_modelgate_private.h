@@ -369,6 +369,10 @@ void mg_metrics_register(apr_pool_t *p);
 /** Trace context and request ids where ModelGate is on. */
 void mg_trace_register(apr_pool_t *p);
 
+/* mod_modelgate_quota.c */
+/** The modelgate-quota handler: a caller's limits, read without charge. */
+void mg_quota_register(apr_pool_t *p);
+
 /* mod_modelgate_store_shm.c */
 extern const mg_store_provider mg_store_shm_provider;
 

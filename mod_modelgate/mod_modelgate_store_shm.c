@@ -447,6 +447,23 @@ static apr_status_t shm_settle(mg_store_instance *inst, server_rec *s,
     return rv != APR_SUCCESS ? rv : rv2;
 }
 
+static apr_status_t shm_peek(mg_store_instance *inst, server_rec *s,
+                             const mg_layer *layers, int n, mg_now now,
+                             mg_decision *d)
+{
+    apr_status_t rv, rv2;
+
+    if (!inst->table.hdr) {
+        return APR_EINIT;
+    }
+    if ((rv = store_lock(inst, s)) != APR_SUCCESS) {
+        return rv;
+    }
+    rv = mg_table_peek(&inst->table, layers, n, now, d);
+    rv2 = store_unlock(inst);
+    return rv != APR_SUCCESS ? rv : rv2;
+}
+
 static void shm_info(mg_store_instance *inst, mg_store_info *info)
 {
     memset(info, 0, sizeof(*info));
@@ -519,5 +536,6 @@ const mg_store_provider mg_store_shm_provider = {
     shm_info,
     shm_sync_collect,
     shm_sync_apply,
-    shm_settle
+    shm_settle,
+    shm_peek
 };

@@ -482,7 +482,8 @@ static const mg_store_provider redis_provider = {
     redis_info,
     NULL,               /* local-sync is this store's own business */
     NULL,
-    mg_redis_settle
+    mg_redis_settle,
+    NULL                /* peek: not yet (the quota endpoint says so) */
 };
 
 static void register_hooks(apr_pool_t *p)

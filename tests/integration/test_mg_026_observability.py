@@ -375,8 +375,157 @@ def test_mg_026_09_observability_example(gateways, backend, backend2):
     for line in lines:
         for secret in (DEMO_KEY, PRO_KEY):
             assert secret not in line
-    samples = parse(scrape(gw))
+    samples = settled(gw, 7)[1]
     assert total(samples, "modelgate_requests_total") == 7
     assert total(samples, "modelgate_requests_total", outcome="degraded",
                  route="small", model="small-model", tier="free") == 1
     assert total(samples, "modelgate_rejections_total", limit="free-large") == 1
+
+
+# ---- the quota endpoint (SetHandler modelgate-quota) ------------------------
+
+QUOTA = """
+<Location "/v1/modelgate/quota">
+    ModelGate Off
+    SetHandler modelgate-quota
+</Location>
+"""
+
+
+def quota_gateway(gateways, backend, backend2, extra=""):
+    backend.reset()
+    backend2.reset()
+    gw = gateways("quota", backend_port=backend.port)
+    # after /v1/: <Location> blocks merge in the order they are written
+    gw.write_conf(harness.two_models(backend, backend2, TIERS, extra=LIMITS)
+                  + QUOTA + extra)
+    return gw.start()
+
+
+def quota(gw, key=DEMO_KEY, model="mock-large"):
+    headers = {"X-API-Key": key} if key else {}
+    return gw.get("/v1/modelgate/quota" + ("?model=" + model if model else ""),
+                  headers=headers)
+
+
+def remaining_in(header, name):
+    m = re.search(r'"%s";r=(\d+);t=(\d+)' % re.escape(name), header)
+    assert m, header
+    return int(m.group(1))
+
+
+def layer(resp, name):
+    return [x for x in resp.json["limits"] if x["name"] == name][0]
+
+
+def test_mg_026_10_quota_reads_without_spending(gateways, backend, backend2):
+    gw = quota_gateway(gateways, backend, backend2)
+    fresh = quota(gw)
+    assert fresh.status == 200
+    assert fresh.header("content-type") == "application/json"
+    assert fresh.json["key_id"] == "demo" and fresh.json["tier"] == "free"
+    assert fresh.json["model"] == "mock-large"
+    names = [x["name"] for x in fresh.json["limits"]]
+    assert names == ["free", "free-large"]
+    big = layer(fresh, "free-large")
+    assert big == {"name": "free-large", "scope": "key", "unit": "requests",
+                   "algorithm": "token_bucket", "quota": 2, "window": 86400,
+                   "remaining": 2, "reset": 0, "shadow": False}
+    assert layer(fresh, "free")["quota"] == 100
+    # without a model, the per-model limits do not apply
+    assert [x["name"] for x in quota(gw, model=None).json["limits"]] == ["free"]
+
+    first = chat(gw, DEMO_KEY)
+    assert first.status == 200
+    assert remaining_in(first.header("ratelimit"), "free-large") == 1
+    # the same numbers as the last answer's headers (the binding layer
+    # free-large refills one unit in 12 h: its t= holds for a second)
+    q = quota(gw)
+    assert q.json["ratelimit"] == first.header("ratelimit")
+    assert q.json["ratelimit_policy"] == first.header("ratelimit-policy")
+    samples = parse(scrape(gw))
+    decisions = total(samples, "modelgate_store_decisions_total")
+    inserted = total(samples, "modelgate_store_inserted_total")
+    for _ in range(100):
+        q = quota(gw)
+        assert q.status == 200
+        assert layer(q, "free-large")["remaining"] == 1
+    # nothing consumed, created or decided
+    samples = parse(scrape(gw))
+    assert total(samples, "modelgate_store_decisions_total") == decisions
+    assert total(samples, "modelgate_store_inserted_total") == inserted
+    second = chat(gw, DEMO_KEY)
+    assert second.status == 200 and second.header("x-modelgate-degraded") is None
+    assert remaining_in(second.header("ratelimit"), "free-large") == 0
+    assert layer(quota(gw), "free-large")["remaining"] == 0
+    assert layer(quota(gw), "free-large")["reset"] > 0
+    # the third is degraded: the two admitted were all the quota calls left
+    assert chat(gw, DEMO_KEY).header("x-modelgate-degraded") == "fallback"
+    # the endpoint's own calls are not requests of the gate
+    assert total(settled(gw, 3)[1], "modelgate_requests_total") == 3
+
+
+def test_mg_026_11_quota_needs_a_key(gateways, backend, backend2):
+    gw = quota_gateway(gateways, backend, backend2)
+    missing = quota(gw, key=None)
+    assert missing.status == 401
+    assert missing.header("content-type") == "application/json"
+    assert missing.json["error"]["code"] == "missing_api_key"
+    assert missing.header("www-authenticate") == 'Bearer realm="modelgate"'
+    wrong = quota(gw, key="mg-not-a-key")
+    assert wrong.status == 401
+    assert wrong.json["error"]["code"] == "invalid_api_key"
+    bearer = gw.get("/v1/modelgate/quota", headers={"Authorization": "Bearer " + PRO_KEY})
+    assert bearer.status == 200 and bearer.json["tier"] == "pro"
+    assert quota(gw, model="no-such-model").status == 404
+    assert gw.post("/v1/modelgate/quota", body=b"{}",
+                   headers={"X-API-Key": DEMO_KEY}).status == 405
+
+
+def test_mg_026_12_quota_never_a_way_around_the_gate(gateways, backend, backend2):
+    """Where the gate applies, SetHandler modelgate-quota changes nothing
+    about it: under a routed location the request is decided, charged and
+    forwarded like any other; elsewhere the gate charges it and the
+    handler says the configuration is wrong instead of answering as if
+    nothing was spent."""
+    gw = quota_gateway(gateways, backend, backend2, extra="""
+<Location "/v1/routed-quota">
+    SetHandler modelgate-quota
+</Location>
+<Location "/gated-quota">
+    Require all granted
+    ModelGate On
+    SetHandler modelgate-quota
+</Location>
+""")
+    gw.allow_errors(r"MG00701")
+    routed = gw.get("/v1/routed-quota", headers={"X-API-Key": DEMO_KEY})
+    assert routed.status == 404                    # the model server's answer
+    assert remaining_in(routed.header("ratelimit"), "free") < 100   # charged
+    assert backend.count() == 1
+    resp = gw.get("/gated-quota", headers={"X-API-Key": DEMO_KEY})
+    assert resp.status == 500
+    assert resp.json["error"]["code"] == "gateway_error"
+    assert remaining_in(resp.header("ratelimit"), "free") < 100
+    samples = settled(gw, 2)[1]
+    assert total(samples, "modelgate_requests_total", outcome="allowed") == 2
+
+
+def test_mg_026_13_quota_on_redis_is_not_supported(gateways, backend, backend2, tmp_path):
+    redis = harness.RedisServer(tmp_path / "redis").start()
+    try:
+        backend.reset()
+        gw = gateways("quota-redis", backend_port=backend.port)
+        gw.write_conf("""
+LoadModule modelgate_redis_module "%s"
+ModelGateStore redis 127.0.0.1:%d timeout=200
+""" % (harness.REDIS_MODULE, redis.port)
+            + harness.two_models(backend, backend2, TIERS, extra=LIMITS) + QUOTA)
+        gw.start()
+        resp = quota(gw)
+        assert resp.status == 501
+        assert resp.json["error"]["code"] == "not_supported"
+        assert "redis" in resp.json["error"]["message"]
+        gw.stop()
+    finally:
+        redis.stop()
