@@ -473,6 +473,34 @@ static void redis_info(mg_store_instance *inst, mg_store_info *info)
     }
     memset(info, 0, sizeof(*info));
 }
+
+/* What a decision would answer at cost 0.  Exact mode runs the decide
+ * script with every cost 0: it consumes nothing, but it is not a pure
+ * read -- it writes each state back unchanged (a window that rolled over
+ * is written as the fresh one it equals) and so may create a key with its
+ * fresh-state expiry.  Local-sync mode reads this host's table. */
+static apr_status_t redis_peek(mg_store_instance *inst, server_rec *s,
+                               const mg_layer *layers, int n, mg_now now,
+                               mg_decision *d)
+{
+    mg_layer free_[MG_LIMIT_MAX_LAYERS];
+    int i;
+
+    if (inst->local_sync) {
+        return inst->local->peek
+               ? inst->local->peek(inst->local_inst, s, layers, n, now, d)
+               : APR_ENOTIMPL;
+    }
+    if (n > MG_LIMIT_MAX_LAYERS) {
+        return APR_ENOSPC;
+    }
+    for (i = 0; i < n; i++) {
+        free_[i] = layers[i];
+        free_[i].cost = 0;
+    }
+    return mg_redis_decide(inst, s, free_, n, now, d);
+}
+
 static const mg_store_provider redis_provider = {
     "redis",
     redis_create,
@@ -483,7 +511,7 @@ static const mg_store_provider redis_provider = {
     NULL,               /* local-sync is this store's own business */
     NULL,
     mg_redis_settle,
-    NULL                /* peek: not yet (the quota endpoint says so) */
+    redis_peek
 };
 
 static void register_hooks(apr_pool_t *p)

@@ -511,10 +511,11 @@ def test_mg_026_12_quota_never_a_way_around_the_gate(gateways, backend, backend2
     assert total(samples, "modelgate_requests_total", outcome="allowed") == 2
 
 
-def test_mg_026_13_quota_on_redis_is_not_supported(gateways, backend, backend2, tmp_path):
+def test_mg_026_13_quota_on_redis(gateways, backend, backend2, tmp_path):
     redis = harness.RedisServer(tmp_path / "redis").start()
     try:
         backend.reset()
+        backend2.reset()
         gw = gateways("quota-redis", backend_port=backend.port)
         gw.write_conf("""
 LoadModule modelgate_redis_module "%s"
@@ -522,10 +523,19 @@ ModelGateStore redis 127.0.0.1:%d timeout=200
 """ % (harness.REDIS_MODULE, redis.port)
             + harness.two_models(backend, backend2, TIERS, extra=LIMITS) + QUOTA)
         gw.start()
-        resp = quota(gw)
-        assert resp.status == 501
-        assert resp.json["error"]["code"] == "not_supported"
-        assert "redis" in resp.json["error"]["message"]
+        assert layer(quota(gw), "free-large")["remaining"] == 2
+        first = chat(gw, DEMO_KEY)
+        assert first.status == 200
+        assert remaining_in(first.header("ratelimit"), "free-large") == 1
+        q = quota(gw)
+        assert q.status == 200
+        assert q.json["ratelimit"] == first.header("ratelimit")
+        for _ in range(100):
+            assert layer(quota(gw), "free-large")["remaining"] == 1
+        second = chat(gw, DEMO_KEY)
+        assert second.status == 200 and second.header("x-modelgate-degraded") is None
+        assert remaining_in(second.header("ratelimit"), "free-large") == 0
+        assert chat(gw, DEMO_KEY).header("x-modelgate-degraded") == "fallback"
         gw.stop()
     finally:
         redis.stop()
