@@ -40,6 +40,7 @@
 #include <http_core.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <mod_status.h>
 #include "mod_modelgate_private.h"
 #include "mg_metrics.h"
 #include "mg_clock.h"
@@ -607,8 +608,86 @@ static int metrics_handler(request_rec *r)
     return OK;
 }
 
+/* mod_status's server-status page (and its ?auto form): the headline
+ * figures, from the same slots. */
+static int metrics_status(request_rec *r, int flags)
+{
+    const mg_server_conf *sc;
+    apr_uint64_t *sum, outcome[MG_OUT_COUNT], total = 0, rejected = 0;
+    apr_uint32_t ro, m, t, x, i;
+    int st;
+
+    if (!head) {
+        return OK;
+    }
+    sc = ap_get_module_config(r->server->module_config, &modelgate_module);
+    sum = apr_palloc(r->pool, layout.cells * sizeof(*sum));
+    mg_metrics_sum(&layout, slots, head->nslots, sum);
+    memset(outcome, 0, sizeof(outcome));
+    for (ro = 0; ro < layout.routes; ro++) {
+        for (m = 0; m < layout.models; m++) {
+            for (t = 0; t < layout.tiers; t++) {
+                for (x = 1; x < MG_OUT_COUNT; x++) {
+                    apr_uint64_t v = sum[mg_metrics_requests_cell(
+                        &layout, ro, m, t, (mg_outcome)x)];
+                    outcome[x] += v;
+                    total += v;
+                }
+            }
+        }
+    }
+    rejected = outcome[MG_OUT_REJECTED];
+    if (flags & AP_STATUS_SHORT) {
+        ap_rprintf(r, "ModelGateRequests: %" APR_UINT64_T_FMT "\n", total);
+        for (x = 1; x < MG_OUT_COUNT; x++) {
+            ap_rprintf(r, "ModelGateRequests_%s: %" APR_UINT64_T_FMT "\n",
+                       mg_metrics_outcome_names[x], outcome[x]);
+        }
+        for (i = 1; i < layout.routes; i++) {
+            mg_upstream_snap snap;
+            mg_upstream_snapshot(r->server,
+                                 mg_upstream_get(sc, names.routes[i]), &snap);
+            ap_rprintf(r, "ModelGateUpstreamBreaker_%s: %s\n",
+                       names.routes[i], snap.state == MG_BREAKER_OPEN
+                       ? "open" : snap.state == MG_BREAKER_HALF_OPEN
+                       ? "half_open" : "closed");
+        }
+        return OK;
+    }
+    ap_rputs("<hr>\n<h2>mod_modelgate</h2>\n", r);
+    ap_rprintf(r, "<dl><dt>Requests the gate saw: %" APR_UINT64_T_FMT
+               " (rejected by a limit: %" APR_UINT64_T_FMT ")</dt>\n",
+               total, rejected);
+    for (x = 1; x < MG_OUT_COUNT; x++) {
+        ap_rprintf(r, "<dt>%s: %" APR_UINT64_T_FMT "</dt>\n",
+                   mg_metrics_outcome_names[x], outcome[x]);
+    }
+    ap_rputs("</dl>\n<table border=\"0\"><tr><th>upstream</th>"
+             "<th>breaker</th><th>window answers</th><th>errors</th>"
+             "<th>p95 ms</th></tr>\n", r);
+    for (i = 1; i < layout.routes; i++) {
+        mg_upstream_snap snap;
+        mg_upstream_snapshot(r->server, mg_upstream_get(sc, names.routes[i]),
+                             &snap);
+        st = snap.state;
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td>%u</td><td>%u</td>"
+                   "<td>%" APR_INT64_T_FMT "</td></tr>\n",
+                   ap_escape_html(r->pool, names.routes[i]),
+                   st == MG_BREAKER_OPEN ? "open"
+                   : st == MG_BREAKER_HALF_OPEN ? "half open" : "closed",
+                   snap.stats.requests, snap.stats.errors,
+                   (apr_int64_t)(snap.stats.p95 / 1000));
+    }
+    ap_rputs("</table>\n", r);
+    return OK;
+}
+
 void mg_metrics_register(apr_pool_t *p)
 {
+    /* mod_status's hook, by name: it may be loaded after this module, or
+     * not at all. */
+    APR_OPTIONAL_HOOK(ap, status_hook, metrics_status, NULL, NULL,
+                      APR_HOOK_MIDDLE);
     /* After the core's post_config, which numbers the upstreams. */
     ap_hook_post_config(metrics_post_config, NULL, NULL, APR_HOOK_LAST);
     ap_hook_child_init(metrics_child_init, NULL, NULL, APR_HOOK_MIDDLE);

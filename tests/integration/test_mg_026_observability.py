@@ -539,3 +539,33 @@ ModelGateStore redis 127.0.0.1:%d timeout=200
         gw.stop()
     finally:
         redis.stop()
+
+
+def test_mg_026_14_server_status_section(gateways, backend, backend2):
+    gw = gateways("status", backend_port=backend.port)
+    backend.reset()
+    backend2.reset()
+    gw.write_conf(harness.two_models(backend, backend2, TIERS, extra=LIMITS) + """
+LoadModule status_module %s/mod_status.so
+<Location "/server-status">
+    SetHandler server-status
+    Require ip 127.0.0.1
+</Location>
+""" % harness.HTTPD_MODDIR)
+    gw.start()
+    run_mix(gw, 4, 2, 1)
+    settled(gw, 4 + 3 + 2 + 1)
+    auto = gw.get("/server-status?auto")
+    assert auto.status == 200
+    lines = dict(line.split(": ", 1) for line in auto.body.decode().splitlines()
+                 if line.startswith("ModelGate"))
+    assert lines["ModelGateRequests"] == "10"
+    assert lines["ModelGateRequests_allowed"] == "6"
+    assert lines["ModelGateRequests_degraded"] == "1"
+    assert lines["ModelGateRequests_rejected"] == "2"
+    assert lines["ModelGateRequests_unauthenticated"] == "1"
+    assert lines["ModelGateUpstreamBreaker_big"] == "closed"
+    assert lines["ModelGateUpstreamBreaker_small"] == "closed"
+    page = gw.get("/server-status").body.decode()
+    assert "<h2>mod_modelgate</h2>" in page
+    assert "Requests the gate saw: 10 (rejected by a limit: 2)" in page
