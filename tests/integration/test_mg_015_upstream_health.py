@@ -352,9 +352,11 @@ def test_mg_015_10_slow_upstream_is_504_timeout(gateways, mocks):
     resp = chat(gw, PRO_KEY)
     assert resp.status == 504
     assert resp.header("content-type") == "application/json"
-    assert resp.json["error"] == {"message": "The model server did not answer in time.",
-                                  "type": "server_error", "param": None,
-                                  "code": "upstream_timeout"}
+    error = dict(resp.json["error"])
+    assert len(error.pop("trace_id")) == 32         # issue 14: the request's trace
+    assert error == {"message": "The model server did not answer in time.",
+                     "type": "server_error", "param": None,
+                     "code": "upstream_timeout"}
     assert backend2.count() == 1
     # the access log says 504 too
     assert gw.access_lines(1)[-1].split('"')[2].split()[0] == "504"
