@@ -131,7 +131,7 @@ static int quota_handler(request_rec *r)
     mg_layer layers[MG_LIMIT_MAX_LAYERS];
     mg_decision d;
     apr_size_t len = 0;
-    int n;
+    int n, rv, bearer = 0;
 
     if (!r->handler || strcmp(r->handler, QUOTA_HANDLER)) {
         return DECLINED;
@@ -150,17 +150,11 @@ static int quota_handler(request_rec *r)
             "The quota endpoint is misconfigured (ModelGate is on here).",
             MG_ERRT_SERVER, MG_ERR_GATEWAY);
     }
+    /* The same identity providers as the gate (API keys, JWTs). */
     mg_identity_scrub(r);
-    credential = mg_identity_take_credential(r, &len);
-    key = credential ? mg_keys_lookup(sc->keys, credential, len) : NULL;
-    if (!key) {
-        apr_table_setn(r->err_headers_out, "WWW-Authenticate", credential
-                       ? "Bearer realm=\"modelgate\", error=\"invalid_token\""
-                       : "Bearer realm=\"modelgate\"");
-        apr_table_setn(r->notes, "modelgate-decision",
-                       credential ? "invalid-key" : "missing-key");
-        return mg_respond_canned(r, credential ? CANNED_INVALID_KEY
-                                               : CANNED_MISSING_KEY);
+    credential = mg_identity_take_credential(r, &len, &bearer);
+    if ((rv = mg_identify(r, sc, credential, len, bearer, &key)) != OK) {
+        return rv;
     }
     mg_identity_announce(r, key);
     if (!(tier = mg_policy_tier(sc->policy, key->tier))) {
