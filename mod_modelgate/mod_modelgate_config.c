@@ -69,6 +69,7 @@ void *mg_create_dir_conf(apr_pool_t *p, char *dir)
     dc->cost = MG_UNSET;
     dc->body_limit = MG_UNSET;
     dc->opaque_bodies = MG_UNSET;
+    dc->trace = MG_UNSET;
     dc->limits = apr_array_make(p, 2, sizeof(mg_limit_def *));
     return dc;
 }
@@ -98,6 +99,7 @@ void *mg_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->body_limit_lowers = base->body_limit_lowers || add->body_limit_lowers;
     dc->opaque_bodies = add->opaque_bodies != MG_UNSET ? add->opaque_bodies
                                                        : base->opaque_bodies;
+    dc->trace = add->trace != MG_UNSET ? add->trace : base->trace;
     if (dc->body_limit_lowers) {
         /* .htaccess may lower the server's limit, never raise it; and a
          * <Location>, merged after .htaccess, does not undo its lowering:
@@ -376,6 +378,12 @@ static const char *cmd_opaque_bodies(cmd_parms *cmd, void *dcv, int flag)
     return NULL;
 }
 
+static const char *cmd_trace(cmd_parms *cmd, void *dcv, int flag)
+{
+    ((mg_dir_conf *)dcv)->trace = flag;
+    return NULL;
+}
+
 static const char *cmd_queue_limit(cmd_parms *cmd, void *dummy,
                                    const char *arg)
 {
@@ -509,6 +517,9 @@ const command_rec mg_cmds[] = {
         ACCESS_CONF | OR_AUTHCFG,
         "largest JSON request body read here, in bytes (or with K or M; "
         "default 1M): past it, 413"),
+    AP_INIT_FLAG("ModelGateTrace", cmd_trace, NULL, ACCESS_CONF,
+        "Off to neither take nor make W3C trace context and X-Request-Id "
+        "here (default On: every gated request carries a trace)"),
     AP_INIT_FLAG("ModelGateOpaqueBodies", cmd_opaque_bodies, NULL,
         ACCESS_CONF,
         "On to let request bodies the gateway cannot read (not JSON, "

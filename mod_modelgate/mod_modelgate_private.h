@@ -121,6 +121,8 @@ typedef struct mg_dir_conf {
     apr_off_t body_limit;     /**< largest JSON body read; MG_UNSET:
                                    MG_BODY_LIMIT_DEFAULT */
     int body_limit_lowers;    /**< set in .htaccess: may only lower it */
+    int trace;                /**< MG_UNSET (on), 0 or 1: W3C trace context
+                                   and X-Request-Id (ModelGateTrace) */
     int opaque_bodies;        /**< MG_UNSET, 0 or 1: bodies the gateway
                                    cannot read pass unread (server
                                    configuration only) */

@@ -80,7 +80,7 @@ static mg_request *trace_begin(request_rec *r)
     trace_texts *x;
     const char *state;
 
-    if (dc->enabled != 1) {
+    if (dc->enabled != 1 || dc->trace == 0) {
         return NULL;
     }
     req = mg_request_get(r);

@@ -569,3 +569,22 @@ LoadModule status_module %s/mod_status.so
     page = gw.get("/server-status").body.decode()
     assert "<h2>mod_modelgate</h2>" in page
     assert "Requests the gate saw: 10 (rejected by a limit: 2)" in page
+
+
+def test_mg_026_15_trace_context_can_be_switched_off(gateways, backend, backend2):
+    """ModelGateTrace Off: the client's trace context passes as it came,
+    nothing is made, and error bodies carry no trace id."""
+    backend.reset()
+    backend2.reset()
+    gw = gateways("notrace", backend_port=backend.port)
+    gw.write_conf(harness.two_models(backend, backend2, TIERS, extra=LIMITS).replace(
+        "    ModelGate On\n", "    ModelGate On\n    ModelGateTrace Off\n"))
+    gw.start()
+    assert chat(gw, PRO_KEY).status == 200
+    h = seen_by_backend(backend2)
+    assert "traceparent" not in h and "x-request-id" not in h
+    sent = "00-%s-%s-01" % (TRACE, PARENT)
+    chat(gw, PRO_KEY, extra_headers={"traceparent": sent})
+    assert seen_by_backend(backend2)["traceparent"] == sent
+    refused = chat(gw)
+    assert refused.status == 401 and "trace_id" not in refused.json["error"]
