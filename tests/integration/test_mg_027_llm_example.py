@@ -36,7 +36,7 @@ def log_fields(gw, count):
             return lines
 
 
-def test_mg_023_01_free_tier(llm, backend, backend2):
+def test_mg_027_01_free_tier(llm, backend, backend2):
     # None asked: 256 is sent, and that is what was reserved.
     resp = chat(llm, FREE)
     assert resp.status == 200
@@ -59,7 +59,7 @@ def test_mg_023_01_free_tier(llm, backend, backend2):
     assert line[12] == "0.000006300" and line[13] == "added"
 
 
-def test_mg_023_02_pro_is_clamped_and_the_large_model_counts_tokens(llm, backend, backend2):
+def test_mg_027_02_pro_is_clamped_and_the_large_model_counts_tokens(llm, backend, backend2):
     resp = chat(llm, PRO, model="gpt-large", max_tokens=10000)
     assert resp.status == 200
     assert json.loads(backend.requests()[-1]["body"])["max_tokens"] == 4096
