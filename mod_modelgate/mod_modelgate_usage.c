@@ -46,6 +46,7 @@ typedef struct usage_ctx {
     int started;
     int scanning;                 /* the answer has a shape with usage */
     int drop_usage_only;          /* the gateway added include_usage */
+    int whole;                    /* the event so far is all held */
     char *held;                   /* an event that may be usage-only */
     apr_size_t held_len;
     mg_usage_scanner scan;
@@ -58,6 +59,7 @@ void mg_usage_watch(request_rec *r, mg_request *req)
     ctx->req = req;
     ctx->res = req->reservation;
     ctx->drop_usage_only = req->reservation->added_include_usage;
+    ctx->whole = 1;
     ap_add_output_filter(MG_USAGE_FILTER, ctx, r, r->connection);
 }
 
@@ -115,8 +117,68 @@ static void release(apr_bucket_brigade *out, usage_ctx *ctx, const char *buf,
     }
 }
 
-/* Scan `len` bytes; where usage-only events are dropped, copy what goes on
- * to `out`. */
+/* A JSON value's bytes scanned backwards: skip white space before `at`. */
+static apr_size_t back_ws(const char *b, apr_size_t at)
+{
+    while (at > 0 && (b[at - 1] == ' ' || b[at - 1] == '\t'
+                      || b[at - 1] == '\r' || b[at - 1] == '\n')) {
+        at--;
+    }
+    return at;
+}
+
+/* Does b[..at) end with `word`?  Then where it starts. */
+static int ends_with(const char *b, apr_size_t at, const char *word,
+                     apr_size_t *start)
+{
+    apr_size_t n = strlen(word);
+
+    if (at < n || memcmp(b + at - n, word, n)) {
+        return 0;
+    }
+    *start = at - n;
+    return 1;
+}
+
+/* With include_usage every chunk of the stream carries "usage": null, the
+ * client that did not ask for it would see a member it never sees
+ * otherwise.  Where the event's object ends with it as its last member --
+ * the final '}' preceded by `, "usage" : null` is the top level's -- those
+ * bytes go; anything else is left as it came. */
+static void strip_usage_null(usage_ctx *ctx)
+{
+    char *b = ctx->held;
+    apr_size_t end = back_ws(b, ctx->held_len), at, from;
+
+    if (end == 0 || b[end - 1] != '}') {
+        return;
+    }
+    at = back_ws(b, end - 1);
+    if (!ends_with(b, at, "null", &at)) {
+        return;
+    }
+    at = back_ws(b, at);
+    if (!ends_with(b, at, ":", &at)) {
+        return;
+    }
+    at = back_ws(b, at);
+    if (!ends_with(b, at, "\"usage\"", &at)) {
+        return;
+    }
+    at = back_ws(b, at);
+    if (!ends_with(b, at, ",", &from)) {
+        return;
+    }
+    /* From the comma up to the closing brace's white space. */
+    at = back_ws(b, end - 1);
+    memmove(b + from, b + at, ctx->held_len - at);
+    ctx->held_len -= at - from;
+}
+
+/* Scan `len` bytes; where the gateway added include_usage, copy what goes
+ * on to `out`: each event is held until it ends (at most
+ * MG_USAGE_ONLY_MAX bytes; a longer one goes on as it came), then dropped
+ * if it is the usage-only chunk, else sent without "usage": null. */
 static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                  apr_size_t len, apr_bucket_brigade *out)
 {
@@ -129,12 +191,19 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                 ctx->held_len = 0;          /* the client did not ask */
                 ctx->res->dropped_usage_event = 1;
             }
-            else if (!ev.ended && mg_usage_may_be_usage_only(&ctx->scan)
-                     && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
+            else if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
                 hold(r, ctx, buf, n);
+                if (ev.ended) {
+                    strip_usage_null(ctx);
+                    release(out, ctx, NULL, 0);
+                }
             }
             else {
+                ctx->whole = 0;
                 release(out, ctx, buf, n);
+            }
+            if (ev.ended) {
+                ctx->whole = 1;
             }
         }
         buf += n;
@@ -148,6 +217,9 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
 
     mg_usage_finish(&ctx->scan, &ev);
     if (out && ctx->held_len && !(ev.ended && ev.usage_only)) {
+        if (ev.ended && ctx->whole) {
+            strip_usage_null(ctx);
+        }
         release(out, ctx, NULL, 0);
     }
     mg_usage_result(&ctx->scan, &ctx->res->usage);

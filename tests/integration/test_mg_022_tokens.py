@@ -128,6 +128,14 @@ def test_mg_022_04_stream_usage_asked_for_and_hidden(gw, backend):
     assert all(o["choices"] for o in objs)          # no usage-only chunk
     assert len(objs) == 4 + 1
     assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
+    # Byte for byte the stream the client asked for: what the model server
+    # sends without include_usage (ids and times aside).
+    import re
+    direct = harness.request(backend.port, "POST", "/v1/chat/completions",
+                             body=body(max_tokens=4, stream=True))
+    norm = lambda b: re.sub(rb'"(id|created)": ?("[^"]*"|[0-9]+)', b"", b)
+    assert b'"usage"' not in resp.body
+    assert norm(resp.body) == norm(direct.body)
 
 
 def test_mg_022_05_stream_with_include_usage_passes_unchanged(gw, backend):
