@@ -12,6 +12,8 @@ PACKAGES=(
     # tests
     libcmocka-dev python3 python3-pytest python3-cryptography curl redis-server
     valgrind
+    # promtool, which checks the metrics exposition (test_mg_026)
+    prometheus
     "$@"
 )
 

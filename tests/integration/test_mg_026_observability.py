@@ -153,9 +153,10 @@ def check_no_secrets(text):
 
 
 def promtool_check(text, tmp_path):
+    # scripts/install-deps.sh installs Debian's prometheus for it: a missing
+    # promtool would let a malformed exposition pass unseen.
     promtool = shutil.which("promtool")
-    if not promtool:
-        return
+    assert promtool, "promtool missing: run scripts/install-deps.sh"
     p = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
