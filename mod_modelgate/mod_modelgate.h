@@ -49,6 +49,10 @@ APR_DECLARE_OPTIONAL_FN(int, mg_request_body,
  *     on_limit=cache, with `why` "cache": OK only when it answers (the
  *     request is not forwarded either way; nothing was charged); DECLINED
  *     sends the request on to the tier's next action.
+ *   - in the decision, when nothing was admitted because the requested
+ *     upstream's breaker is open, with `why` "stale": OK answers instead
+ *     of the 503 (with an entry still fresh, or one kept past its TTL for
+ *     stale-if-error); DECLINED leaves the 503.
  *
  * The first listener to return OK answers; listeners are registered with
  * APR_OPTIONAL_HOOK(modelgate, mg_cached_answer, fn, pre, succ, order), so

@@ -27,6 +27,11 @@
  *                   marked X-Modelgate-Degraded: cache; a miss goes on.
  *   reject          429 (also what happens after the last action).
  *
+ * When nothing was admitted because the requested upstream's breaker is
+ * open, the cache is asked once more (`why` "stale"): it may answer with
+ * an entry kept past its TTL (ModelGateCacheStaleIfError), marked
+ * X-Modelgate-Degraded: stale, instead of the 503.
+ *
  * So a request is refused only once every candidate has refused it.
  *
  * Upstream health comes first for each candidate (mod_modelgate_upstream.c):
@@ -520,6 +525,17 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
             apr_atomic_dec32(&queue_waiting);
             apr_table_unset(r->err_headers_out, "X-Modelgate-Queued-Ms");
         }
+    }
+    if (first_unhealthy && first.verdict != MG_UPSTREAM_SATURATED
+        && mg_cached_answer(r, req, "stale")) {
+        /* The breaker is open: the cache may answer with what it kept,
+         * expired or not (its stale-if-error grace), rather than 503. */
+        apr_table_setn(r->notes, "modelgate-decision", "stale");
+        apr_table_setn(r->notes, "modelgate-upstream", first.up->name);
+        req->outcome = MG_OUT_DEGRADED;
+        req->action = MG_ACT_CACHE;
+        apr_table_setn(r->err_headers_out, "X-Modelgate-Degraded", "stale");
+        return OK;
     }
     return first_unhealthy ? unavailable(r, &first) : reject(r, key, &first);
 }

@@ -148,9 +148,11 @@ static void outcome(request_rec *r, const char *note, const char *status)
 
 /* ---- a hit -------------------------------------------------------------- */
 
-/* Look `cr->key` up; 1 when a usable entry was found (cr filled). */
+/* Look `cr->key` up; 1 when a usable entry was found (cr filled).  With
+ * `stale_ok`, an entry up to cr->stale seconds past its TTL is usable too
+ * (cr->left then negative). */
 static int lookup(request_rec *r, const cache_server_conf *sc,
-                  cache_request *cr, apr_int64_t max_age)
+                  cache_request *cr, apr_int64_t max_age, int stale_ok)
 {
     unsigned int cap = (unsigned int)(ENTRY_HEAD + MG_CACHE_CTYPE_MAX
                                       + mg_cache_max_object(sc));
@@ -185,12 +187,17 @@ static int lookup(request_rec *r, const cache_server_conf *sc,
         return 0;
     }
     now = apr_time_now();
-    if (now >= expiry) {
-        return 0;               /* the provider may expire lazily */
+    /* The socache keeps an entry for its TTL and the grace of the
+     * location that stored it: its freshness is its own (and the provider
+     * may expire lazily). */
+    if (now >= expiry
+        && (!stale_ok || now >= expiry + apr_time_from_sec(cr->stale))) {
+        return 0;
     }
     cr->age = now > stored ? apr_time_sec(now - stored) : 0;
-    cr->left = apr_time_sec(expiry - now);
-    if (max_age >= 0 && cr->age > max_age) {
+    cr->left = now < expiry ? apr_time_sec(expiry - now)
+                            : -1 - apr_time_sec(now - expiry);
+    if (now < expiry && max_age >= 0 && cr->age > max_age) {
         return 0;               /* older than this client accepts */
     }
     cr->ctype = apr_pstrmemdup(r->pool, (const char *)buf + ENTRY_HEAD,
@@ -285,6 +292,8 @@ static int store(request_rec *r, const cache_server_conf *sc,
     apr_uint32_t ctlen = (apr_uint32_t)strlen(r->content_type);
     apr_time_t now = apr_time_now();
     apr_time_t expiry = now + apr_time_from_sec(cr->ttl);
+    /* Kept for the grace too: served then only while the upstream fails. */
+    apr_time_t kept = expiry + apr_time_from_sec(cr->stale);
     apr_size_t len = ENTRY_HEAD + ctlen + cr->len;
     unsigned char *e = apr_palloc(r->pool, len);
     apr_status_t rv;
@@ -301,7 +310,7 @@ static int store(request_rec *r, const cache_server_conf *sc,
         return 0;
     }
     rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
-                             expiry, e, (unsigned int)len, r->pool);
+                             kept, e, (unsigned int)len, r->pool);
     unlock();
     if (rv != APR_SUCCESS) {
         /* Too large for the provider (shmcb: one subcache), or the
@@ -391,7 +400,9 @@ static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 /* ---- the core asks ------------------------------------------------------ */
 
 /* mg_cached_answer (mod_modelgate.h): `why` NULL in fixups, "cache" when a
- * limit refused the caller and its tier says on_limit=cache. */
+ * limit refused the caller and its tier says on_limit=cache, "stale" when
+ * the upstream's breaker is open (then an entry within the location's
+ * stale-if-error grace answers too). */
 static int cached_answer(request_rec *r, const char *why)
 {
     const cache_dir_conf *dc = ap_get_module_config(r->per_dir_config,
@@ -402,7 +413,7 @@ static int cached_answer(request_rec *r, const char *why)
     apr_int64_t max_age;
     mg_cache_body cb;
     cache_request *cr;
-    int no_cache, no_store, scope, routed;
+    int no_cache, no_store, scope, routed, stale_ok;
 
     if (dc->cacheable != 1 || !sc->inst) {
         return DECLINED;
@@ -439,14 +450,21 @@ static int cached_answer(request_rec *r, const char *why)
         return DECLINED;
     }
     cr->ttl = dc->ttl == MG_CACHE_UNSET ? MG_CACHE_TTL_DEFAULT : dc->ttl;
+    cr->stale = dc->stale == MG_CACHE_UNSET ? 0 : dc->stale;
+    stale_ok = why && !strcmp(why, "stale") && cr->stale > 0;
     no_cache = directive(r->pool, cc, "no-cache")
                || directive(r->pool, apr_table_get(r->headers_in, "Pragma"),
                             "no-cache");
     no_store = directive(r->pool, cc, "no-store") != NULL;
     ap_set_module_config(r->request_config, &modelgate_cache_module, cr);
-    if (!no_cache && lookup(r, sc, cr, max_age)) {
-        outcome(r, "hit", apr_psprintf(r->pool, "modelgate; hit; ttl=%"
-                                       APR_INT64_T_FMT, cr->left));
+    if (!no_cache && lookup(r, sc, cr, max_age, stale_ok)) {
+        if (cr->left < 0) {
+            outcome(r, "stale", "modelgate; hit; stale");
+        }
+        else {
+            outcome(r, "hit", apr_psprintf(r->pool, "modelgate; hit; ttl=%"
+                                           APR_INT64_T_FMT, cr->left));
+        }
         r->handler = MG_CACHE_HANDLER;
         /* translate_name handed it to mod_proxy: take it back. */
         r->proxyreq = PROXYREQ_NONE;

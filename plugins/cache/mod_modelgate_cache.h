@@ -38,6 +38,8 @@ APLOG_USE_MODULE(modelgate_cache);
 #define MG_CACHE_TTL_DEFAULT  300
 /** ... and its largest value: a day. */
 #define MG_CACHE_TTL_MAX      86400
+/** ModelGateCacheStaleIfError's largest value: a day. */
+#define MG_CACHE_STALE_MAX    86400
 /** ModelGateCacheMaxObject's default: well inside what shmcb's default
  *  size holds (512000 bytes: 8 subcaches of about 63 KB with this
  *  plugin's hints; one answer must fit in one subcache). */
@@ -71,17 +73,20 @@ typedef struct cache_dir_conf {
     int ttl;                          /**< seconds; MG_CACHE_UNSET: default */
     int scope;                        /**< mg_cache_scope; MG_CACHE_UNSET:
                                            tenant */
+    int stale;                        /**< stale-if-error grace, seconds;
+                                           MG_CACHE_UNSET: 0 (off) */
 } cache_dir_conf;
 
 /** What one request's lookup found, for the handler or the store. */
 typedef struct cache_request {
     unsigned char key[MG_CACHE_KEY_LEN];
     int ttl;
+    int stale;                        /**< grace kept past the TTL, s */
     /* a hit */
     const char *ctype;
     const char *body;
     apr_size_t body_len;
-    apr_int64_t age, left;            /**< seconds */
+    apr_int64_t age, left;            /**< seconds; left < 0: stale */
     /* a store */
     apr_bucket_brigade *held;         /**< the answer, held back */
     char *buf;                        /**< ... and its bytes, copied */

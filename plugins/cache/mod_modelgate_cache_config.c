@@ -27,7 +27,7 @@ void *mg_cache_create_dir_conf(apr_pool_t *p, char *dir)
 {
     cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
-    dc->cacheable = dc->ttl = dc->scope = MG_CACHE_UNSET;
+    dc->cacheable = dc->ttl = dc->scope = dc->stale = MG_CACHE_UNSET;
     return dc;
 }
 
@@ -40,6 +40,7 @@ void *mg_cache_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                                      : base->cacheable;
     dc->ttl = add->ttl != MG_CACHE_UNSET ? add->ttl : base->ttl;
     dc->scope = add->scope != MG_CACHE_UNSET ? add->scope : base->scope;
+    dc->stale = add->stale != MG_CACHE_UNSET ? add->stale : base->stale;
     return dc;
 }
 
@@ -127,6 +128,21 @@ static const char *cmd_ttl(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *cmd_stale(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    cache_dir_conf *dc = dcv;
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+
+    if (end == arg || *end || n < 0 || n > MG_CACHE_STALE_MAX) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheStaleIfError: '%s' "
+                            "must be a number of seconds from 0 (off) to %d",
+                            arg, MG_CACHE_STALE_MAX);
+    }
+    dc->stale = (int)n;
+    return NULL;
+}
+
 static const char *cmd_scope(cmd_parms *cmd, void *dcv, const char *arg)
 {
     cache_dir_conf *dc = dcv;
@@ -154,6 +170,9 @@ const command_rec mg_cache_cmds[] = {
         "cache and their answers stored"),
     AP_INIT_TAKE1("ModelGateCacheTTL", cmd_ttl, NULL, ACCESS_CONF,
         "seconds an answer stored here stays (default 300)"),
+    AP_INIT_TAKE1("ModelGateCacheStaleIfError", cmd_stale, NULL, ACCESS_CONF,
+        "seconds an answer stored here is kept past its TTL, served only "
+        "while its upstream's breaker is open (default 0: off)"),
     AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
         "whose requests share answers: tenant (default), key or global"),
     { NULL }

@@ -17,7 +17,7 @@ LOG = "cache.log"
 
 def conf(backend, backend2, loc="", server="ModelGateCache shmcb",
          tiers="ModelGateTier free 100/min\nModelGateTier pro 100/min\n",
-         cache_module=True):
+         cache_module=True, big_opts=""):
     """two_models' gateway, the cache plugin loaded and /v1/ cacheable;
     an access log of its own with the cache's note."""
     return """
@@ -29,7 +29,7 @@ CustomLog "${MG_RUN}/%s" cache
 %s
 """ % (harness.HTTPD_MODDIR,
        'LoadModule modelgate_cache_module "%s"' % harness.CACHE_MODULE if cache_module else "",
-       LOG, server) + harness.two_models(backend, backend2, tiers) + """
+       LOG, server) + harness.two_models(backend, backend2, tiers, big_opts=big_opts) + """
 <Location "/v1/">
     ModelGateCacheable On
     %s
@@ -452,3 +452,81 @@ def test_mg_024_18_restarts(cached, backend, backend2):
     for _ in range(3):
         r = chat(gw, body("after the graceful restart"))
         assert r.status == 200 and r.header("cache-status").startswith("modelgate; ")
+
+
+def test_mg_024_19_stale_if_error_while_the_breaker_is_open(cached, backend, backend2):
+    """ModelGateCacheStaleIfError: an expired entry is kept for the grace
+    and served only while its upstream's breaker is open (not while the
+    upstream answers); beyond the grace the breaker's 503 as before.  A
+    fresh entry answers during the breaker too (before, the 503 came
+    first)."""
+    gw = cached(conf(backend, backend2, "ModelGateCacheTTL 3\n"
+                     "ModelGateCacheStaleIfError 3",
+                     big_opts="breaker=50% breaker_min=4 open=60s"))
+    gw.allow_errors(r"AH01102", r"AH00898")     # mod_proxy on a failing upstream
+    large = body("kept", model="mock-large")
+    assert chat(gw, large).header("cache-status") == "modelgate; fwd=miss; stored"
+    # expired, the upstream healthy: forwarded, stored again
+    while True:
+        r = chat(gw, large)
+        if not r.header("cache-status").startswith("modelgate; hit"):
+            break
+        time.sleep(0.1)
+    assert r.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert r.header("x-modelgate-degraded") is None
+    assert backend2.count() == 2
+    # the breaker opens on two errors (2 of 4 answers in its window; not
+    # stored)
+    backend2.mode(mode="error", status=500)
+    for i in range(2):
+        r = chat(gw, body("fail %d" % i, model="mock-large"))
+        assert r.status == 500 and r.header("cache-status") == "modelgate; fwd=miss"
+    assert backend2.count() == 4
+    assert chat(gw, body("never stored", model="mock-large")).status == 503
+    # fresh: a plain hit, though the upstream is refused
+    r = chat(gw, large)
+    assert r.status == 200
+    assert re.fullmatch(r"modelgate; hit; ttl=[0-3]", r.header("cache-status"))
+    # expired, within the grace: served stale
+    while r.header("cache-status").startswith("modelgate; hit; ttl="):
+        time.sleep(0.1)
+        r = chat(gw, large)
+    assert r.status == 200
+    assert r.header("cache-status") == "modelgate; hit; stale"
+    assert r.header("x-modelgate-degraded") == "stale"
+    assert int(r.header("age")) >= 3
+    assert r.json["model"] == "mock-large"
+    # beyond the grace: the breaker's 503
+    while r.status == 200:
+        assert r.header("cache-status") == "modelgate; hit; stale"
+        time.sleep(0.1)
+        r = chat(gw, large)
+    assert r.status == 503
+    assert r.json["error"]["code"] == "upstream_unavailable"
+    assert r.header("cache-status") is None
+    assert r.header("x-modelgate-degraded") is None
+    assert backend2.count() == 4
+    backend2.reset()
+
+
+def test_mg_024_20_stale_if_error_is_off_by_default(cached, backend, backend2):
+    """Without ModelGateCacheStaleIfError an expired entry is gone: the
+    open breaker's 503."""
+    gw = cached(conf(backend, backend2, "ModelGateCacheTTL 1",
+                     big_opts="breaker=50% breaker_min=4 open=60s"))
+    gw.allow_errors(r"AH01102", r"AH00898")
+    large = body("kept", model="mock-large")
+    assert chat(gw, large).header("cache-status") == "modelgate; fwd=miss; stored"
+    backend2.mode(mode="error", status=500)
+    for i in range(3):      # 3 of 4 answers in the window: open
+        assert chat(gw, body("fail %d" % i, model="mock-large")).status == 500
+    assert chat(gw, body("fail 3", model="mock-large")).status == 503
+    r = chat(gw, large)
+    while r.status == 200:
+        assert r.header("cache-status").startswith("modelgate; hit; ttl=")
+        time.sleep(0.1)
+        r = chat(gw, large)
+    assert r.status == 503
+    assert r.json["error"]["code"] == "upstream_unavailable"
+    assert backend2.count() == 4
+    backend2.reset()
