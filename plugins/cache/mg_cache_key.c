@@ -65,13 +65,42 @@ static void put_part(EVP_MD_CTX *md, const char *s, apr_size_t n)
     EVP_DigestUpdate(md, s, n);
 }
 
-int mg_cache_key(const char *scope, const char *subject, const char *route,
+int mg_cache_key(const char *scope, const char *subject,
+                 apr_uint64_t generation, const char *route,
                  const char *path, const char *body, apr_size_t body_len,
                  unsigned char key[MG_CACHE_KEY_LEN])
 {
     /* Changes whenever what goes into a key does: old entries then miss
      * instead of answering for something else. */
-    static const char version[] = "modelgate-cache-1";
+    static const char version[] = "modelgate-cache-2";
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = MG_CACHE_KEY_LEN;
+    char gen[24];
+    int ok;
+
+    if (!md) {
+        return -1;
+    }
+    apr_snprintf(gen, sizeof(gen), "%" APR_UINT64_T_FMT, generation);
+    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    if (ok) {
+        put_part(md, version, sizeof(version) - 1);
+        put_part(md, scope, strlen(scope));
+        put_part(md, subject, strlen(subject));
+        put_part(md, gen, strlen(gen));
+        put_part(md, route, strlen(route));
+        put_part(md, path, strlen(path));
+        put_part(md, body, body_len);
+        ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
+    }
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
+}
+
+int mg_cache_generation_key(const char *kind, const char *owner,
+                            unsigned char key[MG_CACHE_KEY_LEN])
+{
+    static const char version[] = "modelgate-cache-generation-1";
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = MG_CACHE_KEY_LEN;
     int ok;
@@ -82,11 +111,8 @@ int mg_cache_key(const char *scope, const char *subject, const char *route,
     ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
     if (ok) {
         put_part(md, version, sizeof(version) - 1);
-        put_part(md, scope, strlen(scope));
-        put_part(md, subject, strlen(subject));
-        put_part(md, route, strlen(route));
-        put_part(md, path, strlen(path));
-        put_part(md, body, body_len);
+        put_part(md, kind, strlen(kind));
+        put_part(md, owner, strlen(owner));
         ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
     }
     EVP_MD_CTX_free(md);

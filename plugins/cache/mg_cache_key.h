@@ -65,6 +65,9 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
  * length, so no two different lists of parts make the same input.
  * @param scope    "tenant", "key" or "global"
  * @param subject  the tenant or key id ("" for global)
+ * @param generation the purge generation of the subject's tenant (or of
+ *                 the global scope): a purge changes it, so every answer
+ *                 stored before is out of reach (0: never purged)
  * @param route    the served model's name, or the upstream's when the
  *                 request names no declared model
  * @param path     the request's path and query: /v1/chat/completions and
@@ -72,8 +75,21 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
  * @param body     the canonical body (mg_cache_body_read)
  * @return 0, or -1 when OpenSSL failed (then the request is not cached)
  */
-int mg_cache_key(const char *scope, const char *subject, const char *route,
-                  const char *path, const char *body, apr_size_t body_len,
-                  unsigned char key[MG_CACHE_KEY_LEN]);
+int mg_cache_key(const char *scope, const char *subject,
+                 apr_uint64_t generation, const char *route,
+                 const char *path, const char *body, apr_size_t body_len,
+                 unsigned char key[MG_CACHE_KEY_LEN]);
+
+/**
+ * The key under which the purge generation of `owner` is kept, in the same
+ * socache as the answers (so a purge works on every provider, none of
+ * which can be iterated portably).  Never equal to an answer's key: its
+ * first part differs.
+ * @param kind   "tenant" or "global"
+ * @param owner  the tenant's name ("" for global)
+ * @return 0, or -1 when OpenSSL failed
+ */
+int mg_cache_generation_key(const char *kind, const char *owner,
+                            unsigned char key[MG_CACHE_KEY_LEN]);
 
 #endif /* MG_CACHE_KEY_H */

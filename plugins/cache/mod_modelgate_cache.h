@@ -10,6 +10,8 @@
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <apr_global_mutex.h>
+#include <apr_atomic.h>
+#include <apr_shm.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_core.h>
@@ -30,6 +32,7 @@ APLOG_USE_MODULE(modelgate_cache);
 #define MGCLOGNO(n) "MGC" #n ": "
 
 #define MG_CACHE_HANDLER      "modelgate-cache"
+#define MG_CACHE_STATUS_HANDLER "modelgate-cache-status"
 #define MG_CACHE_FILTER       "MODELGATE_CACHE_STORE"
 #define MG_CACHE_MUTEX_TYPE   "modelgate-cache"
 #define MG_CACHE_NAMESPACE    "modelgate-cache"
@@ -76,6 +79,20 @@ typedef struct cache_dir_conf {
     int stale;                        /**< stale-if-error grace, seconds;
                                            MG_CACHE_UNSET: 0 (off) */
 } cache_dir_conf;
+
+/** The cache's statistics: one set for every process of this generation
+ *  (shared memory, atomic additions: exact sums), made anew on a restart
+ *  as shmcb's memory is. */
+typedef struct mg_cache_stats {
+    volatile apr_uint64_t lookups;      /**< socache retrieves of answers */
+    volatile apr_uint64_t hits;         /**< ... that answered (stale too) */
+    volatile apr_uint64_t stale_hits;   /**< ... with an expired answer */
+    volatile apr_uint64_t misses;       /**< ... that did not */
+    volatile apr_uint64_t stores;       /**< answers the socache took */
+    volatile apr_uint64_t store_failures; /**< ... and refused */
+    volatile apr_uint64_t bytes_stored; /**< answer bytes it took */
+    volatile apr_uint64_t purges;       /**< purges done here */
+} mg_cache_stats;
 
 /** What one request's lookup found, for the handler or the store. */
 typedef struct cache_request {

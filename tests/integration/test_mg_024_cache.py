@@ -530,3 +530,90 @@ def test_mg_024_20_stale_if_error_is_off_by_default(cached, backend, backend2):
     assert r.json["error"]["code"] == "upstream_unavailable"
     assert backend2.count() == 4
     backend2.reset()
+
+
+STATUS = """
+<Location "/cache-status">
+    SetHandler modelgate-cache-status
+    Require all granted
+</Location>
+<Location "/cache-status-denied">
+    SetHandler modelgate-cache-status
+    Require all denied
+</Location>
+"""
+
+
+def status(gw, method="GET", query=""):
+    return harness.request(gw.port, method, "/cache-status" + query)
+
+
+def stats(gw):
+    r = status(gw, query="?auto")
+    assert r.status == 200 and r.header("content-type").startswith("text/plain")
+    return dict(l.split(": ", 1) for l in r.body.decode().splitlines())
+
+
+def test_mg_024_21_statistics(cached, backend, backend2, tmp_path):
+    """SetHandler modelgate-cache-status: lookups, hits, misses, stores,
+    store failures and bytes stored, exact over every process after a
+    scripted mix."""
+    gw = cached(conf(backend, backend2, server='ModelGateCache "shmcb:%s/small(8192)"\n'
+                     'ModelGateCacheMaxObject 65536\n' % tmp_path + STATUS))
+    gw.allow_errors(r"AH00\d\d\d.*shmcb", r"socache_shmcb:error")
+    gw.allow_errors(r"AH01630")         # the denied location
+    assert stats(gw) == {"Cache": "shmcb:%s/small(8192)" % tmp_path, "Lookups": "0",
+                         "Hits": "0", "StaleHits": "0", "Misses": "0", "Stores": "0",
+                         "StoreFailures": "0", "BytesStored": "0", "Purges": "0"}
+    first = chat(gw, body())                                  # lookup, miss, store
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    again = chat(gw, body(), headers={"Cache-Control": "no-cache"})   # no lookup, store
+    assert again.header("cache-status") == "modelgate; fwd=request; stored"
+    assert chat(gw, body("b"), headers={"Cache-Control": "no-store"}).header(
+        "cache-status") == "modelgate; fwd=miss"             # lookup, miss
+    sampled = json.dumps({"model": "mock-small", "messages": []}).encode()
+    assert chat(gw, sampled).header("cache-status") == "modelgate; fwd=bypass"
+    # the mock echoes 8 words: an answer over shmcb's one subcache
+    big = chat(gw, body(" ".join(["w" * 1200] * 8)))          # lookup, miss, refused
+    assert big.status == 200 and len(big.body) > 8192
+    assert big.header("cache-status") == "modelgate; fwd=miss"
+    s = stats(gw)
+    assert s == {"Cache": "shmcb:%s/small(8192)" % tmp_path, "Lookups": "4",
+                 "Hits": "1", "StaleHits": "0", "Misses": "3", "Stores": "2",
+                 "StoreFailures": "1",
+                 "BytesStored": str(len(first.body) + len(again.body)),
+                 "Purges": "0"}
+    assert backend.count() == 5
+    assert status(gw, "POST").status == 405
+    assert harness.request(gw.port, "GET", "/cache-status-denied").status == 403
+
+
+def test_mg_024_22_purge_a_tenant(cached, backend, backend2):
+    """DELETE ?tenant=NAME on the status handler: that tenant's answers
+    (every key of it) miss once, another tenant's still hit; the handler's
+    Require holds for DELETE too."""
+    gw = cached(conf(backend, backend2, server="ModelGateCache shmcb\n" + STATUS))
+    gw.allow_errors(r"AH01630")         # the denied location
+    for key in (DEMO_KEY, OTHER_KEY):                         # acme, globex
+        assert chat(gw, body(), key=key).header("cache-status") == "modelgate; fwd=miss; stored"
+        assert chat(gw, body(), key=key).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 2
+    # refused: no tenant, or not allowed here
+    assert status(gw, "DELETE").status == 400
+    assert harness.request(gw.port, "DELETE", "/cache-status-denied?tenant=acme").status == 403
+    assert chat(gw, body(), key=PRO_KEY).header("cache-status").startswith("modelgate; hit")
+    r = status(gw, "DELETE", "?tenant=acme")
+    assert r.status == 200 and r.body.decode().startswith("Purged: tenant acme\n")
+    # acme's answers are gone, for its other key too; globex's are not
+    assert chat(gw, body(), key=PRO_KEY).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body(), key=DEMO_KEY).header("cache-status").startswith("modelgate; hit")
+    assert chat(gw, body(), key=OTHER_KEY).header("cache-status").startswith("modelgate; hit")
+    assert backend.count() == 3
+    # a second purge gets a new generation again
+    assert status(gw, "DELETE", "?tenant=acme").status == 200
+    assert chat(gw, body(), key=DEMO_KEY).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert backend.count() == 4
+    assert stats(gw)["Purges"] == "2"
+    assert len(re.findall(r"MGC00011: response cache: tenant 'acme' purged",
+                          gw.read_log())) == 2

@@ -94,8 +94,8 @@ static void key_of(apr_pool_t *p, const char *scope, const char *subject,
     mg_cache_body b;
 
     assert_int_equal(readb(p, body, &b), MG_CACHE_BODY_OK);
-    assert_int_equal(mg_cache_key(scope, subject, route, path, b.canonical,
-                                  b.len, key), 0);
+    assert_int_equal(mg_cache_key(scope, subject, 0, route, path,
+                                  b.canonical, b.len, key), 0);
 }
 
 static void test_keys(void **state)
@@ -133,6 +133,38 @@ static void test_keys(void **state)
     assert_memory_not_equal(k1, k2, MG_CACHE_KEY_LEN);
 }
 
+/* A purge changes the tenant's generation: every key changes with it. */
+static void test_generation(void **state)
+{
+    unsigned char k0[MG_CACHE_KEY_LEN], k1[MG_CACHE_KEY_LEN];
+    unsigned char g1[MG_CACHE_KEY_LEN], g2[MG_CACHE_KEY_LEN];
+
+    (void)state;
+    assert_int_equal(mg_cache_key("tenant", "acme", 0, "m", "/p", "{}", 2,
+                                  k0), 0);
+    assert_int_equal(mg_cache_key("tenant", "acme", 1, "m", "/p", "{}", 2,
+                                  k1), 0);
+    assert_memory_not_equal(k0, k1, MG_CACHE_KEY_LEN);
+    assert_int_equal(mg_cache_key("tenant", "acme", 1, "m", "/p", "{}", 2,
+                                  k0), 0);
+    assert_memory_equal(k0, k1, MG_CACHE_KEY_LEN);
+    /* the generation's own record: per owner, never an answer's key */
+    assert_int_equal(mg_cache_generation_key("tenant", "acme", g1), 0);
+    assert_int_equal(mg_cache_generation_key("tenant", "acme2", g2), 0);
+    assert_memory_not_equal(g1, g2, MG_CACHE_KEY_LEN);
+    assert_int_equal(mg_cache_generation_key("global", "", g2), 0);
+    assert_memory_not_equal(g1, g2, MG_CACHE_KEY_LEN);
+    assert_memory_not_equal(g1, k1, MG_CACHE_KEY_LEN);
+    {
+        static const unsigned char want[MG_CACHE_KEY_LEN] = {
+            0x56, 0x07, 0x7d, 0x5b, 0x6e, 0x40, 0xb1, 0xf2, 0x11, 0xf1, 0xf5,
+            0xe4, 0x9b, 0x86, 0x13, 0xb3, 0x96, 0x50, 0x10, 0x85, 0xfb, 0xd9,
+            0xbb, 0xfc, 0x34, 0x2f, 0x9c, 0x09, 0xc2, 0x4e, 0xc7, 0xbe
+        };
+        assert_memory_equal(g1, want, MG_CACHE_KEY_LEN);
+    }
+}
+
 /* A known digest: the key's layout is part of what is stored, and a change
  * must be deliberate (bump the version string in mg_cache_key.c). */
 static void test_key_is_stable(void **state)
@@ -140,13 +172,14 @@ static void test_key_is_stable(void **state)
     unsigned char k[MG_CACHE_KEY_LEN];
     static const unsigned char want[MG_CACHE_KEY_LEN] = {
         /* sha256 of each part as 8-byte big-endian length + bytes */
-        0x49, 0x7c, 0xb9, 0xd0, 0xd8, 0x19, 0x6d, 0x02, 0x9e, 0xe5, 0xa6,
-        0xfc, 0xc5, 0xdc, 0xe1, 0x13, 0xe5, 0x22, 0x85, 0xac, 0x9d, 0xe9,
-        0x90, 0xdf, 0xf3, 0x2d, 0x57, 0x21, 0xde, 0x78, 0xaa, 0x76
+        0x27, 0x40, 0x4a, 0x6a, 0xa8, 0xcd, 0xbe, 0xf0, 0x89, 0x71, 0x39,
+        0xdc, 0xce, 0xde, 0x6c, 0x63, 0x13, 0xfd, 0x50, 0xc5, 0xf5, 0xb2,
+        0x33, 0x3c, 0xac, 0x7c, 0x8d, 0xda, 0x4d, 0x94, 0xdb, 0xc0
     };
 
     (void)state;
-    assert_int_equal(mg_cache_key("global", "", "r", "/p", "{}", 2, k), 0);
+    assert_int_equal(mg_cache_key("global", "", 0, "r", "/p", "{}", 2, k),
+                     0);
     assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
 }
 
@@ -158,6 +191,7 @@ int main(void)
         MG_TEST(test_flags),
         MG_TEST(test_keys),
         MG_TEST(test_key_is_stable),
+        MG_TEST(test_generation),
     };
     return MG_RUN(tests);
 }
