@@ -291,6 +291,11 @@ def test_mg_024_12_config_errors(gateways, backend, backend2):
          "ModelGateCacheable On needs a cache: load mod_socache_shmcb"),
         (conf(backend, backend2, "ModelGateCacheTTL 0"),
          "ModelGateCacheTTL: '0' must be a number of seconds from 1 to 86400"),
+        (conf(backend, backend2, "ModelGateCacheStaleIfError 86401"),
+         "ModelGateCacheStaleIfError: '86401' must be a number of seconds from 0 (off) "
+         "to 86400"),
+        (conf(backend, backend2, "ModelGateCacheStaleIfError -1"),
+         "ModelGateCacheStaleIfError: '-1' must be a number of seconds"),
         (conf(backend, backend2, "ModelGateCacheScope user"),
          "'user' is not a scope (tenant, key or global)"),
         (conf(backend, backend2, server="ModelGateCacheMaxObject -1"),
