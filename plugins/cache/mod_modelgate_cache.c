@@ -41,18 +41,11 @@
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static apr_global_mutex_t *cache_mutex;
 /* The statistics (NULL without a cache); counted with count(). */
-static mg_cache_stats *stats;
-
-#define count(field, n) \
-    do { if (stats) apr_atomic_add64(&stats->field, (n)); } while (0)
-
-/* How long a purge generation is kept: past any answer's TTL and grace. */
-#define GENERATION_KEPT apr_time_from_sec(MG_CACHE_TTL_MAX \
-                                          + MG_CACHE_STALE_MAX + 3600)
+mg_cache_stats *mg_cache_stats_shared;
 
 /* ---- the socache, serialised when the provider needs it ----------------- */
 
-static apr_status_t lock(server_rec *s)
+apr_status_t mg_cache_lock(server_rec *s)
 {
     apr_status_t rv;
 
@@ -66,7 +59,7 @@ static apr_status_t lock(server_rec *s)
     return rv;
 }
 
-static void unlock(void)
+void mg_cache_unlock(void)
 {
     if (cache_mutex) {
         apr_global_mutex_unlock(cache_mutex);
@@ -87,49 +80,15 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
     apr_uint64_t gen = 0;
 
     if (mg_cache_generation_key(kind, owner, key) != 0
-        || lock(s) != APR_SUCCESS) {
+        || mg_cache_lock(s) != APR_SUCCESS) {
         return 0;
     }
     if (sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
                                p) == APR_SUCCESS && len == sizeof(buf)) {
         memcpy(&gen, buf, sizeof(gen));
     }
-    unlock();
+    mg_cache_unlock();
     return gen;
-}
-
-/* Purge: a new generation for `kind`/`owner`, so every answer stored
- * under the old one is out of reach (and expires in the socache in its
- * time).  The socache cannot be iterated portably (only shmcb has
- * iterate), but every provider can keep this record.  The new value is
- * the time in microseconds (or the old one plus one), so gateways sharing
- * memcache or redis never reuse one. */
-static apr_status_t purge(server_rec *s, const cache_server_conf *sc,
-                          const char *kind, const char *owner, apr_pool_t *p,
-                          apr_uint64_t *gen)
-{
-    unsigned char key[MG_CACHE_KEY_LEN], buf[sizeof(apr_uint64_t)];
-    unsigned int len = sizeof(buf);
-    apr_uint64_t old = 0, now = (apr_uint64_t)apr_time_now();
-    apr_status_t rv;
-
-    if (mg_cache_generation_key(kind, owner, key) != 0) {
-        return APR_EGENERAL;
-    }
-    if ((rv = lock(s)) != APR_SUCCESS) {
-        return rv;
-    }
-    if (sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
-                               p) == APR_SUCCESS && len == sizeof(buf)) {
-        memcpy(&old, buf, sizeof(old));
-    }
-    *gen = now > old ? now : old + 1;
-    memcpy(buf, gen, sizeof(buf));
-    rv = sc->provider->store(sc->inst, s, key, MG_CACHE_KEY_LEN,
-                             apr_time_now() + GENERATION_KEPT, buf,
-                             sizeof(buf), p);
-    unlock();
-    return rv;
 }
 
 /* ---- reading the request ------------------------------------------------ */
@@ -276,12 +235,12 @@ static int lookup(request_rec *r, const cache_server_conf *sc,
     unsigned int len = cap;
     apr_status_t rv;
 
-    if (lock(r->server) != APR_SUCCESS) {
+    if (mg_cache_lock(r->server) != APR_SUCCESS) {
         return 0;
     }
     rv = sc->provider->retrieve(sc->inst, r->server, cr->key,
                                 MG_CACHE_KEY_LEN, buf, &len, r->pool);
-    unlock();
+    mg_cache_unlock();
     count(lookups, 1);
     if (!usable(r, cr, rv, buf, len, max_age, stale_ok)) {
         count(misses, 1);
@@ -393,12 +352,12 @@ static int store(request_rec *r, const cache_server_conf *sc,
     if (cr->len) {
         memcpy(e + ENTRY_HEAD + ctlen, cr->buf, cr->len);
     }
-    if (lock(r->server) != APR_SUCCESS) {
+    if (mg_cache_lock(r->server) != APR_SUCCESS) {
         return 0;
     }
     rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
                              kept, e, (unsigned int)len, r->pool);
-    unlock();
+    mg_cache_unlock();
     if (rv != APR_SUCCESS) {
         count(store_failures, 1);
         /* Too large for the provider (shmcb: one subcache), or the
@@ -581,99 +540,6 @@ static int cached_answer(request_rec *r, const char *why)
     return DECLINED;
 }
 
-/* ---- operations: statistics and purge ----------------------------------- */
-
-/* DELETE ?tenant=NAME (or ?global): that tenant's answers (or those shared
- * by everybody) are purged, on every provider. */
-static int purge_handler(request_rec *r, const cache_server_conf *sc)
-{
-    char *args = apr_pstrdup(r->pool, r->args ? r->args : ""), *last;
-    const char *kind = NULL, *owner = NULL, *pair;
-    apr_uint64_t gen;
-    apr_status_t rv;
-
-    for (pair = apr_strtok(args, "&", &last); pair;
-         pair = apr_strtok(NULL, "&", &last)) {
-        if (!strncmp(pair, "tenant=", 7) && pair[7]) {
-            char *v = apr_pstrdup(r->pool, pair + 7);
-            if (ap_unescape_urlencoded(v) != OK) {
-                return HTTP_BAD_REQUEST;
-            }
-            kind = "tenant";
-            owner = v;
-        }
-        else if (!strcmp(pair, "global")) {
-            kind = "global";
-            owner = "";
-        }
-    }
-    if (!kind) {
-        return HTTP_BAD_REQUEST;
-    }
-    if (!sc->inst) {
-        return HTTP_NOT_FOUND;
-    }
-    if ((rv = purge(r->server, sc, kind, owner, r->pool, &gen))
-        != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, MGCLOGNO(00010)
-                      "response cache: purge of %s '%s' failed: socache "
-                      "'%s' did not keep the new generation", kind, owner,
-                      sc->spec);
-        return HTTP_SERVICE_UNAVAILABLE;
-    }
-    count(purges, 1);
-    ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, MGCLOGNO(00011)
-                  "response cache: %s '%s' purged (generation %"
-                  APR_UINT64_T_FMT ")", kind, owner, gen);
-    ap_set_content_type(r, "text/plain; charset=utf-8");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    ap_rprintf(r, "Purged: %s %s\nGeneration: %" APR_UINT64_T_FMT "\n",
-               kind, owner, gen);
-    return OK;
-}
-
-/* SetHandler modelgate-cache-status: the statistics, in mod_status's
- * `?auto` form (one `Name: value` a line, whatever the query); DELETE
- * purges.  The operator protects the location with Require, as
- * server-status. */
-static int status_handler(request_rec *r)
-{
-    const cache_server_conf *sc;
-    mg_cache_stats zero = { 0 };
-    const mg_cache_stats *st = stats ? stats : &zero;
-
-    if (!r->handler || strcmp(r->handler, MG_CACHE_STATUS_HANDLER)) {
-        return DECLINED;
-    }
-    sc = mg_cache_main_conf(r->server);
-    r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_DELETE);
-    if (r->method_number == M_DELETE) {
-        return purge_handler(r, sc);
-    }
-    if (r->method_number != M_GET) {
-        return HTTP_METHOD_NOT_ALLOWED;
-    }
-    ap_set_content_type(r, "text/plain; charset=utf-8");
-    apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    if (r->header_only) {
-        return OK;
-    }
-    ap_rprintf(r, "Cache: %s\n", sc->inst ? sc->spec : "none");
-#define FIELD(name, f) \
-    ap_rprintf(r, name ": %" APR_UINT64_T_FMT "\n", \
-               apr_atomic_read64((volatile apr_uint64_t *)&st->f))
-    FIELD("Lookups", lookups);
-    FIELD("Hits", hits);
-    FIELD("StaleHits", stale_hits);
-    FIELD("Misses", misses);
-    FIELD("Stores", stores);
-    FIELD("StoreFailures", store_failures);
-    FIELD("BytesStored", bytes_stored);
-    FIELD("Purges", purges);
-#undef FIELD
-    return OK;
-}
-
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -695,7 +561,7 @@ static apr_status_t destroy_cache(void *data)
         sc->inst = NULL;
     }
     cache_mutex = NULL;
-    stats = NULL;       /* the segment goes with pconf */
+    mg_cache_stats_shared = NULL;       /* the segment goes with pconf */
     return APR_SUCCESS;
 }
 
@@ -777,8 +643,8 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "they stay at 0");
         return OK;
     }
-    stats = apr_shm_baseaddr_get(shm);
-    memset(stats, 0, sizeof(*stats));
+    mg_cache_stats_shared = apr_shm_baseaddr_get(shm);
+    memset(mg_cache_stats_shared, 0, sizeof(*mg_cache_stats_shared));
     return OK;
 }
 
@@ -808,7 +674,7 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_post_config(cache_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(cache_handler, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_handler(status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(mg_cache_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(modelgate, mg_cached_answer, cached_answer, NULL, NULL,
                       APR_HOOK_MIDDLE);
     ap_register_output_filter(MG_CACHE_FILTER, store_filter, NULL,

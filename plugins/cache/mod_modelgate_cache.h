@@ -123,4 +123,20 @@ apr_size_t mg_cache_max_object(const cache_server_conf *sc);
 /** Did some location say ModelGateCacheable On (this generation)? */
 extern int mg_cache_cacheable_somewhere;
 
+/* mod_modelgate_cache.c: what the operations share with the request path */
+/** Take the socache's mutex when its provider needs one. */
+apr_status_t mg_cache_lock(server_rec *s);
+void mg_cache_unlock(void);
+/** The statistics in shared memory (NULL without a cache). */
+extern mg_cache_stats *mg_cache_stats_shared;
+#define count(field, n) do { if (mg_cache_stats_shared) \
+    apr_atomic_add64(&mg_cache_stats_shared->field, (n)); } while (0)
+/** How long a purge generation is kept: past any answer's TTL and grace. */
+#define GENERATION_KEPT apr_time_from_sec(MG_CACHE_TTL_MAX \
+                                          + MG_CACHE_STALE_MAX + 3600)
+
+/* mod_modelgate_cache_ops.c */
+/** SetHandler modelgate-cache-status: statistics (GET), purge (DELETE). */
+int mg_cache_status_handler(request_rec *r);
+
 #endif /* MOD_MODELGATE_CACHE_H */
