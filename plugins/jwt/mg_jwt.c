@@ -698,6 +698,12 @@ const char *mg_jwt_verify(apr_pool_t *p, const char *token, apr_size_t len,
              && !aud_has(json_object_get(claims, "aud"), is->audience)) {
         err = "audience not accepted";
     }
+    else if (json_object_get(claims, "jti")
+             && !(out->jti = plain_string(p, json_object_get(claims,
+                                                              "jti")))) {
+        /* RFC 7519 4.1.7: a string; another type could not be revoked */
+        err = "malformed jti claim";
+    }
     else if ((err = read_identity(p, claims, is, out)) == NULL) {
         out->issuer = is;
         out->exp = exp;
@@ -707,4 +713,40 @@ done:
     json_decref(hdr);
     json_decref(claims);
     return err;
+}
+
+const char *mg_jwt_denylist_parse(apr_pool_t *p, const char *text,
+                                  apr_size_t len, apr_hash_t **jtis)
+{
+    char *copy = apr_pstrmemdup(p, text, len);
+    char *line, *next, *end;
+    apr_hash_t *h = apr_hash_make(p);
+
+    if (memchr(text, '\0', len)) {
+        return "holds a NUL byte";
+    }
+    for (line = copy; line && *line; line = next) {
+        if ((next = strchr(line, '\n')) != NULL) {
+            *next++ = '\0';
+        }
+        while (*line == ' ' || *line == '\t') {
+            line++;
+        }
+        end = line + strlen(line);
+        while (end > line && (end[-1] == ' ' || end[-1] == '\t'
+                              || end[-1] == '\r')) {
+            *--end = '\0';
+        }
+        if (*line == '\0' || *line == '#') {
+            continue;
+        }
+        apr_hash_set(h, line, end - line, line);
+    }
+    *jtis = h;
+    return NULL;
+}
+
+int mg_jwt_denylist_has(apr_hash_t *jtis, const char *jti)
+{
+    return jtis && jti && apr_hash_get(jtis, jti, APR_HASH_KEY_STRING);
 }

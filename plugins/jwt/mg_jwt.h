@@ -28,6 +28,7 @@
 
 #include <apr_pools.h>
 #include <apr_tables.h>
+#include <apr_hash.h>
 #include <openssl/evp.h>
 
 /** Longest token looked at; longer ones are refused unparsed (below
@@ -81,6 +82,7 @@ typedef struct mg_jwt_identity {
     apr_array_header_t *scopes; /**< const char * */
     apr_int64_t exp;          /**< seconds since the epoch */
     apr_int64_t nbf;          /**< 0 when absent */
+    const char *jti;          /**< the token's id, or NULL */
 } mg_jwt_identity;
 
 /** Set the defaults of an issuer (claims, leeway 60 s). */
@@ -110,6 +112,18 @@ const char *mg_jwt_jwks_parse(apr_pool_t *p, const char *text,
 const char *mg_jwt_verify(apr_pool_t *p, const char *token, apr_size_t len,
                           const apr_array_header_t *issuers,
                           apr_int64_t now, mg_jwt_identity *out);
+
+/**
+ * Parse a revoked-token list: one `jti` per line; blank lines and lines
+ * starting with '#' are skipped, surrounding blanks (and a CR) trimmed.
+ * The set is allocated from `p` (keys point into `text`, kept there too).
+ * @return NULL with *jtis set, or a message
+ */
+const char *mg_jwt_denylist_parse(apr_pool_t *p, const char *text,
+                                  apr_size_t len, apr_hash_t **jtis);
+
+/** Is `jti` in the set (NULL set or jti: no)? */
+int mg_jwt_denylist_has(apr_hash_t *jtis, const char *jti);
 
 /** Does `token` have the shape of a JWS compact token (three parts)? */
 int mg_jwt_looks_like(const char *token, apr_size_t len);

@@ -14,11 +14,15 @@
  * fixed number of slots, so a client repeating its token pays a digest
  * and a lookup, not a signature check.  Keys come from a JWKS file read at
  * start; fetching one from a URL, with rotation, is not built yet.
+ * Tokens whose `jti` is in the ModelGateJWTRevoked file are refused, the
+ * cached ones included; the file is re-read within a second of a change.
  */
 #include <string.h>
 #include <apr_strings.h>
 #include <apr_file_io.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_rwlock.h>
+#include <apr_atomic.h>
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -44,12 +48,33 @@ typedef struct mgj_slot {
     apr_int64_t until;          /* exp + leeway, seconds; 0: empty */
     const mg_jwt_issuer *issuer;
     apr_size_t len;
-    char text[MGJ_CACHE_TEXT];  /* subject\0tenant\0tier\0scope\0...\0 */
+    char text[MGJ_CACHE_TEXT];  /* subject\0tenant\0tier\0jti\0scope\0...\0 */
 } mgj_slot;
+
+/* The revoked-token list (ModelGateJWTRevoked).  Read at start, so a bad
+ * path stops the configuration; then each process looks at the file's
+ * stat at most once a second (the first request of a second wins an
+ * atomic compare-and-swap and stats it; the others use the set they have)
+ * and re-reads it when its mtime, size or inode changed.  Requests never
+ * read the file, and a change reaches every process within a second of
+ * it, whichever of them had the token cached. */
+typedef struct mgj_denylist {
+    const char *path;              /* NULL: no list */
+    apr_hash_t *jtis;              /* the current set */
+    apr_time_t mtime;              /* what the set was read from */
+    apr_off_t size;
+    apr_ino_t inode;
+    /* per child */
+    apr_pool_t *pool;              /* the set's, when re-read; else pconf's */
+    apr_thread_rwlock_t *lock;     /* readers: lookups; writer: the swap */
+    apr_uint32_t checked;          /* second of the last stat (atomic) */
+    int failing;                   /* last re-read failed (logged once) */
+} mgj_denylist;
 
 typedef struct mgj_server_conf {
     apr_array_header_t *issuers;   /* mg_jwt_issuer * */
     int cache_size;                /* -1: default */
+    mgj_denylist revoked;
     /* per child */
     mgj_slot *slots;
     apr_thread_mutex_t *lock;
@@ -76,33 +101,47 @@ static void *merge_server_conf(apr_pool_t *p, void *base, void *add)
     return base;                /* main server only, as the core's */
 }
 
-static const char *read_file(cmd_parms *cmd, const char *name,
-                             char **text, apr_size_t *len)
+/* Read a whole (small) file into `p`; NULL, or a message naming it. */
+static const char *load_file(apr_pool_t *p, apr_pool_t *ptemp,
+                             const char *path, char **text, apr_size_t *len,
+                             apr_finfo_t *fi)
 {
-    const char *path = ap_server_root_relative(cmd->pool, name);
     apr_file_t *f;
-    apr_finfo_t fi;
     apr_status_t rv;
 
-    if (!path) {
-        return apr_psprintf(cmd->pool, "invalid path '%s'", name);
-    }
-    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, cmd->temp_pool))
+    if ((rv = apr_file_open(&f, path, APR_FOPEN_READ, 0, ptemp))
         != APR_SUCCESS
-        || (rv = apr_file_info_get(&fi, APR_FINFO_SIZE, f)) != APR_SUCCESS) {
-        return apr_psprintf(cmd->pool, "cannot read '%s': %pm", path, &rv);
+        || (rv = apr_file_info_get(fi, APR_FINFO_SIZE | APR_FINFO_MTIME
+                                       | APR_FINFO_INODE, f))
+           != APR_SUCCESS) {
+        return apr_psprintf(p, "cannot read '%s': %pm", path, &rv);
     }
-    if (fi.size > MGJ_FILE_MAX) {
-        return apr_psprintf(cmd->pool, "'%s' is larger than 1 MiB", path);
+    if (fi->size > MGJ_FILE_MAX) {
+        apr_file_close(f);
+        return apr_psprintf(p, "'%s' is larger than 1 MiB", path);
     }
-    *text = apr_palloc(cmd->pool, (apr_size_t)fi.size + 1);
-    if ((rv = apr_file_read_full(f, *text, (apr_size_t)fi.size, len))
-        != APR_SUCCESS && fi.size) {
-        return apr_psprintf(cmd->pool, "cannot read '%s': %pm", path, &rv);
+    *text = apr_palloc(p, (apr_size_t)fi->size + 1);
+    *len = 0;
+    if ((rv = apr_file_read_full(f, *text, (apr_size_t)fi->size, len))
+        != APR_SUCCESS && fi->size) {
+        apr_file_close(f);
+        return apr_psprintf(p, "cannot read '%s': %pm", path, &rv);
     }
     (*text)[*len] = '\0';
     apr_file_close(f);
     return NULL;
+}
+
+static const char *read_file(cmd_parms *cmd, const char *name,
+                             char **text, apr_size_t *len)
+{
+    const char *path = ap_server_root_relative(cmd->pool, name);
+    apr_finfo_t fi;
+
+    if (!path) {
+        return apr_psprintf(cmd->pool, "invalid path '%s'", name);
+    }
+    return load_file(cmd->pool, cmd->temp_pool, path, text, len, &fi);
 }
 
 static int has_word_chars(const char *s)
@@ -240,6 +279,38 @@ static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
+static const char *cmd_revoked(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    mgj_server_conf *c = conf_of(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *path;
+    apr_finfo_t fi;
+    char *text;
+    apr_size_t len;
+
+    if (err) {
+        return err;
+    }
+    if (c->revoked.path) {
+        return "ModelGateJWTRevoked: given twice";
+    }
+    if (!(path = ap_server_root_relative(cmd->pool, arg))) {
+        return apr_psprintf(cmd->pool, "ModelGateJWTRevoked: invalid path "
+                            "'%s'", arg);
+    }
+    if ((err = load_file(cmd->pool, cmd->temp_pool, path, &text, &len, &fi))
+        != NULL
+        || (err = mg_jwt_denylist_parse(cmd->pool, text, len,
+                                        &c->revoked.jtis)) != NULL) {
+        return apr_pstrcat(cmd->pool, "ModelGateJWTRevoked: ", err, NULL);
+    }
+    c->revoked.path = path;
+    c->revoked.mtime = fi.mtime;
+    c->revoked.size = fi.size;
+    c->revoked.inode = fi.inode;
+    return NULL;
+}
+
 static const command_rec jwt_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateJWTIssuer", cmd_issuer, NULL, RSRC_CONF,
         "ISSUER algs=LIST jwks=FILE|secret=FILE [audience=A] [leeway=S] "
@@ -247,6 +318,9 @@ static const command_rec jwt_cmds[] = {
         "JWT issuer"),
     AP_INIT_TAKE1("ModelGateJWTCache", cmd_cache, NULL, RSRC_CONF,
         "verified tokens each child keeps (default 1024; 0: none)"),
+    AP_INIT_TAKE1("ModelGateJWTRevoked", cmd_revoked, NULL, RSRC_CONF,
+        "FILE: revoked token ids (jti), one a line, re-read within a "
+        "second of a change"),
     { NULL }
 };
 
@@ -295,6 +369,8 @@ static int cache_get(request_rec *r, mgj_server_conf *c,
     w += strlen(w) + 1;
     id->tier = *w ? apr_pstrdup(r->pool, w) : NULL;
     w += strlen(w) + 1;
+    id->jti = *w ? apr_pstrdup(r->pool, w) : NULL;
+    w += strlen(w) + 1;
     id->scopes = apr_array_make(r->pool, 4, sizeof(const char *));
     for (; w < end; w += strlen(w) + 1) {
         APR_ARRAY_PUSH(id->scopes, const char *) = apr_pstrdup(r->pool, w);
@@ -319,6 +395,7 @@ static void cache_put(mgj_server_conf *c, const unsigned char *digest,
     PUT(id->subject);
     PUT(id->tenant);
     PUT(id->tier ? id->tier : "");
+    PUT(id->jti ? id->jti : "");
     for (i = 0; i < id->scopes->nelts; i++) {
         PUT(APR_ARRAY_IDX(id->scopes, i, const char *));
     }
@@ -333,6 +410,95 @@ static void cache_put(mgj_server_conf *c, const unsigned char *digest,
     apr_thread_mutex_unlock(c->lock);
 }
 
+/* ---- the revoked-token list --------------------------------------------- */
+
+/* Re-read the list if the file changed; at most one stat a second per
+ * process.  A file that cannot be read keeps the last good list (a
+ * deleted or half-copied file must not un-revoke every token). */
+static void revoked_refresh(server_rec *s, mgj_denylist *d, apr_int64_t now)
+{
+    apr_uint32_t sec = (apr_uint32_t)now, last;
+    apr_pool_t *np, *old;
+    apr_finfo_t fi;
+    apr_hash_t *jtis;
+    const char *err;
+    char *text;
+    apr_size_t len;
+
+    last = apr_atomic_read32(&d->checked);
+    if (last == sec || apr_atomic_cas32(&d->checked, sec, last) != last) {
+        return;
+    }
+    if (apr_stat(&fi, d->path, APR_FINFO_SIZE | APR_FINFO_MTIME
+                 | APR_FINFO_INODE, NULL) == APR_SUCCESS
+        && fi.mtime == d->mtime && fi.size == d->size
+        && fi.inode == d->inode) {
+        return;                 /* unchanged: read only by this thread */
+    }
+    /* an unmanaged pool: creating a subpool of pchild from a request
+     * thread would race with the MPM's own use of it */
+    if (apr_pool_create_unmanaged_ex(&np, NULL, NULL) != APR_SUCCESS) {
+        return;
+    }
+    if ((err = load_file(np, np, d->path, &text, &len, &fi)) != NULL
+        || (err = mg_jwt_denylist_parse(np, text, len, &jtis)) != NULL) {
+        if (!d->failing) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MGJ00003: "
+                         "ModelGateJWTRevoked: %s; the last list read (%u "
+                         "token ids) stays in force", err,
+                         apr_hash_count(d->jtis));
+        }
+        d->failing = 1;
+        apr_pool_destroy(np);
+        return;
+    }
+    apr_thread_rwlock_wrlock(d->lock);
+    old = d->pool;
+    d->pool = np;
+    d->jtis = jtis;
+    apr_thread_rwlock_unlock(d->lock);
+    d->mtime = fi.mtime;
+    d->size = fi.size;
+    d->inode = fi.inode;
+    d->failing = 0;
+    if (old) {
+        apr_pool_destroy(old);  /* no reader holds it: we had the wrlock */
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MGJ00004: "
+                 "ModelGateJWTRevoked: %s re-read, %u token ids",
+                 d->path, apr_hash_count(jtis));
+}
+
+static int revoked(server_rec *s, mgj_denylist *d, const char *jti,
+                   apr_int64_t now)
+{
+    int has;
+
+    if (!d->path || !jti) {
+        return 0;
+    }
+    if (d->lock) {
+        revoked_refresh(s, d, now);
+        apr_thread_rwlock_rdlock(d->lock);
+    }
+    has = mg_jwt_denylist_has(d->jtis, jti);
+    if (d->lock) {
+        apr_thread_rwlock_unlock(d->lock);
+    }
+    return has;
+}
+
+static apr_status_t revoked_cleanup(void *data)
+{
+    mgj_denylist *d = data;
+
+    if (d->pool) {
+        apr_pool_destroy(d->pool);
+        d->pool = NULL;
+    }
+    return APR_SUCCESS;
+}
+
 /* ---- the provider ------------------------------------------------------- */
 
 static void refuse(request_rec *r, mg_identity_refusal *no, int status,
@@ -343,6 +509,24 @@ static void refuse(request_rec *r, mg_identity_refusal *no, int status,
     no->json = mg_error_json(r->pool, message, "invalid_request_error", code);
     no->challenge = challenge;
     no->decision = decision;
+}
+
+/* 401 invalid_token.  `err` is one of fixed phrases (mg_jwt.c's, or
+ * "token revoked"): no secret, no claim value, nothing a quoted string
+ * would have to escape. */
+static mg_identity_result invalid_token(request_rec *r,
+                                        mg_identity_refusal *no,
+                                        const char *err)
+{
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MGJ00001: bearer "
+                  "token refused: %s", err);
+    refuse(r, no, HTTP_UNAUTHORIZED, "invalid_token", "invalid-token",
+           apr_pstrcat(r->pool, "The bearer token is not valid: ",
+                       err, ".", NULL),
+           apr_pstrcat(r->pool, "Bearer realm=\"modelgate\", "
+                       "error=\"invalid_token\", "
+                       "error_description=\"", err, "\"", NULL));
+    return MG_IDENTITY_REFUSED;
 }
 
 static mg_identity_result jwt_identify(request_rec *r,
@@ -366,22 +550,17 @@ static mg_identity_result jwt_identify(request_rec *r,
         err = mg_jwt_verify(r->pool, cred->value, cred->len, c->issuers,
                             now, &id);
         if (err) {
-            /* err is one of mg_jwt.c's fixed phrases: no secret, no claim
-             * value, nothing a quoted string would have to escape. */
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "MGJ00001: bearer "
-                          "token refused: %s", err);
-            refuse(r, no, HTTP_UNAUTHORIZED, "invalid_token", "invalid-token",
-                   apr_pstrcat(r->pool, "The bearer token is not valid: ",
-                               err, ".", NULL),
-                   apr_pstrcat(r->pool, "Bearer realm=\"modelgate\", "
-                               "error=\"invalid_token\", "
-                               "error_description=\"", err, "\"", NULL));
-            return MG_IDENTITY_REFUSED;
+            return invalid_token(r, no, err);
         }
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MGJ00002: bearer "
                       "token of '%s' verified (issuer %s)", id.subject,
                       id.issuer->iss);
         cache_put(c, digest, &id);
+    }
+    /* after the cache too: a token cached before its revocation is
+     * refused from the moment the list names it */
+    if (revoked(r->server, &c->revoked, id.jti, now)) {
+        return invalid_token(r, no, "token revoked");
     }
     if (!id.tier || !mg_policy_tier(policy, id.tier)) {
         refuse(r, no, HTTP_FORBIDDEN, "unknown_tier", "unknown-tier",
@@ -438,6 +617,16 @@ static void jwt_child_init(apr_pool_t *pchild, server_rec *s)
 
     if (c->cache_size < 0) {
         c->cache_size = MGJ_CACHE_DEFAULT;
+    }
+    if (c->revoked.path) {
+        /* without the lock, the list read at start is used as it is */
+        if (apr_thread_rwlock_create(&c->revoked.lock, pchild)
+            != APR_SUCCESS) {
+            c->revoked.lock = NULL;
+        }
+        apr_atomic_set32(&c->revoked.checked, 0);
+        apr_pool_cleanup_register(pchild, &c->revoked, revoked_cleanup,
+                                  apr_pool_cleanup_null);
     }
     if (c->issuers->nelts == 0 || c->cache_size == 0
         || apr_thread_mutex_create(&c->lock, APR_THREAD_MUTEX_DEFAULT,

@@ -4,9 +4,11 @@ authorization (`Require modelgate-scope`, `Require modelgate-tier`).
 Tokens are minted here with python3-cryptography (jwt_mint.py); the JWKS
 and the HMAC secret are files the gateway reads at start.  A JWT caller
 is limited, announced and logged as an API key's caller is."""
+import concurrent.futures
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -331,7 +333,92 @@ ModelGateKeyFile "%s"
         (load + base + "ModelGateJWTIssuer x algs=HS256\n", "needs secret=FILE"),
         (load + base + "ModelGateJWTIssuer x algs=ES256\n", "needs jwks=FILE"),
         (load + base + "ModelGateJWTIssuer x algs=ES256 jwks=/nonexistent\n", "cannot read"),
+        (load + base + "ModelGateJWTRevoked /nonexistent/revoked\n",
+         "ModelGateJWTRevoked: cannot read '/nonexistent/revoked'"),
     ])
+
+
+# ---- revocation by jti -------------------------------------------------------
+
+def _write_revoked(gw, *jtis):
+    """Replace the list the way an operator's tool should: a new file
+    renamed over the old one, so no process reads half of it."""
+    path = os.path.join(gw.rundir, "revoked.jtis")
+    with open(path + ".new", "w") as f:
+        f.write("# revoked token ids\n" + "".join(j + "\n" for j in jtis))
+    os.replace(path + ".new", path)
+    return path
+
+
+def _burst(gw, tok, n=24):
+    """n requests, each on its own connection, 8 at a time: they land in
+    several processes (and threads)."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: bearer(gw, tok), range(n)))
+
+
+def _pids(gw, since, pattern):
+    with open(gw.error_log(), "rb") as f:
+        f.seek(since)
+        text = f.read().decode(errors="replace")
+    return [m for m in re.findall(r"\[pid (\d+)[^\]]*\][^\n]*" + pattern, text)]
+
+
+@pytest.mark.parametrize("mpm", ["prefork", "event"])
+def test_mg_025_15_revoked_jti(gateways, backend, mpm):
+    backend.reset()
+    gw = gateways("jwtrev", backend_port=backend.port, mpm=mpm)
+    gw.allow_errors(r"AH01630", r"MGJ00003: ModelGateJWTRevoked: cannot read")
+    path = _write_revoked(gw, "long-gone")
+    gw.write_conf(conf(gw, backend, extra='ModelGateJWTRevoked "%s"' % path))
+    gw.start()
+    eve = token(sub="eve", plan="pro", jti="jti-eve-1")
+    frank = token(sub="frank", plan="pro", jti="jti-frank-1")
+    # listed at start
+    resp = bearer(gw, token(sub="gina", plan="pro", jti="long-gone"))
+    assert resp.status == 401
+    assert resp.json["error"]["code"] == "invalid_token"
+    assert resp.header("www-authenticate") == INVALID % "token revoked"
+    # eve's token verified, and cached, in several processes
+    assert [r.status for r in _burst(gw, eve)] == [200] * 24
+    if mpm == "prefork":
+        assert len(set(_pids(gw, 0, r"MGJ00002: bearer token of 'eve'"))) >= 2
+    # revoked while the gateway runs
+    since = os.path.getsize(gw.error_log())
+    written = time.monotonic()
+    _write_revoked(gw, "long-gone", "jti-eve-1")
+    polls = 0
+    while bearer(gw, eve).status != 401:
+        polls += 1
+        assert time.monotonic() < written + 3.0, "not revoked after %d polls" % polls
+        time.sleep(0.05)
+    # a second after the change every process has looked at the file:
+    # no process, and no cached verification, lets the token through
+    time.sleep(max(0.0, written + 1.2 - time.monotonic()))
+    refused = _burst(gw, eve)
+    assert [r.status for r in refused] == [401] * 24
+    assert {r.header("www-authenticate") for r in refused} == {INVALID % "token revoked"}
+    if mpm == "prefork":
+        assert len(set(_pids(gw, since, r"MGJ00001: bearer token refused: token revoked"))) >= 2
+    # an unrevoked token of the same issuer still works
+    assert [r.status for r in _burst(gw, frank)] == [200] * 24
+    assert backend.count() == 48 + polls   # polls: answered 200 until refused
+
+    # the file gone: logged (once per process), the last list stays
+    since = os.path.getsize(gw.error_log())
+    os.remove(path)
+    gone = time.monotonic()
+    time.sleep(1.2)
+    while not _pids(gw, since, "MGJ00003"):
+        assert time.monotonic() < gone + 4.0
+        bearer(gw, frank)
+        time.sleep(0.05)
+    assert [r.status for r in _burst(gw, eve, 8)] == [401] * 8
+    # back, without eve: her token works again
+    written = time.monotonic()
+    _write_revoked(gw, "long-gone")
+    time.sleep(max(0.0, written + 1.2 - time.monotonic()))
+    assert [r.status for r in _burst(gw, eve, 8)] == [200] * 8
 
 
 # ---- conf-examples/jwt-tiers.conf -------------------------------------------

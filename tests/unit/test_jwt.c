@@ -220,6 +220,38 @@ static void test_jwks(void **state)
     assert_false(mg_jwt_looks_like("mg-key", 6));
 }
 
+/* The revoked-token list: one jti a line, blanks and comments skipped. */
+static void test_denylist(void **state)
+{
+    fixture *f = *state;
+    const char *text = "# revoked 2026-12-02\n"
+                       "  a1b2-c3 \r\n"
+                       "\n"
+                       "\tuuid-2\n"
+                       "last-without-newline";
+    apr_hash_t *jtis;
+    mg_jwt_identity id;
+
+    assert_null(mg_jwt_denylist_parse(f->p, text, strlen(text), &jtis));
+    assert_int_equal(apr_hash_count(jtis), 3);
+    assert_true(mg_jwt_denylist_has(jtis, "a1b2-c3"));
+    assert_true(mg_jwt_denylist_has(jtis, "uuid-2"));
+    assert_true(mg_jwt_denylist_has(jtis, "last-without-newline"));
+    /* exact, case-sensitive (RFC 7519 4.1.7), no prefixes */
+    assert_false(mg_jwt_denylist_has(jtis, "A1B2-C3"));
+    assert_false(mg_jwt_denylist_has(jtis, "a1b2"));
+    assert_false(mg_jwt_denylist_has(jtis, "# revoked 2026-12-02"));
+    assert_false(mg_jwt_denylist_has(jtis, NULL));
+    assert_false(mg_jwt_denylist_has(NULL, "uuid-2"));
+    /* an empty file is an empty list, not an error */
+    assert_null(mg_jwt_denylist_parse(f->p, "", 0, &jtis));
+    assert_int_equal(apr_hash_count(jtis), 0);
+    assert_non_null(mg_jwt_denylist_parse(f->p, "a\0b", 3, &jtis));
+    /* a token without a jti has none to be revoked by */
+    assert_null(verify(f, TOK_ES256, &id));
+    assert_null(id.jti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +265,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_several_issuers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_jwks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_denylist, setup, teardown),
     };
 
     apr_initialize();
