@@ -53,9 +53,9 @@ typedef struct mgj_slot {
 
 /* The revoked-token list (ModelGateJWTRevoked).  Read at start, so a bad
  * path stops the configuration; then each process looks at the file's
- * stat at most once a second (the first request of a second wins an
- * atomic compare-and-swap and stats it; the others use the set they have)
- * and re-reads it when its mtime, size or inode changed.  Requests never
+ * stat at most once a second (the first request of a second, seeing the
+ * atomic `checked` behind, stats it under the write lock) and re-reads it
+ * when its mtime, size or inode changed.  Requests never
  * read the file, and a change reaches every process within a second of
  * it, whichever of them had the token cached. */
 typedef struct mgj_denylist {
@@ -413,31 +413,41 @@ static void cache_put(mgj_server_conf *c, const unsigned char *digest,
 /* ---- the revoked-token list --------------------------------------------- */
 
 /* Re-read the list if the file changed; at most one stat a second per
- * process.  A file that cannot be read keeps the last good list (a
+ * process.  The check runs under the write lock and the lookups under the
+ * read lock, so a request of a second whose check is under way waits for
+ * it (a few microseconds) rather than using the list of the second
+ * before.  A file that cannot be read keeps the last good list (a
  * deleted or half-copied file must not un-revoke every token). */
 static void revoked_refresh(server_rec *s, mgj_denylist *d, apr_int64_t now)
 {
-    apr_uint32_t sec = (apr_uint32_t)now, last;
-    apr_pool_t *np, *old;
+    apr_uint32_t sec = (apr_uint32_t)now;
+    apr_pool_t *np;
     apr_finfo_t fi;
     apr_hash_t *jtis;
     const char *err;
     char *text;
     apr_size_t len;
 
-    last = apr_atomic_read32(&d->checked);
-    if (last == sec || apr_atomic_cas32(&d->checked, sec, last) != last) {
+    if (apr_atomic_read32(&d->checked) == sec) {
         return;
     }
+    apr_thread_rwlock_wrlock(d->lock);
+    if (d->checked == sec) {
+        apr_thread_rwlock_unlock(d->lock);
+        return;                 /* another thread checked meanwhile */
+    }
+    apr_atomic_set32(&d->checked, sec);
     if (apr_stat(&fi, d->path, APR_FINFO_SIZE | APR_FINFO_MTIME
                  | APR_FINFO_INODE, NULL) == APR_SUCCESS
         && fi.mtime == d->mtime && fi.size == d->size
         && fi.inode == d->inode) {
-        return;                 /* unchanged: read only by this thread */
+        apr_thread_rwlock_unlock(d->lock);
+        return;
     }
     /* an unmanaged pool: creating a subpool of pchild from a request
      * thread would race with the MPM's own use of it */
     if (apr_pool_create_unmanaged_ex(&np, NULL, NULL) != APR_SUCCESS) {
+        apr_thread_rwlock_unlock(d->lock);
         return;
     }
     if ((err = load_file(np, np, d->path, &text, &len, &fi)) != NULL
@@ -449,21 +459,20 @@ static void revoked_refresh(server_rec *s, mgj_denylist *d, apr_int64_t now)
                          apr_hash_count(d->jtis));
         }
         d->failing = 1;
+        apr_thread_rwlock_unlock(d->lock);
         apr_pool_destroy(np);
         return;
     }
-    apr_thread_rwlock_wrlock(d->lock);
-    old = d->pool;
+    if (d->pool) {
+        apr_pool_destroy(d->pool);   /* no reader holds it: the wrlock */
+    }
     d->pool = np;
     d->jtis = jtis;
-    apr_thread_rwlock_unlock(d->lock);
     d->mtime = fi.mtime;
     d->size = fi.size;
     d->inode = fi.inode;
     d->failing = 0;
-    if (old) {
-        apr_pool_destroy(old);  /* no reader holds it: we had the wrlock */
-    }
+    apr_thread_rwlock_unlock(d->lock);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MGJ00004: "
                  "ModelGateJWTRevoked: %s re-read, %u token ids",
                  d->path, apr_hash_count(jtis));
