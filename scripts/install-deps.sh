@@ -8,7 +8,7 @@ PACKAGES=(
     # build
     gcc make autoconf automake libtool pkg-config
     apache2 apache2-dev libapr1-dev libaprutil1-dev
-    libssl-dev libjansson-dev libhiredis-dev tzdata
+    libssl-dev libjansson-dev libhiredis-dev libcurl4-openssl-dev tzdata
     # tests
     libcmocka-dev python3 python3-pytest python3-cryptography curl redis-server
     valgrind

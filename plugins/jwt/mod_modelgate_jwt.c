@@ -13,7 +13,8 @@
  * process (SHA-256 of the token -> the identity, until exp + leeway) in a
  * fixed number of slots, so a client repeating its token pays a digest
  * and a lookup, not a signature check.  Keys come from a JWKS file read at
- * start; fetching one from a URL, with rotation, is not built yet.
+ * start and/or a JWKS URL (libcurl) fetched in the background, shared by
+ * all processes (see mgj_shared).
  * Tokens whose `jti` is in the ModelGateJWTRevoked file are refused, the
  * cached ones included; the file is re-read within a second of a change.
  */
@@ -23,6 +24,12 @@
 #include <apr_thread_mutex.h>
 #include <apr_thread_rwlock.h>
 #include <apr_atomic.h>
+#include <apr_shm.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_proc.h>
+#ifdef MG_HAVE_CURL
+#include <curl/curl.h>
+#endif
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -71,10 +78,54 @@ typedef struct mgj_denylist {
     int failing;                   /* last re-read failed (logged once) */
 } mgj_denylist;
 
+/* A JWKS fetched from a URL (jwks_url=).  One fetch at a time for all
+ * processes: the second a fetch last started is in shared memory and a
+ * fetch starts only by winning a compare-and-swap on it, at most once per
+ * min_interval (refresh on an unknown kid) or refresh (the schedule)
+ * seconds, so forged kids cannot make the gateway flood the identity
+ * provider.  Each child's fetcher thread does the fetching (libcurl, with
+ * a timeout); a set that parses and holds a key is published in shared
+ * memory (a seqlock: `seq` odd while written) and every process adopts a
+ * new generation on its next request.  A failed fetch publishes nothing:
+ * the last good set stays in use. */
+#define MGJ_JWKS_MAX (64 * 1024)
+
+typedef struct mgj_shared {
+    apr_uint32_t seq;              /* seqlock: odd while `body` is written */
+    apr_uint32_t gen;              /* sets published */
+    apr_uint32_t last_fetch;       /* second the last fetch started */
+    apr_uint32_t inflight;         /* a fetch is under way */
+    apr_uint32_t fetches;          /* fetches started, for waiters */
+    apr_uint32_t len;
+    char body[MGJ_JWKS_MAX];
+} mgj_shared;
+
+typedef struct mgj_remote {
+    mg_jwt_issuer *is;
+    const char *url;
+    int refresh;                   /* seconds between scheduled fetches */
+    int min_interval;              /* seconds between any two fetches */
+    int timeout_ms;                /* a fetch's limit; a request's wait */
+    mgj_shared *sh;                /* set in post_config */
+    /* per child */
+    apr_uint32_t gen;              /* the generation adopted */
+    apr_pool_t *pool;              /* the adopted set's (unmanaged) */
+    int failing;                   /* fetcher: last fetch failed */
+} mgj_remote;
+
 typedef struct mgj_server_conf {
     apr_array_header_t *issuers;   /* mg_jwt_issuer * */
     int cache_size;                /* -1: default */
     mgj_denylist revoked;
+    apr_array_header_t *remotes;   /* mgj_remote * */
+    /* per child, with remotes */
+    server_rec *server;
+    apr_thread_rwlock_t *keys_lock;   /* readers: verify; writer: adopt */
+    apr_thread_mutex_t *adopt_lock;
+    apr_thread_mutex_t *fetch_lock;   /* guards wanted, stop */
+    apr_thread_cond_t *fetch_cond;
+    apr_thread_t *fetcher;
+    int wanted, stop;
     /* per child */
     mgj_slot *slots;
     apr_thread_mutex_t *lock;
@@ -92,6 +143,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     mgj_server_conf *c = apr_pcalloc(p, sizeof(*c));
 
     c->issuers = apr_array_make(p, 2, sizeof(mg_jwt_issuer *));
+    c->remotes = apr_array_make(p, 1, sizeof(mgj_remote *));
     c->cache_size = -1;
     return c;
 }
@@ -160,8 +212,8 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
     mgj_server_conf *c = conf_of(cmd->server);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     mg_jwt_issuer *is;
-    const char *jwks = NULL, *secret = NULL, *algs = NULL;
-    int i;
+    const char *jwks = NULL, *secret = NULL, *algs = NULL, *url = NULL;
+    int i, refresh = 300, min_interval = 30, timeout_ms = 2000;
 
 #define FAIL(...) return apr_pstrcat(cmd->pool, "ModelGateJWTIssuer ", \
                                      is->iss, ": ", \
@@ -204,6 +256,18 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
             }
             is->default_tier = v;
         }
+        else if (!strcmp(k, "jwks_url")) url = v;
+        else if (!strcmp(k, "jwks_refresh") || !strcmp(k, "jwks_min_interval")
+                 || !strcmp(k, "jwks_timeout")) {
+            char *end;
+            apr_int64_t n = apr_strtoi64(v, &end, 10);
+            if (*end || n < 1 || n > 86400) {
+                FAIL("%s '%s' is not 1..86400", k, v);
+            }
+            if (k[5] == 'r') refresh = (int)n;
+            else if (k[5] == 'm') min_interval = (int)n;
+            else timeout_ms = (int)n;
+        }
         else if (!strcmp(k, "leeway")) {
             char *end;
             apr_int64_t n = apr_strtoi64(v, &end, 10);
@@ -222,8 +286,40 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
     if ((err = mg_jwt_parse_algs(cmd->pool, algs, &is->algs)) != NULL) {
         FAIL("algs=: %s", err);
     }
-    if ((is->algs & ((1u << MG_JWT_HS256) - 1)) && !jwks) {
-        FAIL("a signature algorithm needs jwks=FILE");
+    if ((is->algs & ((1u << MG_JWT_HS256) - 1)) && !jwks && !url) {
+        FAIL("a signature algorithm needs jwks=FILE or jwks_url=URL");
+    }
+    if (url) {
+        mgj_remote *rm;
+#ifndef MG_HAVE_CURL
+        FAIL("jwks_url=: this build has no libcurl");
+#endif
+        /* plain http only to this host: keys over a network need TLS */
+        if (strncmp(url, "https://", 8) && strncmp(url, "http://127.0.0.1", 16)
+            && strncmp(url, "http://localhost", 16)
+            && strncmp(url, "http://[::1]", 12)) {
+            FAIL("jwks_url=%s: an https:// URL (http:// only to the "
+                 "loopback)", url);
+        }
+        if (timeout_ms >= min_interval * 1000) {
+            FAIL("jwks_timeout=%d ms must be below jwks_min_interval=%d s",
+                 timeout_ms, min_interval);
+        }
+        if (refresh < min_interval) {
+            FAIL("jwks_refresh=%d is below jwks_min_interval=%d", refresh,
+                 min_interval);
+        }
+        rm = apr_pcalloc(cmd->pool, sizeof(*rm));
+        rm->is = is;
+        rm->url = url;
+        rm->refresh = refresh;
+        rm->min_interval = min_interval;
+        rm->timeout_ms = timeout_ms;
+        APR_ARRAY_PUSH(c->remotes, mgj_remote *) = rm;
+        if (!jwks) {
+            /* until the first fetch: no key, tokens wait for it */
+            is->keys = apr_array_make(cmd->pool, 1, sizeof(mg_jwt_key *));
+        }
     }
     if ((is->algs >> MG_JWT_HS256) && !secret) {
         FAIL("an HMAC algorithm needs secret=FILE");
@@ -313,7 +409,9 @@ static const char *cmd_revoked(cmd_parms *cmd, void *dummy, const char *arg)
 
 static const command_rec jwt_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateJWTIssuer", cmd_issuer, NULL, RSRC_CONF,
-        "ISSUER algs=LIST jwks=FILE|secret=FILE [audience=A] [leeway=S] "
+        "ISSUER algs=LIST jwks=FILE|jwks_url=URL|secret=FILE "
+        "[jwks_refresh=S] [jwks_min_interval=S] [jwks_timeout=MS] "
+        "[audience=A] [leeway=S] "
         "[subject=|tenant=|tier=|scopes=CLAIM] [default_tier=T]: a trusted "
         "JWT issuer"),
     AP_INIT_TAKE1("ModelGateJWTCache", cmd_cache, NULL, RSRC_CONF,
@@ -508,6 +606,282 @@ static apr_status_t revoked_cleanup(void *data)
     return APR_SUCCESS;
 }
 
+/* ---- keys from a URL -------------------------------------------------- */
+
+#ifdef MG_HAVE_CURL
+typedef struct mgj_body {
+    char *buf;
+    apr_size_t len;
+} mgj_body;
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    mgj_body *b = arg;
+
+    if (b->len + size * n > MGJ_JWKS_MAX) {
+        return 0;               /* too large: curl fails the transfer */
+    }
+    memcpy(b->buf + b->len, data, size * n);
+    b->len += size * n;
+    return size * n;
+}
+
+/* GET the URL into b (MGJ_JWKS_MAX bytes); NULL or what went wrong. */
+static const char *fetch_url(apr_pool_t *p, const mgj_remote *rm,
+                             mgj_body *b)
+{
+    CURL *h = curl_easy_init();
+    CURLcode rc;
+    long code = 0;
+
+    if (!h) {
+        return "curl_easy_init failed";
+    }
+    curl_easy_setopt(h, CURLOPT_URL, rm->url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);       /* threads */
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rm->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)rm->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "mod_modelgate-jwt");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+    rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(h);
+    if (rc != CURLE_OK) {
+        return apr_pstrcat(p, "fetch failed: ", curl_easy_strerror(rc),
+                           NULL);
+    }
+    if (code != 200) {
+        return apr_psprintf(p, "the server answered HTTP %ld", code);
+    }
+    return NULL;
+}
+
+/* Fetch if due and if this process wins the right to (see mgj_shared). */
+static void remote_fetch(server_rec *s, mgj_remote *rm, int wanted)
+{
+    mgj_shared *sh = rm->sh;
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_uint32_t last = apr_atomic_read32(&sh->last_fetch), seq;
+    apr_uint32_t gap = now - last;
+    apr_array_header_t *keys;
+    const char *err;
+    apr_pool_t *p;
+    mgj_body b;
+
+    if (!(last == 0 || gap >= (apr_uint32_t)rm->refresh
+          || ((wanted || apr_atomic_read32(&sh->gen) == 0)
+              && gap >= (apr_uint32_t)rm->min_interval))) {
+        return;
+    }
+    if (apr_atomic_cas32(&sh->last_fetch, now, last) != last) {
+        return;                 /* another process fetches */
+    }
+    if (apr_pool_create_unmanaged_ex(&p, NULL, NULL) != APR_SUCCESS) {
+        return;
+    }
+    apr_atomic_set32(&sh->inflight, 1);
+    apr_atomic_inc32(&sh->fetches);
+    b.buf = apr_palloc(p, MGJ_JWKS_MAX);
+    b.len = 0;
+    if ((err = fetch_url(p, rm, &b)) == NULL
+        && (err = mg_jwt_jwks_parse(p, b.buf, b.len, &keys)) == NULL
+        && keys->nelts == 0) {
+        err = "it holds no signature key";
+    }
+    if (err) {
+        if (!rm->failing) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MGJ00005: JWKS of "
+                         "issuer %s: %s; the last good keys stay in use",
+                         rm->is->iss, err);
+        }
+        rm->failing = 1;
+    }
+    else {
+        do {
+            seq = apr_atomic_read32(&sh->seq);
+        } while ((seq & 1) || apr_atomic_cas32(&sh->seq, seq + 1, seq)
+                               != seq);
+        memcpy(sh->body, b.buf, b.len);
+        sh->len = (apr_uint32_t)b.len;
+        apr_atomic_inc32(&sh->gen);
+        apr_atomic_inc32(&sh->seq);
+        if (rm->failing) {
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "MGJ00006: JWKS of "
+                         "issuer %s fetched again", rm->is->iss);
+        }
+        rm->failing = 0;
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "MGJ00007: JWKS of issuer "
+                     "%s fetched, %d keys", rm->is->iss, keys->nelts);
+    }
+    apr_pool_destroy(p);
+    apr_atomic_set32(&sh->inflight, 0);
+}
+
+static void *APR_THREAD_FUNC fetcher_main(apr_thread_t *t, void *arg)
+{
+    mgj_server_conf *c = arg;
+    int i, wanted;
+
+    apr_thread_mutex_lock(c->fetch_lock);
+    while (!c->stop) {
+        wanted = c->wanted;
+        c->wanted = 0;
+        apr_thread_mutex_unlock(c->fetch_lock);
+        for (i = 0; i < c->remotes->nelts; i++) {
+            remote_fetch(c->server, APR_ARRAY_IDX(c->remotes, i,
+                                                  mgj_remote *), wanted);
+        }
+        apr_thread_mutex_lock(c->fetch_lock);
+        if (!c->stop && !c->wanted) {
+            /* once a second for the schedule, at once when asked */
+            apr_thread_cond_timedwait(c->fetch_cond, c->fetch_lock,
+                                      apr_time_from_sec(1));
+        }
+    }
+    apr_thread_mutex_unlock(c->fetch_lock);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+static apr_status_t fetcher_stop(void *arg)
+{
+    mgj_server_conf *c = arg;
+    apr_status_t rv;
+    int i;
+
+    apr_thread_mutex_lock(c->fetch_lock);
+    c->stop = 1;
+    apr_thread_cond_signal(c->fetch_cond);
+    apr_thread_mutex_unlock(c->fetch_lock);
+    apr_thread_join(&rv, c->fetcher);
+    for (i = 0; i < c->remotes->nelts; i++) {
+        mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
+        if (rm->pool) {
+            apr_pool_destroy(rm->pool);
+            rm->pool = NULL;
+        }
+    }
+    return APR_SUCCESS;
+}
+#endif /* MG_HAVE_CURL */
+
+/* Take up a set another process (or this one) published.  One thread
+ * parses it; the others of the process wait for it (a rare, short wait)
+ * rather than verify with the keys of the generation before, which would
+ * refuse a token of a just-rotated key. */
+static void remote_adopt(mgj_server_conf *c)
+{
+    int i;
+
+    for (i = 0; i < c->remotes->nelts; i++) {
+        mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
+        mgj_shared *sh = rm->sh;
+        apr_uint32_t s1, s2, gen, len;
+        apr_array_header_t *keys;
+        apr_pool_t *np, *old;
+        char *buf;
+
+        if (!sh || apr_atomic_read32(&sh->gen) == rm->gen) {
+            continue;
+        }
+        apr_thread_mutex_lock(c->adopt_lock);
+        if (apr_atomic_read32(&sh->gen) == rm->gen) {
+            apr_thread_mutex_unlock(c->adopt_lock);
+            continue;
+        }
+        if (apr_pool_create_unmanaged_ex(&np, NULL, NULL) != APR_SUCCESS) {
+            apr_thread_mutex_unlock(c->adopt_lock);
+            continue;
+        }
+        buf = apr_palloc(np, MGJ_JWKS_MAX);
+        do {
+            while ((s1 = apr_atomic_read32(&sh->seq)) & 1) {
+                apr_thread_yield();
+            }
+            gen = apr_atomic_read32(&sh->gen);
+            len = sh->len;
+            if (len > MGJ_JWKS_MAX) {
+                len = 0;
+            }
+            memcpy(buf, sh->body, len);
+            s2 = apr_atomic_read32(&sh->seq);
+        } while (s1 != s2);
+        if (mg_jwt_jwks_parse(np, buf, len, &keys) == NULL
+            && keys->nelts > 0) {
+            apr_thread_rwlock_wrlock(c->keys_lock);
+            old = rm->pool;
+            rm->pool = np;
+            rm->is->keys = keys;
+            apr_thread_rwlock_unlock(c->keys_lock);
+            if (old) {
+                apr_pool_destroy(old);
+            }
+        }
+        else {
+            apr_pool_destroy(np);   /* the fetcher checked it: not reached */
+        }
+        rm->gen = gen;
+        apr_thread_mutex_unlock(c->adopt_lock);
+    }
+}
+
+/* A token's kid is not among the keys: ask for a fetch and wait for a new
+ * set, at most the timeout -- and not at all when no fetch may start
+ * (the rate limit) and none is under way.  1: a new set was adopted. */
+static int remote_wait(mgj_server_conf *c)
+{
+#ifdef MG_HAVE_CURL
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_time_t deadline = 0;
+    apr_uint32_t started = 0, done, busy;
+    int i, can = 0;
+
+    if (!c->fetcher) {
+        return 0;
+    }
+    for (i = 0; i < c->remotes->nelts; i++) {
+        mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
+        started += apr_atomic_read32(&rm->sh->fetches);
+        if (apr_atomic_read32(&rm->sh->inflight)
+            || now - apr_atomic_read32(&rm->sh->last_fetch)
+               >= (apr_uint32_t)rm->min_interval) {
+            can = 1;
+        }
+        if (apr_time_from_msec(rm->timeout_ms) > deadline) {
+            deadline = apr_time_from_msec(rm->timeout_ms);
+        }
+    }
+    if (!can) {
+        return 0;
+    }
+    apr_thread_mutex_lock(c->fetch_lock);
+    c->wanted = 1;
+    apr_thread_cond_signal(c->fetch_cond);
+    apr_thread_mutex_unlock(c->fetch_lock);
+    deadline += apr_time_now();
+    while (apr_time_now() < deadline) {
+        apr_sleep(apr_time_from_msec(20));
+        done = busy = 0;
+        for (i = 0; i < c->remotes->nelts; i++) {
+            mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
+            if (apr_atomic_read32(&rm->sh->gen) != rm->gen) {
+                remote_adopt(c);
+                return 1;
+            }
+            done += apr_atomic_read32(&rm->sh->fetches);
+            busy |= apr_atomic_read32(&rm->sh->inflight);
+        }
+        if (done != started && !busy) {
+            return 0;           /* fetched, and nothing new (or failed) */
+        }
+    }
+#endif
+    return 0;
+}
+
 /* ---- the provider ------------------------------------------------------- */
 
 static void refuse(request_rec *r, mg_identity_refusal *no, int status,
@@ -538,6 +912,27 @@ static mg_identity_result invalid_token(request_rec *r,
     return MG_IDENTITY_REFUSED;
 }
 
+/* mg_jwt.c's words for "no key with this kid (and type)" */
+#define MGJ_NO_KEY "no key of the issuer fits"
+
+static const char *verify(request_rec *r, mgj_server_conf *c,
+                          const mg_identity_credential *cred,
+                          apr_int64_t now, mg_jwt_identity *id)
+{
+    const char *err;
+
+    if (!c->keys_lock) {
+        return mg_jwt_verify(r->pool, cred->value, cred->len, c->issuers,
+                             now, id);
+    }
+    remote_adopt(c);
+    apr_thread_rwlock_rdlock(c->keys_lock);
+    err = mg_jwt_verify(r->pool, cred->value, cred->len, c->issuers, now,
+                        id);
+    apr_thread_rwlock_unlock(c->keys_lock);
+    return err;
+}
+
 static mg_identity_result jwt_identify(request_rec *r,
                                        const mg_identity_credential *cred,
                                        const mg_policy *policy,
@@ -556,8 +951,12 @@ static mg_identity_result jwt_identify(request_rec *r,
     }
     EVP_Digest(cred->value, cred->len, digest, NULL, EVP_sha256(), NULL);
     if (!cache_get(r, c, digest, now, &id)) {
-        err = mg_jwt_verify(r->pool, cred->value, cred->len, c->issuers,
-                            now, &id);
+        err = verify(r, c, cred, now, &id);
+        if (err && !strcmp(err, MGJ_NO_KEY) && c->remotes->nelts
+            && remote_wait(c)) {
+            /* an unknown kid, and a new key set came: once more */
+            err = verify(r, c, cred, now, &id);
+        }
         if (err) {
             return invalid_token(r, no, err);
         }
@@ -620,9 +1019,77 @@ static const mg_identity_provider jwt_provider = {
     jwt_identify
 };
 
+static int jwt_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    mgj_server_conf *c = conf_of(s);
+    apr_shm_t *shm;
+    apr_status_t rv;
+    mgj_shared *sh;
+    int i;
+
+    if (c->remotes->nelts == 0) {
+        return OK;
+    }
+#ifdef MG_HAVE_CURL
+    {
+        static int curl_ready;
+        /* once per process, before any thread: it is not thread-safe */
+        if (!curl_ready && curl_global_init(CURL_GLOBAL_DEFAULT) == 0) {
+            curl_ready = 1;
+        }
+    }
+#endif
+    /* anonymous: inherited by the children, gone with pconf */
+    if ((rv = apr_shm_create(&shm, sizeof(mgj_shared) * c->remotes->nelts,
+                             NULL, pconf)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "MGJ00008: cannot "
+                     "create the shared memory of the JWKS URLs");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    sh = apr_shm_baseaddr_get(shm);
+    memset(sh, 0, sizeof(mgj_shared) * c->remotes->nelts);
+    for (i = 0; i < c->remotes->nelts; i++) {
+        APR_ARRAY_IDX(c->remotes, i, mgj_remote *)->sh = &sh[i];
+    }
+    return OK;
+}
+
+static void remote_child_init(apr_pool_t *pchild, mgj_server_conf *c,
+                              server_rec *s)
+{
+    c->server = s;
+    if (apr_thread_rwlock_create(&c->keys_lock, pchild) != APR_SUCCESS
+        || apr_thread_mutex_create(&c->adopt_lock, APR_THREAD_MUTEX_DEFAULT,
+                                   pchild) != APR_SUCCESS) {
+        c->keys_lock = NULL;    /* the keys read at start, as they are */
+        return;
+    }
+#ifdef MG_HAVE_CURL
+    if (apr_thread_mutex_create(&c->fetch_lock, APR_THREAD_MUTEX_DEFAULT,
+                                pchild) != APR_SUCCESS
+        || apr_thread_cond_create(&c->fetch_cond, pchild) != APR_SUCCESS
+        || apr_thread_create(&c->fetcher, NULL, fetcher_main, c, pchild)
+           != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "MGJ00009: no JWKS "
+                     "fetcher thread in this process; it uses the keys "
+                     "other processes fetch");
+        c->fetcher = NULL;
+        return;
+    }
+    apr_pool_cleanup_register(pchild, c, fetcher_stop,
+                              apr_pool_cleanup_null);
+#endif
+}
+
 static void jwt_child_init(apr_pool_t *pchild, server_rec *s)
 {
     mgj_server_conf *c = conf_of(s);
+
+    if (c->remotes->nelts
+        && APR_ARRAY_IDX(c->remotes, 0, mgj_remote *)->sh) {
+        remote_child_init(pchild, c, s);
+    }
 
     if (c->cache_size < 0) {
         c->cache_size = MGJ_CACHE_DEFAULT;
@@ -650,6 +1117,7 @@ static void register_hooks(apr_pool_t *p)
 {
     ap_register_provider(p, MG_IDENTITY_PROVIDER_GROUP, "jwt",
                          MG_IDENTITY_PROVIDER_VERSION, &jwt_provider);
+    ap_hook_post_config(jwt_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(jwt_child_init, NULL, NULL, APR_HOOK_MIDDLE);
 }
 

@@ -5,6 +5,8 @@ Tokens are minted here with python3-cryptography (jwt_mint.py); the JWKS
 and the HMAC secret are files the gateway reads at start.  A JWT caller
 is limited, announced and logged as an API key's caller is."""
 import concurrent.futures
+import http.server
+import threading
 import json
 import os
 import re
@@ -331,7 +333,11 @@ ModelGateKeyFile "%s"
         (load + base + "ModelGateJWTIssuer x jwks=/nonexistent\n", "algs= is required"),
         (load + base + "ModelGateJWTIssuer x algs=none\n", "refused algorithm 'none'"),
         (load + base + "ModelGateJWTIssuer x algs=HS256\n", "needs secret=FILE"),
-        (load + base + "ModelGateJWTIssuer x algs=ES256\n", "needs jwks=FILE"),
+        (load + base + "ModelGateJWTIssuer x algs=ES256\n", "needs jwks=FILE or jwks_url=URL"),
+        (load + base + "ModelGateJWTIssuer x algs=ES256 jwks_url=http://idp.example/k\n",
+         "an https:// URL (http:// only to the loopback)"),
+        (load + base + "ModelGateJWTIssuer x algs=ES256 jwks_url=https://idp.example/k "
+         "jwks_min_interval=2 jwks_timeout=2000\n", "must be below jwks_min_interval"),
         (load + base + "ModelGateJWTIssuer x algs=ES256 jwks=/nonexistent\n", "cannot read"),
         (load + base + "ModelGateJWTRevoked /nonexistent/revoked\n",
          "ModelGateJWTRevoked: cannot read '/nonexistent/revoked'"),
@@ -419,6 +425,146 @@ def test_mg_025_15_revoked_jti(gateways, backend, mpm):
     _write_revoked(gw, "long-gone")
     time.sleep(max(0.0, written + 1.2 - time.monotonic()))
     assert [r.status for r in _burst(gw, eve, 8)] == [200] * 8
+
+
+# ---- keys from a URL ------------------------------------------------------------
+
+class JwksServer:
+    """The identity provider's JWKS endpoint on loopback: serves `jwks`
+    (or `status`), after `delay` seconds, and counts the fetches."""
+
+    def __init__(self, jwks):
+        self.jwks, self.status, self.delay, self.fetches = jwks, 200, 0.0, 0
+        self.lock = threading.Lock()
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with srv.lock:
+                    srv.fetches += 1
+                    body, status, delay = json.dumps(srv.jwks).encode(), srv.status, srv.delay
+                time.sleep(delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/jwks.json" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def count(self):
+        with self.lock:
+            return self.fetches
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+KEYS_B = jm.Keys("b")       # the identity provider's next keys
+FORGED = jm.Keys("x")       # kids nobody publishes
+
+
+@pytest.fixture
+def jwks_server():
+    made = []
+
+    def make(jwks):
+        made.append(JwksServer(jwks))
+        return made[-1]
+    yield make
+    for srv in made:
+        srv.stop()
+
+
+def start_url_gw(gateways, backend, srv, opts, mpm="event"):
+    backend.reset()
+    gw = gateways("jwturl", backend_port=backend.port, mpm=mpm)
+    gw.allow_errors(r"AH01630", r"MGJ00005")
+    text = conf(gw, backend).replace("jwks=idp.jwks", "jwks_url=%s %s" % (srv.url, opts))
+    gw.write_conf(text)
+    gw.start()
+    return gw
+
+
+def test_mg_025_16_jwks_url_rotation(gateways, backend, jwks_server):
+    srv = jwks_server(KEYS.jwks())
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=1 jwks_timeout=900")
+    # the first set is fetched once for all processes
+    assert bearer(gw, token(sub="a1", plan="pro")).status == 200
+    assert srv.count() == 1
+    # rotation: the provider publishes b's keys and retires t's; a token
+    # with the new kid makes the gateway fetch (once the interval passed)
+    srv.jwks = KEYS_B.jwks()
+    time.sleep(1.2)
+    resp = bearer(gw, KEYS_B.token("ES256", jm.claims(sub="b1", plan="pro", aud="modelgate")))
+    assert resp.status == 200, resp
+    assert srv.count() == 2
+    # the retired key: a token not seen before is refused at once, no fetch
+    resp = bearer(gw, token(sub="a2", plan="pro"))
+    assert resp.status == 401
+    assert resp.header("www-authenticate") == INVALID % "no key of the issuer fits"
+    # every algorithm of the new set, in every process
+    statuses = [r.status for r in _burst(gw, KEYS_B.token(
+        "EdDSA", jm.claims(sub="b2", plan="pro", aud="modelgate")), 16)]
+    assert statuses == [200] * 16
+    assert srv.count() == 2
+    assert backend.count() == 18
+
+
+def test_mg_025_17_jwks_url_kid_flood(gateways, backend, jwks_server):
+    srv = jwks_server(KEYS.jwks())
+    gw = start_url_gw(gateways, backend, srv,
+                      "jwks_min_interval=3 jwks_refresh=3600 jwks_timeout=2000")
+    assert bearer(gw, token(sub="a1", plan="pro")).status == 200
+    assert srv.count() == 1
+
+    def forged(i):
+        return FORGED.token("ES256", jm.claims(sub="m%d" % i, plan="pro", aud="modelgate"))
+    # inside the interval: forged kids fetch nothing
+    refused = [bearer(gw, forged(i)).status for i in range(20)]
+    assert refused == [401] * 20
+    assert srv.count() == 1
+    # after it: a flood of them costs one fetch per interval
+    time.sleep(3.2)
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = [r.status for r in pool.map(lambda i: bearer(gw, forged(i)), range(40))]
+    elapsed = time.monotonic() - began
+    assert statuses == [401] * 40
+    assert 2 <= srv.count() <= 2 + int(elapsed // 3)
+    assert backend.count() == 1
+
+
+def test_mg_025_18_jwks_url_down(gateways, backend, jwks_server):
+    srv = jwks_server(KEYS.jwks())
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=1 jwks_timeout=500")
+    assert bearer(gw, token(sub="a1", plan="pro")).status == 200
+    since = os.path.getsize(gw.error_log())
+    # the provider fails: the last good keys stay in use, logged once
+    srv.status = 503
+    time.sleep(1.2)
+    assert bearer(gw, FORGED.token("ES256", jm.claims(plan="pro", aud="modelgate"))).status == 401
+    assert srv.count() == 2
+    log = gw.wait_log(r"MGJ00005", since=since)
+    assert len(re.findall(r"MGJ00005: JWKS of issuer https://idp.test/: the server "
+                          r"answered HTTP 503; the last good keys stay in use", log)) == 1
+    assert bearer(gw, token(sub="a2", plan="pro")).status == 200
+    # the provider hangs: a request waits at most the timeout (500 ms)
+    srv.status, srv.delay = 200, 5.0
+    time.sleep(1.2)
+    began = time.monotonic()
+    resp = bearer(gw, FORGED.token("ES256", jm.claims(sub="m2", plan="pro", aud="modelgate")))
+    assert resp.status == 401
+    assert time.monotonic() - began < 3.0
+    assert bearer(gw, token(sub="a3", plan="pro")).status == 200
+    assert backend.count() == 3
 
 
 # ---- conf-examples/jwt-tiers.conf -------------------------------------------
