@@ -79,7 +79,7 @@ typedef struct mgj_denylist {
 } mgj_denylist;
 
 /* A JWKS fetched from a URL (jwks_url=).  One fetch at a time for all
- * processes: the second a fetch last started is in shared memory and a
+ * processes: the time a fetch last started is in shared memory and a
  * fetch starts only by winning a compare-and-swap on it, at most once per
  * min_interval (refresh on an unknown kid) or refresh (the schedule)
  * seconds, so forged kids cannot make the gateway flood the identity
@@ -93,12 +93,22 @@ typedef struct mgj_denylist {
 typedef struct mgj_shared {
     apr_uint32_t seq;              /* seqlock: odd while `body` is written */
     apr_uint32_t gen;              /* sets published */
-    apr_uint32_t last_fetch;       /* second the last fetch started */
+    apr_uint32_t last_fetch;       /* when the last fetch started (mgj_tick) */
     apr_uint32_t inflight;         /* a fetch is under way */
     apr_uint32_t fetches;          /* fetches started, for waiters */
     apr_uint32_t len;
     char body[MGJ_JWKS_MAX];
 } mgj_shared;
+
+/* Tenths of a second since the module was loaded, never 0: 32 bits last
+ * 13 years, and an interval of S seconds is S seconds, not S - 1 as it
+ * would be with whole seconds. */
+static apr_time_t mgj_epoch;
+
+static apr_uint32_t mgj_tick(void)
+{
+    return (apr_uint32_t)((apr_time_now() - mgj_epoch) / 100000) + 1;
+}
 
 typedef struct mgj_remote {
     mg_jwt_issuer *is;
@@ -663,7 +673,7 @@ static const char *fetch_url(apr_pool_t *p, const mgj_remote *rm,
 static void remote_fetch(server_rec *s, mgj_remote *rm, int wanted)
 {
     mgj_shared *sh = rm->sh;
-    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_uint32_t now = mgj_tick();
     apr_uint32_t last = apr_atomic_read32(&sh->last_fetch), seq;
     apr_uint32_t gap = now - last;
     apr_array_header_t *keys;
@@ -671,9 +681,9 @@ static void remote_fetch(server_rec *s, mgj_remote *rm, int wanted)
     apr_pool_t *p;
     mgj_body b;
 
-    if (!(last == 0 || gap >= (apr_uint32_t)rm->refresh
+    if (!(last == 0 || gap >= (apr_uint32_t)rm->refresh * 10
           || ((wanted || apr_atomic_read32(&sh->gen) == 0)
-              && gap >= (apr_uint32_t)rm->min_interval))) {
+              && gap >= (apr_uint32_t)rm->min_interval * 10))) {
         return;
     }
     if (apr_atomic_cas32(&sh->last_fetch, now, last) != last) {
@@ -834,7 +844,7 @@ static void remote_adopt(mgj_server_conf *c)
 static int remote_wait(mgj_server_conf *c)
 {
 #ifdef MG_HAVE_CURL
-    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    apr_uint32_t now = mgj_tick();
     apr_time_t deadline = 0;
     apr_uint32_t started = 0, done, busy;
     int i, can = 0;
@@ -847,7 +857,7 @@ static int remote_wait(mgj_server_conf *c)
         started += apr_atomic_read32(&rm->sh->fetches);
         if (apr_atomic_read32(&rm->sh->inflight)
             || now - apr_atomic_read32(&rm->sh->last_fetch)
-               >= (apr_uint32_t)rm->min_interval) {
+               >= (apr_uint32_t)rm->min_interval * 10) {
             can = 1;
         }
         if (apr_time_from_msec(rm->timeout_ms) > deadline) {
@@ -1046,6 +1056,9 @@ static int jwt_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "MGJ00008: cannot "
                      "create the shared memory of the JWKS URLs");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (!mgj_epoch) {
+        mgj_epoch = apr_time_now();     /* the parent's: children inherit */
     }
     sh = apr_shm_baseaddr_get(shm);
     memset(sh, 0, sizeof(mgj_shared) * c->remotes->nelts);

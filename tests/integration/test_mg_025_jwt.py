@@ -495,14 +495,14 @@ def start_url_gw(gateways, backend, srv, opts, mpm="event"):
 
 def test_mg_025_16_jwks_url_rotation(gateways, backend, jwks_server):
     srv = jwks_server(KEYS.jwks())
-    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=1 jwks_timeout=900")
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=2 jwks_timeout=1500")
     # the first set is fetched once for all processes
     assert bearer(gw, token(sub="a1", plan="pro")).status == 200
     assert srv.count() == 1
     # rotation: the provider publishes b's keys and retires t's; a token
     # with the new kid makes the gateway fetch (once the interval passed)
     srv.jwks = KEYS_B.jwks()
-    time.sleep(1.2)
+    time.sleep(2.2)
     resp = bearer(gw, KEYS_B.token("ES256", jm.claims(sub="b1", plan="pro", aud="modelgate")))
     assert resp.status == 200, resp
     assert srv.count() == 2
@@ -520,6 +520,7 @@ def test_mg_025_16_jwks_url_rotation(gateways, backend, jwks_server):
 
 def test_mg_025_17_jwks_url_kid_flood(gateways, backend, jwks_server):
     srv = jwks_server(KEYS.jwks())
+    started = time.monotonic()
     gw = start_url_gw(gateways, backend, srv,
                       "jwks_min_interval=3 jwks_refresh=3600 jwks_timeout=2000")
     assert bearer(gw, token(sub="a1", plan="pro")).status == 200
@@ -527,10 +528,11 @@ def test_mg_025_17_jwks_url_kid_flood(gateways, backend, jwks_server):
 
     def forged(i):
         return FORGED.token("ES256", jm.claims(sub="m%d" % i, plan="pro", aud="modelgate"))
-    # inside the interval: forged kids fetch nothing
+    # inside the interval: forged kids fetch nothing (1 fetch, unless this
+    # machine took longer than the interval since the start)
     refused = [bearer(gw, forged(i)).status for i in range(20)]
     assert refused == [401] * 20
-    assert srv.count() == 1
+    assert srv.count() <= 1 + int((time.monotonic() - started) // 3)
     # after it: a flood of them costs one fetch per interval
     time.sleep(3.2)
     began = time.monotonic()
