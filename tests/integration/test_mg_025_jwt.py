@@ -493,9 +493,10 @@ def start_url_gw(gateways, backend, srv, opts, mpm="event"):
     return gw
 
 
-def test_mg_025_16_jwks_url_rotation(gateways, backend, jwks_server):
+@pytest.mark.parametrize("mpm", ["event", "prefork"])
+def test_mg_025_16_jwks_url_rotation(gateways, backend, jwks_server, mpm):
     srv = jwks_server(KEYS.jwks())
-    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=2 jwks_timeout=1500")
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=2 jwks_timeout=1500", mpm=mpm)
     # the first set is fetched once for all processes
     assert bearer(gw, token(sub="a1", plan="pro")).status == 200
     assert srv.count() == 1
@@ -567,6 +568,19 @@ def test_mg_025_18_jwks_url_down(gateways, backend, jwks_server):
     assert time.monotonic() - began < 3.0
     assert bearer(gw, token(sub="a3", plan="pro")).status == 200
     assert backend.count() == 3
+
+
+def test_mg_025_19_jwks_url_graceful_restart(gateways, backend, jwks_server):
+    srv = jwks_server(KEYS.jwks())
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=2 jwks_timeout=1500")
+    assert bearer(gw, token(sub="a1", plan="pro")).status == 200
+    assert srv.count() == 1
+    # a new generation: new shared memory, one fetch for its processes;
+    # the old ones stop their fetcher threads and exit cleanly
+    gw.graceful()
+    assert [r.status for r in _burst(gw, token(sub="a2", plan="pro"), 8)] == [200] * 8
+    assert srv.count() == 2
+    assert backend.count() == 9
 
 
 # ---- conf-examples/jwt-tiers.conf -------------------------------------------
