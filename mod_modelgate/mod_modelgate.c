@@ -104,18 +104,14 @@ static int gate(request_rec *r, const mg_server_conf *sc,
  * first request went elsewhere, or was refused) it is checked itself, or
  * an ErrorDocument or a RewriteRule into a gated path would be a way in
  * without a key. */
+static int passed(const mg_request *req)
+{
+    return req->gated && req->gate_status == OK;
+}
+
 static int passed_earlier(const request_rec *r)
 {
-    const request_rec *p;
-
-    for (p = r->prev ? r->prev : r->main; p; p = p->prev ? p->prev : p->main) {
-        const mg_request *req = ap_get_module_config(p->request_config,
-                                                     &modelgate_module);
-        if (req && req->gated && req->gate_status == OK) {
-            return 1;
-        }
-    }
-    return 0;
+    return mg_request_earlier(r, passed) != NULL;
 }
 
 /* Does the gate apply to `r`?  Where ModelGate is on, to every request

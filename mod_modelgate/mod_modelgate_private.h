@@ -343,6 +343,11 @@ int mg_proxy_available(void);
 
 /* mod_modelgate_request.c */
 mg_request *mg_request_get(request_rec *r);
+/** The state of the first request before `r` in its chain (the one it was
+ *  redirected from, the one it is a subrequest of, and so on) for which
+ *  `wanted` says yes; NULL if none. */
+const mg_request *mg_request_earlier(const request_rec *r,
+                                     int (*wanted)(const mg_request *req));
 /** Serialise the canned errors for this generation (post_config). */
 void mg_respond_prepare(apr_pool_t *pconf);
 /** An error response is about to be sent: mod_proxy's own failures get

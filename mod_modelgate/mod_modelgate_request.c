@@ -32,6 +32,21 @@ mg_request *mg_request_get(request_rec *r)
     return req;
 }
 
+const mg_request *mg_request_earlier(const request_rec *r,
+                                     int (*wanted)(const mg_request *req))
+{
+    const request_rec *p;
+
+    for (p = r->prev ? r->prev : r->main; p; p = p->prev ? p->prev : p->main) {
+        const mg_request *req = ap_get_module_config(p->request_config,
+                                                     &modelgate_module);
+        if (req && wanted(req)) {
+            return req;
+        }
+    }
+    return NULL;
+}
+
 /* ---- what plugins may ask and be asked ----------------------------------------- */
 
 /* mg_request_body (mod_modelgate.h): the body, read-only, for a plugin. */

@@ -70,12 +70,19 @@ static trace_texts *trace_of(const mg_request *req)
     return (trace_texts *)(void *)req->trace_id;
 }
 
+/* A request of the chain that has a trace: a redirect or subrequest
+ * continues it. */
+static int traced(const mg_request *req)
+{
+    return req->trace_id != NULL;
+}
+
 /* Read or make the trace; note it.  NULL where ModelGate is off. */
 static mg_request *trace_begin(request_rec *r)
 {
     const mg_dir_conf *dc = ap_get_module_config(r->per_dir_config,
                                                  &modelgate_module);
-    const request_rec *p;
+    const mg_request *prq;
     mg_request *req;
     trace_texts *x;
     const char *state;
@@ -87,13 +94,9 @@ static mg_request *trace_begin(request_rec *r)
     if (req->trace_id) {
         return req;
     }
-    for (p = r->prev ? r->prev : r->main; p; p = p->prev ? p->prev : p->main) {
-        const mg_request *prq = ap_get_module_config(p->request_config,
-                                                     &modelgate_module);
-        if (prq && prq->trace_id) {
-            req->trace_id = prq->trace_id;
-            return req;
-        }
+    if ((prq = mg_request_earlier(r, traced)) != NULL) {
+        req->trace_id = prq->trace_id;
+        return req;
     }
     x = apr_palloc(r->pool, sizeof(*x));
     state = apr_table_get(r->headers_in, "traceparent");

@@ -77,6 +77,28 @@ static void layer_key(const mg_layer *layer, char key[40])
  * windows around its own time `wall` (the previous, this one and the
  * next, and where that one ends), the script picks the one Redis's time
  * falls in.  All 0 for windows aligned to their length. */
+/* The start of a script's command: EVALSHA and its SHA (filled by
+ * mg_redis_run_script), the number of keys, then the counter key of each
+ * layer (of layers[use[i]] when `use` is given).  Returns the arguments
+ * written. */
+static int script_keys(const char **argv, size_t *argvlen, char nkeys[8],
+                       char keys[][40], const mg_layer *layers,
+                       const int *use, int n)
+{
+    int argc = 0, i;
+
+    argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
+    argv[argc] = ""; argvlen[argc++] = 0;
+    apr_snprintf(nkeys, 8, "%d", n);
+    argv[argc] = nkeys; argvlen[argc++] = strlen(nkeys);
+    for (i = 0; i < n; i++) {
+        layer_key(&layers[use ? use[i] : i], keys[i]);
+        argv[argc] = keys[i];
+        argvlen[argc++] = strlen(keys[i]);
+    }
+    return argc;
+}
+
 static void calendar_args(const mg_limit_spec *spec, apr_time_t wall,
                           apr_int64_t v[4])
 {
@@ -139,15 +161,7 @@ apr_status_t mg_redis_decide(mg_store_instance *inst, server_rec *s,
     if (!mg_redis_may_try(inst, &probe)) {
         goto failed_fast;
     }
-    argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
-    argv[argc] = ""; argvlen[argc++] = 0;
-    apr_snprintf(nkeys, sizeof(nkeys), "%d", n);
-    argv[argc] = nkeys; argvlen[argc++] = strlen(nkeys);
-    for (i = 0; i < n; i++) {
-        layer_key(&layers[i], keys[i]);
-        argv[argc] = keys[i];
-        argvlen[argc++] = strlen(keys[i]);
-    }
+    argc = script_keys(argv, argvlen, nkeys, keys, layers, NULL, n);
     for (i = 0; i < n; i++) {
         const mg_limit_spec *spec = layers[i].spec;
         apr_int64_t v[ARGS_PER_LAYER];
@@ -259,15 +273,7 @@ apr_status_t mg_redis_settle(mg_store_instance *inst, server_rec *s,
     if (!mg_redis_may_try(inst, &probe)) {
         return APR_ECONNREFUSED;
     }
-    argv[argc] = "EVALSHA"; argvlen[argc++] = 7;
-    argv[argc] = ""; argvlen[argc++] = 0;
-    apr_snprintf(nkeys, sizeof(nkeys), "%d", m);
-    argv[argc] = nkeys; argvlen[argc++] = strlen(nkeys);
-    for (i = 0; i < m; i++) {
-        layer_key(&layers[use[i]], keys[i]);
-        argv[argc] = keys[i];
-        argvlen[argc++] = strlen(keys[i]);
-    }
+    argc = script_keys(argv, argvlen, nkeys, keys, layers, use, m);
     for (i = 0; i < m; i++) {
         const mg_limit_spec *spec = layers[use[i]].spec;
         apr_int64_t v[SETTLE_ARGS_PER_LAYER];
