@@ -34,6 +34,9 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
         json_decref(root);
         return MG_CACHE_BODY_NOT_OBJECT;
     }
+    v = json_object_get(root, "model");
+    out->model = json_is_string(v) ? apr_pstrdup(p, json_string_value(v))
+                                   : NULL;
     for (i = 0; ignore && ignore[i]; i++) {
         json_object_del(root, ignore[i]);
     }
@@ -66,22 +69,24 @@ static void put_part(EVP_MD_CTX *md, const char *s, apr_size_t n)
 }
 
 int mg_cache_key(const char *scope, const char *subject,
-                 apr_uint64_t generation, const char *route,
+                 apr_uint64_t generation, apr_uint64_t model_generation,
+                 const char *route,
                  const char *path, const char *body, apr_size_t body_len,
                  unsigned char key[MG_CACHE_KEY_LEN])
 {
     /* Changes whenever what goes into a key does: old entries then miss
      * instead of answering for something else. */
-    static const char version[] = "modelgate-cache-2";
+    static const char version[] = "modelgate-cache-3";
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = MG_CACHE_KEY_LEN;
-    char gen[24];
+    char gen[48];
     int ok;
 
     if (!md) {
         return -1;
     }
-    apr_snprintf(gen, sizeof(gen), "%" APR_UINT64_T_FMT, generation);
+    apr_snprintf(gen, sizeof(gen), "%" APR_UINT64_T_FMT ":%" APR_UINT64_T_FMT,
+                 generation, model_generation);
     ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
     if (ok) {
         put_part(md, version, sizeof(version) - 1);

@@ -28,7 +28,12 @@ typedef struct mg_cache_body {
                                    by name at every level, no white space,
                                    the ignored members removed */
     apr_size_t len;           /**< its length in bytes */
-    int stream;               /**< "stream": true */
+    int stream;               /**< "stream": true.  The member stays in
+                                   the canonical body: a streamed answer
+                                   and a JSON one are different entries */
+    const char *model;        /**< the body's "model" when a string (read
+                                   before the ignored members go), or NULL:
+                                   the model a purge by model names */
     int deterministic;        /**< "temperature" is present and 0: the
                                    answer does not depend on sampling.  An
                                    absent temperature is not: model servers
@@ -68,6 +73,8 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
  * @param generation the purge generation of the subject's tenant (or of
  *                 the global scope): a purge changes it, so every answer
  *                 stored before is out of reach (0: never purged)
+ * @param model_generation the purge generation of the request's model
+ *                 (mg_cache_generation_key("model", NAME)), likewise
  * @param route    the served model's name, or the upstream's when the
  *                 request names no declared model
  * @param path     the request's path and query: /v1/chat/completions and
@@ -76,7 +83,8 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
  * @return 0, or -1 when OpenSSL failed (then the request is not cached)
  */
 int mg_cache_key(const char *scope, const char *subject,
-                 apr_uint64_t generation, const char *route,
+                 apr_uint64_t generation, apr_uint64_t model_generation,
+                 const char *route,
                  const char *path, const char *body, apr_size_t body_len,
                  unsigned char key[MG_CACHE_KEY_LEN]);
 
@@ -85,8 +93,8 @@ int mg_cache_key(const char *scope, const char *subject,
  * socache as the answers (so a purge works on every provider, none of
  * which can be iterated portably).  Never equal to an answer's key: its
  * first part differs.
- * @param kind   "tenant" or "global"
- * @param owner  the tenant's name ("" for global)
+ * @param kind   "tenant", "global" or "model"
+ * @param owner  the tenant's or the model's name ("" for global)
  * @return 0, or -1 when OpenSSL failed
  */
 int mg_cache_generation_key(const char *kind, const char *owner,

@@ -19,24 +19,23 @@
  *
  * and this plugin listens.  A hit sets r->handler to this module's
  * handler, which sends the stored answer; a miss adds an output filter
- * that keeps a complete 200 JSON answer and stores it at its end.
+ * that keeps a complete 200 answer and stores it at its end
+ * (mod_modelgate_cache_answer.c); with ModelGateCacheLock, identical
+ * requests wait for the one in flight (mod_modelgate_cache_lock.c).
  *
  * What is cached: POST requests with a JSON body where `ModelGateCacheable
  * On`, that ask for a deterministic answer ("temperature": 0) or whose
  * client accepts a cached one (a request `Cache-Control: max-age=N`: then
- * an answer up to N seconds old), and that do not stream.  `Cache-Control:
- * no-cache` (or `Pragma: no-cache`) from the client skips the lookup,
- * `no-store` the store.  An answer is stored only when it is a complete
- * 200 application/json answer without Content-Encoding, without
- * `Cache-Control: no-store` or `private`, without Set-Cookie, and no
- * larger than ModelGateCacheMaxObject.
+ * an answer up to N seconds old).  `Cache-Control: no-cache` (or `Pragma:
+ * no-cache`) from the client skips the lookup, `no-store` the store.  An
+ * answer is stored only when it is a complete 200 answer of the kind asked
+ * for (application/json, or text/event-stream for `"stream": true`)
+ * without Content-Encoding, without `Cache-Control: no-store` or
+ * `private`, without Set-Cookie, and no larger than
+ * ModelGateCacheMaxObject.  A stream and a JSON answer to the same
+ * question are different entries (`stream` is in the key): no conversion.
  */
 #include "mod_modelgate_cache.h"
-
-/* Entry layout in the socache, host byte order (one host, or gateways of
- * one build sharing memcache/redis): magic, content-type length (u32),
- * stored-at and expiry (apr_time_t), the content type, the body. */
-#define ENTRY_HEAD (4 + 4 + 8 + 8)
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static apr_global_mutex_t *cache_mutex;
@@ -68,7 +67,7 @@ void mg_cache_unlock(void)
 
 /* ---- purge generations -------------------------------------------------- */
 
-/* The purge generation of `kind` ("tenant" or "global") and `owner`,
+/* The purge generation of `kind` ("tenant", "global", "model") and `owner`,
  * mixed into every answer's key: 0 while never purged, or when the socache
  * cannot say (then it cannot answer either). */
 static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
@@ -95,7 +94,7 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
 
 /* A token list's member `name`: its value after '=' (or "" without one), or
  * NULL when the list does not have it. */
-static const char *directive(apr_pool_t *p, const char *list,
+const char *mg_cache_directive(apr_pool_t *p, const char *list,
                              const char *name)
 {
     apr_size_t n = strlen(name);
@@ -127,7 +126,7 @@ static const char *directive(apr_pool_t *p, const char *list,
 /* The request's max-age= in seconds, or -1. */
 static apr_int64_t client_max_age(request_rec *r, const char *cc)
 {
-    const char *v = directive(r->pool, cc, "max-age");
+    const char *v = mg_cache_directive(r->pool, cc, "max-age");
     char *end;
     apr_int64_t n;
 
@@ -165,7 +164,7 @@ static const char *route_of(request_rec *r, int *routed)
     return apr_pstrcat(r->pool, "upstream:", u ? u : "", NULL);
 }
 
-static void outcome(request_rec *r, const char *note, const char *status)
+void mg_cache_outcome(request_rec *r, const char *note, const char *status)
 {
     apr_table_setn(r->notes, "modelgate-cache", note);
     if (status) {
@@ -173,280 +172,16 @@ static void outcome(request_rec *r, const char *note, const char *status)
     }
 }
 
-/* ---- a hit -------------------------------------------------------------- */
-
-/* Is what retrieve() gave (`rv`, `len` bytes in `buf`) an answer for this
- * request?  Fills cr when it is. */
-static int usable(request_rec *r, cache_request *cr, apr_status_t rv,
-                  const unsigned char *buf, unsigned int len,
-                  apr_int64_t max_age, int stale_ok)
-{
-    apr_uint32_t magic, ctlen;
-    apr_time_t stored, expiry, now;
-
-    if (rv != APR_SUCCESS) {
-        if (!APR_STATUS_IS_NOTFOUND(rv)) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00002)
-                          "response cache lookup failed: a miss");
-        }
-        return 0;
-    }
-    if (len < ENTRY_HEAD) {
-        return 0;
-    }
-    memcpy(&magic, buf, 4);
-    memcpy(&ctlen, buf + 4, 4);
-    memcpy(&stored, buf + 8, 8);
-    memcpy(&expiry, buf + 16, 8);
-    if (magic != MG_CACHE_MAGIC || ctlen > MG_CACHE_CTYPE_MAX
-        || ENTRY_HEAD + ctlen > len) {
-        return 0;
-    }
-    now = apr_time_now();
-    /* The socache keeps an entry for its TTL and the grace of the
-     * location that stored it: its freshness is its own (and the provider
-     * may expire lazily). */
-    if (now >= expiry
-        && (!stale_ok || now >= expiry + apr_time_from_sec(cr->stale))) {
-        return 0;
-    }
-    cr->age = now > stored ? apr_time_sec(now - stored) : 0;
-    cr->left = now < expiry ? apr_time_sec(expiry - now)
-                            : -1 - apr_time_sec(now - expiry);
-    if (now < expiry && max_age >= 0 && cr->age > max_age) {
-        return 0;               /* older than this client accepts */
-    }
-    cr->ctype = apr_pstrmemdup(r->pool, (const char *)buf + ENTRY_HEAD,
-                               ctlen);
-    cr->body = (const char *)buf + ENTRY_HEAD + ctlen;
-    cr->body_len = len - ENTRY_HEAD - ctlen;
-    return 1;
-}
-
-/* Look `cr->key` up; 1 when a usable entry was found (cr filled).  With
- * `stale_ok`, an entry up to cr->stale seconds past its TTL is usable too
- * (cr->left then negative). */
-static int lookup(request_rec *r, const cache_server_conf *sc,
-                  cache_request *cr, apr_int64_t max_age, int stale_ok)
-{
-    unsigned int cap = (unsigned int)(ENTRY_HEAD + MG_CACHE_CTYPE_MAX
-                                      + mg_cache_max_object(sc));
-    unsigned char *buf = apr_palloc(r->pool, cap);
-    unsigned int len = cap;
-    apr_status_t rv;
-
-    if (mg_cache_lock(r->server) != APR_SUCCESS) {
-        return 0;
-    }
-    rv = sc->provider->retrieve(sc->inst, r->server, cr->key,
-                                MG_CACHE_KEY_LEN, buf, &len, r->pool);
-    mg_cache_unlock();
-    count(lookups, 1);
-    if (!usable(r, cr, rv, buf, len, max_age, stale_ok)) {
-        count(misses, 1);
-        return 0;
-    }
-    count(hits, 1);
-    if (cr->left < 0) {
-        count(stale_hits, 1);
-    }
-    return 1;
-}
-
-static int cache_handler(request_rec *r)
-{
-    cache_request *cr;
-    apr_bucket_brigade *bb;
-
-    if (!r->handler || strcmp(r->handler, MG_CACHE_HANDLER)) {
-        return DECLINED;
-    }
-    cr = ap_get_module_config(r->request_config, &modelgate_cache_module);
-    if (!cr || !cr->body) {
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    r->status = HTTP_OK;
-    ap_set_content_type(r, cr->ctype);
-    ap_set_content_length(r, (apr_off_t)cr->body_len);
-    apr_table_setn(r->headers_out, "Age",
-                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, cr->age));
-    bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    if (!r->header_only) {
-        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(
-            cr->body, cr->body_len, r->pool, r->connection->bucket_alloc));
-    }
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(
-                                    r->connection->bucket_alloc));
-    return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS
-           ? OK : AP_FILTER_ERROR;
-}
-
-/* ---- a miss: keep the answer, store it at its end ----------------------- */
-
-static int is_type(const char *ct, const char *want)
-{
-    apr_size_t n = strlen(want);
-
-    return ct && !strncasecmp(ct, want, n)
-           && (ct[n] == '\0' || ct[n] == ';' || apr_isspace(ct[n]));
-}
-
-/* Why this answer must not be stored, or NULL. */
-static const char *unstorable(request_rec *r, const cache_server_conf *sc)
-{
-    const char *cc, *ce, *cl;
-
-    if (r->status != HTTP_OK) {
-        return "status";
-    }
-    if (!is_type(r->content_type, "application/json")) {
-        return "type";
-    }
-    ce = apr_table_get(r->headers_out, "Content-Encoding");
-    if (ce && strcasecmp(ce, "identity")) {
-        return "encoded";
-    }
-    if (apr_table_get(r->headers_out, "Set-Cookie")
-        || apr_table_get(r->err_headers_out, "Set-Cookie")) {
-        return "set-cookie";
-    }
-    cc = apr_table_get(r->headers_out, "Cache-Control");
-    if (cc && (directive(r->pool, cc, "no-store")
-               || directive(r->pool, cc, "private"))) {
-        return "cache-control";
-    }
-    if (r->content_type && strlen(r->content_type) > MG_CACHE_CTYPE_MAX) {
-        return "type";
-    }
-    cl = apr_table_get(r->headers_out, "Content-Length");
-    if (cl) {
-        char *end;
-        apr_off_t n;
-        if (apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end
-            && n > (apr_off_t)mg_cache_max_object(sc)) {
-            return "size";
-        }
-    }
-    return NULL;
-}
-
-/* Store the answer kept in `cr`; 1 when the socache took it. */
-static int store(request_rec *r, const cache_server_conf *sc,
-                 cache_request *cr)
-{
-    apr_uint32_t magic = MG_CACHE_MAGIC;
-    apr_uint32_t ctlen = (apr_uint32_t)strlen(r->content_type);
-    apr_time_t now = apr_time_now();
-    apr_time_t expiry = now + apr_time_from_sec(cr->ttl);
-    /* Kept for the grace too: served then only while the upstream fails. */
-    apr_time_t kept = expiry + apr_time_from_sec(cr->stale);
-    apr_size_t len = ENTRY_HEAD + ctlen + cr->len;
-    unsigned char *e = apr_palloc(r->pool, len);
-    apr_status_t rv;
-
-    memcpy(e, &magic, 4);
-    memcpy(e + 4, &ctlen, 4);
-    memcpy(e + 8, &now, 8);
-    memcpy(e + 16, &expiry, 8);
-    memcpy(e + ENTRY_HEAD, r->content_type, ctlen);
-    if (cr->len) {
-        memcpy(e + ENTRY_HEAD + ctlen, cr->buf, cr->len);
-    }
-    if (mg_cache_lock(r->server) != APR_SUCCESS) {
-        return 0;
-    }
-    rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
-                             kept, e, (unsigned int)len, r->pool);
-    mg_cache_unlock();
-    if (rv != APR_SUCCESS) {
-        count(store_failures, 1);
-        /* Too large for the provider (shmcb: one subcache), or the
-         * provider is down: the client has its answer anyway. */
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00003)
-                      "answer of %" APR_SIZE_T_FMT " bytes not stored by "
-                      "socache '%s'", len, sc->spec);
-        return 0;
-    }
-    count(stores, 1);
-    count(bytes_stored, cr->len);
-    outcome(r, "stored", NULL);
-    return 1;
-}
-
-/* Let go of what was held, and of `bb` after it, as they came. */
-static apr_status_t release(ap_filter_t *f, cache_request *cr,
-                            apr_bucket_brigade *bb)
-{
-    APR_BRIGADE_CONCAT(cr->held, bb);
-    ap_remove_output_filter(f);
-    return ap_pass_brigade(f->next, cr->held);
-}
-
-/* The answer of a miss is held back until its end (at most
- * ModelGateCacheMaxObject bytes; a JSON answer is of no use to a client
- * before its last byte anyway), stored, and sent with a Cache-Status that
- * says whether it was.  Streams never come here. */
-static apr_status_t store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
-{
-    request_rec *r = f->r;
-    cache_request *cr = f->ctx;
-    const cache_server_conf *sc = mg_cache_main_conf(r->server);
-    apr_bucket *e;
-
-    if (!cr->held) {
-        const char *why = unstorable(r, sc);
-        if (why) {
-            ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00004)
-                          "answer not stored: %s", why);
-            ap_remove_output_filter(f);
-            return ap_pass_brigade(f->next, bb);
-        }
-        cr->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
-        cr->buf = apr_palloc(r->pool, mg_cache_max_object(sc));
-    }
-    while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
-        const char *data;
-        apr_size_t len;
-
-        if (APR_BUCKET_IS_EOS(e)) {
-            if (!r->connection->aborted && store(r, sc, cr)) {
-                const char *cs = apr_table_get(r->err_headers_out,
-                                               "Cache-Status");
-                if (cs) {
-                    apr_table_setn(r->err_headers_out, "Cache-Status",
-                                   apr_pstrcat(r->pool, cs, "; stored",
-                                               NULL));
-                }
-            }
-            return release(f, cr, bb);
-        }
-        if (!APR_BUCKET_IS_METADATA(e)) {
-            if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ)
-                != APR_SUCCESS) {
-                return release(f, cr, bb);
-            }
-            if (len > mg_cache_max_object(sc) - cr->len) {
-                ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, MGCLOGNO(00005)
-                              "answer over ModelGateCacheMaxObject (%"
-                              APR_SIZE_T_FMT " bytes): not stored",
-                              mg_cache_max_object(sc));
-                return release(f, cr, bb);
-            }
-            memcpy(cr->buf + cr->len, data, len);
-            cr->len += len;
-        }
-        /* The buckets may point into mod_proxy's buffers, reused for the
-         * next read: kept in the request's pool while held. */
-        if (apr_bucket_setaside(e, r->pool) != APR_SUCCESS) {
-            return release(f, cr, bb);
-        }
-        APR_BUCKET_REMOVE(e);
-        APR_BRIGADE_INSERT_TAIL(cr->held, e);
-    }
-    return APR_SUCCESS;
-}
-
 /* ---- the core asks ------------------------------------------------------ */
+
+/* A hit: the cache's handler answers, mod_proxy does not. */
+static int answer_from_cache(request_rec *r)
+{
+    r->handler = MG_CACHE_HANDLER;
+    /* translate_name handed it to mod_proxy: take it back. */
+    r->proxyreq = PROXYREQ_NONE;
+    return OK;
+}
 
 /* mg_cached_answer (mod_modelgate.h): `why` NULL in fixups, "cache" when a
  * limit refused the caller and its tier says on_limit=cache, "stale" when
@@ -464,7 +199,8 @@ static int cached_answer(request_rec *r, const char *why)
     cache_request *cr;
     int no_cache, no_store, scope, routed, stale_ok;
     const char *tenant = apr_table_get(r->subprocess_env, "MODELGATE_TENANT");
-    apr_uint64_t gen;
+    const char *model;
+    apr_uint64_t gen, model_gen;
 
     if (dc->cacheable != 1 || !sc->inst) {
         return DECLINED;
@@ -476,64 +212,90 @@ static int cached_answer(request_rec *r, const char *why)
                               ? mg_cache_ignored_routed
                               : mg_cache_ignored_default,
                               &cb) != MG_CACHE_BODY_OK) {
-        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
     cc = apr_table_get(r->headers_in, "Cache-Control");
     max_age = client_max_age(r, cc);
-    if (cb.stream || (!cb.deterministic && max_age < 0)) {
-        /* Streams are not replayed yet; sampled answers differ by design
-         * unless the client says a cached one will do. */
-        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+    if (!cb.deterministic && max_age < 0) {
+        /* Sampled answers differ by design unless the client says a
+         * cached one will do. */
+        mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
     scope = dc->scope == MG_CACHE_UNSET ? MG_CACHE_SCOPE_TENANT : dc->scope;
     if (!(subject = subject_of(r, scope))) {
-        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
     cr = apr_pcalloc(r->pool, sizeof(*cr));
     /* A tenant's purge reaches its answers in the tenant and key scopes;
-     * answers shared by everybody have a generation of their own. */
+     * answers shared by everybody have a generation of their own; a
+     * model's purge reaches its answers in every scope.  The model is the
+     * declared one the route names, else the body's. */
     gen = scope == MG_CACHE_SCOPE_GLOBAL
           ? generation(r->server, sc, "global", "", r->pool)
           : generation(r->server, sc, "tenant", tenant ? tenant : "",
                        r->pool);
-    if (mg_cache_key(mg_cache_scope_names[scope], subject, gen, route,
-                     apr_pstrcat(r->pool, r->uri, r->args ? "?" : "",
-                                 r->args, NULL),
+    model = routed ? apr_table_get(r->notes, "modelgate-model") : cb.model;
+    model_gen = generation(r->server, sc, "model", model ? model : "",
+                           r->pool);
+    /* `stream` stays in the canonical body: a streaming request and a
+     * JSON one never share an entry (a miss, not a conversion). */
+    if (mg_cache_key(mg_cache_scope_names[scope], subject, gen, model_gen,
+                     route, apr_pstrcat(r->pool, r->uri, r->args ? "?" : "",
+                                        r->args, NULL),
                      cb.canonical, cb.len, cr->key) != 0) {
-        outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
+        mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
+    cr->stream = cb.stream;
     cr->ttl = dc->ttl == MG_CACHE_UNSET ? MG_CACHE_TTL_DEFAULT : dc->ttl;
     cr->stale = dc->stale == MG_CACHE_UNSET ? 0 : dc->stale;
     stale_ok = why && !strcmp(why, "stale") && cr->stale > 0;
-    no_cache = directive(r->pool, cc, "no-cache")
-               || directive(r->pool, apr_table_get(r->headers_in, "Pragma"),
-                            "no-cache");
-    no_store = directive(r->pool, cc, "no-store") != NULL;
+    no_cache = mg_cache_directive(r->pool, cc, "no-cache")
+               || mg_cache_directive(r->pool,
+                                     apr_table_get(r->headers_in, "Pragma"),
+                                     "no-cache");
+    no_store = mg_cache_directive(r->pool, cc, "no-store") != NULL;
     ap_set_module_config(r->request_config, &modelgate_cache_module, cr);
-    if (!no_cache && lookup(r, sc, cr, max_age, stale_ok)) {
+    if (!no_cache && mg_cache_lookup(r, sc, cr, max_age, stale_ok)) {
         if (cr->left < 0) {
-            outcome(r, "stale", "modelgate; hit; stale");
+            mg_cache_outcome(r, "stale", "modelgate; hit; stale");
         }
         else {
-            outcome(r, "hit", apr_psprintf(r->pool, "modelgate; hit; ttl=%"
-                                           APR_INT64_T_FMT, cr->left));
+            mg_cache_outcome(r, "hit", apr_psprintf(
+                r->pool, "modelgate; hit; ttl=%" APR_INT64_T_FMT, cr->left));
         }
-        r->handler = MG_CACHE_HANDLER;
-        /* translate_name handed it to mod_proxy: take it back. */
-        r->proxyreq = PROXYREQ_NONE;
-        return OK;
+        return answer_from_cache(r);
     }
     if (why) {
         /* Refused by a limit: not forwarded, nothing to store. */
-        outcome(r, "miss", NULL);
+        mg_cache_outcome(r, "miss", NULL);
         return DECLINED;
     }
-    outcome(r, "miss", no_cache ? "modelgate; fwd=request"
-                                : "modelgate; fwd=miss");
+    if (dc->lock == 1 && !no_cache && !no_store) {
+        int wait_ms = dc->lock_wait == MG_CACHE_UNSET
+                      ? MG_CACHE_LOCK_WAIT_DEFAULT : dc->lock_wait;
+        /* Another request is forwarding this one: its answer, once
+         * stored, answers this one too (RFC 9211's collapsed).  Past the
+         * wait, or when it stored nothing, this one forwards. */
+        int led = mg_cache_lock_take(r, sc, cr, wait_ms);
+        /* Taken: the one in flight before may have stored its answer
+         * and let go between the lookup above and now (looked up again);
+         * not taken: wait for the one in flight. */
+        if ((led || mg_cache_lock_wait(r, sc, cr, wait_ms))
+            && mg_cache_lookup(r, sc, cr, max_age, 0)) {
+            mg_cache_lock_release(r, cr);
+            mg_cache_outcome(r, "hit", apr_psprintf(
+                r->pool, "modelgate; hit; ttl=%" APR_INT64_T_FMT
+                "; collapsed", cr->left));
+            return answer_from_cache(r);
+        }
+    }
+    mg_cache_outcome(r, "miss", no_cache ? "modelgate; fwd=request"
+                                         : "modelgate; fwd=miss");
+    cr->forwarded = 1;
     if (!no_store) {
         ap_add_output_filter(MG_CACHE_FILTER, cr, r, r->connection);
     }
@@ -545,7 +307,7 @@ static int cached_answer(request_rec *r, const char *why)
 static int cache_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
                             apr_pool_t *ptemp)
 {
-    mg_cache_cacheable_somewhere = 0;
+    mg_cache_cacheable_somewhere = mg_cache_lock_somewhere = 0;
     return ap_mutex_register(pconf, MG_CACHE_MUTEX_TYPE, NULL,
                              APR_LOCK_DEFAULT, 0) == APR_SUCCESS
            ? OK : HTTP_INTERNAL_SERVER_ERROR;
@@ -633,6 +395,10 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     apr_pool_cleanup_register(pconf, s, destroy_cache, apr_pool_cleanup_null);
+    if (mg_cache_lock_somewhere) {
+        /* A failure is logged there: requests then forward as without it. */
+        mg_cache_lock_init(s, pconf);
+    }
     /* The statistics: anonymous shared memory, inherited by the children
      * of this generation; pconf's cleanup unmaps it in the parent (which
      * serves no request) and destroy_cache forgets it. */
@@ -673,12 +439,16 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_check_config(cache_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(cache_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(cache_child_init, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_handler(cache_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(mg_cache_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_error_filter(mg_cache_insert_error_filter, NULL, NULL,
+                                APR_HOOK_LAST);
     ap_hook_handler(mg_cache_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(modelgate, mg_cached_answer, cached_answer, NULL, NULL,
                       APR_HOOK_MIDDLE);
-    ap_register_output_filter(MG_CACHE_FILTER, store_filter, NULL,
+    ap_register_output_filter(MG_CACHE_FILTER, mg_cache_store_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
+    ap_register_output_filter(MG_CACHE_STALE_FILTER, mg_cache_stale_filter,
+                              NULL, AP_FTYPE_CONTENT_SET);
 }
 
 module AP_MODULE_DECLARE_DATA modelgate_cache_module = {

@@ -53,6 +53,17 @@ APLOG_USE_MODULE(modelgate_cache);
 #define MG_CACHE_CTYPE_MAX    255
 /** First bytes of an entry: its layout's version. */
 #define MG_CACHE_MAGIC        0x4d474331u   /* "MGC1" */
+/* Entry layout in the socache, host byte order (one host, or gateways of
+ * one build sharing memcache/redis): magic, content-type length (u32),
+ * stored-at and expiry (apr_time_t), the content type, the body (a JSON
+ * answer, or a stream's bytes exactly as the client got them). */
+#define MG_CACHE_ENTRY_HEAD   (4 + 4 + 8 + 8)
+/** The filter that puts a stale answer in place of an upstream's 5xx. */
+#define MG_CACHE_STALE_FILTER "MODELGATE_CACHE_STALE"
+/** ModelGateCacheLockWait's default, milliseconds. */
+#define MG_CACHE_LOCK_WAIT_DEFAULT 5000
+/** ... and its largest value: ten minutes (a long stream). */
+#define MG_CACHE_LOCK_WAIT_MAX (600 * 1000)
 
 typedef enum {
     MG_CACHE_SCOPE_TENANT = 0,
@@ -69,6 +80,9 @@ typedef struct cache_server_conf {
     const ap_socache_provider_t *provider;
     ap_socache_instance_t *inst;
     apr_size_t max_object;            /**< 0: unset (the default) */
+    const char *lock_dir;             /**< ModelGateCacheLockPath; NULL:
+                                           the default under the runtime
+                                           directory */
 } cache_server_conf;
 
 typedef struct cache_dir_conf {
@@ -78,6 +92,11 @@ typedef struct cache_dir_conf {
                                            tenant */
     int stale;                        /**< stale-if-error grace, seconds;
                                            MG_CACHE_UNSET: 0 (off) */
+    int lock;                         /**< ModelGateCacheLock: identical
+                                           requests wait for the one in
+                                           flight; MG_CACHE_UNSET: off */
+    int lock_wait;                    /**< ... for at most this many ms;
+                                           MG_CACHE_UNSET: the default */
 } cache_dir_conf;
 
 /** The cache's statistics: one set for every process of this generation
@@ -99,6 +118,16 @@ typedef struct cache_request {
     unsigned char key[MG_CACHE_KEY_LEN];
     int ttl;
     int stale;                        /**< grace kept past the TTL, s */
+    int stream;                       /**< the request asked for a stream:
+                                           its answer passes on as it
+                                           comes, copied aside */
+    int forwarded;                    /**< a miss on its way upstream */
+    int fwd_status;                   /**< the upstream's 5xx a stale
+                                           answer replaced */
+    int error_response;               /**< ... in httpd's own error
+                                           response (mod_proxy failed) */
+    const char *lock_file;            /**< held while this request is the
+                                           one in flight for its key */
     /* a hit */
     const char *ctype;
     const char *body;
@@ -122,6 +151,8 @@ cache_server_conf *mg_cache_main_conf(server_rec *s);
 apr_size_t mg_cache_max_object(const cache_server_conf *sc);
 /** Did some location say ModelGateCacheable On (this generation)? */
 extern int mg_cache_cacheable_somewhere;
+/** ... and ModelGateCacheLock On? */
+extern int mg_cache_lock_somewhere;
 
 /* mod_modelgate_cache.c: what the operations share with the request path */
 /** Take the socache's mutex when its provider needs one. */
@@ -134,6 +165,45 @@ extern mg_cache_stats *mg_cache_stats_shared;
 /** How long a purge generation is kept: past any answer's TTL and grace. */
 #define GENERATION_KEPT apr_time_from_sec(MG_CACHE_TTL_MAX \
                                           + MG_CACHE_STALE_MAX + 3600)
+
+/* mod_modelgate_cache.c: reading the request, shared with the answers */
+/** A token list's member `name`: its value after '=' (or "" without
+ *  one), or NULL when the list does not have it. */
+const char *mg_cache_directive(apr_pool_t *p, const char *list,
+                               const char *name);
+/** Note the cache's outcome for the logs and, when `status` is not NULL,
+ *  set Cache-Status. */
+void mg_cache_outcome(request_rec *r, const char *note, const char *status);
+
+/* mod_modelgate_cache_answer.c */
+/** Look cr->key up; 1 when a usable entry was found (cr filled).  With
+ *  `stale_ok`, an entry up to cr->stale seconds past its TTL is usable
+ *  too (cr->left then negative).  `max_age` < 0: any age. */
+int mg_cache_lookup(request_rec *r, const cache_server_conf *sc,
+                    cache_request *cr, apr_int64_t max_age, int stale_ok);
+/** The handler of a hit: sends the answer mg_cache_lookup found. */
+int mg_cache_handler(request_rec *r);
+/** MG_CACHE_FILTER: a miss's answer, stored at its end. */
+apr_status_t mg_cache_store_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+/** insert_error_filter: a stale answer in place of mod_proxy's failure. */
+void mg_cache_insert_error_filter(request_rec *r);
+/** MG_CACHE_STALE_FILTER: an upstream's 5xx replaced by a stale answer. */
+apr_status_t mg_cache_stale_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+
+/* mod_modelgate_cache_lock.c: identical requests in flight */
+/** Where the lock files go, made at start-up (post_config). */
+apr_status_t mg_cache_lock_init(server_rec *s, apr_pool_t *pconf);
+/** Become the request in flight for cr->key (1), or find another one
+ *  already is (0: then wait with mg_cache_lock_wait).  Any failure of the
+ *  lock directory is a 1: the request forwards, as without the lock. */
+int mg_cache_lock_take(request_rec *r, const cache_server_conf *sc,
+                       cache_request *cr, int wait_ms);
+/** Wait up to `wait_ms` for the request in flight for cr->key to end;
+ *  1 when it ended (its answer may be in the cache), 0 past the bound. */
+int mg_cache_lock_wait(request_rec *r, const cache_server_conf *sc,
+                       cache_request *cr, int wait_ms);
+/** Let the waiting requests go: the answer is stored, or will not be. */
+void mg_cache_lock_release(request_rec *r, cache_request *cr);
 
 /* mod_modelgate_cache_ops.c */
 /** SetHandler modelgate-cache-status: statistics (GET), purge (DELETE). */

@@ -8,6 +8,7 @@
 const char *const mg_cache_scope_names[] = { "tenant", "key", "global" };
 
 int mg_cache_cacheable_somewhere;
+int mg_cache_lock_somewhere;
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -28,6 +29,7 @@ void *mg_cache_create_dir_conf(apr_pool_t *p, char *dir)
     cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
     dc->cacheable = dc->ttl = dc->scope = dc->stale = MG_CACHE_UNSET;
+    dc->lock = dc->lock_wait = MG_CACHE_UNSET;
     return dc;
 }
 
@@ -41,6 +43,9 @@ void *mg_cache_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->ttl = add->ttl != MG_CACHE_UNSET ? add->ttl : base->ttl;
     dc->scope = add->scope != MG_CACHE_UNSET ? add->scope : base->scope;
     dc->stale = add->stale != MG_CACHE_UNSET ? add->stale : base->stale;
+    dc->lock = add->lock != MG_CACHE_UNSET ? add->lock : base->lock;
+    dc->lock_wait = add->lock_wait != MG_CACHE_UNSET ? add->lock_wait
+                                                     : base->lock_wait;
     return dc;
 }
 
@@ -143,6 +148,49 @@ static const char *cmd_stale(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *cmd_lock(cmd_parms *cmd, void *dcv, int on)
+{
+    cache_dir_conf *dc = dcv;
+
+    dc->lock = on;
+    if (on) {
+        mg_cache_lock_somewhere = 1;
+    }
+    return NULL;
+}
+
+static const char *cmd_lock_wait(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    cache_dir_conf *dc = dcv;
+    char *end;
+    apr_int64_t n = apr_strtoi64(arg, &end, 10);
+
+    if (end == arg || *end || n < 1 || n > MG_CACHE_LOCK_WAIT_MAX) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheLockWait: '%s' must "
+                            "be a number of milliseconds from 1 to %d", arg,
+                            MG_CACHE_LOCK_WAIT_MAX);
+    }
+    dc->lock_wait = (int)n;
+    return NULL;
+}
+
+static const char *cmd_lock_path(cmd_parms *cmd, void *dummy,
+                                 const char *arg)
+{
+    cache_server_conf *sc = mg_cache_main_conf(cmd->server);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    sc->lock_dir = ap_runtime_dir_relative(cmd->pool, arg);
+    if (!sc->lock_dir) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheLockPath: '%s' is "
+                            "not a valid path", arg);
+    }
+    return NULL;
+}
+
 static const char *cmd_scope(cmd_parms *cmd, void *dcv, const char *arg)
 {
     cache_dir_conf *dc = dcv;
@@ -172,7 +220,17 @@ const command_rec mg_cache_cmds[] = {
         "seconds an answer stored here stays (default 300)"),
     AP_INIT_TAKE1("ModelGateCacheStaleIfError", cmd_stale, NULL, ACCESS_CONF,
         "seconds an answer stored here is kept past its TTL, served only "
-        "while its upstream's breaker is open (default 0: off)"),
+        "while its upstream's breaker is open or it answers 5xx (default "
+        "0: off)"),
+    AP_INIT_FLAG("ModelGateCacheLock", cmd_lock, NULL, ACCESS_CONF,
+        "On: while one request is forwarded, identical ones wait for its "
+        "stored answer (default Off)"),
+    AP_INIT_TAKE1("ModelGateCacheLockWait", cmd_lock_wait, NULL, ACCESS_CONF,
+        "milliseconds an identical request waits before it forwards "
+        "(default 5000)"),
+    AP_INIT_TAKE1("ModelGateCacheLockPath", cmd_lock_path, NULL, RSRC_CONF,
+        "the directory of ModelGateCacheLock's files (default "
+        "modelgate-cache-lock under DefaultRuntimeDir)"),
     AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
         "whose requests share answers: tenant (default), key or global"),
     { NULL }

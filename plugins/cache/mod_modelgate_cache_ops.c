@@ -1,7 +1,7 @@
 /* Licensed under the Apache License, Version 2.0. See LICENSE.
  *
  * mod_modelgate_cache_ops.c -- operating the response cache: its
- * statistics and purging a tenant's answers, on `SetHandler
+ * statistics and purging a tenant's or a model's answers, on `SetHandler
  * modelgate-cache-status` (the operator protects it with Require, as
  * server-status).
  */
@@ -43,8 +43,10 @@ static apr_status_t purge(server_rec *s, const cache_server_conf *sc,
 
 /* ---- operations: statistics and purge ----------------------------------- */
 
-/* DELETE ?tenant=NAME (or ?global): that tenant's answers (or those shared
- * by everybody) are purged, on every provider. */
+/* DELETE ?tenant=NAME (or ?global, or ?model=NAME): that tenant's answers
+ * (or those shared by everybody, or every answer of that model, in every
+ * scope) are purged, on every provider.  The model is the declared model's
+ * name where the request named one, else the body's `model`. */
 static int purge_handler(request_rec *r, const cache_server_conf *sc)
 {
     char *args = apr_pstrdup(r->pool, r->args ? r->args : ""), *last;
@@ -60,6 +62,14 @@ static int purge_handler(request_rec *r, const cache_server_conf *sc)
                 return HTTP_BAD_REQUEST;
             }
             kind = "tenant";
+            owner = v;
+        }
+        else if (!strncmp(pair, "model=", 6) && pair[6]) {
+            char *v = apr_pstrdup(r->pool, pair + 6);
+            if (ap_unescape_urlencoded(v) != OK) {
+                return HTTP_BAD_REQUEST;
+            }
+            kind = "model";
             owner = v;
         }
         else if (!strcmp(pair, "global")) {

@@ -85,6 +85,15 @@ static void test_flags(void **state)
     assert_int_equal(readb(p, "{\"temperature\":null}", &b),
                      MG_CACHE_BODY_OK);
     assert_false(b.deterministic);
+    assert_null(b.model);
+    /* the model a purge names: read before the ignored members go */
+    assert_int_equal(mg_cache_body_read(p, "{\"model\":\"m\"}", 13,
+                                        mg_cache_ignored_routed, &b),
+                     MG_CACHE_BODY_OK);
+    assert_string_equal(b.model, "m");
+    assert_string_equal(b.canonical, "{}");
+    assert_int_equal(readb(p, "{\"model\":7}", &b), MG_CACHE_BODY_OK);
+    assert_null(b.model);
 }
 
 static void key_of(apr_pool_t *p, const char *scope, const char *subject,
@@ -94,7 +103,7 @@ static void key_of(apr_pool_t *p, const char *scope, const char *subject,
     mg_cache_body b;
 
     assert_int_equal(readb(p, body, &b), MG_CACHE_BODY_OK);
-    assert_int_equal(mg_cache_key(scope, subject, 0, route, path,
+    assert_int_equal(mg_cache_key(scope, subject, 0, 0, route, path,
                                   b.canonical, b.len, key), 0);
 }
 
@@ -140,12 +149,12 @@ static void test_generation(void **state)
     unsigned char g1[MG_CACHE_KEY_LEN], g2[MG_CACHE_KEY_LEN];
 
     (void)state;
-    assert_int_equal(mg_cache_key("tenant", "acme", 0, "m", "/p", "{}", 2,
+    assert_int_equal(mg_cache_key("tenant", "acme", 0, 0, "m", "/p", "{}", 2,
                                   k0), 0);
-    assert_int_equal(mg_cache_key("tenant", "acme", 1, "m", "/p", "{}", 2,
+    assert_int_equal(mg_cache_key("tenant", "acme", 1, 0, "m", "/p", "{}", 2,
                                   k1), 0);
     assert_memory_not_equal(k0, k1, MG_CACHE_KEY_LEN);
-    assert_int_equal(mg_cache_key("tenant", "acme", 1, "m", "/p", "{}", 2,
+    assert_int_equal(mg_cache_key("tenant", "acme", 1, 0, "m", "/p", "{}", 2,
                                   k0), 0);
     assert_memory_equal(k0, k1, MG_CACHE_KEY_LEN);
     /* the generation's own record: per owner, never an answer's key */
@@ -155,6 +164,13 @@ static void test_generation(void **state)
     assert_int_equal(mg_cache_generation_key("global", "", g2), 0);
     assert_memory_not_equal(g1, g2, MG_CACHE_KEY_LEN);
     assert_memory_not_equal(g1, k1, MG_CACHE_KEY_LEN);
+    /* a purge of the model changes every key of it, and a model's record
+     * is not a tenant's of the same name */
+    assert_int_equal(mg_cache_key("tenant", "acme", 1, 7, "m", "/p", "{}", 2,
+                                  k0), 0);
+    assert_memory_not_equal(k0, k1, MG_CACHE_KEY_LEN);
+    assert_int_equal(mg_cache_generation_key("model", "acme", g2), 0);
+    assert_memory_not_equal(g1, g2, MG_CACHE_KEY_LEN);
     {
         static const unsigned char want[MG_CACHE_KEY_LEN] = {
             0x56, 0x07, 0x7d, 0x5b, 0x6e, 0x40, 0xb1, 0xf2, 0x11, 0xf1, 0xf5,
@@ -172,13 +188,13 @@ static void test_key_is_stable(void **state)
     unsigned char k[MG_CACHE_KEY_LEN];
     static const unsigned char want[MG_CACHE_KEY_LEN] = {
         /* sha256 of each part as 8-byte big-endian length + bytes */
-        0x27, 0x40, 0x4a, 0x6a, 0xa8, 0xcd, 0xbe, 0xf0, 0x89, 0x71, 0x39,
-        0xdc, 0xce, 0xde, 0x6c, 0x63, 0x13, 0xfd, 0x50, 0xc5, 0xf5, 0xb2,
-        0x33, 0x3c, 0xac, 0x7c, 0x8d, 0xda, 0x4d, 0x94, 0xdb, 0xc0
+        0x03, 0x81, 0x04, 0xf5, 0xf8, 0x38, 0x44, 0xb7, 0x98, 0x81, 0x74,
+        0x36, 0x0f, 0x36, 0xb2, 0xf5, 0x9f, 0x8c, 0x2a, 0x82, 0x7d, 0x57,
+        0x83, 0x34, 0x2e, 0x18, 0xfb, 0xba, 0xa0, 0xdb, 0x19, 0x8c
     };
 
     (void)state;
-    assert_int_equal(mg_cache_key("global", "", 0, "r", "/p", "{}", 2, k),
+    assert_int_equal(mg_cache_key("global", "", 0, 0, "r", "/p", "{}", 2, k),
                      0);
     assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
 }
