@@ -11,6 +11,24 @@
 #include "mg_cache_key.h"
 
 const char *const mg_cache_ignored_default[] = { "user", "metadata", NULL };
+
+/* SHA-256, fetched once: OpenSSL 3 looks EVP_sha256() up in its provider
+ * store on every EVP_DigestInit_ex (an implicit fetch, under a lock), about
+ * as much work as the digest of a short request itself. */
+static EVP_MD *sha256;
+
+int mg_cache_key_init(void)
+{
+    if (!sha256) {
+        sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    }
+    return sha256 ? 0 : -1;
+}
+
+static const EVP_MD *md_of(void)
+{
+    return sha256 ? sha256 : EVP_sha256();
+}
 const char *const mg_cache_ignored_routed[] = { "user", "metadata", "model",
                                                 NULL };
 
@@ -56,7 +74,37 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
     return MG_CACHE_BODY_OK;
 }
 
-static void put_part(EVP_MD_CTX *md, const char *s, apr_size_t n)
+/* The parts of a key, gathered before they go to the digest: OpenSSL 3
+ * dispatches every EVP_DigestUpdate through its provider, and a key is
+ * fourteen small pieces. */
+typedef struct hasher {
+    EVP_MD_CTX *md;
+    apr_size_t n;
+    unsigned char buf[512];
+} hasher;
+
+static void flush(hasher *h)
+{
+    if (h->n) {
+        EVP_DigestUpdate(h->md, h->buf, h->n);
+        h->n = 0;
+    }
+}
+
+static void put(hasher *h, const void *s, apr_size_t n)
+{
+    if (n > sizeof(h->buf) - h->n) {
+        flush(h);
+        if (n > sizeof(h->buf)) {
+            EVP_DigestUpdate(h->md, s, n);
+            return;
+        }
+    }
+    memcpy(h->buf + h->n, s, n);
+    h->n += n;
+}
+
+static void put_part(hasher *h, const char *s, apr_size_t n)
 {
     unsigned char len[8];
     int i;
@@ -64,8 +112,8 @@ static void put_part(EVP_MD_CTX *md, const char *s, apr_size_t n)
     for (i = 0; i < 8; i++) {
         len[i] = (unsigned char)((apr_uint64_t)n >> (56 - 8 * i));
     }
-    EVP_DigestUpdate(md, len, sizeof(len));
-    EVP_DigestUpdate(md, s, n);
+    put(h, len, sizeof(len));
+    put(h, s, n);
 }
 
 int mg_cache_key(const char *scope, const char *subject,
@@ -80,22 +128,26 @@ int mg_cache_key(const char *scope, const char *subject,
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = MG_CACHE_KEY_LEN;
     char gen[48];
+    hasher h;
     int ok;
 
     if (!md) {
         return -1;
     }
+    h.md = md;
+    h.n = 0;
     apr_snprintf(gen, sizeof(gen), "%" APR_UINT64_T_FMT ":%" APR_UINT64_T_FMT,
                  generation, model_generation);
-    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    ok = EVP_DigestInit_ex(md, md_of(), NULL) == 1;
     if (ok) {
-        put_part(md, version, sizeof(version) - 1);
-        put_part(md, scope, strlen(scope));
-        put_part(md, subject, strlen(subject));
-        put_part(md, gen, strlen(gen));
-        put_part(md, route, strlen(route));
-        put_part(md, path, strlen(path));
-        put_part(md, body, body_len);
+        put_part(&h, version, sizeof(version) - 1);
+        put_part(&h, scope, strlen(scope));
+        put_part(&h, subject, strlen(subject));
+        put_part(&h, gen, strlen(gen));
+        put_part(&h, route, strlen(route));
+        put_part(&h, path, strlen(path));
+        put_part(&h, body, body_len);
+        flush(&h);
         ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
     }
     EVP_MD_CTX_free(md);
@@ -108,16 +160,20 @@ int mg_cache_generation_key(const char *kind, const char *owner,
     static const char version[] = "modelgate-cache-generation-1";
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = MG_CACHE_KEY_LEN;
+    hasher h;
     int ok;
 
     if (!md) {
         return -1;
     }
-    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    h.md = md;
+    h.n = 0;
+    ok = EVP_DigestInit_ex(md, md_of(), NULL) == 1;
     if (ok) {
-        put_part(md, version, sizeof(version) - 1);
-        put_part(md, kind, strlen(kind));
-        put_part(md, owner, strlen(owner));
+        put_part(&h, version, sizeof(version) - 1);
+        put_part(&h, kind, strlen(kind));
+        put_part(&h, owner, strlen(owner));
+        flush(&h);
         ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
     }
     EVP_MD_CTX_free(md);

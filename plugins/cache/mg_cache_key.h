@@ -55,6 +55,13 @@ extern const char *const mg_cache_ignored_default[];
 extern const char *const mg_cache_ignored_routed[];
 
 /**
+ * Fetch SHA-256 once for every key made after it (in post_config, before
+ * any thread runs): without it each key fetches it again (slower, same
+ * keys).  @return 0, or -1 when OpenSSL has no SHA-256
+ */
+int mg_cache_key_init(void);
+
+/**
  * Read a JSON body of `len` bytes and make it canonical.
  * @param ignore NULL-terminated names of top-level members left out (NULL:
  *        none)

@@ -381,6 +381,11 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         || !sc->inst) {
         return OK;
     }
+    if (mg_cache_key_init() != 0) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGCLOGNO(00018)
+                     "response cache: SHA-256 could not be fetched once; "
+                     "each key fetches it");
+    }
     if (sc->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
         rv = ap_global_mutex_create(&cache_mutex, NULL, MG_CACHE_MUTEX_TYPE,
                                     NULL, s, pconf, 0);

@@ -197,6 +197,11 @@ static void test_key_is_stable(void **state)
     assert_int_equal(mg_cache_key("global", "", 0, 0, "r", "/p", "{}", 2, k),
                      0);
     assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
+    /* SHA-256 fetched once (as post_config does): the same keys */
+    assert_int_equal(mg_cache_key_init(), 0);
+    assert_int_equal(mg_cache_key("global", "", 0, 0, "r", "/p", "{}", 2, k),
+                     0);
+    assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
 }
 
 int main(void)
