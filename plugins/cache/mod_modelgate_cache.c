@@ -70,6 +70,39 @@ void mg_cache_unlock(void)
 /* The purge generation of `kind` ("tenant", "global", "model") and `owner`,
  * mixed into every answer's key: 0 while never purged, or when the socache
  * cannot say (then it cannot answer either). */
+/* The record's key of the last owner of each kind this thread asked for:
+ * a digest as costly as the key's own, and the same tenant and model
+ * come again and again.  Per thread, so without a lock; owners longer
+ * than a slot are digested each time. */
+#define MEMO_OWNER 64
+typedef struct generation_memo {
+    char kind;                        /* 't', 'g', 'm'; 0: empty */
+    char owner[MEMO_OWNER];
+    unsigned char key[MG_CACHE_KEY_LEN];
+} generation_memo;
+static __thread generation_memo memo[2];
+
+static int generation_key(const char *kind, const char *owner,
+                          unsigned char key[MG_CACHE_KEY_LEN])
+{
+    generation_memo *m = &memo[*kind == 'm'];
+    apr_size_t n = strlen(owner);
+
+    if (m->kind == *kind && n < MEMO_OWNER && !strcmp(m->owner, owner)) {
+        memcpy(key, m->key, MG_CACHE_KEY_LEN);
+        return 0;
+    }
+    if (mg_cache_generation_key(kind, owner, key) != 0) {
+        return -1;
+    }
+    if (n < MEMO_OWNER) {
+        m->kind = *kind;
+        memcpy(m->owner, owner, n + 1);
+        memcpy(m->key, key, MG_CACHE_KEY_LEN);
+    }
+    return 0;
+}
+
 static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
                                const char *kind, const char *owner,
                                apr_pool_t *p)
@@ -78,7 +111,7 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
     unsigned int len = sizeof(buf);
     apr_uint64_t gen = 0;
 
-    if (mg_cache_generation_key(kind, owner, key) != 0
+    if (generation_key(kind, owner, key) != 0
         || mg_cache_lock(s) != APR_SUCCESS) {
         return 0;
     }

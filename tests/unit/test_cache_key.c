@@ -7,6 +7,8 @@
 #include "mg_test.h"
 #include <string.h>
 
+#include <stdlib.h>
+#include <jansson.h>
 #include "mg_cache_key.h"
 
 static mg_cache_body_status readb(apr_pool_t *p, const char *text,
@@ -46,6 +48,39 @@ static void test_canonical_text(void **state)
     /* escapes decoded: the same string however it is written */
     assert_int_equal(readb(p, "{\"c\":\"\\u0061\"}", &b), MG_CACHE_BODY_OK);
     assert_string_equal(b.canonical, "{\"c\":\"a\"}");
+}
+
+/* The canonical text is what jansson's json_dumps(JSON_SORT_KEYS |
+ * JSON_COMPACT) writes, by a writer of our own (a third of its cost). */
+static void test_canonical_as_jansson(void **state)
+{
+    apr_pool_t *p = *state;
+    static const char *const bodies[] = {
+        "{\"b\":[1,2.5,-3,1e300,0.0,1.0,-0.0,123456789012345678],"
+        "\"a\":{\"z\":null,\"y\":true,\"x\":false}}",
+        "{\"s\":\"quote \\\" back \\\\ nl \\n tab \\t ctl \\u0001 \\u001f \\u007f "
+        "uni \\u00e9 \\ud83d\\ude00 slash /\"}",
+        "{\"deep\":[[[[{\"b\":1,\"a\":[{},[]]}]]]],\"\":\"empty key\"}",
+        "{\"n\":0.1,\"m\":3.14159265358979,\"o\":2e-10,\"p\":100.0}",
+        NULL
+    };
+    int i;
+
+    for (i = 0; bodies[i]; i++) {
+        mg_cache_body b;
+        json_error_t err;
+        json_t *j = json_loads(bodies[i], 0, &err);
+        char *want;
+
+        assert_non_null(j);
+        want = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+        json_decref(j);
+        assert_int_equal(mg_cache_body_read(p, bodies[i], strlen(bodies[i]),
+                                            NULL, &b), MG_CACHE_BODY_OK);
+        assert_string_equal(b.canonical, want);
+        assert_int_equal(b.len, strlen(want));
+        free(want);
+    }
 }
 
 static void test_refuses(void **state)
@@ -188,9 +223,9 @@ static void test_key_is_stable(void **state)
     unsigned char k[MG_CACHE_KEY_LEN];
     static const unsigned char want[MG_CACHE_KEY_LEN] = {
         /* sha256 of each part as 8-byte big-endian length + bytes */
-        0x03, 0x81, 0x04, 0xf5, 0xf8, 0x38, 0x44, 0xb7, 0x98, 0x81, 0x74,
-        0x36, 0x0f, 0x36, 0xb2, 0xf5, 0x9f, 0x8c, 0x2a, 0x82, 0x7d, 0x57,
-        0x83, 0x34, 0x2e, 0x18, 0xfb, 0xba, 0xa0, 0xdb, 0x19, 0x8c
+        0xe5, 0xb2, 0x38, 0x91, 0xb0, 0x14, 0xb3, 0x33, 0x55, 0xa0, 0x31,
+        0x55, 0x31, 0x49, 0x46, 0xc0, 0x22, 0x47, 0x6d, 0xf5, 0xb7, 0x9e,
+        0x8c, 0x31, 0x8d, 0x20, 0xd5, 0xf8, 0x14, 0x79, 0x8d, 0x07
     };
 
     (void)state;
@@ -210,6 +245,7 @@ int main(void)
         MG_TEST(test_canonical_text),
         MG_TEST(test_refuses),
         MG_TEST(test_flags),
+        MG_TEST(test_canonical_as_jansson),
         MG_TEST(test_keys),
         MG_TEST(test_key_is_stable),
         MG_TEST(test_generation),
