@@ -67,59 +67,85 @@ void mg_cache_unlock(void)
 
 /* ---- purge generations -------------------------------------------------- */
 
-/* The purge generation of `kind` ("tenant", "global", "model") and `owner`,
- * mixed into every answer's key: 0 while never purged, or when the socache
- * cannot say (then it cannot answer either). */
-/* The record's key of the last owner of each kind this thread asked for:
- * a digest as costly as the key's own, and the same tenant and model
- * come again and again.  Per thread, so without a lock; owners longer
- * than a slot are digested each time. */
+/* The last owner of each kind this thread asked for: its record's key (a
+ * digest as costly as the answer's own key) and the generation read.  The
+ * same tenant and model come again and again, and with shmcb every read is
+ * a scan of a subcache's index under the cache's mutex.  The generation is
+ * read again after a purge on this host (the shared `purges` count moved:
+ * at once) and at least once a MEMO_FRESH (a purge through another gateway
+ * sharing memcache or redis).  Per thread, so without a lock; owners
+ * longer than a slot are looked up each time. */
 #define MEMO_OWNER 64
+#define MEMO_FRESH apr_time_from_sec(1)
 typedef struct generation_memo {
     char kind;                        /* 't', 'g', 'm'; 0: empty */
     char owner[MEMO_OWNER];
     unsigned char key[MG_CACHE_KEY_LEN];
+    apr_uint64_t gen;
+    apr_uint64_t epoch;               /* `purges` when gen was read */
+    apr_time_t at;                    /* ... and the time; 0: not read */
 } generation_memo;
 static __thread generation_memo memo[2];
 
-static int generation_key(const char *kind, const char *owner,
-                          unsigned char key[MG_CACHE_KEY_LEN])
-{
-    generation_memo *m = &memo[*kind == 'm'];
-    apr_size_t n = strlen(owner);
-
-    if (m->kind == *kind && n < MEMO_OWNER && !strcmp(m->owner, owner)) {
-        memcpy(key, m->key, MG_CACHE_KEY_LEN);
-        return 0;
-    }
-    if (mg_cache_generation_key(kind, owner, key) != 0) {
-        return -1;
-    }
-    if (n < MEMO_OWNER) {
-        m->kind = *kind;
-        memcpy(m->owner, owner, n + 1);
-        memcpy(m->key, key, MG_CACHE_KEY_LEN);
-    }
-    return 0;
-}
-
+/* The purge generation of `kind` ("tenant", "global", "model") and `owner`,
+ * mixed into every answer's key: 0 while never purged, or when the socache
+ * cannot say (then it cannot answer either). */
 static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
                                const char *kind, const char *owner,
                                apr_pool_t *p)
 {
+    generation_memo *m = &memo[*kind == 'm'];
+    apr_size_t n = strlen(owner);
+    int kept = n < MEMO_OWNER;
     unsigned char key[MG_CACHE_KEY_LEN], buf[sizeof(apr_uint64_t)];
     unsigned int len = sizeof(buf);
-    apr_uint64_t gen = 0;
+    apr_uint64_t gen = 0, epoch = 0;
+    apr_time_t now = 0;
+    apr_status_t rv;
 
-    if (generation_key(kind, owner, key) != 0
-        || mg_cache_lock(s) != APR_SUCCESS) {
+    if (kept && m->kind == *kind && !strcmp(m->owner, owner)) {
+        if (mg_cache_stats_shared) {
+            epoch = apr_atomic_read64(&mg_cache_stats_shared->purges);
+            now = apr_time_now();
+            if (m->at && m->epoch == epoch && now - m->at < MEMO_FRESH) {
+                return m->gen;
+            }
+        }
+        memcpy(key, m->key, MG_CACHE_KEY_LEN);
+    }
+    else {
+        if (mg_cache_generation_key(kind, owner, key) != 0) {
+            return 0;
+        }
+        if (kept) {
+            m->kind = *kind;
+            memcpy(m->owner, owner, n + 1);
+            memcpy(m->key, key, MG_CACHE_KEY_LEN);
+            m->at = 0;
+        }
+        if (mg_cache_stats_shared) {
+            epoch = apr_atomic_read64(&mg_cache_stats_shared->purges);
+            now = apr_time_now();
+        }
+    }
+    if (mg_cache_lock(s) != APR_SUCCESS) {
         return 0;
     }
-    if (sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
-                               p) == APR_SUCCESS && len == sizeof(buf)) {
+    rv = sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
+                                p);
+    mg_cache_unlock();
+    if (rv == APR_SUCCESS && len == sizeof(buf)) {
         memcpy(&gen, buf, sizeof(gen));
     }
-    mg_cache_unlock();
+    else if (!APR_STATUS_IS_NOTFOUND(rv)) {
+        /* The socache failed (memcache or redis down): not kept. */
+        return 0;
+    }
+    if (kept && now) {
+        m->gen = gen;
+        m->epoch = epoch;
+        m->at = now;
+    }
     return gen;
 }
 

@@ -137,6 +137,7 @@ typedef struct cache_request {
     apr_bucket_brigade *held;         /**< the answer, held back */
     char *buf;                        /**< ... and its bytes, copied */
     apr_size_t len;
+    apr_size_t cap;                   /**< buf's size */
 } cache_request;
 
 /* mod_modelgate_cache_config.c */

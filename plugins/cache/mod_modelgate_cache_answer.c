@@ -168,6 +168,22 @@ static const char *unstorable(request_rec *r, const cache_server_conf *sc,
     return NULL;
 }
 
+/* The copy's first size: the answer's Content-Length (unstorable() saw it
+ * within the limit), else a few KB. */
+static apr_size_t initial_size(request_rec *r, const cache_server_conf *sc)
+{
+    const char *cl = apr_table_get(r->headers_out, "Content-Length");
+    apr_size_t max = mg_cache_max_object(sc);
+    apr_off_t n;
+    char *end;
+
+    if (cl && apr_strtoff(&n, cl, &end, 10) == APR_SUCCESS && !*end
+        && n > 0 && n <= (apr_off_t)max) {
+        return (apr_size_t)n;
+    }
+    return max < 8192 ? max : 8192;
+}
+
 /* Store the answer kept in `cr`; 1 when the socache took it. */
 static int store(request_rec *r, const cache_server_conf *sc,
                  cache_request *cr)
@@ -234,6 +250,30 @@ static void too_large(request_rec *r, const cache_server_conf *sc)
                   " bytes): not stored", mg_cache_max_object(sc));
 }
 
+/* Copy `len` more bytes of the answer aside; 0 past the object limit.
+ * The copy grows as the answer does (from its Content-Length when it has
+ * one): most answers are far below ModelGateCacheMaxObject. */
+static int keep(request_rec *r, const cache_server_conf *sc,
+                cache_request *cr, const char *data, apr_size_t len)
+{
+    apr_size_t max = mg_cache_max_object(sc);
+
+    if (len > max - cr->len) {
+        return 0;
+    }
+    if (len > cr->cap - cr->len) {
+        apr_size_t cap = cr->cap * 2 > cr->len + len ? cr->cap * 2
+                                                     : cr->len + len;
+        char *buf = apr_palloc(r->pool, cap > max ? max : cap);
+        memcpy(buf, cr->buf, cr->len);
+        cr->buf = buf;
+        cr->cap = cap > max ? max : cap;
+    }
+    memcpy(cr->buf + cr->len, data, len);
+    cr->len += len;
+    return 1;
+}
+
 /* A stream is of use to its client as it comes: each brigade is passed on
  * at once, its bytes copied aside (up to ModelGateCacheMaxObject; past
  * that the copy stops and the filter goes), and the copy stored at the
@@ -265,13 +305,11 @@ static apr_status_t pass_stream(ap_filter_t *f, cache_request *cr,
             done(f, cr);
             break;
         }
-        if (len > mg_cache_max_object(sc) - cr->len) {
+        if (!keep(r, sc, cr, data, len)) {
             too_large(r, sc);
             done(f, cr);
             break;
         }
-        memcpy(cr->buf + cr->len, data, len);
-        cr->len += len;
     }
     return ap_pass_brigade(f->next, bb);
 }
@@ -313,7 +351,8 @@ apr_status_t mg_cache_store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             done(f, cr);
             return ap_pass_brigade(f->next, bb);
         }
-        cr->buf = apr_palloc(r->pool, mg_cache_max_object(sc));
+        cr->cap = initial_size(r, sc);
+        cr->buf = apr_palloc(r->pool, cr->cap);
         cr->held = apr_brigade_create(r->pool, f->c->bucket_alloc);
     }
     if (cr->stream) {
@@ -340,12 +379,10 @@ apr_status_t mg_cache_store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
                 != APR_SUCCESS) {
                 return release(f, cr, bb);
             }
-            if (len > mg_cache_max_object(sc) - cr->len) {
+            if (!keep(r, sc, cr, data, len)) {
                 too_large(r, sc);
                 return release(f, cr, bb);
             }
-            memcpy(cr->buf + cr->len, data, len);
-            cr->len += len;
         }
         /* The buckets may point into mod_proxy's buffers, reused for the
          * next read: kept in the request's pool while held. */

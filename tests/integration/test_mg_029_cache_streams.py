@@ -274,3 +274,19 @@ def test_mg_029_11_stale_if_error_on_mod_proxys_own_failure(cached, backend, bac
     assert r.status == 504 and r.json["error"]["code"] == "upstream_timeout"
     assert backend.count() == 3
     backend.reset()
+
+
+def test_mg_029_12_purge_reaches_threads_that_remember_the_generation(
+        cached, backend, backend2):
+    """Each thread keeps the last tenant's and model's purge generation it
+    read; a purge on this host must reach every one of them at once: after
+    many hits of one tenant and model (threads remember them), the first
+    request after a purge of either is a miss."""
+    gw = cached(conf(backend, backend2, server="ModelGateCache shmcb\n" + base.STATUS))
+    for purge in ("?tenant=acme", "?model=mock-small"):
+        assert chat(gw, body(purge)).header("cache-status") == "modelgate; fwd=miss; stored"
+        for _ in range(30):
+            assert chat(gw, body(purge)).header("cache-status").startswith("modelgate; hit")
+        assert base.status(gw, "DELETE", purge).status == 200
+        assert chat(gw, body(purge)).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert backend.count() == 4
