@@ -2,8 +2,10 @@
 replayed byte for byte, identical requests in flight answered by one
 forward (ModelGateCacheLock), stale-if-error on an upstream's 5xx, purge by
 model.  Helpers from test_mg_024_cache."""
+import http.client
 import json
 import re
+import socket
 import threading
 import time
 
@@ -290,3 +292,40 @@ def test_mg_029_12_purge_reaches_threads_that_remember_the_generation(
         assert base.status(gw, "DELETE", purge).status == 200
         assert chat(gw, body(purge)).header("cache-status") == "modelgate; fwd=miss; stored"
     assert backend.count() == 4
+
+
+def test_mg_029_13_a_stream_is_never_held_back(cached, backend, backend2):
+    """A miss's stream reaches its client as it comes: the mock sends its
+    events a second apart (four of them here, [DONE] 3 s or more after the
+    first), and the client gets the first one at least a second before
+    [DONE] -- a cache that held the stream back to store it would write it
+    all at once, at the end.  (One-sided: a loaded machine only widens the
+    gap.)  Then it is stored whole."""
+    gw = cached(conf(backend, backend2))
+    backend.mode(stream_chunk_delay_ms=1000)
+    streamed = body("three words here", stream=True, max_tokens=3)
+    first_at = done_at = None
+    got = b""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=60) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                  b"X-API-Key: " + DEMO_KEY.encode() + b"\r\n"
+                  b"Content-Type: application/json\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(streamed) + streamed)
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+            if first_at is None and b"data: {" in got:
+                first_at = time.monotonic()
+            if done_at is None and b"data: [DONE]" in got:
+                done_at = time.monotonic()
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert b"data: [DONE]\n\n" in got
+    assert done_at - first_at >= 1.0
+    backend.mode()
+    again = chat(gw, streamed)
+    assert again.header("cache-status").startswith("modelgate; hit")
+    assert again.body.endswith(b"data: [DONE]\n\n")
+    assert got.replace(b"\r\n", b"").count(b"data: ") == again.body.count(b"data: ")
+    assert backend.count() == 1
