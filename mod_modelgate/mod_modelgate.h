@@ -31,6 +31,44 @@
 APR_DECLARE_OPTIONAL_FN(int, mg_request_body,
                         (request_rec *r, const char **body, apr_size_t *len));
 
+/**
+ * What became of a request, as the core recorded it: for listeners of
+ * log_transaction (a span exporter, a log shipper).  Strings are the
+ * request pool's or the configuration's; NULL where there is none.  Every
+ * name is a declared one (upstream, model, tier, limit) or the key file's
+ * tenant: never a credential, a subject or a raw path.
+ */
+typedef struct mg_request_summary {
+    const char *trace_id;     /**< 32 hex digits (W3C); NULL: no trace */
+    const char *span_id;      /**< the gateway's span, 16 hex digits */
+    const char *parent_id;    /**< the client's span; NULL: a new trace */
+    const char *request_id;   /**< X-Request-Id as forwarded */
+    apr_time_t start;         /**< wall clock: the request line was read */
+    apr_time_t end;           /**< wall clock: now (log_transaction) */
+    const char *method;
+    int status;               /**< the answer the client got */
+    int upstream_status;      /**< what the upstream answered; 0: nothing
+                                   (not forwarded, or it failed to answer) */
+    int outcome;              /**< mg_outcome (mg_metrics.h) */
+    const char *decision;     /**< mg_metrics_outcome_names[outcome] */
+    const char *action;       /**< how a degraded request was admitted */
+    const char *limit;        /**< the binding limit of a refusal */
+    const char *route;        /**< the upstream it went (or would go) to */
+    const char *model;        /**< the declared model that served it */
+    const char *tier;
+    const char *tenant;
+    apr_int64_t prompt_tokens;     /**< -1: not known */
+    apr_int64_t completion_tokens; /**< -1: not known */
+    apr_uint64_t spend;       /**< nano-units, at the model's prices */
+} mg_request_summary;
+
+/**
+ * Summarise `r` (any request of its chain) once it has ended.
+ * @return 1 when the gate saw it (then *out is filled), 0 otherwise
+ */
+APR_DECLARE_OPTIONAL_FN(int, mg_request_summarize,
+                        (request_rec *r, mg_request_summary *out));
+
 /* ---- hooks the core runs for whoever listens ---------------------------- */
 
 #define MG_DECLARE(type) type
@@ -60,5 +98,18 @@ APR_DECLARE_OPTIONAL_FN(int, mg_request_body,
  */
 APR_DECLARE_EXTERNAL_HOOK(modelgate, MG, int, mg_cached_answer,
                           (request_rec *r, const char *why))
+
+/**
+ * mg_metrics_scrape: a scrape of SetHandler modelgate-metrics is being
+ * answered; a listener appends its own families with mg_metrics_family()
+ * and mg_metrics_sample() (mg_metrics.h) on `out`.  Its figures must be
+ * summed over every process already (shared memory): the scrape is served
+ * by one of them.  Names start with `modelgate_`, as the core's do.
+ * Every listener runs; registered with APR_OPTIONAL_HOOK(modelgate,
+ * mg_metrics_scrape, fn, NULL, NULL, APR_HOOK_MIDDLE).
+ */
+struct mg_metrics_out;
+APR_DECLARE_EXTERNAL_HOOK(modelgate, MG, void, mg_metrics_scrape,
+                          (request_rec *r, struct mg_metrics_out *out))
 
 #endif /* MOD_MODELGATE_H */

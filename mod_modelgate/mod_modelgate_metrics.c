@@ -605,6 +605,8 @@ static int metrics_handler(request_rec *r)
     mg_metrics_write(&out, &layout, &names, sum);
     write_upstreams(&out, r, sc);
     write_store(&out, r, sc);
+    /* The plugins' families (the span exporter's counters). */
+    modelgate_run_mg_metrics_scrape(r, &out);
     return OK;
 }
 
@@ -684,6 +686,7 @@ static int metrics_status(request_rec *r, int flags)
 
 void mg_metrics_register(apr_pool_t *p)
 {
+    mg_summary_register(p);
     /* mod_status's hook, by name: it may be loaded after this module, or
      * not at all. */
     APR_OPTIONAL_HOOK(ap, status_hook, metrics_status, NULL, NULL,

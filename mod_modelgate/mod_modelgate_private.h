@@ -376,6 +376,10 @@ int mg_cache_listening(void);
  *  modelgate-metrics handler. */
 void mg_metrics_register(apr_pool_t *p);
 
+/* mod_modelgate_summary.c */
+/** The optional function mg_request_summarize (mod_modelgate.h). */
+void mg_summary_register(apr_pool_t *p);
+
 /* mod_modelgate_trace.c */
 /** Trace context and request ids where ModelGate is on. */
 void mg_trace_register(apr_pool_t *p);
