@@ -28,10 +28,12 @@
 #include "mg_sync.h"
 
 #define MG_STORE_PROVIDER_GROUP   "modelgate_store"
-#define MG_STORE_PROVIDER_VERSION "6"   /* 3: info.evicted_exhausted;
+#define MG_STORE_PROVIDER_VERSION "7"   /* 3: info.evicted_exhausted;
                                            4: settle;
                                            5: mg_decision.store_time;
-                                           6: peek */
+                                           6: peek;
+                                           7: info's round trips, breaker,
+                                              sync_listed and sync_lag */
 
 /** A store's private state; each provider defines it. */
 typedef struct mg_store_instance mg_store_instance;
@@ -53,6 +55,29 @@ typedef struct mg_store_info {
     apr_uint64_t sync_failures;
     apr_uint64_t sync_units_pushed;
     apr_uint64_t sync_units_owed; /**< the others' units charged here */
+    apr_uint64_t sync_listed;     /**< counters listed for the next
+                                       exchange (pending units, or a live
+                                       epoch whose total may change) */
+    apr_interval_time_t sync_lag; /**< how long this gateway has been out
+                                       of step: the time since an exchange
+                                       last succeeded or a tick found
+                                       nothing to exchange (since the
+                                       start when neither happened yet) */
+    /* A store that talks to a server (remote = 1; all 0 otherwise),
+     * summed over every process of the gateway.  A round trip is one
+     * operation the breaker let through: a decision, a settle, a peek, a
+     * local-sync exchange (which may send several batches). */
+    apr_uint32_t remote;
+    apr_uint64_t round_trips;
+    apr_uint64_t errors;          /**< round trips that failed: no
+                                       connection, a timeout, an error or
+                                       a malformed answer */
+    apr_uint64_t fast_failures;   /**< operations the breaker failed
+                                       without trying */
+    apr_uint64_t breaker_opened;  /**< outages begun (a process's breaker
+                                       closed -> open) */
+    apr_uint32_t breaker_processes[3]; /**< live processes whose breaker is
+                                       closed, open, half open */
 } mg_store_info;
 
 typedef struct mg_store_provider {

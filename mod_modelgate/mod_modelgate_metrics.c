@@ -490,6 +490,58 @@ static void write_upstreams(mg_metrics_out *o, request_rec *r,
     }
 }
 
+/* A store over the network (the redis plugin's): its round trips, its
+ * breakers and the local-sync lag.  Only the primary store can be one. */
+static void write_remote_store(mg_metrics_out *o, request_rec *r,
+                               const mg_store_provider *pr,
+                               const mg_store_info *in)
+{
+    static const char *const states[3] = { "closed", "open", "half_open" };
+    static const struct { const char *name, *help; apr_size_t off; }
+    counters[] = {
+        { "modelgate_store_round_trips_total", "Operations sent to the "
+          "store's server (decisions, settles, peeks, sync exchanges).",
+          APR_OFFSETOF(mg_store_info, round_trips) },
+        { "modelgate_store_errors_total", "Of those, failed (no "
+          "connection, timeout, error or malformed answer).",
+          APR_OFFSETOF(mg_store_info, errors) },
+        { "modelgate_store_fast_failures_total", "Operations failed at "
+          "once by an open breaker.",
+          APR_OFFSETOF(mg_store_info, fast_failures) },
+        { "modelgate_store_breaker_opened_total", "Outages begun (a "
+          "process's breaker opened).",
+          APR_OFFSETOF(mg_store_info, breaker_opened) },
+    };
+    const char *labels[7] = { "store", pr ? pr->name : "", "role",
+                              "primary", NULL, NULL, NULL };
+    int f;
+
+    if (!pr || !in->remote) {
+        return;
+    }
+    for (f = 0; f < (int)(sizeof(counters) / sizeof(counters[0])); f++) {
+        mg_metrics_family(o, counters[f].name, "counter", counters[f].help);
+        mg_metrics_sample(o, counters[f].name, labels, u64(r->pool,
+            *(const apr_uint64_t *)((const char *)in + counters[f].off)));
+    }
+    mg_metrics_family(o, "modelgate_store_breaker_processes", "gauge",
+                      "Live processes whose breaker to the store's server "
+                      "is in this state.");
+    labels[4] = "state";
+    for (f = 0; f < 3; f++) {
+        labels[5] = states[f];
+        mg_metrics_sample(o, "modelgate_store_breaker_processes", labels,
+                          u64(r->pool, in->breaker_processes[f]));
+    }
+    labels[4] = NULL;
+    mg_metrics_family(o, "modelgate_store_sync_lag_seconds", "gauge",
+                      "Time since this gateway was last in step with the "
+                      "shared store (local-sync; 0 in exact mode).");
+    mg_metrics_sample(o, "modelgate_store_sync_lag_seconds", labels,
+                      apr_psprintf(r->pool, "%.6f", (double)in->sync_lag
+                                                    / APR_USEC_PER_SEC));
+}
+
 static void write_store(mg_metrics_out *o, request_rec *r,
                         const mg_server_conf *sc)
 {
@@ -532,6 +584,9 @@ static void write_store(mg_metrics_out *o, request_rec *r,
         { "modelgate_store_sync_units_owed_total", "counter",
           "Other gateways' units charged here.",
           APR_OFFSETOF(mg_store_info, sync_units_owed) },
+        { "modelgate_store_sync_listed_counters", "gauge",
+          "Counters listed for the next local-sync exchange.",
+          APR_OFFSETOF(mg_store_info, sync_listed) },
     };
     mg_store_info info[2];
     int k, f;
@@ -556,6 +611,7 @@ static void write_store(mg_metrics_out *o, request_rec *r,
                                         + fields[f].off)));
         }
     }
+    write_remote_store(o, r, stores[0].pr, &info[0]);
     /* In use: what was inserted and not evicted since the segment was
      * made (a table kept across restarts keeps counting). */
     mg_metrics_family(o, "modelgate_store_counters", "gauge",

@@ -489,6 +489,8 @@ static void shm_info(mg_store_instance *inst, mg_store_info *info)
                                   + inst->logs_sync.hdr->units_pushed;
         info->sync_units_owed = inst->table_sync.hdr->units_owed
                                 + inst->logs_sync.hdr->units_owed;
+        info->sync_listed = inst->table_sync.hdr->nlisted
+                            + inst->logs_sync.hdr->nlisted;
     }
 }
 

@@ -11,6 +11,8 @@
  *                          tested)
  *   mg_redis_sync.c        local-sync mode: the syncer thread and its
  *                          exchange (one script per batch)
+ *   mg_redis_stats.c       the figures for the metrics (mg_store_info):
+ *                          shared counters and each process's breaker
  */
 #ifndef MG_REDIS_H
 #define MG_REDIS_H
@@ -109,5 +111,27 @@ apr_status_t mg_redis_decide(mg_store_instance *inst, server_rec *s,
 apr_status_t mg_redis_settle(mg_store_instance *inst, server_rec *s,
                              const mg_layer *layers, const apr_int64_t *delta,
                              int n, mg_now then, mg_now now);
+
+/* mg_redis_stats.c: the store's figures, summed over every process. */
+enum {
+    MG_REDIS_STAT_ROUND_TRIPS,    /**< operations the breaker let through */
+    MG_REDIS_STAT_ERRORS,         /**< ... that failed */
+    MG_REDIS_STAT_FAST,           /**< operations failed without trying */
+    MG_REDIS_STAT_OPENED,         /**< outages begun */
+    MG_REDIS_STAT_COUNT
+};
+/** Make (or keep, across a graceful restart) the shared figures; in the
+ *  parent, from the store's init. */
+apr_status_t mg_redis_stats_init(server_rec *s);
+/** Claim this child's slot for its breaker's state. */
+void mg_redis_stats_child_init(apr_pool_t *pchild);
+void mg_redis_stats_count(int which);
+/** This process's breaker is now in `state` (mg_redis_breaker_state). */
+void mg_redis_stats_state(int state);
+/** A local-sync exchange succeeded at `wall`. */
+void mg_redis_stats_synced(apr_time_t wall);
+/** Add the figures to `info` (after the local store's, in local-sync
+ *  mode, whose sync_listed says whether there is a lag). */
+void mg_redis_stats_fill(mg_store_info *info, int local_sync);
 
 #endif /* MG_REDIS_H */

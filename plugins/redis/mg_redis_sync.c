@@ -158,6 +158,15 @@ static void * APR_THREAD_FUNC syncer_main(apr_thread_t *thread, void *data)
                                       inst->sync_interval, sy->items,
                                       SYNC_MAX);
         if (n == 0) {
+            /* Not due here (another process exchanges), or nothing to
+             * exchange: with nothing listed the gateway is in step, which
+             * the lag shown in the metrics must say. */
+            mg_store_info li;
+            memset(&li, 0, sizeof(li));
+            inst->local->info(inst->local_inst, &li);
+            if (li.sync_listed == 0) {
+                mg_redis_stats_synced(now.wall);
+            }
             continue;
         }
         if (!mg_redis_may_try(inst, &probe)) {
@@ -170,6 +179,7 @@ static void * APR_THREAD_FUNC syncer_main(apr_thread_t *thread, void *data)
         }
         else {
             mg_redis_tried(inst, sy->s, 1, probe, NULL);
+            mg_redis_stats_synced(apr_time_now());
         }
         inst->local->sync_apply(inst->local_inst, sy->s, sy->items, n, !err);
     }

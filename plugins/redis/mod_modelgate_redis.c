@@ -186,6 +186,13 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
                                apr_pool_t *pconf, apr_pool_t *ptemp)
 {
+    apr_status_t rv;
+
+    if ((rv = mg_redis_stats_init(s)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MGRLOGNO(00011)
+                     "redis store: cannot create its shared statistics");
+        return rv;
+    }
     /* No connection from the parent: each child connects when it first
      * needs to.  In local-sync mode the counters are shared memory. */
     if (inst->local_sync) {
@@ -346,6 +353,7 @@ static apr_status_t redis_child_init(mg_store_instance *inst, server_rec *s,
 
     inst->pool = pchild;
     mg_redis_breaker_init(&inst->breaker);
+    mg_redis_stats_child_init(pchild);
     if ((rv = apr_thread_mutex_create(&inst->mutex, APR_THREAD_MUTEX_DEFAULT,
                                       pchild)) != APR_SUCCESS) {
         return rv;
@@ -379,8 +387,13 @@ int mg_redis_may_try(mg_store_instance *inst, int *probe)
 
     apr_thread_mutex_lock(inst->mutex);
     v = mg_redis_breaker_allow(&inst->breaker, mg_clock_monotonic());
+    if (v == MG_REDIS_PROBE) {
+        mg_redis_stats_state(inst->breaker.state);
+    }
     apr_thread_mutex_unlock(inst->mutex);
     *probe = v == MG_REDIS_PROBE;
+    mg_redis_stats_count(v == MG_REDIS_REFUSE ? MG_REDIS_STAT_FAST
+                                              : MG_REDIS_STAT_ROUND_TRIPS);
     return v != MG_REDIS_REFUSE;
 }
 
@@ -394,7 +407,16 @@ void mg_redis_tried(mg_store_instance *inst, server_rec *s, int ok,
     e = mg_redis_breaker_report(&inst->breaker, mg_clock_monotonic(), ok,
                                 probe);
     backoff = inst->breaker.backoff;
+    if (e != MG_REDIS_NO_CHANGE) {
+        mg_redis_stats_state(inst->breaker.state);
+    }
     apr_thread_mutex_unlock(inst->mutex);
+    if (!ok) {
+        mg_redis_stats_count(MG_REDIS_STAT_ERRORS);
+    }
+    if (e == MG_REDIS_OPENED) {
+        mg_redis_stats_count(MG_REDIS_STAT_OPENED);
+    }
     /* Logged outside the lock; `why` is still the caller's. */
     switch (e) {
     case MG_REDIS_CLOSED:
@@ -469,9 +491,11 @@ static void redis_info(mg_store_instance *inst, mg_store_info *info)
 {
     if (inst->local_sync) {
         inst->local->info(inst->local_inst, info);
-        return;
     }
-    memset(info, 0, sizeof(*info));
+    else {
+        memset(info, 0, sizeof(*info));
+    }
+    mg_redis_stats_fill(info, inst->local_sync);
 }
 
 /* What a decision would answer at cost 0.  Exact mode runs the decide

@@ -14,6 +14,7 @@ import pytest
 
 import harness
 from harness import DEMO_KEY, PRO_KEY, QUICKSTART_KEYS
+from test_mg_026_observability import promtool_check
 
 OTLP_MODULE = os.path.join(os.path.dirname(harness.MODULE), "mod_modelgate_otlp.so")
 
@@ -209,6 +210,7 @@ def test_mg_031_02_sample_1_exports_all(gateways, backend, collector):
     # batches of at most 4
     assert metric(gw, "modelgate_otlp_export_requests_total", result="ok") >= total / 4
     assert collector.count() == total
+    promtool_check(gw.get("/metrics").body.decode(), None)
     by_status = {}
     for s in collector.spans:
         a = attrs(s)
