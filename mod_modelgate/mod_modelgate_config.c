@@ -528,6 +528,8 @@ const command_rec mg_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateModel", mg_cmd_model, NULL, RSRC_CONF,
         "NAME UPSTREAM [alias=A,B] [served_as=NAME]: a model the gateway "
         "serves, and which upstream serves it"),
+    AP_INIT_FLAG("ModelGateMetrics", mg_cmd_metrics, NULL, RSRC_CONF,
+        "Off to record no metrics (and answer no scrape); default On"),
     AP_INIT_TAKE1("ModelGateQueueLimit", cmd_queue_limit, NULL, RSRC_CONF,
         "requests one child process lets wait in on_limit=queue: at once "
         "(default: a quarter of its threads; 0 turns queueing off)"),

@@ -169,6 +169,17 @@ static void make_labels(apr_pool_t *p, const mg_server_conf *sc)
     }
 }
 
+const char *mg_cmd_metrics(cmd_parms *cmd, void *dummy, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    if (err) {
+        return err;
+    }
+    mg_server_conf_of(cmd)->metrics_off = !on;
+    return NULL;
+}
+
 /* ---- the segment ---------------------------------------------------------- */
 
 static apr_size_t slots_offset(apr_uint32_t nslots)
@@ -209,6 +220,11 @@ static int metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     }
     head = NULL;
     my_slot = NULL;
+    if (sc->metrics_off) {
+        /* Nothing mapped: log_transaction finds no slot and returns at
+         * once, the handler answers 503. */
+        return OK;
+    }
     make_labels(pconf, sc);
     nslots = wanted_slots();
     sig = fnv(APR_UINT64_C(0xcbf29ce484222325), &layout, sizeof(layout));

@@ -106,6 +106,8 @@ typedef struct mg_server_conf {
     mg_where identity_where;
     const mg_identity_provider **identity; /**< resolved in check_config */
     int identity_n;
+    int metrics_off;                  /**< ModelGateMetrics Off: nothing
+                                           recorded, no exposition */
 } mg_server_conf;
 
 typedef struct mg_dir_conf {
@@ -375,6 +377,8 @@ int mg_cache_listening(void);
 /** The metrics' hooks: shared memory, the per-request record, the
  *  modelgate-metrics handler. */
 void mg_metrics_register(apr_pool_t *p);
+/** ModelGateMetrics On|Off (main server). */
+const char *mg_cmd_metrics(cmd_parms *cmd, void *dummy, int on);
 
 /* mod_modelgate_summary.c */
 /** The optional function mg_request_summarize (mod_modelgate.h). */

@@ -21,6 +21,8 @@
 # of 12 they were seen 3% apart, in opposite directions.
 #
 # Knobs: MG_PERF_REQUESTS=1000 MG_PERF_WARMUP=20 MG_PERF_MAX_SPREAD=10
+#        MG_PERF_EXTRA= (lines added to (2)'s configuration, to measure a
+#        variant, e.g. "ModelGateMetrics Off"; the guard itself runs without)
 #        MG_PERF_KEEP=1 (keep the run directory, with the callgrind files:
 #        callgrind_annotate shows where the instructions go)
 # Run as root (apache2 starts as root and becomes www-data), after
@@ -40,7 +42,7 @@ MAX_SPREAD=${MG_PERF_MAX_SPREAD:-10}
 BUDGET_FILE=$SRCDIR/bench/instruction-budget
 MODULE_SO=$SRCDIR/.libs/mod_modelgate.so
 MG_STORE=shm
-MG_EXTRA=
+MG_EXTRA=${MG_PERF_EXTRA:-}
 
 plog() { printf '[perf] %s\n' "$*" >&2; }
 
