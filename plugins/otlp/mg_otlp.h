@@ -73,7 +73,7 @@ int mg_otlp_sampled(const char *trace_id, double rate);
 /** A bounded queue of spans (one per process), for any thread. */
 typedef struct mg_otlp_queue {
     apr_thread_mutex_t *lock;
-    apr_thread_cond_t *ready; /**< signalled when a batch is full, or to stop */
+    apr_thread_cond_t *ready; /**< signalled at a full batch, or to stop */
     mg_otlp_span *ring;
     apr_uint32_t size;        /**< capacity */
     apr_uint32_t head;        /**< the oldest span */

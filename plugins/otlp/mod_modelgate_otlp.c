@@ -117,7 +117,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     return c;
 }
 
-/* ---- the directive ------------------------------------------------------- */
+/* ---- the directive ------------------------------------------------------ */
 
 static const char *parse_uint(const char *v, apr_int64_t lo, apr_int64_t hi,
                               apr_int64_t *out)
@@ -219,7 +219,7 @@ static const command_rec otlp_cmds[] = {
     { NULL }
 };
 
-/* ---- start-up -------------------------------------------------------------- */
+/* ---- start-up ----------------------------------------------------------- */
 
 static int otlp_check_config(apr_pool_t *pconf, apr_pool_t *plog,
                              apr_pool_t *ptemp, server_rec *s)
@@ -269,7 +269,7 @@ static int otlp_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* ---- the exporter thread ------------------------------------------------- */
+/* ---- the exporter thread ------------------------------------------------ */
 
 typedef struct sink {
     apr_size_t len;
@@ -420,7 +420,7 @@ static void otlp_child_init(apr_pool_t *pchild, server_rec *s)
                               apr_pool_cleanup_null);
 }
 
-/* ---- per request ------------------------------------------------------------- */
+/* ---- per request -------------------------------------------------------- */
 
 static int otlp_log(request_rec *r)
 {
@@ -465,7 +465,7 @@ static int otlp_log(request_rec *r)
     return DECLINED;
 }
 
-/* ---- the scrape ---------------------------------------------------------------- */
+/* ---- the scrape --------------------------------------------------------- */
 
 static void otlp_scrape(request_rec *r, struct mg_metrics_out *o)
 {
