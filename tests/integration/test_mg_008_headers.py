@@ -53,6 +53,9 @@ def test_mg_008_03_make_install_follows_apxs(tmp_path):
     moddir = harness.HTTPD_MODDIR.lstrip("/")
     installed = sorted(os.listdir(dest / moddir))
     plugins = ["mod_modelgate_redis.so"] if os.path.exists(harness.REDIS_MODULE) else []
+    # span export needs libcurl: built and installed when configure found it
+    otlp = os.path.join(os.path.dirname(harness.MODULE), "mod_modelgate_otlp.so")
+    plugins += ["mod_modelgate_otlp.so"] if os.path.exists(otlp) else []
     # the response cache and JWT identity need only httpd, OpenSSL and
     # jansson: always built and installed
     assert installed == sorted(["mod_modelgate.so", "mod_modelgate_cache.so",
