@@ -377,6 +377,14 @@ int mg_cache_listening(void);
 /** The metrics' hooks: shared memory, the per-request record, the
  *  modelgate-metrics handler. */
 void mg_metrics_register(apr_pool_t *p);
+/* mod_modelgate_metrics_store.c */
+struct mg_metrics_out;
+/** The counter stores' families of a scrape. */
+void mg_metrics_write_store(struct mg_metrics_out *o, request_rec *r,
+                            const mg_server_conf *sc);
+/** The counter store's lines of the server-status page. */
+void mg_metrics_status_store(request_rec *r, const mg_server_conf *sc,
+                             int flags);
 /** ModelGateMetrics On|Off (main server). */
 const char *mg_cmd_metrics(cmd_parms *cmd, void *dummy, int on);
 

@@ -567,9 +567,13 @@ LoadModule status_module %s/mod_status.so
     assert lines["ModelGateRequests_unauthenticated"] == "1"
     assert lines["ModelGateUpstreamBreaker_big"] == "closed"
     assert lines["ModelGateUpstreamBreaker_small"] == "closed"
+    assert lines["ModelGateStore"] == "shm"
+    assert int(lines["ModelGateStoreDecisions"]) >= 9
+    assert "ModelGateStoreRoundTrips" not in lines     # not a remote store
     page = gw.get("/server-status").body.decode()
     assert "<h2>mod_modelgate</h2>" in page
     assert "Requests the gate saw: 10 (rejected by a limit: 2)" in page
+    assert "Counter store <b>shm</b>" in page
 
 
 def test_mg_026_15_trace_context_can_be_switched_off(gateways, backend, backend2):

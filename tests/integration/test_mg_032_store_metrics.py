@@ -126,3 +126,34 @@ def test_mg_032_02_local_sync_lag_and_exchanges(gateways, backend, redis):
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert store(gw, "modelgate_store_sync_lag_seconds") < 1.0
+
+
+def test_mg_032_03_server_status_shows_the_store(gateways, backend, redis):
+    backend.reset()
+    gw = gateways("store-status", backend_port=backend.port)
+    gw.write_conf("""
+        LoadModule modelgate_redis_module "%s"
+        LoadModule status_module %s/mod_status.so
+        ModelGateStore redis 127.0.0.1:%d
+        ModelGateTier free 1000/min
+        ModelGateTier pro  1000/min
+        <Location "/server-status">
+            SetHandler server-status
+            Require all granted
+        </Location>
+        """ % (harness.REDIS_MODULE, harness.HTTPD_MODDIR, redis.port)
+                  + harness.routed_v1(QUICKSTART_KEYS, backend.port))
+    gw.start()
+    assert [gw.chat(PRO_KEY).status for _ in range(7)] == [200] * 7
+    auto = gw.get("/server-status?auto")
+    assert auto.status == 200
+    lines = dict(line.split(": ", 1) for line in auto.body.decode().splitlines()
+                 if line.startswith("ModelGateStore"))
+    assert lines["ModelGateStore"] == "redis"
+    assert lines["ModelGateStoreRoundTrips"] == "7"
+    assert lines["ModelGateStoreErrors"] == "0"
+    assert lines["ModelGateStoreFastFailures"] == "0"
+    assert lines["ModelGateStoreBreakersOpen"] == "0"
+    page = gw.get("/server-status").body.decode()
+    assert "Counter store <b>redis</b>" in page
+    assert "7 round trips, 0 errors, 0 failed fast" in page
