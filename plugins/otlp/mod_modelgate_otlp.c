@@ -4,6 +4,7 @@
  *
  *   ModelGateTraceExport URL [sample=R] [timeout=MS] [queue=N] [batch=N]
  *                            [interval=MS] [service=NAME]
+ *                            [header=NAME:VALUE]...
  *
  * One span per request the gate saw, decided once the outcome is known
  * (log_transaction, after the core settled the tokens): a refused,
@@ -31,6 +32,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include <apr_shm.h>
 #include <apr_thread_proc.h>
@@ -58,6 +60,8 @@ typedef struct otlp_conf {
     apr_uint32_t batch;       /**< spans per POST at most */
     apr_interval_time_t interval; /**< a partial batch waits this long */
     const char *service;      /**< service.name */
+    apr_array_header_t *headers; /**< "Name: value" for the collector (an
+                                   API key): never logged */
 } otlp_conf;
 
 /* Counters in shared memory, relaxed atomic additions. */
@@ -114,6 +118,7 @@ static void *create_server_conf(apr_pool_t *p, server_rec *s)
     c->batch = 256;
     c->interval = apr_time_from_msec(1000);
     c->service = "mod_modelgate";
+    c->headers = apr_array_make(p, 2, sizeof(const char *));
     return c;
 }
 
@@ -181,6 +186,23 @@ static const char *cmd_export(cmd_parms *cmd, void *dummy, int argc,
             c->service = v;
             continue;
         }
+        if (!strcmp(key, "header")) {
+            const char *colon = strchr(v, ':'), *p;
+            for (p = v; colon && p < colon; p++) {
+                if (!apr_isgraph(*p)) {
+                    break;
+                }
+            }
+            if (!colon || colon == v || p != colon || strpbrk(v, "\r\n")) {
+                return "ModelGateTraceExport: header= must be NAME:VALUE "
+                       "(a header for the collector, e.g. an API key)";
+            }
+            APR_ARRAY_PUSH(c->headers, const char *) =
+                apr_pstrcat(cmd->pool, apr_pstrmemdup(cmd->pool, v,
+                                                      colon - v),
+                            ": ", colon + 1 + strspn(colon + 1, " "), NULL);
+            continue;
+        }
         if (!strcmp(key, "timeout")) {
             err = parse_uint(v, 1, 60000, &n);
             c->timeout_ms = (long)n;
@@ -200,7 +222,7 @@ static const char *cmd_export(cmd_parms *cmd, void *dummy, int argc,
         else {
             return apr_psprintf(cmd->pool, "ModelGateTraceExport: unknown "
                                 "option '%s' (sample, timeout, queue, batch, "
-                                "interval, service)", key);
+                                "interval, service, header)", key);
         }
         if (err) {
             return apr_psprintf(cmd->pool, "ModelGateTraceExport: %s: %s",
@@ -213,7 +235,8 @@ static const char *cmd_export(cmd_parms *cmd, void *dummy, int argc,
 static const command_rec otlp_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateTraceExport", cmd_export, NULL, RSRC_CONF,
                       "URL [sample=R] [timeout=MS] [queue=N] [batch=N] "
-                      "[interval=MS] [service=NAME]: export every request's "
+                      "[interval=MS] [service=NAME] [header=NAME:VALUE]: "
+                      "export every request's "
                       "span over OTLP/HTTP (JSON), refused, degraded and "
                       "failed ones always, the others at rate R"),
     { NULL }
@@ -325,6 +348,13 @@ static void *APR_THREAD_FUNC export_loop(apr_thread_t *t, void *data)
     res.host_name = host_name[0] ? host_name : NULL;
     res.version = MODELGATE_VERSION;
     headers = curl_slist_append(headers, "Content-Type: application/json");
+    {
+        int i;
+        for (i = 0; i < c->headers->nelts; i++) {
+            headers = curl_slist_append(headers, APR_ARRAY_IDX(c->headers, i,
+                                                               const char *));
+        }
+    }
     curl_easy_setopt(h, CURLOPT_URL, c->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);      /* threads */
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);

@@ -75,6 +75,7 @@ class Collector:
 
     def __init__(self):
         self.spans = []
+        self.headers = []
         self.posts = 0
         self.bad = []
         self.lock = threading.Lock()
@@ -92,6 +93,7 @@ class Collector:
                     with outer.lock:
                         outer.posts += 1
                         outer.spans.extend(spans)
+                        outer.headers.append(dict(self.headers.items()))
                     if self.path != "/v1/traces" or \
                             self.headers["Content-Type"] != "application/json":
                         outer.bad.append((self.path, self.headers["Content-Type"]))
@@ -194,7 +196,8 @@ def test_mg_031_01_sample_0_exports_every_429_and_no_200(gateways, backend, coll
 
 
 def test_mg_031_02_sample_1_exports_all(gateways, backend, collector):
-    gw = gateway(gateways, backend, collector.port, "sample=1 interval=100 batch=4")
+    gw = gateway(gateways, backend, collector.port,
+                 'sample=1 interval=100 batch=4 "header=X-Collector-Key: s3cret"')
     parent = "00f067aa0ba902b7"
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     ok, refused = run_mix(gw)
@@ -210,6 +213,10 @@ def test_mg_031_02_sample_1_exports_all(gateways, backend, collector):
     # batches of at most 4
     assert metric(gw, "modelgate_otlp_export_requests_total", result="ok") >= total / 4
     assert collector.count() == total
+    # every batch carried the configured header; it is never logged
+    assert collector.headers and all(h.get("X-Collector-Key") == "s3cret"
+                                     for h in collector.headers)
+    assert "s3cret" not in gw.read_log()
     promtool_check(gw.get("/metrics").body.decode(), None)
     by_status = {}
     for s in collector.spans:
@@ -261,6 +268,8 @@ def test_mg_031_04_config_errors(gateways, backend):
         ("ModelGateTraceExport http://x/ sample=2", "sample=2: a share from 0 to 1"),
         ("ModelGateTraceExport http://x/ queue=0", "queue=0: out of range"),
         ("ModelGateTraceExport http://x/ colour=red", "unknown option 'colour'"),
+        ("ModelGateTraceExport http://x/ header=novalue", "header= must be NAME:VALUE"),
+        ("ModelGateTraceExport http://x/ header=:v", "header= must be NAME:VALUE"),
     ]
     harness.assert_config_errors(
         gateways, [('LoadModule modelgate_otlp_module "%s"\n%s\n' % (OTLP_MODULE, line),
