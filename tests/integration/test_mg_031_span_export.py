@@ -314,3 +314,18 @@ def test_mg_031_05_observability_example_exports(gateways, backend, backend2, co
     assert degraded["modelgate.model"] == "small-model"
     assert degraded["modelgate.route"] == "small"
     assert degraded["modelgate.upstream.status_code"] == "200"
+
+
+def test_mg_031_06_graceful_restart_keeps_exporting_and_counting(gateways, backend,
+                                                                 collector):
+    gw = gateway(gateways, backend, collector.port, "sample=0 interval=50", mpm="prefork")
+    ok, refused = run_mix(gw, admitted_pro=2, free=7)
+    assert wait_metric(gw, "modelgate_otlp_spans_exported_total", 2) == 2
+    gw.graceful()
+    # new children, new exporter threads; the counters are kept
+    resp = [gw.chat(DEMO_KEY, body=harness.CHAT).status for _ in range(3)]
+    assert resp == [429] * 3
+    assert wait_metric(gw, "modelgate_otlp_spans_exported_total", 5) == 5
+    assert metric(gw, "modelgate_otlp_spans_total", sampling="kept") == 5
+    assert metric(gw, "modelgate_otlp_spans_total", sampling="not_sampled") == 7
+    assert collector.count() == 5
