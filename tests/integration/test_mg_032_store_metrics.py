@@ -105,27 +105,28 @@ def test_mg_032_02_local_sync_lag_and_exchanges(gateways, backend, redis):
     assert store(gw, "modelgate_store_sync_exchanges_total") >= 3
     assert store(gw, "modelgate_store_sync_listed_counters") >= 1
     assert store(gw, "modelgate_store_round_trips_total") >= 1
-    assert store(gw, "modelgate_store_sync_lag_seconds") < 1.0
+    # (2 s: room for a syncer thread held up on a loaded machine)
+    assert store(gw, "modelgate_store_sync_lag_seconds") < 2.0
     # Redis away: the counters stay listed (their window lives), so the
     # lag grows with the outage; every decision is still answered here
     redis.stop()
     stopped = time.monotonic()
     assert [gw.chat(DEMO_KEY).status for _ in range(3)] == [200] * 3
-    time.sleep(max(0.0, 1.5 - (time.monotonic() - stopped)))
-    assert store(gw, "modelgate_store_sync_lag_seconds") >= 1.0
+    time.sleep(max(0.0, 3.0 - (time.monotonic() - stopped)))
+    assert store(gw, "modelgate_store_sync_lag_seconds") >= 2.5
     deadline = time.monotonic() + 20
     while store(gw, "modelgate_store_sync_failures_total") < 1 \
             and time.monotonic() < deadline:
         time.sleep(0.05)
     assert store(gw, "modelgate_store_sync_failures_total") >= 1
     assert store(gw, "modelgate_store_errors_total") >= 1
-    # back: in step again within the breaker's probe interval (1 s at most)
+    # back: in step again once the breaker's probe (1 s at most) succeeds
     redis.start()
     deadline = time.monotonic() + 20
-    while store(gw, "modelgate_store_sync_lag_seconds") >= 1.0 \
+    while store(gw, "modelgate_store_sync_lag_seconds") >= 2.0 \
             and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store(gw, "modelgate_store_sync_lag_seconds") < 1.0
+    assert store(gw, "modelgate_store_sync_lag_seconds") < 2.0
 
 
 def test_mg_032_03_server_status_shows_the_store(gateways, backend, redis):
