@@ -256,6 +256,19 @@ static int jwt_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     mgj_shared *sh;
     int i;
 
+    if (c->revoked.path) {
+        /* anonymous: inherited by the children, gone with pconf; a new
+         * generation starts at 0 with the list read from its config */
+        if ((rv = apr_shm_create(&shm, sizeof(mgj_revoked_shared), NULL,
+                                 pconf)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "MGJ00010: cannot "
+                         "create the shared memory of ModelGateJWTRevoked");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        c->revoked.sh = apr_shm_baseaddr_get(shm);
+        c->revoked.sh->gen = 0;
+        c->revoked.gen = 0;
+    }
     if (c->remotes->nelts == 0) {
         return OK;
     }
@@ -350,6 +363,7 @@ static void register_hooks(apr_pool_t *p)
                          MG_IDENTITY_PROVIDER_VERSION, &jwt_provider);
     ap_hook_post_config(jwt_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(jwt_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(mgj_admin_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }
 
 module AP_MODULE_DECLARE_DATA modelgate_jwt_module = {

@@ -48,13 +48,23 @@ typedef struct mgj_slot {
     char text[MGJ_CACHE_TEXT];  /* subject\0tenant\0tier\0jti\0scope\0...\0 */
 } mgj_slot;
 
+/* What the processes share about the revoked list: the admin handler
+ * (SetHandler modelgate-jwt-admin) counts up `gen` after it changed the
+ * file or was asked to reload it, and every process re-reads the file on
+ * its next request that sees a `gen` it has not read. */
+typedef struct mgj_revoked_shared {
+    apr_uint32_t gen;
+} mgj_revoked_shared;
+
 /* The revoked-token list (ModelGateJWTRevoked).  Read at start, so a bad
  * path stops the configuration; then each process looks at the file's
  * stat at most once a second (the first request of a second, seeing the
  * atomic `checked` behind, stats it under the write lock) and re-reads it
- * when its mtime, size or inode changed.  Requests never
+ * when its mtime, size or inode changed, or at once when an admin call
+ * counted up the shared generation.  Requests never
  * read the file, and a change reaches every process within a second of
- * it, whichever of them had the token cached. */
+ * it (an admin call's by the next request), whichever of them had the
+ * token cached. */
 typedef struct mgj_denylist {
     const char *path;              /* NULL: no list */
     apr_hash_t *jtis;              /* the current set */
@@ -66,6 +76,8 @@ typedef struct mgj_denylist {
     apr_thread_rwlock_t *lock;     /* readers: lookups; writer: the swap */
     apr_uint32_t checked;          /* second of the last stat (atomic) */
     int failing;                   /* last re-read failed (logged once) */
+    mgj_revoked_shared *sh;        /* set in post_config */
+    apr_uint32_t gen;              /* sh->gen last read (atomic) */
 } mgj_denylist;
 
 /* A JWKS fetched from a URL (jwks_url=).  One fetch at a time for all
@@ -149,9 +161,15 @@ const char *mgj_load_file(apr_pool_t *p, apr_pool_t *ptemp,
 int mgj_revoked(server_rec *s, mgj_denylist *d, const char *jti,
                    apr_int64_t now);
 apr_status_t mgj_revoked_cleanup(void *data);
+unsigned mgj_revoked_size(server_rec *s, mgj_denylist *d,
+                          apr_int64_t now);
 void mgj_remote_adopt(mgj_server_conf *c);
 int mgj_remote_wait(mgj_server_conf *c);
 void *APR_THREAD_FUNC mgj_fetcher_main(apr_thread_t *t, void *arg);
 apr_status_t mgj_fetcher_stop(void *arg);
+
+/* mod_modelgate_jwt_admin.c */
+#define MGJ_ADMIN_HANDLER "modelgate-jwt-admin"
+int mgj_admin_handler(request_rec *r);
 
 #endif /* MOD_MODELGATE_JWT_H */

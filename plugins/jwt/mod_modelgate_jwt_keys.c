@@ -9,15 +9,18 @@
 
 /* ---- the revoked-token list --------------------------------------------- */
 
-/* Re-read the list if the file changed; at most one stat a second per
- * process.  The check runs under the write lock and the lookups under the
- * read lock, so a request of a second whose check is under way waits for
- * it (a few microseconds) rather than using the list of the second
- * before.  A file that cannot be read keeps the last good list (a
- * deleted or half-copied file must not un-revoke every token). */
+/* Re-read the list if the file changed (at most one stat a second per
+ * process), or at once if an admin call counted up the shared generation
+ * (one atomic read per request with a jti).  The check runs under the
+ * write lock and the lookups under the read lock, so a request of a
+ * second whose check is under way waits for it (a few microseconds)
+ * rather than using the list of the second before.  A file that cannot be
+ * read keeps the last good list (a deleted or half-copied file must not
+ * un-revoke every token). */
 static void revoked_refresh(server_rec *s, mgj_denylist *d, apr_int64_t now)
 {
     apr_uint32_t sec = (apr_uint32_t)now;
+    apr_uint32_t gen = d->sh ? apr_atomic_read32(&d->sh->gen) : 0;
     apr_pool_t *np;
     apr_finfo_t fi;
     apr_hash_t *jtis;
@@ -25,22 +28,30 @@ static void revoked_refresh(server_rec *s, mgj_denylist *d, apr_int64_t now)
     char *text;
     apr_size_t len;
 
-    if (apr_atomic_read32(&d->checked) == sec) {
+    if (apr_atomic_read32(&d->checked) == sec
+        && apr_atomic_read32(&d->gen) == gen) {
         return;
     }
     apr_thread_rwlock_wrlock(d->lock);
-    if (d->checked == sec) {
+    if (d->checked == sec && d->gen == gen) {
         apr_thread_rwlock_unlock(d->lock);
         return;                 /* another thread checked meanwhile */
     }
     apr_atomic_set32(&d->checked, sec);
-    if (apr_stat(&fi, d->path, APR_FINFO_SIZE | APR_FINFO_MTIME
-                 | APR_FINFO_INODE, NULL) == APR_SUCCESS
+    /* an admin call's generation is re-read even when the stat shows no
+     * change: an edit in place within the mtime's resolution, of the
+     * same size, is one the stat cannot see */
+    if (d->gen == gen
+        && apr_stat(&fi, d->path, APR_FINFO_SIZE | APR_FINFO_MTIME
+                    | APR_FINFO_INODE, NULL) == APR_SUCCESS
         && fi.mtime == d->mtime && fi.size == d->size
         && fi.inode == d->inode) {
         apr_thread_rwlock_unlock(d->lock);
         return;
     }
+    /* set before the read: a file that fails is retried on its next
+     * change or call, not on every request */
+    apr_atomic_set32(&d->gen, gen);
     /* an unmanaged pool: creating a subpool of pchild from a request
      * thread would race with the MPM's own use of it */
     if (apr_pool_create_unmanaged_ex(&np, NULL, NULL) != APR_SUCCESS) {
@@ -92,6 +103,21 @@ int mgj_revoked(server_rec *s, mgj_denylist *d, const char *jti,
         apr_thread_rwlock_unlock(d->lock);
     }
     return has;
+}
+
+/* How many token ids the list holds now (the admin handler's answer). */
+unsigned mgj_revoked_size(server_rec *s, mgj_denylist *d, apr_int64_t now)
+{
+    unsigned n;
+
+    if (!d->lock) {
+        return apr_hash_count(d->jtis);
+    }
+    revoked_refresh(s, d, now);
+    apr_thread_rwlock_rdlock(d->lock);
+    n = apr_hash_count(d->jtis);
+    apr_thread_rwlock_unlock(d->lock);
+    return n;
 }
 
 apr_status_t mgj_revoked_cleanup(void *data)

@@ -1,0 +1,167 @@
+"""JWT plugin (issue 13), what test_mg_025_jwt.py does not cover: the
+revoked list's admin call (SetHandler modelgate-jwt-admin) and one JWKS
+fetch per interval for all processes."""
+import json
+import os
+import re
+import time
+
+import harness
+import test_mg_025_jwt as t25
+from test_mg_025_jwt import jwks_server  # noqa: F401 (a fixture)
+
+ADMIN = """
+LoadModule authz_host_module "%s/mod_authz_host.so"
+ModelGateJWTRevoked "%s"
+<Location "/jwt-admin">
+    SetHandler modelgate-jwt-admin
+    Require ip 127.0.0.1
+</Location>
+<Location "/jwt-admin-closed">
+    SetHandler modelgate-jwt-admin
+    Require ip 192.0.2.1
+</Location>
+"""
+REVOKED = t25.INVALID % "token revoked"
+
+
+def admin_gw(gateways, backend, mpm="prefork", jtis=("long-gone",), writable=True):
+    backend.reset()
+    gw = gateways("jwtadm", backend_port=backend.port, mpm=mpm)
+    gw.allow_errors(r"AH01630", r"AH01797")
+    path = t25._write_revoked(gw, *jtis)
+    if writable:
+        os.chmod(path, 0o666)       # the children (www-data) append to it
+    gw.write_conf(t25.conf(gw, backend, extra=ADMIN % (harness.HTTPD_MODDIR, path)))
+    gw.start()
+    return gw, path
+
+
+def admin(gw, method="POST", body=None, path="/jwt-admin"):
+    headers = {}
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        body = body.encode()
+    return harness.request(gw.port, method, path, headers=headers, body=body)
+
+
+def lines(path):
+    with open(path) as f:
+        return f.read().splitlines()
+
+
+def cached_everywhere(gw, tok, who):
+    """The token verified, and cached, in several processes: a revocation
+    must reach the caches of all of them."""
+    assert [r.status for r in t25._burst(gw, tok)] == [200] * 24
+    assert len(set(t25._pids(gw, 0, r"MGJ00002: bearer token of '%s'" % who))) >= 2
+
+
+def test_mg_030_01_admin_call_revokes_in_every_process(gateways, backend):
+    gw, path = admin_gw(gateways, backend)
+    eve = t25.token(sub="eve", plan="pro", jti="jti-eve-1")
+    cached_everywhere(gw, eve, "eve")
+    assert json.loads(admin(gw, "GET").body) == {"revoked": 1}
+    # the operator's Require decides who may call it
+    assert admin(gw, body="jti=jti-eve-1", path="/jwt-admin-closed").status == 403
+    assert lines(path) == ["# revoked token ids", "long-gone"]
+    since = os.path.getsize(gw.error_log())
+    resp = admin(gw, body="jti=jti-eve-1&jti=jti-eve-1")
+    assert resp.status == 200, resp
+    assert resp.header("content-type") == "application/json"
+    assert json.loads(resp.body) == {"revoked": 2, "added": 1}
+    assert lines(path) == ["# revoked token ids", "long-gone", "jti-eve-1"]
+    # right after the call, no process lets it through (no sleep: not the
+    # second each process's own look at the file would take)
+    refused = t25._burst(gw, eve)
+    assert [r.status for r in refused] == [401] * 24
+    assert {r.header("www-authenticate") for r in refused} == {REVOKED}
+    assert len(set(t25._pids(gw, since, "MGJ00001: bearer token refused: token revoked"))) >= 2
+    # again: nothing added twice
+    assert json.loads(admin(gw, body="jti=jti-eve-1").body) == {"revoked": 2, "added": 0}
+    assert lines(path) == ["# revoked token ids", "long-gone", "jti-eve-1"]
+    frank = t25.token(sub="frank", plan="pro", jti="jti-frank-1")
+    assert [r.status for r in t25._burst(gw, frank, 8)] == [200] * 8
+    assert backend.count() == 24 + 8
+
+
+def test_mg_030_02_admin_reload_sees_what_a_stat_cannot(gateways, backend):
+    # an edit in place of the same size, its mtime kept: no process's
+    # once-a-second stat sees it, the admin call's reload makes all re-read
+    gw, path = admin_gw(gateways, backend, jtis=("long-gone", "jti-ann-0"))
+    ann = t25.token(sub="ann", plan="pro", jti="jti-ann-1")
+    cached_everywhere(gw, ann, "ann")
+    st = os.stat(path)
+    with open(path, "r+") as f:
+        text = f.read()
+        f.seek(0)
+        f.write(text.replace("jti-ann-0", "jti-ann-1"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size
+    time.sleep(1.2)
+    assert [r.status for r in t25._burst(gw, ann, 8)] == [200] * 8
+    resp = admin(gw)
+    assert resp.status == 200, resp
+    assert json.loads(resp.body) == {"revoked": 2, "added": 0}
+    refused = t25._burst(gw, ann)
+    assert [r.status for r in refused] == [401] * 24
+    assert {r.header("www-authenticate") for r in refused} == {REVOKED}
+    assert backend.count() == 24 + 8
+
+
+def test_mg_030_03_admin_call_refusals(gateways, backend):
+    gw, path = admin_gw(gateways, backend, mpm="event", writable=False)
+    gw.allow_errors(r"MGJ00011")
+    assert admin(gw, "PUT", body="jti=x").status == 405
+    for body in ("jti=", "jti=two%20words", "jti=%23comment", "kid=x", "jti=" + "a" * 256):
+        resp = admin(gw, body=body)
+        assert resp.status == 400, body
+        assert resp.json["error"]["code"] == "invalid_jti"
+    # the file is root's and read-only to the children: said, not hidden
+    resp = admin(gw, body="jti=jti-x-1")
+    assert resp.status == 500
+    assert resp.json["error"]["code"] == "revoked_list_unwritable"
+    assert re.search(r"MGJ00011: ModelGateJWTRevoked .*revoked.jtis: cannot open it for "
+                     r"writing: Permission denied", gw.wait_log("MGJ00011"))
+    assert lines(path) == ["# revoked token ids", "long-gone"]
+    # a reload needs only read access
+    assert json.loads(admin(gw).body) == {"revoked": 1, "added": 0}
+    gw.stop()
+    # no list configured: nothing to administer
+    backend.reset()
+    gw = gateways("jwtadm2", backend_port=backend.port)
+    gw.write_conf(t25.conf(gw, backend, extra="""
+<Location "/jwt-admin">
+    SetHandler modelgate-jwt-admin
+    Require all granted
+</Location>"""))
+    gw.start()
+    resp = admin(gw, "GET")
+    assert resp.status == 404
+    assert resp.json["error"]["code"] == "not_configured"
+
+
+# ---- one fetch per interval, for all processes ----------------------------------
+
+def test_mg_030_04_jwks_url_one_fetch_per_interval(gateways, backend, jwks_server):
+    # eight prefork children, each with its fetcher thread awake once a
+    # second: the identity provider sees one fetch per jwks_refresh, not
+    # one per child
+    srv = jwks_server(t25.KEYS.jwks())
+    began = time.monotonic()
+    gw = t25.start_url_gw(gateways, backend, srv,
+                          "jwks_refresh=2 jwks_min_interval=1 jwks_timeout=500", mpm="prefork")
+    deadline = time.monotonic() + 5.0
+    tok = t25.token(sub="p1", plan="pro")
+    served = 0
+    while time.monotonic() < deadline:
+        statuses = [r.status for r in t25._burst(gw, tok, 8)]
+        assert statuses == [200] * 8
+        served += 8
+        time.sleep(1.0)      # 8 a second: below pro's 100 a minute
+    elapsed = time.monotonic() - began
+    fetched = srv.count()
+    assert 2 <= fetched <= 1 + int(elapsed // 2), (fetched, elapsed)
+    # each set fetched once, and published to every process
+    assert len(re.findall(r"MGJ00007: JWKS of issuer", gw.read_log())) == fetched
+    assert backend.count() == served
