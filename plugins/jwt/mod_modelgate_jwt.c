@@ -9,7 +9,8 @@
  *         algs=RS256,ES256 audience=modelgate tier=plan default_tier=free
  *
  * The core took the token from the request and removed the header before
- * asking: it reaches no upstream and no log.  Verified tokens are kept per
+ * asking: it reaches no upstream and no log, unless the operator puts it
+ * back for a trusted upstream (ModelGateJWTForward On).  Verified tokens are kept per
  * process (SHA-256 of the token -> the identity, until exp + leeway) in a
  * fixed number of slots, so a client repeating its token pays a digest
  * and a lookup, not a signature check.  Keys come from a JWKS file read at
@@ -206,6 +207,16 @@ static mg_identity_result jwt_identify(request_rec *r,
                          "default_tier.", NULL);
         return MG_IDENTITY_REFUSED;
     }
+    if (((mgj_dir_conf *)ap_get_module_config(r->per_dir_config,
+                                               &modelgate_jwt_module))
+        ->forward == 1) {
+        /* the operator trusts this route's upstream with the token the
+         * core took away: the verified one, as it came */
+        apr_table_setn(r->headers_in, "Authorization",
+                       apr_pstrcat(r->pool, "Bearer ",
+                                   apr_pstrmemdup(r->pool, cred->value,
+                                                  cred->len), NULL));
+    }
     key = apr_pcalloc(r->pool, sizeof(*key));
     key->id = id.subject;
     key->tenant = id.tenant;
@@ -368,8 +379,8 @@ static void register_hooks(apr_pool_t *p)
 
 module AP_MODULE_DECLARE_DATA modelgate_jwt_module = {
     STANDARD20_MODULE_STUFF,
-    NULL,
-    NULL,
+    mgj_create_dir_conf,
+    mgj_merge_dir_conf,
     mgj_create_server_conf,
     mgj_merge_server_conf,
     mgj_cmds,

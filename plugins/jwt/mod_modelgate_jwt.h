@@ -143,6 +143,13 @@ typedef struct mgj_server_conf {
     apr_thread_mutex_t *lock;
 } mgj_server_conf;
 
+/* Per directory: ModelGateJWTForward.  Not in .htaccess: sending the
+ * caller's token on is the server operator's choice of a trusted
+ * upstream. */
+typedef struct mgj_dir_conf {
+    int forward;                   /* -1: unset (off) */
+} mgj_dir_conf;
+
 static APR_INLINE mgj_server_conf *conf_of(server_rec *s)
 {
     return ap_get_module_config(s->module_config, &modelgate_jwt_module);
@@ -153,6 +160,8 @@ static APR_INLINE mgj_server_conf *conf_of(server_rec *s)
 extern const command_rec mgj_cmds[];
 void *mgj_create_server_conf(apr_pool_t *p, server_rec *s);
 void *mgj_merge_server_conf(apr_pool_t *p, void *base, void *add);
+void *mgj_create_dir_conf(apr_pool_t *p, char *dir);
+void *mgj_merge_dir_conf(apr_pool_t *p, void *base, void *add);
 const char *mgj_load_file(apr_pool_t *p, apr_pool_t *ptemp,
                              const char *path, char **text, apr_size_t *len,
                              apr_finfo_t *fi);

@@ -22,6 +22,23 @@ void *mgj_merge_server_conf(apr_pool_t *p, void *base, void *add)
     return base;                /* main server only, as the core's */
 }
 
+void *mgj_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    mgj_dir_conf *d = apr_palloc(p, sizeof(*d));
+
+    d->forward = -1;
+    return d;
+}
+
+void *mgj_merge_dir_conf(apr_pool_t *p, void *base, void *add)
+{
+    const mgj_dir_conf *b = base, *a = add;
+    mgj_dir_conf *d = apr_palloc(p, sizeof(*d));
+
+    d->forward = a->forward != -1 ? a->forward : b->forward;
+    return d;
+}
+
 /* Read a whole (small) file into `p`; NULL, or a message naming it. */
 const char *mgj_load_file(apr_pool_t *p, apr_pool_t *ptemp,
                              const char *path, char **text, apr_size_t *len,
@@ -276,6 +293,12 @@ static const char *cmd_revoked(cmd_parms *cmd, void *dummy, const char *arg)
     return NULL;
 }
 
+static const char *cmd_forward(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mgj_dir_conf *)dconf)->forward = on;
+    return NULL;
+}
+
 const command_rec mgj_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateJWTIssuer", cmd_issuer, NULL, RSRC_CONF,
         "ISSUER algs=LIST jwks=FILE|jwks_url=URL|secret=FILE "
@@ -288,5 +311,9 @@ const command_rec mgj_cmds[] = {
     AP_INIT_TAKE1("ModelGateJWTRevoked", cmd_revoked, NULL, RSRC_CONF,
         "FILE: revoked token ids (jti), one a line, re-read within a "
         "second of a change"),
+    AP_INIT_FLAG("ModelGateJWTForward", cmd_forward, NULL,
+        RSRC_CONF | ACCESS_CONF,
+        "On: a verified bearer JWT goes on to the upstream in "
+        "Authorization (default Off: removed, as every credential)"),
     { NULL }
 };

@@ -1,12 +1,14 @@
 """JWT plugin (issue 13), what test_mg_025_jwt.py does not cover: the
-revoked list's admin call (SetHandler modelgate-jwt-admin) and one JWKS
-fetch per interval for all processes."""
+revoked list's admin call (SetHandler modelgate-jwt-admin), one JWKS fetch
+per interval for all processes, and forwarding the token to a trusted
+upstream (ModelGateJWTForward)."""
 import json
 import os
 import re
 import time
 
 import harness
+from harness import DEMO_KEY
 import test_mg_025_jwt as t25
 from test_mg_025_jwt import jwks_server  # noqa: F401 (a fixture)
 
@@ -165,3 +167,67 @@ def test_mg_030_04_jwks_url_one_fetch_per_interval(gateways, backend, jwks_serve
     # each set fetched once, and published to every process
     assert len(re.findall(r"MGJ00007: JWKS of issuer", gw.read_log())) == fetched
     assert backend.count() == served
+
+
+# ---- ModelGateJWTForward ------------------------------------------------------------
+
+def test_mg_030_05_forward_the_token_where_configured(gateways, backend):
+    backend.reset()
+    gw = gateways("jwtfwd", backend_port=backend.port)
+    gw.allow_errors(r"AH01630")
+    gw.write_conf(t25.conf(gw, backend, loc="""
+<Location "/v1/trusted/">
+    ModelGateJWTForward On
+</Location>
+<Location "/v1/trusted/not-here/">
+    ModelGateJWTForward Off
+</Location>
+"""))
+    gw.start()
+    tok = t25.token(sub="gil", plan="pro")
+
+    def upstream_auth(path, headers):
+        n = backend.count()
+        t25.forwarded(harness.request(gw.port, "POST", path, body=harness.CHAT,
+                                      headers=headers))
+        assert backend.count() == n + 1
+        return backend.requests()[-1]["headers"].get("authorization")
+    bearer = {"Authorization": "Bearer " + tok}
+    # on: the verified token, as it came (the cached verification too)
+    assert upstream_auth("/v1/trusted/chat", bearer) == "Bearer " + tok
+    assert upstream_auth("/v1/trusted/chat", bearer) == "Bearer " + tok
+    # off by default, and where a deeper section turns it off
+    assert upstream_auth("/v1/chat/completions", bearer) is None
+    assert upstream_auth("/v1/trusted/not-here/chat", bearer) is None
+    # an API key is never forwarded, as a bearer or in X-API-Key
+    assert upstream_auth("/v1/trusted/chat", {"Authorization": "Bearer " + DEMO_KEY}) is None
+    seen = backend.requests()[-1]["headers"]
+    assert "x-api-key" not in seen
+    assert upstream_auth("/v1/trusted/chat", {"X-API-Key": DEMO_KEY}) is None
+    # a refused token goes nowhere
+    n = backend.count()
+    assert t25.bearer(gw, t25.token(plan="pro", lifetime=-3600),
+                      "/v1/trusted/chat").status == 401
+    assert backend.count() == n
+
+
+def test_mg_030_06_forward_not_in_htaccess(gateways, backend):
+    backend.reset()
+    gw = gateways("jwtfwdht", backend_port=backend.port)
+    text = t25.conf(gw, backend, loc="""
+<Directory "%s/htdocs">
+    AllowOverride All
+    Require all granted
+</Directory>
+""" % gw.rundir)
+    gw.write_conf(text.replace("    Require all granted\n    ModelGate On\n    ModelGateRoute model\n",
+                               "    ModelGate On\n"))
+    os.makedirs(os.path.join(gw.rundir, "htdocs", "v1"), exist_ok=True)
+    with open(os.path.join(gw.rundir, "htdocs", "v1", ".htaccess"), "w") as f:
+        f.write("ModelGateRoute model\nModelGateJWTForward On\n")
+    gw.allow_errors(r"ModelGateJWTForward not allowed here")
+    gw.start()
+    resp = t25.bearer(gw, t25.token(sub="hal", plan="pro"), "/v1/x")
+    assert resp.status == 500
+    assert backend.count() == 0
+    assert "ModelGateJWTForward not allowed here" in gw.wait_log("not allowed here")
