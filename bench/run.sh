@@ -494,7 +494,8 @@ wait_quiet() {
 measure() {
     local name=$1 port=${PORT[$1]} pgid=${RUNNING[$1]} dir=$RESULTS/$1
     local url="http://127.0.0.1:$port$BENCH_PATH"
-    local wrk=(wrk -t"$THREADS" -c"$CONNECTIONS" -H "X-API-Key: $BENCH_KEY")
+    # WRK_AUTH: another credential header (bench/jwt_bench.sh's bearer JWT)
+    local wrk=(wrk -t"$THREADS" -c"$CONNECTIONS" -H "${WRK_AUTH:-X-API-Key: $BENCH_KEY}")
     # bench/cache.sh: a wrk Lua script (POST bodies) for its rows.
     [ -z "${WRK_SCRIPT:-}" ] || wrk+=(-s "$WRK_SCRIPT")
     local secs=${DURATION%s} tag="$name.r$ROUND"
