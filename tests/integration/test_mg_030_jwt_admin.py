@@ -8,6 +8,7 @@ import re
 import time
 
 import harness
+import jwt_mint as jm
 from harness import DEMO_KEY
 import test_mg_025_jwt as t25
 from test_mg_025_jwt import jwks_server  # noqa: F401 (a fixture)
@@ -231,3 +232,60 @@ def test_mg_030_06_forward_not_in_htaccess(gateways, backend):
     assert resp.status == 500
     assert backend.count() == 0
     assert "ModelGateJWTForward not allowed here" in gw.wait_log("not allowed here")
+
+
+# ---- several issuers, pinned algorithms, leeway, logs ---------------------------------
+
+OTHER_ISS = "https://other.test/"
+OTHER_SECRET = b"another-secret-for-the-second-issuer-0123"
+
+
+def test_mg_030_07_several_issuers_pinned_and_logged(gateways, backend):
+    # the tests' issuer (every algorithm, leeway 60 s by default) beside a
+    # second one that signs HS256 only, with its own secret, no leeway,
+    # and its tenant in a nested claim
+    backend.reset()
+    gw = gateways("jwtiss", backend_port=backend.port)
+    with open(os.path.join(gw.rundir, "other.secret"), "wb") as f:
+        f.write(OTHER_SECRET)
+    gw.write_conf(t25.conf(gw, backend, extra="""
+ModelGateJWTIssuer %s secret=other.secret algs=HS256 leeway=0 audience=modelgate \\
+    tier=plan tenant=org.id
+""" % OTHER_ISS))
+    gw.start()
+
+    def other(alg="HS256", secret=OTHER_SECRET, **c):
+        c.setdefault("aud", "modelgate")
+        return t25.KEYS.token(alg, jm.claims(iss=OTHER_ISS, **c), secret=secret)
+    ola = other(sub="ola", plan="pro", org={"id": "initech"})
+    assert t25.bearer(gw, ola).status == 200
+    seen = backend.requests()[-1]["headers"]
+    assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"],
+            seen["x-modelgate-tier"]) == ("ola", "initech", "pro")
+    assert t25.bearer(gw, t25.token(sub="tom", plan="pro")).status == 200
+    refusals = [
+        # pinned per issuer: the first one's algorithm, the second's issuer
+        (other("ES256", sub="ola", plan="pro"), "algorithm not accepted"),
+        # each issuer's secret is its own
+        (other(secret=jm.SECRET, sub="ola", plan="pro"), "signature mismatch"),
+        (t25.KEYS.token("HS256", jm.claims(sub="tom", plan="pro", aud="modelgate"),
+                        secret=OTHER_SECRET), "signature mismatch"),
+        # leeway per issuer: 30 s late is too late with none
+        (other(sub="ola", plan="pro", lifetime=-30), "token expired"),
+    ]
+    for tok, why in refusals:
+        resp = t25.bearer(gw, tok)
+        assert resp.status == 401, why
+        assert resp.header("www-authenticate") == t25.INVALID % why
+    # ... and within the first issuer's 60 s
+    assert t25.bearer(gw, t25.token(sub="tom", plan="pro", lifetime=-30)).status == 200
+    assert backend.count() == 3
+    # the callers are in the access log as API keys' are; no token is in
+    # any log (the jwt plugin logs at debug here)
+    lines = gw.access_lines(3 + len(refusals))
+    assert [ln.split()[1:3] for ln in lines] == (
+        [["ola", "pro"], ["tom", "pro"]] + [["-", "-"]] * len(refusals) + [["tom", "pro"]])
+    for name in ("error.log", "access.log"):
+        text = gw.read_log(name)
+        assert "eyJ" not in text and ola.split(".")[2] not in text, name
+    assert "MGJ00002: bearer token of 'ola' verified (issuer %s)" % OTHER_ISS in gw.read_log()
