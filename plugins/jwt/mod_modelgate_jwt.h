@@ -118,6 +118,8 @@ typedef struct mgj_remote {
     int refresh;                   /* seconds between scheduled fetches */
     int min_interval;              /* seconds between any two fetches */
     int timeout_ms;                /* a fetch's limit; a request's wait */
+    const char *ca_file;           /* CAs for https (jwks_ca=), or NULL:
+                                      the system's */
     mgj_shared *sh;                /* set in post_config */
     /* per child */
     apr_uint32_t gen;              /* the generation adopted */

@@ -99,6 +99,7 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     mg_jwt_issuer *is;
     const char *jwks = NULL, *secret = NULL, *algs = NULL, *url = NULL;
+    const char *ca = NULL;
     int i, refresh = 300, min_interval = 30, timeout_ms = 2000;
 
 #define FAIL(...) return apr_pstrcat(cmd->pool, "ModelGateJWTIssuer ", \
@@ -143,6 +144,7 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
             is->default_tier = v;
         }
         else if (!strcmp(k, "jwks_url")) url = v;
+        else if (!strcmp(k, "jwks_ca")) ca = v;
         else if (!strcmp(k, "jwks_refresh") || !strcmp(k, "jwks_min_interval")
                  || !strcmp(k, "jwks_timeout")) {
             char *end;
@@ -195,7 +197,20 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
             FAIL("jwks_refresh=%d is below jwks_min_interval=%d", refresh,
                  min_interval);
         }
+        if (ca) {
+            /* read now: a wrong path stops the configuration, not every
+             * fetch of the running server */
+            apr_finfo_t fi;
+            char *text;
+            apr_size_t len;
+            if (!(ca = ap_server_root_relative(cmd->pool, ca))
+                || (err = mgj_load_file(cmd->temp_pool, cmd->temp_pool, ca,
+                                        &text, &len, &fi)) != NULL) {
+                FAIL("jwks_ca=: %s", err ? err : "invalid path");
+            }
+        }
         rm = apr_pcalloc(cmd->pool, sizeof(*rm));
+        rm->ca_file = ca;
         rm->is = is;
         rm->url = url;
         rm->refresh = refresh;
@@ -206,6 +221,9 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
             /* until the first fetch: no key, tokens wait for it */
             is->keys = apr_array_make(cmd->pool, 1, sizeof(mg_jwt_key *));
         }
+    }
+    if (ca && !url) {
+        FAIL("jwks_ca= goes with jwks_url=");
     }
     if ((is->algs >> MG_JWT_HS256) && !secret) {
         FAIL("an HMAC algorithm needs secret=FILE");
@@ -302,7 +320,8 @@ static const char *cmd_forward(cmd_parms *cmd, void *dconf, int on)
 const command_rec mgj_cmds[] = {
     AP_INIT_TAKE_ARGV("ModelGateJWTIssuer", cmd_issuer, NULL, RSRC_CONF,
         "ISSUER algs=LIST jwks=FILE|jwks_url=URL|secret=FILE "
-        "[jwks_refresh=S] [jwks_min_interval=S] [jwks_timeout=MS] "
+        "[jwks_ca=FILE] [jwks_refresh=S] [jwks_min_interval=S] "
+        "[jwks_timeout=MS] "
         "[audience=A] [leeway=S] "
         "[subject=|tenant=|tier=|scopes=CLAIM] [default_tier=T]: a trusted "
         "JWT issuer"),

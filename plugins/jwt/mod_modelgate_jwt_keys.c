@@ -167,6 +167,13 @@ static const char *fetch_url(apr_pool_t *p, const mgj_remote *rm,
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)rm->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)rm->timeout_ms);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* libcurl's defaults, said: keys from a server not proven to be the
+     * identity provider's are no keys */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (rm->ca_file) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, rm->ca_file);
+    }
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "mod_modelgate-jwt");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);

@@ -289,3 +289,81 @@ ModelGateJWTIssuer %s secret=other.secret algs=HS256 leeway=0 audience=modelgate
         text = gw.read_log(name)
         assert "eyJ" not in text and ola.split(".")[2] not in text, name
     assert "MGJ00002: bearer token of 'ola' verified (issuer %s)" % OTHER_ISS in gw.read_log()
+
+
+# ---- a JWKS over HTTPS ------------------------------------------------------------------
+
+def _self_signed(rundir):
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt, pem = os.path.join(rundir, "idp-ca.pem"), os.path.join(rundir, "idp-key.pem")
+    with open(crt, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(pem, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.chmod(crt, 0o644)        # the children read it at each fetch
+    return crt, pem
+
+
+def test_mg_030_08_jwks_over_https(gateways, backend, jwks_server, tmp_path):
+    import ssl
+    crt, pem = _self_signed(str(tmp_path))
+    srv = jwks_server(t25.KEYS.jwks())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, pem)
+    # TLS from the next connection on: the server thread accepts on this
+    # socket, wrapped in place (same descriptor)
+    srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
+    srv.url = srv.url.replace("http://", "https://")
+    opts = "jwks_min_interval=2 jwks_timeout=1500"
+    # the identity provider's CA named: keys fetched over TLS
+    gw = t25.start_url_gw(gateways, backend, srv, opts + " jwks_ca=" + crt)
+    assert t25.bearer(gw, t25.token(sub="tls", plan="pro")).status == 200
+    assert srv.count() == 1
+    gw.stop()
+    # not named: the certificate is not trusted, so no keys, no callers
+    gw = t25.start_url_gw(gateways, backend, srv, opts)
+    resp = t25.bearer(gw, t25.token(sub="tls", plan="pro"))
+    assert resp.status == 401
+    assert resp.header("www-authenticate") == t25.INVALID % "no key of the issuer fits"
+    log = gw.wait_log("MGJ00005")
+    assert re.search(r"MGJ00005: JWKS of issuer https://idp.test/: fetch failed: SSL peer "
+                     r"certificate or SSH remote key was not OK; the last good keys stay in use",
+                     log), log[-2000:]
+    assert srv.count() == 1     # the handshake failed before any request
+    assert backend.count() == 0  # (start_url_gw reset it)
+
+
+def test_mg_030_09_config_errors(gateways, backend):
+    base = """
+LoadModule modelgate_jwt_module "%s"
+ModelGateTier free 5/min
+ModelGateKeyFile "%s"
+""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+    harness.assert_config_errors(gateways, [
+        (base + "ModelGateJWTIssuer x algs=ES256 jwks=%s jwks_ca=/etc/hostname\n"
+         % os.path.join(harness.CONF_EXAMPLES, "keys", "jwt-demo.jwks"),
+         "ModelGateJWTIssuer x: jwks_ca= goes with jwks_url="),
+        (base + "ModelGateJWTIssuer x algs=ES256 jwks_url=https://idp.example/k "
+         "jwks_ca=/nonexistent/ca.pem\n",
+         "ModelGateJWTIssuer x: jwks_ca=: cannot read '/nonexistent/ca.pem'"),
+        (base + "ModelGateJWTForward maybe\n", "ModelGateJWTForward must be On or Off"),
+    ])
