@@ -225,18 +225,38 @@ const mg_key *mg_keys_lookup(const mg_keyring *ring, const char *presented,
     return NULL;
 }
 
+int mg_keys_memeq(const void *a, const void *b, apr_size_t len)
+{
+    const unsigned char *x = a, *y = b;
+    apr_uint64_t d = 0, u, v;
+    apr_size_t i = 0;
+
+    /* every byte is looked at, whatever differs: no early exit */
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&u, x + i, 8);
+        memcpy(&v, y + i, 8);
+        d |= u ^ v;
+    }
+    for (; i < len; i++) {
+        d |= (apr_uint64_t)(x[i] ^ y[i]);
+    }
+    return d == 0;
+}
+
 const mg_key *mg_keys_lookup_memo(const mg_keyring *ring, mg_keys_memo *memo,
                                   const char *presented, apr_size_t len)
 {
     const mg_key *key;
 
-    if (memo && memo->key && memo->ring == ring && memo->len == len
-        && CRYPTO_memcmp(memo->presented, presented, len) == 0) {
-        return memo->key;
+    if (memo && memo->ring && memo->ring == ring && memo->len == len
+        && mg_keys_memeq(memo->presented, presented, len)) {
+        return memo->key;       /* what these bytes found: a key, or none */
     }
     key = mg_keys_lookup(ring, presented, len);
-    if (key && memo) {
-        /* mg_keys_lookup() refused anything longer than the buffer. */
+    /* A miss is remembered too: with `ModelGateIdentity key jwt` a client
+     * repeating its JWT is asked about first here, and hashing it again
+     * on every request cost more than the rest of its identity. */
+    if (memo && ring && len > 0 && len <= MG_KEYS_PRESENTED_MAX) {
         memcpy(memo->presented, presented, len);
         memo->len = len;
         memo->ring = ring;

@@ -36,9 +36,10 @@ static apr_status_t clear_key_memo(void *memo)
     return APR_SUCCESS;
 }
 
-/* The key `credential` names.  The last credential that found a key on
- * this connection is remembered with its key, so a keep-alive client's
- * requests after the first are not hashed again; the memo lives with the
+/* The key `credential` names.  The last credential looked up on this
+ * connection is remembered with its key (or that it is none), so a
+ * keep-alive client's requests after the first are not hashed again; the
+ * memo lives with the
  * connection, which one thread serves at a time (each HTTP/2 stream has a
  * connection of its own). */
 static const mg_key *find_key(request_rec *r, const mg_server_conf *sc,

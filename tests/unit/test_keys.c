@@ -352,11 +352,36 @@ static void test_lookup_compares_whole_digest(void **state)
     assert_null(lookup(ring, "abc"));
 }
 
+/* Equal only when every byte is, whichever byte differs and whatever the
+ * length's remainder after whole words. */
+static void test_memeq(void **state)
+{
+    unsigned char a[40], b[40];
+    size_t len, at;
+
+    (void)state;
+    for (len = 0; len <= sizeof(a); len++) {
+        memset(a, 'x', sizeof(a));
+        memset(b, 'x', sizeof(b));
+        assert_true(mg_keys_memeq(a, b, len));
+        for (at = 0; at < len; at++) {
+            b[at] = 'y';
+            assert_false(mg_keys_memeq(a, b, len));
+            b[at] = 'x';
+        }
+        if (len < sizeof(a)) {
+            b[len] = 'y';           /* past the length: not compared */
+            assert_true(mg_keys_memeq(a, b, len));
+        }
+    }
+}
+
 /* ---- the per-connection memo ------------------------------------------------ */
 
-/* The memo answers only for the very bytes that found its key, in the ring
- * that found it; anything else is looked up in full, and only a key found
- * is remembered. */
+/* The memo answers only for the very bytes it was asked about last, in
+ * the ring it looked in; anything else is looked up in full and then
+ * remembered, a miss included (a JWT repeated on a connection where the
+ * key provider is asked first is hashed once, not on every request). */
 static void test_lookup_memo(void **state)
 {
     apr_pool_t *p = *state;
@@ -373,14 +398,26 @@ static void test_lookup_memo(void **state)
     /* Again: the memo's answer, the same key. */
     assert_ptr_equal(mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12), k);
 
-    /* Same length, one byte off, first or last: no key, memo kept. */
+    /* Same length, one byte off, first or last: no key, and the miss is
+     * what the memo holds now. */
     assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-0002", 12));
     assert_null(mg_keys_lookup_memo(ring, memo, "Sk-demo-0001", 12));
+    assert_null(memo->key);
+    assert_ptr_equal(memo->ring, ring);
+    assert_int_equal(memo->len, 12);
+    assert_memory_equal(memo->presented, "Sk-demo-0001", 12);
+    /* answered from the memo: a miss again, and still remembered */
+    assert_null(mg_keys_lookup_memo(ring, memo, "Sk-demo-0001", 12));
+    assert_int_equal(memo->len, 12);
+    /* the key after its miss: found, and remembered */
+    k = mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 12);
+    assert_string_equal(k->id, "demo");
     assert_ptr_equal(memo->key, k);
     /* A prefix or an extension of the remembered bytes is not them. */
     assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-0001", 11));
     assert_null(mg_keys_lookup_memo(ring, memo, "sk-demo-00011", 13));
     assert_null(mg_keys_lookup_memo(ring, memo, "", 0));
+    assert_int_equal(memo->len, 13);           /* "" is not remembered */
     /* Another valid key of the same length: its own key, then remembered. */
     k = mg_keys_lookup_memo(ring, memo, "sk-other-002", 12);
     assert_null(k);                            /* (not a key: 12 bytes) */
@@ -446,6 +483,7 @@ int main(void)
         MG_TEST(test_lookup),
         MG_TEST(test_lookup_length_limit),
         MG_TEST(test_lookup_compares_whole_digest),
+        MG_TEST(test_memeq),
         MG_TEST(test_lookup_memo),
         MG_TEST(test_lookup_memo_length_limit),
     };
