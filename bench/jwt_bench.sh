@@ -14,6 +14,14 @@
 #
 # Knobs: as bench/run.sh (BENCH_DURATION, BENCH_WARMUP, BENCH_CONNECTIONS,
 # BENCH_THREADS, BENCH_BUILD, BENCH_QUIET_WAIT), BENCH_ROUNDS (default 3).
+#
+#   bash bench/jwt_bench.sh callgrind   instructions per request instead,
+#       which a busy machine cannot skew: apache2 -X under valgrind
+#       --tool=callgrind (counting inside ap_run_process_connection), W,
+#       W + R and W + 2R requests on one keep-alive connection from fresh
+#       starts, for each credential (as tests/perf/instructions.sh does);
+#       BENCH_IR_REQUESTS=300 (R) BENCH_IR_WARMUP=20 (W).
+#
 # Cold verification per algorithm is bench/mg_jwt_bench.c's.
 set -euo pipefail
 
@@ -108,4 +116,70 @@ jwt_main() {
     jwt_report | tee "$RESULTS/summary.txt"
 }
 
-jwt_main "$@"
+# ---- callgrind: instructions per request ---------------------------------
+
+# keepalive LOAD HEADER: LOAD GETs on one connection, each a 200.
+keepalive() {
+    "$PYTHON" - "${PORT[mg-apikey]}" "$BENCH_PATH" "$2" "$1" <<'PY'
+import http.client, sys
+port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+name, value = header.split(": ", 1)
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+for i in range(n):
+    conn.request("GET", path, headers={name: value})
+    resp = conn.getresponse()
+    resp.read()
+    if resp.status != 200:
+        sys.exit("request %d: status %d" % (i, resp.status))
+PY
+}
+
+# ir_total CRED LOAD: TOTAL := instructions of a fresh apache2 -X that
+# served the readiness requests and then LOAD requests with CRED (key|jwt).
+ir_total() {
+    local cred=$1 load=$2 out=$RESULTS/callgrind file header
+    mkdir -p "$out"
+    chmod 1777 "$out"                   # the -X process dumps as www-data
+    file=$out/$cred.$load.out
+    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
+    READY_TRIES=900 STOP_WAIT=120 start_gateway >/dev/null
+    unset APACHE_WRAP
+    chown www-data "$file"
+    header="X-API-Key: $BENCH_KEY"
+    [ "$cred" = jwt ] && header="Authorization: Bearer $TOKEN"
+    keepalive "$load" "$header" || die "$cred: the load failed"
+    unset "RUNNING[mg-jwt]"
+    STOP_WAIT=120 stop_server mg-apikey
+    TOTAL=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
+    [ -n "$TOTAL" ] || die "$cred: no callgrind totals in $file"
+}
+
+jwt_callgrind() {
+    local R=${BENCH_IR_REQUESTS:-300} W=${BENCH_IR_WARMUP:-20} cred k
+    declare -A T=()
+    prepare
+    start_backend
+    PORT[backend]=$BACKEND_PORT
+    for cred in key jwt; do
+        for k in 0 1 2; do
+            ir_total "$cred" $((W + k * R))
+            T[$cred.$k]=$TOTAL
+            log "$cred, $((W + k * R)) requests: $TOTAL Ir"
+        done
+    done
+    stop_server backend
+    {
+        for cred in key jwt; do
+            echo "$cred: $(( (T[$cred.1] - T[$cred.0]) / R )) and $(( (T[$cred.2] - T[$cred.1]) / R )) Ir/request in the two intervals, mean $(( (T[$cred.2] - T[$cred.0]) / (2 * R) ))"
+        done
+        echo "the repeated ES256 token adds $(( (T[jwt.2] - T[jwt.0] - T[key.2] + T[key.0]) / (2 * R) )) instructions per request to the API key's"
+        echo "results: $RESULTS"
+    } | tee "$RESULTS/summary.txt"
+}
+
+if [ "${1:-}" = callgrind ]; then
+    RESULTS="$BENCH_DIR/results/jwt-callgrind-$(date +%Y%m%d-%H%M%S)"
+    jwt_callgrind
+else
+    jwt_main "$@"
+fi

@@ -35,6 +35,49 @@ static mgj_slot *slot_for(mgj_server_conf *c, const unsigned char *digest)
     return &c->slots[h % (apr_uint32_t)c->cache_size];
 }
 
+/* An identity as the cache and the memo keep it: NUL-separated strings,
+ * subject\0tenant\0tier\0jti\0scope\0...; 0 when it does not fit
+ * (then it is not kept, only verified again). */
+static apr_size_t identity_text(const mg_jwt_identity *id, char *text)
+{
+    apr_size_t len = 0, n;
+    int i;
+
+#define PUT(str) do { n = strlen(str) + 1; \
+                      if (len + n > MGJ_CACHE_TEXT) return 0; \
+                      memcpy(text + len, str, n); len += n; } while (0)
+    PUT(id->subject);
+    PUT(id->tenant);
+    PUT(id->tier ? id->tier : "");
+    PUT(id->jti ? id->jti : "");
+    for (i = 0; i < id->scopes->nelts; i++) {
+        PUT(APR_ARRAY_IDX(id->scopes, i, const char *));
+    }
+#undef PUT
+    return len;
+}
+
+/* The strings of `text` copied into the request's pool: what a request
+ * holds must not change when the next one replaces the memo or slot. */
+static void identity_read(apr_pool_t *p, const char *text, apr_size_t len,
+                          mg_jwt_identity *id)
+{
+    const char *w = text, *end = text + len;
+
+    id->subject = apr_pstrdup(p, w);
+    w += strlen(w) + 1;
+    id->tenant = apr_pstrdup(p, w);
+    w += strlen(w) + 1;
+    id->tier = *w ? apr_pstrdup(p, w) : NULL;
+    w += strlen(w) + 1;
+    id->jti = *w ? apr_pstrdup(p, w) : NULL;
+    w += strlen(w) + 1;
+    id->scopes = apr_array_make(p, 4, sizeof(const char *));
+    for (; w < end; w += strlen(w) + 1) {
+        APR_ARRAY_PUSH(id->scopes, const char *) = apr_pstrdup(p, w);
+    }
+}
+
 /* The identity remembered for `digest`, still valid at `now`. */
 static int cache_get(request_rec *r, mgj_server_conf *c,
                      const unsigned char *digest, apr_int64_t now,
@@ -42,7 +85,6 @@ static int cache_get(request_rec *r, mgj_server_conf *c,
 {
     mgj_slot *s;
     char text[MGJ_CACHE_TEXT];
-    const char *w, *end;
     apr_size_t len = 0;
     int hit = 0;
 
@@ -59,48 +101,22 @@ static int cache_get(request_rec *r, mgj_server_conf *c,
         hit = 1;
     }
     apr_thread_mutex_unlock(c->lock);
-    if (!hit) {
-        return 0;
+    if (hit) {
+        identity_read(r->pool, text, len, id);
     }
-    end = text + len;
-    w = text;
-    id->subject = apr_pstrdup(r->pool, w);
-    w += strlen(w) + 1;
-    id->tenant = apr_pstrdup(r->pool, w);
-    w += strlen(w) + 1;
-    id->tier = *w ? apr_pstrdup(r->pool, w) : NULL;
-    w += strlen(w) + 1;
-    id->jti = *w ? apr_pstrdup(r->pool, w) : NULL;
-    w += strlen(w) + 1;
-    id->scopes = apr_array_make(r->pool, 4, sizeof(const char *));
-    for (; w < end; w += strlen(w) + 1) {
-        APR_ARRAY_PUSH(id->scopes, const char *) = apr_pstrdup(r->pool, w);
-    }
-    return 1;
+    return hit;
 }
 
 static void cache_put(mgj_server_conf *c, const unsigned char *digest,
                       const mg_jwt_identity *id)
 {
     char text[MGJ_CACHE_TEXT];
-    apr_size_t len = 0, n;
-    int i;
+    apr_size_t len;
     mgj_slot *s;
 
-#define PUT(str) do { n = strlen(str) + 1; \
-                      if (len + n > sizeof(text)) return; \
-                      memcpy(text + len, str, n); len += n; } while (0)
-    if (!c->slots) {
+    if (!c->slots || (len = identity_text(id, text)) == 0) {
         return;
     }
-    PUT(id->subject);
-    PUT(id->tenant);
-    PUT(id->tier ? id->tier : "");
-    PUT(id->jti ? id->jti : "");
-    for (i = 0; i < id->scopes->nelts; i++) {
-        PUT(APR_ARRAY_IDX(id->scopes, i, const char *));
-    }
-#undef PUT
     s = slot_for(c, digest);
     apr_thread_mutex_lock(c->lock);
     memcpy(s->digest, digest, 32);
@@ -109,6 +125,91 @@ static void cache_put(mgj_server_conf *c, const unsigned char *digest,
     memcpy(s->text, text, len);
     s->len = len;
     apr_thread_mutex_unlock(c->lock);
+}
+
+/* ---- the connection's last token ---------------------------------------- */
+
+/* A keep-alive client sends the same token on every request: the
+ * connection remembers the last one it verified (or found in the cache),
+ * byte for byte, with its identity, so the requests after the first pay a
+ * comparison, not a SHA-256 and the cache's mutex.  The match is exact
+ * (constant time for the length), never by a digest or a prefix; expiry
+ * and revocation are checked on every request as for the cache.  One
+ * thread serves a connection at a time (an HTTP/2 stream has a connection
+ * of its own), so nothing here is locked.  The token buffer grows to the
+ * longest token the connection sent (at most twice MG_JWT_MAX_LEN in all)
+ * and is wiped when the connection ends. */
+typedef struct mgj_memo {
+    char *token;                /* c->pool, `cap` bytes */
+    apr_size_t len, cap;
+    apr_int64_t until;          /* exp + leeway; 0: nothing remembered */
+    const mg_jwt_issuer *issuer;
+    apr_size_t text_len;
+    char text[MGJ_CACHE_TEXT];  /* identity_text() */
+} mgj_memo;
+
+static apr_status_t memo_wipe(void *data)
+{
+    mgj_memo *m = data;
+
+    if (m->token) {
+        OPENSSL_cleanse(m->token, m->cap);
+    }
+    m->until = 0;
+    return APR_SUCCESS;
+}
+
+static mgj_memo *memo_of(conn_rec *conn)
+{
+    mgj_memo *m = ap_get_module_config(conn->conn_config,
+                                       &modelgate_jwt_module);
+
+    if (!m) {
+        m = apr_pcalloc(conn->pool, sizeof(*m));
+        ap_set_module_config(conn->conn_config, &modelgate_jwt_module, m);
+        apr_pool_cleanup_register(conn->pool, m, memo_wipe,
+                                  apr_pool_cleanup_null);
+    }
+    return m;
+}
+
+static int memo_get(request_rec *r, const mgj_memo *m,
+                    const mg_identity_credential *cred, apr_int64_t now,
+                    mg_jwt_identity *id)
+{
+    if (!m || m->until <= now || m->len != cred->len
+        || !mg_keys_memeq(m->token, cred->value, cred->len)) {
+        return 0;
+    }
+    id->issuer = m->issuer;
+    id->exp = m->until;
+    identity_read(r->pool, m->text, m->text_len, id);
+    return 1;
+}
+
+static void memo_put(conn_rec *conn, mgj_memo *m,
+                     const mg_identity_credential *cred,
+                     const mg_jwt_identity *id)
+{
+    apr_size_t len = identity_text(id, m->text);
+
+    m->until = 0;
+    if (len == 0 || cred->len > MG_JWT_MAX_LEN) {
+        return;
+    }
+    if (cred->len > m->cap) {
+        if (m->token) {
+            OPENSSL_cleanse(m->token, m->cap);
+        }
+        m->cap = cred->len * 2 > MG_JWT_MAX_LEN ? MG_JWT_MAX_LEN
+                                                : cred->len * 2;
+        m->token = apr_palloc(conn->pool, m->cap);
+    }
+    memcpy(m->token, cred->value, cred->len);
+    m->len = cred->len;
+    m->text_len = len;
+    m->issuer = id->issuer;
+    m->until = id->exp + id->issuer->leeway;
 }
 
 /* ---- the provider ------------------------------------------------------- */
@@ -162,6 +263,35 @@ static const char *verify(request_rec *r, mgj_server_conf *c,
     return err;
 }
 
+/* The identity of a token the memo did not know: from the cache, or
+ * verified (and then cached).  NULL, or why the token is refused. */
+static const char *find_identity(request_rec *r, mgj_server_conf *c,
+                                 const mg_identity_credential *cred,
+                                 apr_int64_t now, mg_jwt_identity *id)
+{
+    unsigned char digest[32];
+    const char *err;
+
+    EVP_Digest(cred->value, cred->len, digest, NULL, EVP_sha256(), NULL);
+    if (cache_get(r, c, digest, now, id)) {
+        return NULL;
+    }
+    err = verify(r, c, cred, now, id);
+    if (err && !strcmp(err, MGJ_NO_KEY) && c->remotes->nelts
+        && mgj_remote_wait(c)) {
+        /* an unknown kid, and a new key set came: once more */
+        err = verify(r, c, cred, now, id);
+    }
+    if (err) {
+        return err;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MGJ00002: bearer "
+                  "token of '%s' verified (issuer %s)", id->subject,
+                  id->issuer->iss);
+    cache_put(c, digest, id);
+    return NULL;
+}
+
 static mg_identity_result jwt_identify(request_rec *r,
                                        const mg_identity_credential *cred,
                                        const mg_policy *policy,
@@ -170,29 +300,26 @@ static mg_identity_result jwt_identify(request_rec *r,
 {
     mgj_server_conf *c = conf_of(r->server);
     apr_int64_t now = apr_time_sec(apr_time_now());
-    unsigned char digest[32];
     mg_jwt_identity id;
+    mgj_memo *memo;
     mg_key *key;
     const char *err;
 
-    if (!cred->bearer || !mg_jwt_looks_like(cred->value, cred->len)) {
+    if (!cred->bearer) {
         return MG_IDENTITY_NOT_MINE;
     }
-    EVP_Digest(cred->value, cred->len, digest, NULL, EVP_sha256(), NULL);
-    if (!cache_get(r, c, digest, now, &id)) {
-        err = verify(r, c, cred, now, &id);
-        if (err && !strcmp(err, MGJ_NO_KEY) && c->remotes->nelts
-            && mgj_remote_wait(c)) {
-            /* an unknown kid, and a new key set came: once more */
-            err = verify(r, c, cred, now, &id);
+    /* with the cache off (ModelGateJWTCache 0) every request is verified */
+    memo = c->slots ? memo_of(r->connection) : NULL;
+    if (!memo_get(r, memo, cred, now, &id)) {
+        if (!mg_jwt_looks_like(cred->value, cred->len)) {
+            return MG_IDENTITY_NOT_MINE;
         }
-        if (err) {
+        if ((err = find_identity(r, c, cred, now, &id)) != NULL) {
             return invalid_token(r, no, err);
         }
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "MGJ00002: bearer "
-                      "token of '%s' verified (issuer %s)", id.subject,
-                      id.issuer->iss);
-        cache_put(c, digest, &id);
+        if (memo) {
+            memo_put(r->connection, memo, cred, &id);
+        }
     }
     /* after the cache too: a token cached before its revocation is
      * refused from the moment the list names it */

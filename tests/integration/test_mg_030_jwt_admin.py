@@ -367,3 +367,63 @@ ModelGateKeyFile "%s"
          "ModelGateJWTIssuer x: jwks_ca=: cannot read '/nonexistent/ca.pem'"),
         (base + "ModelGateJWTForward maybe\n", "ModelGateJWTForward must be On or Off"),
     ])
+
+
+# ---- the connection's memo of its last token ---------------------------------------
+
+def _conn(gw):
+    import http.client
+    return http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+
+
+def test_mg_030_10_memo_keeps_expiry_revocation_and_cache_off(gateways, backend):
+    # a keep-alive client's token is remembered by its connection: still
+    # refused the moment it expires or is revoked, and not remembered at
+    # all with ModelGateJWTCache 0
+    backend.reset()
+    gw = gateways("jwtmemo", backend_port=backend.port)
+    path = t25._write_revoked(gw, "long-gone")
+    os.chmod(path, 0o666)
+    gw.write_conf(t25.conf(gw, backend, issuer_opts="leeway=0", extra="""
+LoadModule authz_host_module "%s/mod_authz_host.so"
+ModelGateJWTRevoked "%s"
+<Location "/jwt-admin">
+    SetHandler modelgate-jwt-admin
+    Require ip 127.0.0.1
+</Location>
+""" % (harness.HTTPD_MODDIR, path)))
+    gw.start()
+    conn = _conn(gw)
+    try:
+        ivy = t25.token(sub="ivy", plan="pro", jti="jti-ivy-1")
+        assert [t25.bearer(gw, ivy, conn=conn).status for _ in range(3)] == [200] * 3
+        assert admin(gw, body="jti=jti-ivy-1").status == 200
+        resp = t25.bearer(gw, ivy, conn=conn)
+        assert (resp.status, resp.header("www-authenticate")) == (401, REVOKED)
+        # expiry, with no leeway: remembered at 200, refused once past exp
+        jan = t25.token(sub="jan", plan="pro", lifetime=2)
+        assert t25.bearer(gw, jan, conn=conn).status == 200
+        assert t25.bearer(gw, jan, conn=conn).status == 200
+        time.sleep(3.1)
+        resp = t25.bearer(gw, jan, conn=conn)
+        assert (resp.status, resp.header("www-authenticate")) == (
+            401, t25.INVALID % "token expired")
+    finally:
+        conn.close()
+    assert backend.count() == 5
+    assert len(re.findall(r"MGJ00002: bearer token of 'ivy'", gw.read_log())) == 1
+    gw.stop()
+
+    # ModelGateJWTCache 0: every request verified, on one connection too
+    backend.reset()
+    gw = gateways("jwtmemo0", backend_port=backend.port)
+    gw.write_conf(t25.conf(gw, backend, extra="ModelGateJWTCache 0"))
+    gw.start()
+    conn = _conn(gw)
+    try:
+        kim = t25.token(sub="kim", plan="pro")
+        assert [t25.bearer(gw, kim, conn=conn).status for _ in range(3)] == [200] * 3
+    finally:
+        conn.close()
+    assert len(re.findall(r"MGJ00002: bearer token of 'kim'",
+                          gw.wait_log(r"(?s)(MGJ00002: bearer token of 'kim'.*){3}"))) == 3

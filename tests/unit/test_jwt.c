@@ -218,6 +218,11 @@ static void test_jwks(void **state)
     assert_non_null(mg_jwt_jwks_parse(f->p, small, strlen(small), &keys));
     assert_true(mg_jwt_looks_like("a.b.c", 5));
     assert_false(mg_jwt_looks_like("mg-key", 6));
+    assert_false(mg_jwt_looks_like("", 0));
+    assert_false(mg_jwt_looks_like("a.b", 3));
+    assert_false(mg_jwt_looks_like("a.b.c.d", 7));
+    assert_true(mg_jwt_looks_like("a.b.c.d", 5));    /* only len bytes */
+    assert_true(mg_jwt_looks_like("..", 2));
 }
 
 /* The revoked-token list: one jti a line, blanks and comments skipped. */
