@@ -90,10 +90,10 @@ typedef struct mg_keys_memo {
  * was looked up last in the same ring, its answer without hashing --
  * memo->key, or NULL when it found none (another identity provider's
  * credential, a JWT, is then not hashed on every request either);
- * otherwise a full lookup, remembered.  The bytes are compared in constant time for their
- * length; only whether the length matches shows in the timing.  Key rings
- * are never reloaded while a connection lives, so a remembered key stays
- * valid.  `memo` may be NULL.
+ * otherwise a full lookup, remembered.  The bytes are compared in
+ * constant time for their length; only whether the length matches shows
+ * in the timing.  Key rings are never reloaded while a connection lives,
+ * so a remembered key (or miss) stays valid.  `memo` may be NULL.
  */
 const mg_key *mg_keys_lookup_memo(const mg_keyring *ring, mg_keys_memo *memo,
                                   const char *presented, apr_size_t len);

@@ -10,14 +10,16 @@
  *
  * The core took the token from the request and removed the header before
  * asking: it reaches no upstream and no log, unless the operator puts it
- * back for a trusted upstream (ModelGateJWTForward On).  Verified tokens are kept per
- * process (SHA-256 of the token -> the identity, until exp + leeway) in a
- * fixed number of slots, so a client repeating its token pays a digest
- * and a lookup, not a signature check.  Keys come from a JWKS file read at
- * start and/or a JWKS URL (libcurl) fetched in the background, shared by
- * all processes (see mgj_shared).
+ * back for a trusted upstream (ModelGateJWTForward On).  Verified tokens
+ * are kept per process (SHA-256 of the token -> the identity, until exp +
+ * leeway) in a fixed number of slots, and each connection remembers its
+ * last one byte for byte (mgj_memo), so a client repeating its token pays
+ * a comparison, not a digest, let alone a signature check.  Keys come from
+ * a JWKS file read at start and/or a JWKS URL (libcurl) fetched in the
+ * background, shared by all processes (see mgj_shared).
  * Tokens whose `jti` is in the ModelGateJWTRevoked file are refused, the
- * cached ones included; the file is re-read within a second of a change.
+ * cached ones included; the file is re-read within a second of a change,
+ * or at once after an admin call (mod_modelgate_jwt_admin.c).
  */
 #include "mod_modelgate_jwt.h"
 
@@ -334,9 +336,7 @@ static mg_identity_result jwt_identify(request_rec *r,
                          "default_tier.", NULL);
         return MG_IDENTITY_REFUSED;
     }
-    if (((mgj_dir_conf *)ap_get_module_config(r->per_dir_config,
-                                               &modelgate_jwt_module))
-        ->forward == 1) {
+    if (dir_conf_of(r)->forward == 1) {
         /* the operator trusts this route's upstream with the token the
          * core took away: the verified one, as it came */
         apr_table_setn(r->headers_in, "Authorization",

@@ -145,12 +145,19 @@ typedef struct mgj_server_conf {
     apr_thread_mutex_t *lock;
 } mgj_server_conf;
 
-/* Per directory: ModelGateJWTForward.  Not in .htaccess: sending the
+/* Per directory, neither in .htaccess: ModelGateJWTForward (sending the
  * caller's token on is the server operator's choice of a trusted
- * upstream. */
+ * upstream) and ModelGateJWTAdmin (an .htaccess may SetHandler, so the
+ * handler name alone must not open the revoked list to its author). */
 typedef struct mgj_dir_conf {
     int forward;                   /* -1: unset (off) */
+    int admin;                     /* -1: unset (off) */
 } mgj_dir_conf;
+
+static APR_INLINE const mgj_dir_conf *dir_conf_of(request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &modelgate_jwt_module);
+}
 
 static APR_INLINE mgj_server_conf *conf_of(server_rec *s)
 {

@@ -4,6 +4,7 @@
  *
  *     <Location "/modelgate/jwt">
  *         SetHandler modelgate-jwt-admin
+ *         ModelGateJWTAdmin On
  *         Require ip 127.0.0.1
  *     </Location>
  *
@@ -12,7 +13,9 @@
  *   POST jti=ID[&jti=ID...]  append the ids to the file, then the same
  *
  * (application/x-www-form-urlencoded).  Whoever may call it is the
- * operator's Require: the handler checks nothing of its own.  The call
+ * operator's Require.  ModelGateJWTAdmin On, which .htaccess cannot say,
+ * must stand beside the SetHandler, which it can: without it the handler
+ * answers 403, so no .htaccess author revokes other people's tokens.  The call
  * counts up the generation in shared memory (mgj_revoked_shared), so
  * every process re-reads the file on its next request, not within the
  * second its own stat would take; the answer comes after this process
@@ -168,6 +171,14 @@ int mgj_admin_handler(request_rec *r)
     r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_POST);
     if (r->method_number != M_GET && r->method_number != M_POST) {
         return HTTP_METHOD_NOT_ALLOWED;
+    }
+    if (dir_conf_of(r)->admin != 1) {
+        ap_discard_request_body(r);
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "MGJ00013: "
+                      "SetHandler " MGJ_ADMIN_HANDLER " without "
+                      "ModelGateJWTAdmin On (server configuration): refused");
+        return fail(r, HTTP_FORBIDDEN, "admin_not_enabled",
+                    "This location does not enable the JWT admin call.");
     }
     if (!d->path || !d->sh) {
         ap_discard_request_body(r);

@@ -27,6 +27,7 @@ void *mgj_create_dir_conf(apr_pool_t *p, char *dir)
     mgj_dir_conf *d = apr_palloc(p, sizeof(*d));
 
     d->forward = -1;
+    d->admin = -1;
     return d;
 }
 
@@ -36,6 +37,7 @@ void *mgj_merge_dir_conf(apr_pool_t *p, void *base, void *add)
     mgj_dir_conf *d = apr_palloc(p, sizeof(*d));
 
     d->forward = a->forward != -1 ? a->forward : b->forward;
+    d->admin = a->admin != -1 ? a->admin : b->admin;
     return d;
 }
 
@@ -298,8 +300,8 @@ static const char *cmd_revoked(cmd_parms *cmd, void *dummy, const char *arg)
         return apr_psprintf(cmd->pool, "ModelGateJWTRevoked: invalid path "
                             "'%s'", arg);
     }
-    if ((err = mgj_load_file(cmd->pool, cmd->temp_pool, path, &text, &len, &fi))
-        != NULL
+    if ((err = mgj_load_file(cmd->pool, cmd->temp_pool, path, &text, &len,
+                             &fi)) != NULL
         || (err = mg_jwt_denylist_parse(cmd->pool, text, len,
                                         &c->revoked.jtis)) != NULL) {
         return apr_pstrcat(cmd->pool, "ModelGateJWTRevoked: ", err, NULL);
@@ -314,6 +316,12 @@ static const char *cmd_revoked(cmd_parms *cmd, void *dummy, const char *arg)
 static const char *cmd_forward(cmd_parms *cmd, void *dconf, int on)
 {
     ((mgj_dir_conf *)dconf)->forward = on;
+    return NULL;
+}
+
+static const char *cmd_admin(cmd_parms *cmd, void *dconf, int on)
+{
+    ((mgj_dir_conf *)dconf)->admin = on;
     return NULL;
 }
 
@@ -334,5 +342,8 @@ const command_rec mgj_cmds[] = {
         RSRC_CONF | ACCESS_CONF,
         "On: a verified bearer JWT goes on to the upstream in "
         "Authorization (default Off: removed, as every credential)"),
+    AP_INIT_FLAG("ModelGateJWTAdmin", cmd_admin, NULL, ACCESS_CONF,
+        "On: SetHandler modelgate-jwt-admin answers here (default Off; "
+        "not in .htaccess)"),
     { NULL }
 };

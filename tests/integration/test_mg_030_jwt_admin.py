@@ -18,10 +18,12 @@ LoadModule authz_host_module "%s/mod_authz_host.so"
 ModelGateJWTRevoked "%s"
 <Location "/jwt-admin">
     SetHandler modelgate-jwt-admin
+    ModelGateJWTAdmin On
     Require ip 127.0.0.1
 </Location>
 <Location "/jwt-admin-closed">
     SetHandler modelgate-jwt-admin
+    ModelGateJWTAdmin On
     Require ip 192.0.2.1
 </Location>
 """
@@ -136,12 +138,48 @@ def test_mg_030_03_admin_call_refusals(gateways, backend):
     gw.write_conf(t25.conf(gw, backend, extra="""
 <Location "/jwt-admin">
     SetHandler modelgate-jwt-admin
+    ModelGateJWTAdmin On
     Require all granted
 </Location>"""))
     gw.start()
     resp = admin(gw, "GET")
     assert resp.status == 404
     assert resp.json["error"]["code"] == "not_configured"
+
+
+def test_mg_030_11_admin_needs_the_server_configuration(gateways, backend):
+    # SetHandler alone -- which an .htaccess may say -- is not enough:
+    # ModelGateJWTAdmin On, server configuration only, must be there too
+    backend.reset()
+    gw = gateways("jwtadmht", backend_port=backend.port)
+    gw.allow_errors(r"AH01630", r"ModelGateJWTAdmin not allowed here")
+    path = t25._write_revoked(gw, "long-gone")
+    os.chmod(path, 0o666)
+    gw.write_conf(t25.conf(gw, backend, extra="""
+ModelGateJWTRevoked "%s"
+<Directory "%s/htdocs">
+    AllowOverride All
+    Require all granted
+</Directory>
+<Location "/bare-handler">
+    SetHandler modelgate-jwt-admin
+    Require all granted
+</Location>
+""" % (path, gw.rundir)))
+    for d, text in [("users", "SetHandler modelgate-jwt-admin\n"),
+                    ("sneaky", "SetHandler modelgate-jwt-admin\nModelGateJWTAdmin On\n")]:
+        os.makedirs(os.path.join(gw.rundir, "htdocs", d), exist_ok=True)
+        with open(os.path.join(gw.rundir, "htdocs", d, ".htaccess"), "w") as f:
+            f.write(text)
+    gw.start()
+    for where in ("/users/x", "/bare-handler"):
+        resp = admin(gw, body="jti=jti-victim-1", path=where)
+        assert resp.status == 403, where
+        assert resp.json["error"]["code"] == "admin_not_enabled"
+    assert admin(gw, body="jti=jti-victim-1", path="/sneaky/x").status == 500
+    assert "ModelGateJWTAdmin not allowed here" in gw.wait_log("not allowed here")
+    assert lines(path) == ["# revoked token ids", "long-gone"]
+    assert len(re.findall("MGJ00013", gw.read_log())) == 2
 
 
 # ---- one fetch per interval, for all processes ----------------------------------
@@ -389,6 +427,7 @@ LoadModule authz_host_module "%s/mod_authz_host.so"
 ModelGateJWTRevoked "%s"
 <Location "/jwt-admin">
     SetHandler modelgate-jwt-admin
+    ModelGateJWTAdmin On
     Require ip 127.0.0.1
 </Location>
 """ % (harness.HTTPD_MODDIR, path)))
