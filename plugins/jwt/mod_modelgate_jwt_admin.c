@@ -15,12 +15,12 @@
  * (application/x-www-form-urlencoded).  Whoever may call it is the
  * operator's Require.  ModelGateJWTAdmin On, which .htaccess cannot say,
  * must stand beside the SetHandler, which it can: without it the handler
- * answers 403, so no .htaccess author revokes other people's tokens.  The call
- * counts up the generation in shared memory (mgj_revoked_shared), so
- * every process re-reads the file on its next request, not within the
- * second its own stat would take; the answer comes after this process
- * re-read it.  The file must be writable by the User the children run
- * as for jti=; a reload needs only read access.
+ * answers 403, so no .htaccess author revokes other people's tokens.
+ * The call counts up the generation in shared memory
+ * (mgj_revoked_shared), so every process re-reads the file on its next
+ * request, not within the second its own stat would take; the answer
+ * comes after this process re-read it.  The file must be writable by the
+ * User the children run as for jti=; a reload needs only read access.
  */
 #include <apr_lib.h>
 #include <http_protocol.h>
