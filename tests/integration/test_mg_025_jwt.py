@@ -651,3 +651,30 @@ def test_mg_025_13_example_routes_by_scope_and_tier(jwt_example, backend):
     assert resp.status == 401
     assert resp.header("www-authenticate") == INVALID % "token expired"
     assert backend.count() == 3
+
+
+def test_mg_025_20_quota_endpoint_for_a_token(jwtgw, backend):
+    """SetHandler modelgate-quota asks the same identity providers as the
+    gate: a JWT caller reads its own layers, spends nothing, and sees what
+    its next request's RateLimit header shows; a bad token is 401 there too."""
+    gw = jwtgw(loc="""
+<Location "/v1/modelgate/quota">
+    ModelGate Off
+    SetHandler modelgate-quota
+</Location>
+""")
+    tok = token(sub="erin", tenant="acme", plan="free")
+    for _ in range(2):
+        assert bearer(gw, tok).status == 200
+    for _ in range(10):
+        resp = gw.get("/v1/modelgate/quota", headers={"Authorization": "Bearer " + tok})
+        assert resp.status == 200, resp
+    assert resp.json["key_id"] == "erin" and resp.json["tier"] == "free"
+    free = [x for x in resp.json["limits"] if x["name"] == "free"][0]
+    assert (free["quota"], free["remaining"]) == (5, 3)
+    nxt = bearer(gw, tok)
+    assert nxt.header("ratelimit").startswith('"free";r=2;')
+    bad = gw.get("/v1/modelgate/quota", headers={"Authorization": "Bearer " + tok[:-4] + "AAAA"})
+    assert bad.status == 401
+    assert bad.header("www-authenticate").startswith('Bearer realm="modelgate", error="invalid_token"')
+    assert backend.count() == 3
