@@ -509,6 +509,8 @@ static void register_hooks(apr_pool_t *p)
     ap_hook_handler(mg_cache_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(modelgate, mg_cached_answer, cached_answer, NULL, NULL,
                       APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(modelgate, mg_metrics_scrape, mg_cache_metrics_scrape,
+                      NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(MG_CACHE_FILTER, mg_cache_store_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
     ap_register_output_filter(MG_CACHE_STALE_FILTER, mg_cache_stale_filter,

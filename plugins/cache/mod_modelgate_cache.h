@@ -210,4 +210,9 @@ void mg_cache_lock_release(request_rec *r, cache_request *cr);
 /** SetHandler modelgate-cache-status: statistics (GET), purge (DELETE). */
 int mg_cache_status_handler(request_rec *r);
 
+struct mg_metrics_out;
+/** mg_metrics_scrape listener: the statistics in the core's exposition
+ *  (mod_modelgate_cache_metrics.c). */
+void mg_cache_metrics_scrape(request_rec *r, struct mg_metrics_out *o);
+
 #endif /* MOD_MODELGATE_CACHE_H */
