@@ -146,6 +146,8 @@ typedef struct mg_limit_def {
     mg_fingerprint global_hash; /**< the empty subject's hash: scope global */
     const char *policy_item;  /**< "name";q=Q;w=W */
     const char *quota_text;   /**< Q */
+    const char *conf_file;    /**< where it was declared, for start-up */
+    int conf_line;            /**< errors (the glue sets them) */
 } mg_limit_def;
 
 typedef mg_limit_def mg_tier;

@@ -239,8 +239,12 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
                                (const char *const *)argv + 2, sc->zones,
                                &tier);
     if (!err) {
+        tier->conf_file = mg_where_of(cmd).file;
+        tier->conf_line = mg_where_of(cmd).line;
         mg_layers_prepare(cmd->pool, tier);
         if (tier->tokens) {
+            tier->tokens->conf_file = tier->conf_file;
+            tier->tokens->conf_line = tier->conf_line;
             mg_layers_prepare(cmd->pool, tier->tokens);
             if (!sc->token_limit_at.file) {
                 sc->token_limit_at = mg_where_of(cmd);
@@ -290,6 +294,8 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                            "max_tokens= are a tier's options (ModelGateTier; "
                            "a limit counts tokens with unit=tokens)", NULL);
     }
+    def->conf_file = mg_where_of(cmd).file;
+    def->conf_line = mg_where_of(cmd).line;
     mg_layers_prepare(cmd->pool, def);
     if (def->unit != MG_UNIT_REQUESTS) {
         if (!in_htaccess(cmd)) {
@@ -313,8 +319,11 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
         return err ? apr_pstrcat(cmd->pool, directive, ": ", err, NULL)
                    : NULL;
     }
-    if (sc->policy->limits->nelts + dc->limits->nelts + 2
-        > MG_LIMIT_MAX_LAYERS) {
+    if (in_htaccess(cmd) && sc->policy->limits->nelts + dc->limits->nelts
+                            + 2 > MG_LIMIT_MAX_LAYERS) {
+        /* The server's sections are checked at start-up, over every tier
+         * and model (mod_modelgate_config_layers.c); a .htaccess is read
+         * per request, so it is checked here, roughly. */
         return apr_psprintf(cmd->pool, "%s: at most %d limit layers apply "
                             "to a request (the tier's, the server-wide ones "
                             "and the location's)", directive,
@@ -654,6 +663,9 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 }
             }
         }
+    }
+    if (!mg_check_layers(s, sc, ptemp)) {
+        ok = 0;
     }
     if (!mg_identity_check_config(s, sc, pconf, ptemp)) {
         ok = 0;

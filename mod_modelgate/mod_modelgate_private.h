@@ -195,6 +195,12 @@ mg_where mg_where_of(cmd_parms *cmd);
 /** The main server's configuration, from a directive. */
 mg_server_conf *mg_server_conf_of(cmd_parms *cmd);
 
+/* mod_modelgate_config_layers.c */
+/** Can any request meet more than MG_LIMIT_MAX_LAYERS layers?  Logs why
+ *  and returns 0 if so. */
+int mg_check_layers(server_rec *main_server, const mg_server_conf *sc,
+                    apr_pool_t *ptemp);
+
 /* mod_modelgate_config_upstream.c */
 const char *mg_cmd_upstream(cmd_parms *cmd, void *dummy, int argc,
                             char *const argv[]);
