@@ -69,7 +69,8 @@ Modes (POST /_mock/mode, global to the server instance)
 -------------------------------------------------------
 Body: ``{"mode": "normal"|"slow"|"error"|"ratelimit", "delay_ms": int,
 "status": int, "retry_after": int, "stream_chunk_delay_ms": int,
-"usage": null|"omit"|object, "headers": object}``.  Each call replaces the whole mode; omitted
+"usage": null|"omit"|object, "headers": object, "reply_words": int,
+"first_word_bytes": int}``.  Each call replaces the whole mode; omitted
 fields take their defaults (mode "normal", delay_ms 0 - or 1000 for "slow" -,
 status 500, retry_after 1, stream_chunk_delay_ms 0, usage null).  Returns the
 new mode object.  ``usage`` plays a model server that reports usage badly:
@@ -77,6 +78,11 @@ new mode object.  ``usage`` plays a model server that reports usage badly:
 sent verbatim wherever the real usage would be (negative, fractional or
 absurd values, for the gateway's tests).  ``headers`` (name -> string) are
 added to every /v1 answer (Set-Cookie, Cache-Control, for the cache's tests).
+``reply_words`` (0..100000; 0: the rule above) makes every reply that many
+words (the rule's words repeated; max_tokens still cuts it): a stream of
+that many content events, for the benchmark.  ``first_word_bytes``
+(0..64 MiB) pads the reply's first word with "x" to that many bytes: one
+stream event that large (the gateway's bounded-memory tests).
 
 * normal     answer normally.
 * slow       sleep delay_ms before answering each /v1 request.
@@ -127,6 +133,7 @@ MODEL_CREATED = 1700000000           # fixed "created" for /v1/models (determini
 MODES = ("normal", "slow", "error", "ratelimit")
 SLOW_DEFAULT_DELAY_MS = 1000
 MAX_DELAY_MS = 600000
+MAX_REPLY_WORDS = 100000
 
 _JSON_SEP = (",", ":")
 
@@ -177,9 +184,15 @@ def content_text(content):
     return ""
 
 
-def make_reply(name, user_words, max_tokens):
-    """Return (reply_words, finish_reason)."""
+def make_reply(name, user_words, max_tokens, mode=None):
+    """Return (reply_words, finish_reason).  The mode may ask for a reply
+    of `reply_words` words, and for a first word `first_word_bytes` long."""
     words = ("This is a mock reply from %s to:" % name).split() + list(user_words[:REPLY_USER_WORDS])
+    if mode and mode.get("reply_words"):
+        n = mode["reply_words"]
+        words = (words * (n // len(words) + 1))[:n]
+    if mode and mode.get("first_word_bytes", 0) > len(words[0]):
+        words[0] += "x" * (mode["first_word_bytes"] - len(words[0]))
     if max_tokens is not None and len(words) > max_tokens:
         return words[:max_tokens], "length"
     return words, "stop"
@@ -206,7 +219,8 @@ def _is_token_list(v):
 
 def default_mode():
     return {"mode": "normal", "delay_ms": 0, "status": 500, "retry_after": 1,
-            "stream_chunk_delay_ms": 0, "usage": None, "headers": {}}
+            "stream_chunk_delay_ms": 0, "usage": None, "headers": {},
+            "reply_words": 0, "first_word_bytes": 0}
 
 
 def parse_mode(req):
@@ -223,7 +237,8 @@ def parse_mode(req):
     if mode == "slow":
         new["delay_ms"] = SLOW_DEFAULT_DELAY_MS
     limits = {"delay_ms": (0, MAX_DELAY_MS), "status": (400, 599),
-              "retry_after": (0, 86400), "stream_chunk_delay_ms": (0, MAX_DELAY_MS)}
+              "retry_after": (0, 86400), "stream_chunk_delay_ms": (0, MAX_DELAY_MS),
+              "reply_words": (0, MAX_REPLY_WORDS), "first_word_bytes": (0, MAX_BODY * 4)}
     for key, (lo, hi) in limits.items():
         if key in req and req[key] is not None:
             v = req[key]
@@ -715,7 +730,7 @@ class Handler(BaseHTTPRequestHandler):
                 last_user = m
                 break
         user_words = content_text(last_user.get("content")).split() if last_user else []
-        words, finish = make_reply(state.name, user_words, max_tokens)
+        words, finish = make_reply(state.name, user_words, max_tokens, self._mode)
         usage = self._usage({"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                              "total_tokens": prompt_tokens + len(words)})
         cid = "chatcmpl-%d" % state.next_id()
@@ -776,7 +791,7 @@ class Handler(BaseHTTPRequestHandler):
         prompt_tokens = max(1, sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompts))
         last = prompts[-1]
         user_words = last.split() if isinstance(last, str) else []
-        words, finish = make_reply(state.name, user_words, max_tokens)
+        words, finish = make_reply(state.name, user_words, max_tokens, self._mode)
         usage = self._usage({"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                              "total_tokens": prompt_tokens + len(words)})
         cid = "cmpl-%d" % state.next_id()

@@ -261,6 +261,37 @@ def test_usage_mode(server):
         call(server, "POST", "/_mock/reset", None)
 
 
+def test_reply_words_and_first_word_bytes(server):
+    """reply_words: a reply (and a stream) of exactly that many words;
+    first_word_bytes: one event that large."""
+    req = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    try:
+        status, _, _ = call(server, "POST", "/_mock/mode", {"reply_words": 200})
+        assert status == 200
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(req))
+        events = [e for e in conn.getresponse().read().decode().split("\n\n") if e]
+        conn.close()
+        assert len(events) == 200 + 2            # the words, the finish, [DONE]
+        status, _, body = call(server, "POST", "/v1/chat/completions",
+                               dict(req, stream=False, max_tokens=150))
+        assert body["usage"]["completion_tokens"] == 150
+        assert len(body["choices"][0]["message"]["content"].split()) == 150
+        call(server, "POST", "/_mock/mode", {"first_word_bytes": 1 << 20})
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(req))
+        events = [e for e in conn.getresponse().read().decode().split("\n\n") if e]
+        conn.close()
+        first = json.loads(events[0][6:])["choices"][0]["delta"]["content"]
+        assert len(first) == 1 << 20 and first.startswith("Thisx")
+        assert len(events) == 9 + 2
+        for bad in ({"reply_words": -1}, {"reply_words": 100001},
+                    {"first_word_bytes": "big"}):
+            assert call(server, "POST", "/_mock/mode", bad)[0] == 400
+    finally:
+        call(server, "POST", "/_mock/reset", None)
+
+
 def test_completions(server):
     status, _, body = call(server, "POST", "/v1/completions",
                            {"model": "mock-small", "prompt": "say something nice"})
