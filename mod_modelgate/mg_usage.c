@@ -85,6 +85,9 @@ static void event_end(mg_usage_scanner *s, mg_usage_event *ev,
     ev->done = 0;
     ev->usage_only = 0;
     ev->usage = &s->event;
+    if (s->event_bytes > s->result.largest_event) {
+        s->result.largest_event = s->event_bytes;
+    }
     if (!s->has_data || s->done_pos == DONE_LEN) {
         /* nothing to read: no usage (the lexer choked on [DONE]) */
         ev->done = s->has_data;
@@ -102,10 +105,12 @@ static void event_end(mg_usage_scanner *s, mg_usage_event *ev,
             /* The last usage carried is the answer. */
             apr_uint64_t events = s->result.events;
             apr_uint64_t malformed = s->result.malformed_events;
+            apr_uint64_t largest = s->result.largest_event;
 
             s->result = s->event;
             s->result.events = events;
             s->result.malformed_events = malformed;
+            s->result.largest_event = largest;
         }
         ev->usage_only = !ruled_out(s) && j->choices == CH_EMPTY
                          && j->slot[0].state == U_OBJECT;

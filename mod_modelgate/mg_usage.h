@@ -91,6 +91,8 @@ typedef struct mg_usage {
     apr_uint64_t events;
     /** SSE: of those, the ones that were not JSON */
     apr_uint64_t malformed_events;
+    /** SSE: the bytes of the longest event that ended (framing included) */
+    apr_uint64_t largest_event;
     /** INVALID or MALFORMED: a sentence for the log */
     char why[128];
 } mg_usage;

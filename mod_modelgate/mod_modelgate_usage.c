@@ -8,7 +8,8 @@
  * never holding it back -- except, in a stream where the gateway itself
  * asked for stream_options.include_usage, the one usage-only event the
  * client did not ask for, which it drops (at most MG_USAGE_ONLY_MAX bytes
- * are held while an event may still be that one).
+ * are held while an event may still be that one), and the `"usage": null`
+ * that request added to every other event, which it strips.
  *
  * Settling runs once, as soon as the outcome is known and before the
  * client has all of the answer (its next request must meet settled
@@ -40,15 +41,26 @@
 
 #define MG_USAGE_FILTER "MODELGATE_USAGE"
 
+/** Of an event too long to hold, the bytes held back until its end: room
+ * for `, "usage": null}` with white space around and the blank line. */
+#define MG_USAGE_TAIL 256
+
+/** A stream event this large is logged (MG00507). */
+#define MG_USAGE_LARGE_EVENT (1024 * 1024)
+
 typedef struct usage_ctx {
     mg_request *req;
     mg_reservation *res;
     int started;
     int scanning;                 /* the answer has a shape with usage */
     int drop_usage_only;          /* the gateway added include_usage */
-    int whole;                    /* the event so far is all held */
+    int whole;                    /* the event so far is all held;
+                                     else only its last MG_USAGE_TAIL
+                                     bytes are */
     char *held;                   /* an event that may be usage-only */
     apr_size_t held_len;
+    apr_bucket_brigade *out;      /* what goes on, when events are held:
+                                     made once, emptied after each pass */
     mg_usage_scanner scan;
 } usage_ctx;
 
@@ -117,6 +129,33 @@ static void release(apr_bucket_brigade *out, usage_ctx *ctx, const char *buf,
     }
 }
 
+/* An event too long to hold goes on as it comes but for its last
+ * MG_USAGE_TAIL bytes, where the `"usage": null` the client did not ask
+ * for would be: held until the event ends (then stripped) or more comes. */
+static void keep_tail(request_rec *r, apr_bucket_brigade *out,
+                      usage_ctx *ctx, const char *buf, apr_size_t len)
+{
+    apr_size_t drop;
+
+    if (!ctx->held) {
+        ctx->held = apr_palloc(r->pool, MG_USAGE_ONLY_MAX);
+    }
+    if (len >= MG_USAGE_TAIL) {
+        release(out, ctx, buf, len - MG_USAGE_TAIL);
+        memcpy(ctx->held, buf + len - MG_USAGE_TAIL, MG_USAGE_TAIL);
+        ctx->held_len = MG_USAGE_TAIL;
+        return;
+    }
+    if (ctx->held_len + len > MG_USAGE_TAIL) {
+        drop = ctx->held_len + len - MG_USAGE_TAIL;
+        apr_brigade_write(out, NULL, NULL, ctx->held, drop);
+        memmove(ctx->held, ctx->held + drop, ctx->held_len - drop);
+        ctx->held_len -= drop;
+    }
+    memcpy(ctx->held + ctx->held_len, buf, len);
+    ctx->held_len += len;
+}
+
 /* A JSON value's bytes scanned backwards: skip white space before `at`. */
 static apr_size_t back_ws(const char *b, apr_size_t at)
 {
@@ -177,8 +216,9 @@ static void strip_usage_null(usage_ctx *ctx)
 
 /* Scan `len` bytes; where the gateway added include_usage, copy what goes
  * on to `out`: each event is held until it ends (at most
- * MG_USAGE_ONLY_MAX bytes; a longer one goes on as it came), then dropped
- * if it is the usage-only chunk, else sent without "usage": null. */
+ * MG_USAGE_ONLY_MAX bytes; a longer one goes on as it comes but for its
+ * last MG_USAGE_TAIL bytes), then dropped if it is the usage-only chunk,
+ * else sent without "usage": null. */
 static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                  apr_size_t len, apr_bucket_brigade *out)
 {
@@ -191,16 +231,18 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                 ctx->held_len = 0;          /* the client did not ask */
                 ctx->res->dropped_usage_event = 1;
             }
-            else if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
-                hold(r, ctx, buf, n);
+            else {
+                if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
+                    hold(r, ctx, buf, n);
+                }
+                else {
+                    ctx->whole = 0;
+                    keep_tail(r, out, ctx, buf, n);
+                }
                 if (ev.ended) {
                     strip_usage_null(ctx);
                     release(out, ctx, NULL, 0);
                 }
-            }
-            else {
-                ctx->whole = 0;
-                release(out, ctx, buf, n);
             }
             if (ev.ended) {
                 ctx->whole = 1;
@@ -217,13 +259,24 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
 
     mg_usage_finish(&ctx->scan, &ev);
     if (out && ctx->held_len && !(ev.ended && ev.usage_only)) {
-        if (ev.ended && ctx->whole) {
+        if (ev.ended) {
             strip_usage_null(ctx);
         }
         release(out, ctx, NULL, 0);
     }
     mg_usage_result(&ctx->scan, &ctx->res->usage);
     ctx->res->usage_read = 1;
+    if (ctx->res->usage.largest_event >= MG_USAGE_LARGE_EVENT) {
+        /* Read as it passed, never held (the scanner's memory is fixed);
+         * said because a model server that sends such events is unusual
+         * and an operator who sees memory grow will look for them. */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, MGLOGNO(00507)
+                      "the stream had an event of %" APR_UINT64_T_FMT
+                      " bytes: passed on as it came and scanned without "
+                      "holding it; usage %s", ctx->res->usage.largest_event,
+                      ctx->res->usage.status == MG_USAGE_FOUND
+                      ? "found" : "not found");
+    }
     /* Before the end of the answer reaches the client: its next request
      * must meet the settled counters, not the reservation. */
     mg_usage_settle(r);
@@ -280,7 +333,10 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         return ap_pass_brigade(f->next, bb);
     }
-    out = apr_brigade_create(r->pool, f->c->bucket_alloc);
+    if (!ctx->out) {
+        ctx->out = apr_brigade_create(r->pool, f->c->bucket_alloc);
+    }
+    out = ctx->out;
     while ((e = APR_BRIGADE_FIRST(bb)) != APR_BRIGADE_SENTINEL(bb)) {
         if (APR_BUCKET_IS_EOS(e)) {
             finish(r, ctx, out);
@@ -299,7 +355,9 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         scan(r, ctx, data, len, out);
         apr_bucket_delete(e);
     }
-    return ap_pass_brigade(f->next, out);
+    rv = ap_pass_brigade(f->next, out);
+    apr_brigade_cleanup(out);
+    return rv;
 }
 
 /* ---- before the decision: ceilings and the estimate -------------------------- */

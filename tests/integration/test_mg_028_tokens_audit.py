@@ -101,3 +101,163 @@ def test_mg_028_04_tiers_and_models_narrow_the_worst_case(gateways, backend, bac
     assert resp.header("ratelimit-policy").count(";q=") == 7
     assert gw.chat(PRO_KEY, body={"model": "mock-large", "max_tokens": 4, "messages": [
         {"role": "user", "content": "hi"}]}).status == 200
+
+
+# ---- a stream with one 10 MB event ------------------------------------------------
+
+CONF = """
+LogFormat "%{{modelgate-usage}}n %{{modelgate-prompt-tokens}}n %{{modelgate-completion-tokens}}n %{{modelgate-total-tokens}}n %{{modelgate-reserved-tokens}}n %>s" tokens
+CustomLog "{run}/tokens.log" tokens
+ModelGateTier free 1000/min max_tokens=4
+ModelGateTier pro  1000/min
+ModelGateLimit daily-tokens key 1000/day unit=tokens algorithm=fixed_window tiers=free
+"""
+
+BIG = 10 * 1024 * 1024
+
+
+@pytest.fixture
+def gw(gateways, backend):
+    backend.reset()
+    g = gateways("tokens", backend_port=backend.port)
+    g.write_conf(CONF.format(run=g.rundir) + harness.routed_v1(QUICKSTART_KEYS, backend.port))
+    return g.start()
+
+
+def body(stream=False, include_usage=None):
+    b = {"model": "mock-small", "max_tokens": 4,
+         "messages": [{"role": "user", "content": "one two three"}]}
+    if stream:
+        b["stream"] = True
+    if include_usage is not None:
+        b["stream_options"] = {"include_usage": include_usage}
+    return b
+
+
+def reservation(b):
+    """What the gateway reserves for this body: a token per four bytes of
+    it, plus max_tokens."""
+    return (len(json.dumps(b).encode()) + 3) // 4 + b["max_tokens"]
+
+
+def token_lines(g, count):
+    deadline = time.monotonic() + 10
+    while True:
+        lines = g.read_log("tokens.log").splitlines()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [l.split() for l in lines]
+        time.sleep(0.02)
+
+
+def remaining(g):
+    """What was left of daily-tokens before a probe: a non-streaming
+    request's 'r=' plus its own reservation (the probe itself then uses
+    7 tokens, settled before the answer ends)."""
+    b = body()
+    resp = g.chat(DEMO_KEY, body=b)
+    assert resp.status == 200
+    left = resp.header("ratelimit").split(";r=")[1].split(";")[0]
+    return int(left) + reservation(b)
+
+
+def children(g):
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == g.proc.pid:
+                        pids.append(int(name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
+def high_water_kb(pids):
+    """The peak resident set of each process, in kB."""
+    peaks = {}
+    for pid in pids:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peaks[pid] = int(line.split()[1])
+    return peaks
+
+
+def normalised(data):
+    import re
+    return re.sub(rb'"(id|created)": ?("[^"]*"|[0-9]+)', b"", data)
+
+
+@pytest.mark.parametrize("include_usage", [True, None])
+def test_mg_028_05_a_ten_megabyte_event(gw, backend, include_usage):
+    """The client gets the stream it asked for, byte for byte (ids and
+    times aside): the backend's own when it asked for usage, without the
+    usage-only event when the gateway asked for it.  No child's peak
+    memory grows by anything near the event's size, the log says what
+    passed, and the usage is settled: 7 tokens used, the rest refunded."""
+    assert remaining(gw) == 1000
+    before = high_water_kb(children(gw))
+    backend.mode(first_word_bytes=BIG)
+    sent = body(stream=True, include_usage=include_usage)
+    resp = gw.chat(DEMO_KEY, body=sent)
+    assert resp.status == 200
+    assert len(resp.body) > BIG
+    direct = harness.request(backend.port, "POST", "/v1/chat/completions", body=sent)
+    assert normalised(resp.body) == normalised(direct.body)
+    assert (b'"usage"' in resp.body) == bool(include_usage)
+    forwarded = json.loads(backend.requests()[-2]["body"])
+    assert forwarded["stream_options"] == {"include_usage": True}
+    backend.mode(mode="normal")
+    after = high_water_kb(children(gw))
+    growth = max(after[pid] - before.get(pid, 0) for pid in after)
+    assert growth < BIG // 1024 // 4, (before, after)
+    log = gw.read_log()
+    import re
+    size = re.search(r"MG00507: the stream had an event of (\d+) bytes: passed on as it "
+                     r"came and scanned without holding it; usage found", log)
+    assert size and BIG < int(size.group(1)) < BIG + 1000, log[-2000:]
+    assert token_lines(gw, 2)[1][:4] == ["usage", "3", "4", "7"]
+    assert remaining(gw) == 1000 - 7 - 7       # the first probe's and the stream's
+
+
+def test_mg_028_06_a_ten_megabyte_event_and_no_usage(gw, backend):
+    """The same event from a server that reports no usage: the documented
+    fallback, the reservation stays charged (logged), nothing refunded."""
+    assert remaining(gw) == 1000
+    backend.mode(first_word_bytes=BIG, usage="omit")
+    sent = body(stream=True, include_usage=True)
+    resp = gw.chat(DEMO_KEY, body=sent)
+    backend.mode(mode="normal")
+    assert resp.status == 200 and len(resp.body) > BIG
+    assert b'"usage"' not in resp.body.replace(b'"usage":null', b"")
+    assert token_lines(gw, 2)[1][0] == "absent"
+    log = gw.read_log()
+    assert "usage not found" in log and "MG00502" in log
+    assert remaining(gw) == 1000 - 7 - reservation(sent)
+
+
+# ---- a client that leaves mid-stream ------------------------------------------------
+
+def test_mg_028_07_a_client_gone_mid_stream_is_settled(gw, backend):
+    """The client reads the first bytes and closes: the gateway learns it
+    when a later event cannot be written, and the settle still runs at the
+    end of the request -- the reservation stays charged, exactly, since no
+    usage came (the stream's usage is its last event)."""
+    assert remaining(gw) == 1000
+    backend.mode(stream_chunk_delay_ms=200)
+    sent = body(stream=True)
+    sent["max_tokens"] = 4
+    data = json.dumps(sent).encode()
+    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (DEMO_KEY, len(data))).encode()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+        s.sendall(head + data)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    lines = token_lines(gw, 2)
+    backend.mode(mode="normal")
+    assert lines[1][0] == "aborted", lines
+    assert "MG00502" in gw.read_log()
+    assert remaining(gw) == 1000 - 7 - reservation(sent)
