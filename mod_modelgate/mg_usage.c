@@ -150,8 +150,15 @@ apr_size_t mg_usage_feed(mg_usage_scanner *s, const char *buf,
             return i;
         }
         if (s->line == L_DATA && c != '\r' && c != '\n') {
-            /* the bulk of a stream: data bytes straight to the lexer */
-            for (k = i; k < len && b[k] != '\r' && b[k] != '\n'; k++) {
+            /* the bulk of a stream: data bytes straight to the lexer, up
+             * to the line's end (memchr: a byte loop cost as much as the
+             * lexer) */
+            const unsigned char *lf = memchr(b + i, '\n', len - i);
+            const unsigned char *cr;
+
+            k = lf ? (apr_size_t)(lf - b) : len;
+            if ((cr = memchr(b + i, '\r', k - i)) != NULL) {
+                k = (apr_size_t)(cr - b);
             }
             s->event_bytes += k - i;
             data_bytes(s, b + i, k - i);

@@ -255,6 +255,7 @@ static void value_start(mg_usage_json_ *j, unsigned char c)
 static void key_char(mg_usage_json_ *j, unsigned int cp)
 {
     unsigned int i;
+    apr_uint32_t m;
 
     if (!j->key_mask) {
         return;
@@ -263,9 +264,11 @@ static void key_char(mg_usage_json_ *j, unsigned int cp)
         j->key_mask = 0;
         return;
     }
-    for (i = 1; i < KEY_COUNT; i++) {
-        if ((j->key_mask & (1u << i))
-            && (unsigned char)key_names[i][j->key_len] != cp) {
+    /* Only the names still possible (at most five): a name shorter than
+     * key_len was dropped at its '\0', so none is read past its end. */
+    for (m = j->key_mask; m; m &= m - 1) {
+        i = (unsigned int)__builtin_ctz(m);
+        if ((unsigned char)key_names[i][j->key_len] != cp) {
             j->key_mask &= ~(1u << i);
         }
     }
@@ -567,23 +570,97 @@ static void json_byte(mg_usage_json_ *j, unsigned char c)
     }
 }
 
+/* Bytes that end the plain run of a string: '"', '\\' and controls. */
+static const unsigned char string_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
+    /* the rest: 0 */
+};
+
 void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
                       apr_size_t len)
 {
     apr_size_t i = 0, k;
+    const char *lit;
 
+    /* Most of an answer does not matter: the plain bytes of a string, a
+     * number's digits and a literal's letters go by in loops of their own
+     * (a stream event is mostly these; byte by byte through json_byte they
+     * cost several times more). */
     while (i < len && j->state != J_BAD) {
-        /* Most of an answer is text that does not matter: skip a string's
-         * plain bytes in one go. */
-        if (j->state == J_STRING && j->sub == S_CHAR && !j->key_mask) {
-            for (k = i; k < len && b[k] != '"' && b[k] != '\\' && b[k] >= 0x20;
-                 k++) {
+        switch (j->state) {
+        case J_STRING:
+            if (j->sub != S_CHAR || j->key_mask) {
+                break;
+            }
+            for (k = i; k < len && !string_stop[b[k]]; k++) {
             }
             j->pos += k - i;
             i = k;
-            if (i == len) {
+            if (i < len && b[i] == '"') {
+                /* string_end of a string no name of interest can be */
+                j->state = j->in_key ? J_COLON : j->depth ? J_AFTER : J_END;
+                j->pos++;
+                i++;
+                continue;
+            }
+            break;
+        case J_COLON:
+            if (b[i] == ':') {
+                j->state = J_VALUE;
+                j->sub = 0;
+                j->pos++;
+                i++;
+                continue;
+            }
+            break;
+        case J_AFTER:
+            if (b[i] == ',') {
+                j->state = top_is_object(j) ? J_KEY : J_VALUE;
+                j->sub = 0;
+                j->pos++;
+                i++;
+                continue;
+            }
+            break;
+        case J_NUMBER:
+            if (j->sub != N_INT) {
                 break;
             }
+            for (k = i; k < len && b[k] >= '0' && b[k] <= '9'; k++) {
+                /* Only a usage member's value is needed (number_end);
+                 * capped: 10^12 * 10 + 9 fits, and more is refused. */
+                if (j->val_field && !j->num_big) {
+                    j->num = j->num * 10 + (b[k] - '0');
+                    if (j->num > MG_USAGE_MAX_TOKENS) {
+                        j->num_big = 1;
+                    }
+                }
+            }
+            j->pos += k - i;
+            i = k;
+            break;
+        case J_LITERAL:
+            lit = literals[j->lit];
+            while (i < len && lit[j->sub] && (unsigned char)lit[j->sub] == b[i]) {
+                j->sub++;
+                j->pos++;
+                i++;
+            }
+            if (!lit[j->sub]) {
+                after_value(j);
+                continue;
+            }
+            break;
+        default:
+            break;
+        }
+        if (i == len) {
+            break;
         }
         json_byte(j, b[i]);
         if (j->state != J_BAD) {
