@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# bench/tokens.sh -- what token accounting (issue 11) costs, measured against
+# bare apache2 + mod_proxy in the same run, in interleaved rounds.
+#
+#   A. SSE: a 200-event stream from the mock model server
+#      (tests/mock_backend/mock_model.py, reply_words=200, no delay), read
+#      by bench/sse_client.py one stream at a time: time to first event,
+#      the time from the first event to the last (delivery), and the CPU
+#      time of the server's threads (/proc/PID/task/TID/schedstat, ns)
+#      per event.  The gateway has token layers, so every event passes
+#      its usage filter; by default the client does not ask for usage, so
+#      the gateway adds stream_options.include_usage, holds each event to
+#      strip `"usage": null` and drops the usage-only one (the heavier
+#      path; BENCH_SSE_INCLUDE_USAGE=1 measures the read-only one).
+#   B. JSON: non-streaming POST /v1/chat/completions through wrk (a Lua
+#      script sends the body) to an nginx answering a fixed chat completion
+#      with usage; requests/s of (1) and (2).
+#
+#   (1) apache2 event + mod_proxy ProxyPass
+#   (2) apache2 event + mod_modelgate: key, tier (with tokens=), a global
+#       and a tenant request limit, a tenant token limit (unit=tokens): two
+#       token layers reserved and settled per request, on the shm store
+#
+# Knobs: BENCH_ROUNDS=5 BENCH_STREAMS=100 BENCH_DURATION=10s BENCH_WARMUP=3s
+# BENCH_CONNECTIONS=64 BENCH_THREADS=2 BENCH_ONLY="sse json"
+# BENCH_SSE_INCLUDE_USAGE=0; BENCH_ONLY=callgrind counts instructions per
+# SSE event instead (C below; BENCH_STREAMS streams of 200 and of 20 events).  Results in bench/results/tokens-<timestamp>/.
+# Everything binds to 127.0.0.1; servers run in sessions of their own and
+# are stopped by PID (the EXIT trap too).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+SRCDIR=$(cd "$BENCH_DIR/.." && pwd)
+ROUNDS=${BENCH_ROUNDS:-5}
+STREAMS=${BENCH_STREAMS:-100}
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-3s}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+ONLY=${BENCH_ONLY:-sse json}
+INCLUDE_USAGE=${BENCH_SSE_INCLUDE_USAGE:-0}
+HTTPD=/usr/sbin/apache2
+MODS=/usr/lib/apache2/modules
+NGINX=/usr/sbin/nginx
+PYTHON=/usr/bin/python3
+KEY=mg-bench-key-0001
+RESULTS="$BENCH_DIR/results/tokens-$(date +%Y%m%d-%H%M%S)"
+MODULE_SO="$SRCDIR/.libs/mod_modelgate.so"
+
+log() { printf '[tokens] %s\n' "$*" >&2; }
+die() { printf '[tokens] ERROR: %s\n' "$*" >&2; exit 1; }
+
+declare -A RUNNING=()
+stop_server() {
+    local pid=${RUNNING[$1]:-} i
+    [ -n "$pid" ] || return 0
+    unset "RUNNING[$1]"
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() { local n; for n in "${!RUNNING[@]}"; do stop_server "$n"; done; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    "$PYTHON" -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+rundir() { mkdir -p "$RESULTS/$1/htdocs" "$RESULTS/$1/tmp"; chmod 755 "$RESULTS/$1"; echo "$RESULTS/$1"; }
+
+# ns of CPU the threads of every process in a group have run
+cpu_ns() {
+    local pid total=0 v
+    for pid in $(pgrep -g "$1"); do
+        v=$(cat /proc/"$pid"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }')
+        total=$((total + v))
+    done
+    echo "$total"
+}
+
+wait_http() {
+    local port=$1 path=$2 i code
+    for i in $(seq 150); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -X "${3:-GET}" \
+               -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+               ${4:+--data "$4"} "http://127.0.0.1:$port$path" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    die "127.0.0.1:$port$path answers $code"
+}
+
+apache_conf() {   # DIR PORT BACKEND_PORT GATEWAY(0/1)
+    local dir=$1 port=$2 be=$3 gw=$4
+    cat <<EOF
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/httpd.pid"
+DefaultRuntimeDir "$dir"
+ErrorLog "$dir/error.log"
+LogLevel warn
+User www-data
+Group www-data
+LoadModule mpm_event_module $MODS/mod_mpm_event.so
+StartServers 2
+ServerLimit 2
+ThreadsPerChild 64
+ThreadLimit 64
+MaxRequestWorkers 128
+MinSpareThreads 1
+MaxSpareThreads 256
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+LoadModule authz_core_module $MODS/mod_authz_core.so
+LoadModule proxy_module $MODS/mod_proxy.so
+LoadModule proxy_http_module $MODS/mod_proxy_http.so
+DocumentRoot "$dir/htdocs"
+EOF
+    if [ "$gw" = 0 ]; then
+        printf 'ProxyPass /v1/ http://127.0.0.1:%s/v1/\n<Location "/v1/">\n    Require all granted\n</Location>\n' "$be"
+        return
+    fi
+    cat <<EOF
+LoadModule modelgate_module "$dir/mod_modelgate.so"
+ModelGateStore shm capacity=65536
+ModelGateTier bench 100000000/s burst=100000000 tokens=1000000000000/min
+ModelGateLimit bench-global global 1000000000/s
+ModelGateLimit bench-tenant tenant 1000000000/s
+ModelGateLimit bench-tpm tenant 1000000000000/min unit=tokens
+ModelGateKeyFile "$dir/bench.keys"
+ModelGateUpstream up http://127.0.0.1:$be
+<Location "/v1/">
+    Require all granted
+    ModelGate On
+    ModelGateRoute up
+</Location>
+EOF
+}
+
+start_apache() {  # NAME BACKEND_PORT GATEWAY -> PORT[NAME]
+    local name=$1 dir port out
+    dir=$(rundir "$name")
+    port=$(free_port)
+    cp "$MODULE_SO" "$dir/mod_modelgate.so"
+    printf 'sha256:%s bench-key bench-tenant bench\n' \
+        "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
+    apache_conf "$dir" "$port" "$2" "$3" >"$dir/httpd.conf"
+    out=$(timeout 60 "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -t 2>&1) || die "apache2 -t: $out"
+    setsid "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -D FOREGROUND >"$dir/console.log" 2>&1 </dev/null &
+    RUNNING[$name]=$!
+    PORT[$name]=$port
+}
+
+declare -A PORT=()
+
+# ---- A. SSE ---------------------------------------------------------------------
+
+sse() {
+    local dir mock_port name r out c0 c1 events
+    dir=$(rundir mock)
+    setsid "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" --port 0 --quiet \
+        >"$dir/port" 2>"$dir/console.log" </dev/null &
+    RUNNING[mock]=$!
+    for r in $(seq 50); do grep -q LISTENING "$dir/port" && break; sleep 0.1; done
+    mock_port=$(awk '{ print $2 }' "$dir/port")
+    curl -s -o /dev/null -X POST --data '{"reply_words": 200}' "http://127.0.0.1:$mock_port/_mock/mode"
+    start_apache sse-bare "$mock_port" 0
+    start_apache sse-gateway "$mock_port" 1
+    for name in sse-bare sse-gateway; do
+        wait_http "${PORT[$name]}" /v1/models
+        "$PYTHON" "$BENCH_DIR/sse_client.py" "${PORT[$name]}" 20 "$KEY" "$INCLUDE_USAGE" >/dev/null
+    done
+    for r in $(seq "$ROUNDS"); do
+        for name in sse-bare sse-gateway; do
+            c0=$(cpu_ns "${RUNNING[$name]}")
+            out=$("$PYTHON" "$BENCH_DIR/sse_client.py" "${PORT[$name]}" "$STREAMS" "$KEY" "$INCLUDE_USAGE")
+            c1=$(cpu_ns "${RUNNING[$name]}")
+            events=$("$PYTHON" -c 'import json,sys; print(json.loads(sys.argv[1])["events"][0])' "$out")
+            printf '%s\t%s\t%s\t%s\n' "$name" "$r" "$(( (c1 - c0) / STREAMS ))" "$out" \
+                | tee -a "$RESULTS/sse.tsv" >&2
+        done
+    done
+    stop_server sse-bare; stop_server sse-gateway; stop_server mock
+    "$PYTHON" - "$RESULTS/sse.tsv" "$STREAMS" <<'EOF' | tee "$RESULTS/sse-summary.txt"
+import json, statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+by = {}
+for name, rnd, ns, js in rows:
+    by.setdefault(name, []).append((int(ns), json.loads(js)))
+b, g = by["sse-bare"], by["sse-gateway"]
+ev = g[0][1]["events"][0] - 2          # content events (finish, [DONE] aside)
+med = lambda xs: statistics.median(xs)
+for name, rs in (("bare", b), ("gateway", g)):
+    print("%-8s ttfb median %.3f ms  delivery median %.3f ms  cpu %.1f us/stream  events %s"
+          % (name, med([r[1]["ttfb_ms_median"] for r in rs]),
+             med([r[1]["delivery_ms_median"] for r in rs]),
+             med([r[0] for r in rs]) / 1000, rs[0][1]["events"]))
+ttfb = [x[1]["ttfb_ms_median"] / y[1]["ttfb_ms_median"] for x, y in zip(b, g)]
+deliv = [x[1]["delivery_ms_median"] / y[1]["delivery_ms_median"] for x, y in zip(b, g)]
+added = [(y[0] - x[0]) / (ev + 2) for x, y in zip(b, g)]
+print("ttfb ratio bare/gateway per round %s, median %.3f" % (["%.3f" % x for x in ttfb], med(ttfb)))
+print("delivery ratio bare/gateway per round %s, median %.3f" % (["%.3f" % x for x in deliv], med(deliv)))
+print("gateway CPU added per event (the request's own cost spread over its %d events) "
+      "per round %s ns, median %.0f ns" % (ev + 2, ["%.0f" % x for x in added], med(added)))
+EOF
+}
+
+# ---- B. JSON, non-streaming ------------------------------------------------------
+
+json_bench() {
+    local dir be_port name r out lua
+    dir=$(rundir json-backend)
+    be_port=$(free_port)
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+user www-data www-data;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/client;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$be_port;
+        location / {
+            default_type application/json;
+            return 200 '{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"mock-small","choices":[{"index":0,"message":{"role":"assistant","content":"This is a mock reply"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}';
+        }
+    }
+}
+EOF
+    setsid "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/console.log" 2>&1 </dev/null &
+    RUNNING[json-backend]=$!
+    lua="$RESULTS/post.lua"
+    cat >"$lua" <<'EOF'
+wrk.method = "POST"
+wrk.body = '{"model":"mock-small","max_tokens":16,"messages":[{"role":"user","content":"one two three"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "mg-bench-key-0001"
+EOF
+    start_apache json-bare "$be_port" 0
+    start_apache json-gateway "$be_port" 1
+    for name in json-bare json-gateway; do
+        wait_http "${PORT[$name]}" /v1/chat/completions POST '{"model":"mock-small","max_tokens":16,"messages":[]}'
+    done
+    for r in $(seq "$ROUNDS"); do
+        for name in json-bare json-gateway; do
+            timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$lua" \
+                "http://127.0.0.1:${PORT[$name]}/v1/chat/completions" >/dev/null 2>&1
+            c0=$(cpu_ns "${RUNNING[$name]}")
+            out=$(timeout 90 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$lua" \
+                "http://127.0.0.1:${PORT[$name]}/v1/chat/completions" 2>&1)
+            c1=$(cpu_ns "${RUNNING[$name]}")
+            n=$(awk '/requests in/ { print $1 }' <<<"$out")
+            bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+            printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$r" "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")" \
+                "$(( (c1 - c0) / n ))" "${bad:-0}" | tee -a "$RESULTS/json.tsv" >&2
+        done
+    done
+    stop_server json-bare; stop_server json-gateway; stop_server json-backend
+    "$PYTHON" - "$RESULTS/json.tsv" <<'EOF' | tee "$RESULTS/json-summary.txt"
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+b = [r for r in rows if r[0] == "json-bare"]
+g = [r for r in rows if r[0] == "json-gateway"]
+ratio = [float(y[2]) / float(x[2]) for x, y in zip(b, g)]
+for name, rs in (("bare", b), ("gateway", g)):
+    print("%-8s req/s median %.0f (%s)  cpu median %.1f us/request  non-2xx %s"
+          % (name, statistics.median(float(r[2]) for r in rs), ", ".join(r[2] for r in rs),
+             statistics.median(int(r[3]) for r in rs) / 1000, sum(int(r[4]) for r in rs)))
+print("throughput ratio gateway/bare per round %s, median %.3f"
+      % (["%.3f" % x for x in ratio], statistics.median(ratio)))
+EOF
+}
+
+# ---- C. instructions per SSE event under callgrind ------------------------------
+
+# apache2 -X under callgrind, counting in ap_run_process_connection only,
+# serves STREAMS streams of W words (one connection each); twice, with
+# 200 and with 20 words: the difference over the 180 events between them
+# is what one event costs, with nothing of the request's own cost in it.
+callgrind_total() {   # NAME GATEWAY WORDS -> TOTAL
+    local name=$1 gw=$2 words=$3 dir port file i
+    dir=$(rundir "cg-$name-$words")
+    port=$(free_port)
+    cp "$MODULE_SO" "$dir/mod_modelgate.so"
+    printf 'sha256:%s bench-key bench-tenant bench\n' \
+        "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
+    apache_conf "$dir" "$port" "$MOCK_PORT" "$gw" >"$dir/httpd.conf"
+    file=$dir/callgrind.out
+    touch "$file"; chown www-data "$file"; chmod 777 "$dir"
+    curl -s -o /dev/null -X POST --data "{\"reply_words\": $words}" "http://127.0.0.1:$MOCK_PORT/_mock/mode"
+    setsid valgrind --tool=callgrind --callgrind-out-file="$file" --collect-atstart=no \
+        --toggle-collect=ap_run_process_connection \
+        "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -X >"$dir/console.log" 2>&1 </dev/null &
+    RUNNING[$name]=$!
+    for i in $(seq 600); do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/" && break
+        sleep 0.2
+    done
+    "$PYTHON" "$BENCH_DIR/sse_client.py" "$port" "$STREAMS" "$KEY" "$INCLUDE_USAGE" >"$dir/client.json"
+    stop_server "$name"
+    TOTAL=$(awk '/^(summary|totals):/ { print $2; exit }' "$file")
+    [ -n "$TOTAL" ] || die "no callgrind totals in $file"
+}
+
+callgrind_bench() {
+    local dir name gw a b
+    dir=$(rundir mock)
+    setsid "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" --port 0 --quiet \
+        >"$dir/port" 2>"$dir/console.log" </dev/null &
+    RUNNING[mock]=$!
+    for a in $(seq 50); do grep -q LISTENING "$dir/port" && break; sleep 0.1; done
+    MOCK_PORT=$(awk '{ print $2 }' "$dir/port")
+    for name in bare gateway; do
+        gw=0; [ "$name" = gateway ] && gw=1
+        callgrind_total "cg-$name" "$gw" 200; a=$TOTAL
+        callgrind_total "cg-$name" "$gw" 20; b=$TOTAL
+        printf '%s\t%s\t%s\t%s\n' "$name" "$a" "$b" \
+            "$(( (a - b) / (STREAMS * 180) ))" | tee -a "$RESULTS/callgrind.tsv" >&2
+    done
+    stop_server mock
+    awk -F'\t' '{ per[$1] = $4 } END {
+        printf "instructions per SSE event: bare %d, gateway %d, added %d\n",
+               per["bare"], per["gateway"], per["gateway"] - per["bare"] }' \
+        "$RESULTS/callgrind.tsv" | tee "$RESULTS/callgrind-summary.txt"
+}
+
+mkdir -p "$RESULTS"
+log "results in $RESULTS"
+for what in $ONLY; do
+    case $what in
+        sse) sse ;;
+        json) json_bench ;;
+        callgrind) callgrind_bench ;;
+        *) die "unknown BENCH_ONLY item $what" ;;
+    esac
+done
