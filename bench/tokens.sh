@@ -5,7 +5,7 @@
 #   A. SSE: a 200-event stream from the mock model server
 #      (tests/mock_backend/mock_model.py, reply_words=200, no delay), read
 #      by bench/sse_client.py one stream at a time: time to first event,
-#      the time from the first event to the last (delivery), and the CPU
+#      time to the last (events / that: the delivery rate), and the CPU
 #      time of the server's threads (/proc/PID/task/TID/schedstat, ns)
 #      per event.  The gateway has token layers, so every event passes
 #      its usage filter; by default the client does not ask for usage, so
@@ -24,7 +24,7 @@
 # Knobs: BENCH_ROUNDS=5 BENCH_STREAMS=100 BENCH_DURATION=10s BENCH_WARMUP=3s
 # BENCH_CONNECTIONS=64 BENCH_THREADS=2 BENCH_ONLY="sse json"
 # BENCH_SSE_INCLUDE_USAGE=0; BENCH_ONLY=callgrind counts instructions per
-# SSE event instead (C below; BENCH_STREAMS streams of 200 and of 20 events).  Results in bench/results/tokens-<timestamp>/.
+# SSE event and per non-streaming request instead (C below).  Results in bench/results/tokens-<timestamp>/.
 # Everything binds to 127.0.0.1; servers run in sessions of their own and
 # are stopped by PID (the EXIT trap too).
 set -euo pipefail
@@ -167,7 +167,7 @@ sse() {
     setsid "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" --port 0 --quiet \
         >"$dir/port" 2>"$dir/console.log" </dev/null &
     RUNNING[mock]=$!
-    for r in $(seq 50); do grep -q LISTENING "$dir/port" && break; sleep 0.1; done
+    for r in $(seq 50); do grep -qs LISTENING "$dir/port" && break; sleep 0.1; done
     mock_port=$(awk '{ print $2 }' "$dir/port")
     curl -s -o /dev/null -X POST --data '{"reply_words": 200}' "http://127.0.0.1:$mock_port/_mock/mode"
     start_apache sse-bare "$mock_port" 0
@@ -197,15 +197,18 @@ b, g = by["sse-bare"], by["sse-gateway"]
 ev = g[0][1]["events"][0] - 2          # content events (finish, [DONE] aside)
 med = lambda xs: statistics.median(xs)
 for name, rs in (("bare", b), ("gateway", g)):
-    print("%-8s ttfb median %.3f ms  delivery median %.3f ms  cpu %.1f us/stream  events %s"
+    print("%-8s ttfb median %.3f ms  ttlb median %.3f ms  cpu %.1f us/stream  events %s"
           % (name, med([r[1]["ttfb_ms_median"] for r in rs]),
-             med([r[1]["delivery_ms_median"] for r in rs]),
+             med([r[1]["ttlb_ms_median"] for r in rs]),
              med([r[0] for r in rs]) / 1000, rs[0][1]["events"]))
 ttfb = [x[1]["ttfb_ms_median"] / y[1]["ttfb_ms_median"] for x, y in zip(b, g)]
-deliv = [x[1]["delivery_ms_median"] / y[1]["delivery_ms_median"] for x, y in zip(b, g)]
+# events per second through the gateway over events per second through
+# bare apache: ttlb bare / ttlb gateway (the same events each)
+deliv = [x[1]["ttlb_ms_median"] / y[1]["ttlb_ms_median"] for x, y in zip(b, g)]
 added = [(y[0] - x[0]) / (ev + 2) for x, y in zip(b, g)]
 print("ttfb ratio bare/gateway per round %s, median %.3f" % (["%.3f" % x for x in ttfb], med(ttfb)))
-print("delivery ratio bare/gateway per round %s, median %.3f" % (["%.3f" % x for x in deliv], med(deliv)))
+print("delivery rate ratio gateway/bare (ttlb bare/gateway) per round %s, median %.3f"
+      % (["%.3f" % x for x in deliv], med(deliv)))
 print("gateway CPU added per event (the request's own cost spread over its %d events) "
       "per round %s ns, median %.0f ns" % (ev + 2, ["%.0f" % x for x in added], med(added)))
 EOF
@@ -213,8 +216,8 @@ EOF
 
 # ---- B. JSON, non-streaming ------------------------------------------------------
 
-json_bench() {
-    local dir be_port name r out lua
+start_json_backend() {
+    local dir be_port
     dir=$(rundir json-backend)
     be_port=$(free_port)
     cat >"$dir/nginx.conf" <<EOF
@@ -243,6 +246,13 @@ http {
 EOF
     setsid "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/console.log" 2>&1 </dev/null &
     RUNNING[json-backend]=$!
+    JSON_PORT=$be_port
+}
+
+json_bench() {
+    local name r out lua be_port
+    start_json_backend
+    be_port=$JSON_PORT
     lua="$RESULTS/post.lua"
     cat >"$lua" <<'EOF'
 wrk.method = "POST"
@@ -291,17 +301,19 @@ EOF
 # serves STREAMS streams of W words (one connection each); twice, with
 # 200 and with 20 words: the difference over the 180 events between them
 # is what one event costs, with nothing of the request's own cost in it.
-callgrind_total() {   # NAME GATEWAY WORDS -> TOTAL
-    local name=$1 gw=$2 words=$3 dir port file i
-    dir=$(rundir "cg-$name-$words")
+# Non-streaming: 220 and 20 requests on one keep-alive connection, the
+# difference over 200.
+callgrind_total() {   # NAME GATEWAY BACKEND_PORT LOAD... -> TOTAL
+    local name=$1 gw=$2 be=$3 dir port file i
+    shift 3
+    dir=$(rundir "$name-$RANDOM")
     port=$(free_port)
     cp "$MODULE_SO" "$dir/mod_modelgate.so"
     printf 'sha256:%s bench-key bench-tenant bench\n' \
         "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
-    apache_conf "$dir" "$port" "$MOCK_PORT" "$gw" >"$dir/httpd.conf"
+    apache_conf "$dir" "$port" "$be" "$gw" >"$dir/httpd.conf"
     file=$dir/callgrind.out
     touch "$file"; chown www-data "$file"; chmod 777 "$dir"
-    curl -s -o /dev/null -X POST --data "{\"reply_words\": $words}" "http://127.0.0.1:$MOCK_PORT/_mock/mode"
     setsid valgrind --tool=callgrind --callgrind-out-file="$file" --collect-atstart=no \
         --toggle-collect=ap_run_process_connection \
         "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -X >"$dir/console.log" 2>&1 </dev/null &
@@ -310,10 +322,31 @@ callgrind_total() {   # NAME GATEWAY WORDS -> TOTAL
         curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/" && break
         sleep 0.2
     done
-    "$PYTHON" "$BENCH_DIR/sse_client.py" "$port" "$STREAMS" "$KEY" "$INCLUDE_USAGE" >"$dir/client.json"
+    "$@" "$port" >"$dir/client.out" || die "$name: the load failed: $(cat "$dir/client.out")"
     stop_server "$name"
     TOTAL=$(awk '/^(summary|totals):/ { print $2; exit }' "$file")
     [ -n "$TOTAL" ] || die "no callgrind totals in $file"
+}
+
+sse_load() {      # WORDS PORT: STREAMS streams of WORDS events
+    curl -s -o /dev/null -X POST --data "{\"reply_words\": $1}" "http://127.0.0.1:$MOCK_PORT/_mock/mode"
+    "$PYTHON" "$BENCH_DIR/sse_client.py" "$2" "$STREAMS" "$KEY" "$INCLUDE_USAGE"
+}
+
+json_load() {     # N PORT: N chat completions on one keep-alive connection
+    "$PYTHON" - "$1" "$2" "$KEY" <<'PY'
+import http.client, json, sys
+n, port, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+body = json.dumps({"model": "mock-small", "max_tokens": 16,
+                   "messages": [{"role": "user", "content": "one two three"}]})
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+for i in range(n):
+    c.request("POST", "/v1/chat/completions", body=body,
+              headers={"X-API-Key": key, "Content-Type": "application/json"})
+    r = c.getresponse(); r.read()
+    if r.status != 200 or r.will_close:
+        sys.exit("request %d: %d" % (i, r.status))
+PY
 }
 
 callgrind_bench() {
@@ -322,19 +355,31 @@ callgrind_bench() {
     setsid "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" --port 0 --quiet \
         >"$dir/port" 2>"$dir/console.log" </dev/null &
     RUNNING[mock]=$!
-    for a in $(seq 50); do grep -q LISTENING "$dir/port" && break; sleep 0.1; done
+    for a in $(seq 50); do grep -qs LISTENING "$dir/port" && break; sleep 0.1; done
     MOCK_PORT=$(awk '{ print $2 }' "$dir/port")
     for name in bare gateway; do
         gw=0; [ "$name" = gateway ] && gw=1
-        callgrind_total "cg-$name" "$gw" 200; a=$TOTAL
-        callgrind_total "cg-$name" "$gw" 20; b=$TOTAL
-        printf '%s\t%s\t%s\t%s\n' "$name" "$a" "$b" \
+        callgrind_total "cg-$name" "$gw" "$MOCK_PORT" sse_load 200; a=$TOTAL
+        callgrind_total "cg-$name" "$gw" "$MOCK_PORT" sse_load 20; b=$TOTAL
+        printf 'sse\t%s\t%s\t%s\t%s\n' "$name" "$a" "$b" \
             "$(( (a - b) / (STREAMS * 180) ))" | tee -a "$RESULTS/callgrind.tsv" >&2
     done
     stop_server mock
-    awk -F'\t' '{ per[$1] = $4 } END {
+    # the same for non-streaming requests, against the nginx backend
+    start_json_backend
+    for name in bare gateway; do
+        gw=0; [ "$name" = gateway ] && gw=1
+        callgrind_total "cg-$name" "$gw" "$JSON_PORT" json_load 220; a=$TOTAL
+        callgrind_total "cg-$name" "$gw" "$JSON_PORT" json_load 20; b=$TOTAL
+        printf 'json\t%s\t%s\t%s\t%s\n' "$name" "$a" "$b" "$(( (a - b) / 200 ))" \
+            | tee -a "$RESULTS/callgrind.tsv" >&2
+    done
+    stop_server json-backend
+    awk -F'\t' '{ per[$1 " " $2] = $5 } END {
         printf "instructions per SSE event: bare %d, gateway %d, added %d\n",
-               per["bare"], per["gateway"], per["gateway"] - per["bare"] }' \
+               per["sse bare"], per["sse gateway"], per["sse gateway"] - per["sse bare"]
+        printf "instructions per non-streaming request: bare %d, gateway %d, added %d\n",
+               per["json bare"], per["json gateway"], per["json gateway"] - per["json bare"] }' \
         "$RESULTS/callgrind.tsv" | tee "$RESULTS/callgrind-summary.txt"
 }
 

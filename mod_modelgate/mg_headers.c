@@ -39,6 +39,16 @@ static apr_size_t u64_digits(char buf[U64_DIGITS], apr_uint64_t v,
     return (apr_size_t)(buf + U64_DIGITS - s);
 }
 
+/* v in decimal, in p: the OpenAI headers' numbers, without a format. */
+static const char *u64_text(apr_pool_t *p, apr_uint64_t v)
+{
+    char buf[U64_DIGITS];
+    const char *start;
+    apr_size_t n = u64_digits(buf, v, &start);
+
+    return apr_pstrmemdup(p, start, n);
+}
+
 /* Copy n bytes to *at, advance it. */
 static void put(char **at, const char *s, apr_size_t n)
 {
@@ -216,11 +226,11 @@ const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec)
     const char *s;
 
     if (ms < 1000) {
-        return apr_psprintf(p, "%" APR_INT64_T_FMT "ms", ms);
+        return apr_pstrcat(p, u64_text(p, (apr_uint64_t)ms), "ms", NULL);
     }
     /* Seconds with as many decimals as they need: 1s, 1.5s, 1.25s. */
     if (!frac) {
-        s = apr_psprintf(p, "%" APR_INT64_T_FMT "s", sec);
+        s = apr_pstrcat(p, u64_text(p, (apr_uint64_t)sec), "s", NULL);
     }
     else if (frac % 100 == 0) {
         s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT "s",
@@ -276,9 +286,8 @@ static void trio(apr_pool_t *p, const mg_layer *layers, const mg_decision *d,
     if (best < 0) {
         return;
     }
-    *limit = apr_psprintf(p, "%" APR_UINT64_T_FMT, d->layer[best].limit);
-    *remaining = apr_psprintf(p, "%" APR_UINT64_T_FMT,
-                              d->layer[best].remaining);
+    *limit = u64_text(p, d->layer[best].limit);
+    *remaining = u64_text(p, d->layer[best].remaining);
     *reset = mg_headers_duration(p, d->layer[best].allowed
                                     ? d->layer[best].reset
                                     : d->layer[best].retry_after);

@@ -594,7 +594,16 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
     while (i < len && j->state != J_BAD) {
         switch (j->state) {
         case J_STRING:
-            if (j->sub != S_CHAR || j->key_mask) {
+            if (j->sub != S_CHAR) {
+                break;
+            }
+            /* a name that may matter: its plain characters matched here */
+            while (j->key_mask && i < len && !string_stop[b[i]]) {
+                key_char(j, b[i]);
+                j->pos++;
+                i++;
+            }
+            if (j->key_mask) {
                 break;
             }
             for (k = i; k < len && !string_stop[b[k]]; k++) {
@@ -604,6 +613,26 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
             if (i < len && b[i] == '"') {
                 /* string_end of a string no name of interest can be */
                 j->state = j->in_key ? J_COLON : j->depth ? J_AFTER : J_END;
+                j->pos++;
+                i++;
+                continue;
+            }
+            break;
+        case J_KEY:
+            if (b[i] == '"') {
+                key_begin(j);
+                j->pos++;
+                i++;
+                continue;
+            }
+            break;
+        case J_VALUE:
+            if (b[i] == '"') {
+                /* value_start of a string */
+                value_begin(j, V_STR);
+                j->state = J_STRING;
+                j->sub = S_CHAR;
+                j->in_key = 0;
                 j->pos++;
                 i++;
                 continue;

@@ -502,7 +502,8 @@ static apr_int64_t used_by(const mg_reservation *res, const mg_layer *l,
 
 static const char *i64(apr_pool_t *p, apr_int64_t v)
 {
-    return apr_psprintf(p, "%" APR_INT64_T_FMT, v);
+    /* Four notes a request: no format string to parse. */
+    return apr_off_t_toa(p, (apr_off_t)v);
 }
 
 /* Notes for the access log: what the answer said it used. */
