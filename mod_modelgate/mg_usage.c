@@ -38,11 +38,20 @@ void mg_usage_init(mg_usage_scanner *s, mg_usage_mode mode)
     s->event = s->result;
 }
 
+void mg_usage_init_frames(mg_usage_scanner *s)
+{
+    mg_usage_init(s, MG_USAGE_SSE);
+    s->frames_only = 1;
+}
+
 static void data_bytes(mg_usage_scanner *s, const unsigned char *b,
                        apr_size_t n)
 {
     apr_size_t i;
 
+    if (s->frames_only) {
+        return;
+    }
     for (i = 0; i < n && s->done_pos != NO_MATCH; i++) {
         s->done_pos = s->done_pos < DONE_LEN
                       && (unsigned char)DONE_TEXT[s->done_pos] == b[i]
@@ -87,6 +96,15 @@ static void event_end(mg_usage_scanner *s, mg_usage_event *ev,
     ev->usage = &s->event;
     if (s->event_bytes > s->result.largest_event) {
         s->result.largest_event = s->event_bytes;
+    }
+    if (s->frames_only) {
+        /* s->event stays the ABSENT of mg_usage_init */
+        ev->has_data = s->has_data;
+        s->line = L_START;
+        s->has_data = 0;
+        s->data_lines = 0;
+        s->event_bytes = 0;
+        return;
     }
     if (!s->has_data || s->done_pos == DONE_LEN) {
         /* nothing to read: no usage (the lexer choked on [DONE]) */

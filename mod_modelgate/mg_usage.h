@@ -147,6 +147,7 @@ typedef struct mg_usage_json_ {
 /** The scanner: fixed size, owned by the caller, no allocation. */
 typedef struct mg_usage_scanner {
     mg_usage_mode mode;
+    int frames_only;          /* SSE: events framed, data not read */
     mg_usage_json_ json;      /* the document, or the current event's data */
     unsigned char line;       /* SSE: where in a line */
     unsigned char field_pos;  /* SSE: how much of "data" the name matched */
@@ -165,6 +166,16 @@ typedef struct mg_usage_scanner {
 
 /** Start reading an answer of the given shape. */
 void mg_usage_init(mg_usage_scanner *s, mg_usage_mode mode);
+
+/**
+ * SSE, framing only: events and where they end are reported as by
+ * mg_usage_feed, but their data is not read (every event's usage is
+ * ABSENT, none is usage_only, the result counts no event; largest_event
+ * is kept).  For a filter that holds each event until it ends and gives
+ * a full scanner only the events that may carry a usage: lexing every
+ * chunk of a stream costs several times what framing it does.
+ */
+void mg_usage_init_frames(mg_usage_scanner *s);
 
 /**
  * Read the next `len` bytes of the answer.

@@ -61,7 +61,12 @@ typedef struct usage_ctx {
     apr_size_t held_len;
     apr_bucket_brigade *out;      /* what goes on, when events are held:
                                      made once, emptied after each pass */
-    mg_usage_scanner scan;
+    int fed;                      /* the event being held is being given
+                                     to `scan` as it comes (too long to
+                                     hold whole) */
+    int usage_only;               /* `scan` said the event is that one */
+    mg_usage_scanner scan;        /* the answer's usage */
+    mg_usage_scanner frames;      /* where events are held: their ends */
 } usage_ctx;
 
 void mg_usage_watch(request_rec *r, mg_request *req)
@@ -214,6 +219,69 @@ static void strip_usage_null(usage_ctx *ctx)
     ctx->held_len -= at - from;
 }
 
+/* Where events are held whole, most of them need not be read at all: a
+ * chunk can carry a usage only where a member named usage has a value
+ * other than null (every chunk carries the `"usage": null` include_usage
+ * adds), or where a \u escape could spell that name.  Conservative: any
+ * doubt reads the event. */
+static int may_carry_usage(const char *b, apr_size_t n)
+{
+    const char *end = b + n, *p, *q;
+
+    for (p = b; (p = memchr(p, '\\', (apr_size_t)(end - p))) != NULL; p += 2) {
+        if (p + 1 < end && p[1] == 'u') {
+            return 1;
+        }
+    }
+    for (p = b; (p = memchr(p, '"', (apr_size_t)(end - p))) != NULL; p++) {
+        if (end - p < 7 || memcmp(p, "\"usage\"", 7)) {
+            continue;
+        }
+        for (q = p + 7; q < end && apr_isspace(*q); q++) {
+        }
+        if (q == end || *q != ':') {
+            continue;                   /* a value, not a member name */
+        }
+        for (q++; q < end && apr_isspace(*q); q++) {
+        }
+        if (end - q < 4 || memcmp(q, "null", 4)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Give `scan` bytes of the held event (in order, every byte once). */
+static void feed_scan(usage_ctx *ctx, const char *buf, apr_size_t len)
+{
+    mg_usage_event ev;
+    apr_size_t n;
+
+    while (len > 0) {
+        n = mg_usage_feed(&ctx->scan, buf, len, &ev);
+        if (ev.ended && ev.usage_only) {
+            ctx->usage_only = 1;
+        }
+        buf += n;
+        len -= n;
+    }
+}
+
+/* The held event ended (`frames` said so): `scan` reads it when it may
+ * carry a usage.  An event whose blank line ended in CR is still open in
+ * `scan` (an LF may follow): `frames` saw the next byte was none, and an LF
+ * ends it the same way. */
+static void event_ended(usage_ctx *ctx)
+{
+    if (!ctx->fed && may_carry_usage(ctx->held, ctx->held_len)) {
+        ctx->fed = 1;
+        feed_scan(ctx, ctx->held, ctx->held_len);
+    }
+    if (ctx->fed && ctx->held_len && ctx->held[ctx->held_len - 1] == '\r') {
+        feed_scan(ctx, "\n", 1);
+    }
+}
+
 /* Scan `len` bytes; where the gateway added include_usage, copy what goes
  * on to `out`: each event is held until it ends (at most
  * MG_USAGE_ONLY_MAX bytes; a longer one goes on as it comes but for its
@@ -222,31 +290,40 @@ static void strip_usage_null(usage_ctx *ctx)
 static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                  apr_size_t len, apr_bucket_brigade *out)
 {
-    while (len > 0) {
-        mg_usage_event ev;
-        apr_size_t n = mg_usage_feed(&ctx->scan, buf, len, &ev);
+    mg_usage_event ev;
+    apr_size_t n;
 
-        if (out) {
-            if (ev.ended && ev.usage_only) {
+    if (!out) {
+        feed_scan(ctx, buf, len);
+        return;
+    }
+    while (len > 0) {
+        n = mg_usage_feed(&ctx->frames, buf, len, &ev);
+        if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
+            hold(r, ctx, buf, n);
+        }
+        else {
+            if (!ctx->fed) {
+                /* too long to hold: read as it comes from now on */
+                ctx->fed = 1;
+                feed_scan(ctx, ctx->held, ctx->held_len);
+            }
+            feed_scan(ctx, buf, n);
+            ctx->whole = 0;
+            keep_tail(r, out, ctx, buf, n);
+        }
+        if (ev.ended) {
+            event_ended(ctx);
+            if (ctx->usage_only) {
                 ctx->held_len = 0;          /* the client did not ask */
                 ctx->res->dropped_usage_event = 1;
             }
             else {
-                if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
-                    hold(r, ctx, buf, n);
-                }
-                else {
-                    ctx->whole = 0;
-                    keep_tail(r, out, ctx, buf, n);
-                }
-                if (ev.ended) {
-                    strip_usage_null(ctx);
-                    release(out, ctx, NULL, 0);
-                }
+                strip_usage_null(ctx);
+                release(out, ctx, NULL, 0);
             }
-            if (ev.ended) {
-                ctx->whole = 1;
-            }
+            ctx->whole = 1;
+            ctx->fed = ctx->usage_only = 0;
         }
         buf += n;
         len -= n;
@@ -256,15 +333,28 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
 static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
 {
     mg_usage_event ev;
+    apr_uint64_t largest;
 
-    mg_usage_finish(&ctx->scan, &ev);
-    if (out && ctx->held_len && !(ev.ended && ev.usage_only)) {
+    if (out) {
+        mg_usage_finish(&ctx->frames, &ev);
         if (ev.ended) {
-            strip_usage_null(ctx);
+            event_ended(ctx);
         }
-        release(out, ctx, NULL, 0);
+        if (ctx->held_len && !(ev.ended && ctx->usage_only)) {
+            if (ev.ended) {
+                strip_usage_null(ctx);
+            }
+            release(out, ctx, NULL, 0);
+        }
     }
+    mg_usage_finish(&ctx->scan, &ev);
     mg_usage_result(&ctx->scan, &ctx->res->usage);
+    if (out) {
+        largest = ctx->frames.result.largest_event;
+        if (largest > ctx->res->usage.largest_event) {
+            ctx->res->usage.largest_event = largest;
+        }
+    }
     ctx->res->usage_read = 1;
     if (ctx->res->usage.largest_event >= MG_USAGE_LARGE_EVENT) {
         /* Read as it passed, never held (the scanner's memory is fixed);
@@ -301,6 +391,9 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         ctx->drop_usage_only = ctx->drop_usage_only
                                && mode == MG_USAGE_SSE;
+        if (ctx->drop_usage_only) {
+            mg_usage_init_frames(&ctx->frames);
+        }
     }
     if (!ctx->scanning) {
         /* Nothing to read, but the end of the answer settles. */
