@@ -4,12 +4,15 @@
  * against what the request reserved.
  *
  * The MODELGATE_USAGE output filter reads the model server's answer as it
- * passes (mg_usage.c: a JSON document, or an SSE stream event by event),
- * never holding it back -- except, in a stream where the gateway itself
- * asked for stream_options.include_usage, the one usage-only event the
- * client did not ask for, which it drops (at most MG_USAGE_ONLY_MAX bytes
- * are held while an event may still be that one), and the `"usage": null`
- * that request added to every other event, which it strips.
+ * passes (mg_usage.c).  A JSON document goes on as it came, chunk for
+ * chunk.  A stream goes on event by event: each is held until it ends (at
+ * most MG_USAGE_ONLY_MAX bytes; a longer one goes on as it comes but for
+ * its last MG_USAGE_TAIL bytes), which costs a client nothing (it can use
+ * an event only once it ends) and lets the filter read only the events
+ * that may carry a usage (lexing every chunk cost several times more).
+ * Where the gateway itself asked for stream_options.include_usage, it
+ * also drops the usage-only event the client did not ask for and strips
+ * the `"usage": null` that request added to every other event.
  *
  * Settling runs once, as soon as the outcome is known and before the
  * client has all of the answer (its next request must meet settled
@@ -54,6 +57,7 @@ typedef struct usage_ctx {
     int started;
     int scanning;                 /* the answer has a shape with usage */
     int drop_usage_only;          /* the gateway added include_usage */
+    int hold;                     /* a stream: events held until they end */
     int whole;                    /* the event so far is all held;
                                      else only its last MG_USAGE_TAIL
                                      bytes are */
@@ -282,11 +286,12 @@ static void event_ended(usage_ctx *ctx)
     }
 }
 
-/* Scan `len` bytes; where the gateway added include_usage, copy what goes
- * on to `out`: each event is held until it ends (at most
- * MG_USAGE_ONLY_MAX bytes; a longer one goes on as it comes but for its
- * last MG_USAGE_TAIL bytes), then dropped if it is the usage-only chunk,
- * else sent without "usage": null. */
+/* Scan `len` bytes (JSON: `out` is NULL, the bytes go on unchanged); of a
+ * stream, copy what goes on to `out`: each event is held until it ends (at
+ * most MG_USAGE_ONLY_MAX bytes; a longer one goes on as it comes but for
+ * its last MG_USAGE_TAIL bytes), read if it may carry a usage, then sent
+ * -- where the gateway added include_usage, dropped if it is the
+ * usage-only chunk, else sent without "usage": null. */
 static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                  apr_size_t len, apr_bucket_brigade *out)
 {
@@ -314,12 +319,14 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
         }
         if (ev.ended) {
             event_ended(ctx);
-            if (ctx->usage_only) {
+            if (ctx->usage_only && ctx->drop_usage_only) {
                 ctx->held_len = 0;          /* the client did not ask */
                 ctx->res->dropped_usage_event = 1;
             }
             else {
-                strip_usage_null(ctx);
+                if (ctx->drop_usage_only) {
+                    strip_usage_null(ctx);
+                }
                 release(out, ctx, NULL, 0);
             }
             ctx->whole = 1;
@@ -340,8 +347,9 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
         if (ev.ended) {
             event_ended(ctx);
         }
-        if (ctx->held_len && !(ev.ended && ctx->usage_only)) {
-            if (ev.ended) {
+        if (ctx->held_len
+            && !(ev.ended && ctx->usage_only && ctx->drop_usage_only)) {
+            if (ev.ended && ctx->drop_usage_only) {
                 strip_usage_null(ctx);
             }
             release(out, ctx, NULL, 0);
@@ -389,9 +397,9 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
             ctx->scanning = 1;
             mg_usage_init(&ctx->scan, (mg_usage_mode)mode);
         }
-        ctx->drop_usage_only = ctx->drop_usage_only
-                               && mode == MG_USAGE_SSE;
-        if (ctx->drop_usage_only) {
+        ctx->hold = ctx->scanning && mode == MG_USAGE_SSE;
+        ctx->drop_usage_only = ctx->drop_usage_only && ctx->hold;
+        if (ctx->hold) {
             mg_usage_init_frames(&ctx->frames);
         }
     }
@@ -407,8 +415,8 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         }
         return ap_pass_brigade(f->next, bb);
     }
-    if (!ctx->drop_usage_only) {
-        /* Read only: the brigade goes on as it came, chunk for chunk. */
+    if (!ctx->hold) {
+        /* JSON: the brigade goes on as it came, chunk for chunk. */
         for (e = APR_BRIGADE_FIRST(bb); e != APR_BRIGADE_SENTINEL(bb);
              e = APR_BUCKET_NEXT(e)) {
             if (APR_BUCKET_IS_EOS(e)) {
