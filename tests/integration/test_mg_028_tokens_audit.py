@@ -261,3 +261,24 @@ def test_mg_028_07_a_client_gone_mid_stream_is_settled(gw, backend):
     assert lines[1][0] == "aborted", lines
     assert "MG00502" in gw.read_log()
     assert remaining(gw) == 1000 - 7 - reservation(sent)
+
+
+# ---- line ends ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
+@pytest.mark.parametrize("include_usage", [True, None])
+def test_mg_028_08_streams_with_crlf_and_cr_line_ends(gw, backend, line_end, include_usage):
+    """The filter passes a stream event by event and reads only the events
+    that may carry a usage; with CR line ends an event ends only when the
+    byte after its blank line is seen.  The client still gets the stream
+    it asked for, byte for byte, and the usage is settled."""
+    backend.mode(line_end=line_end)
+    sent = body(stream=True, include_usage=include_usage)
+    resp = gw.chat(DEMO_KEY, body=sent)
+    direct = harness.request(backend.port, "POST", "/v1/chat/completions", body=sent)
+    backend.mode(mode="normal")
+    assert resp.status == 200
+    assert normalised(resp.body) == normalised(direct.body)
+    assert resp.body.endswith(("data: [DONE]" + line_end * 2).encode())
+    assert (b'"usage"' in resp.body) == bool(include_usage)
+    assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]

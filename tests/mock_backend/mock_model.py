@@ -70,7 +70,7 @@ Modes (POST /_mock/mode, global to the server instance)
 Body: ``{"mode": "normal"|"slow"|"error"|"ratelimit", "delay_ms": int,
 "status": int, "retry_after": int, "stream_chunk_delay_ms": int,
 "usage": null|"omit"|object, "headers": object, "reply_words": int,
-"first_word_bytes": int}``.  Each call replaces the whole mode; omitted
+"first_word_bytes": int, "line_end": "\\n"|"\\r\\n"|"\\r"}``.  Each call replaces the whole mode; omitted
 fields take their defaults (mode "normal", delay_ms 0 - or 1000 for "slow" -,
 status 500, retry_after 1, stream_chunk_delay_ms 0, usage null).  Returns the
 new mode object.  ``usage`` plays a model server that reports usage badly:
@@ -82,7 +82,9 @@ added to every /v1 answer (Set-Cookie, Cache-Control, for the cache's tests).
 words (the rule's words repeated; max_tokens still cuts it): a stream of
 that many content events, for the benchmark.  ``first_word_bytes``
 (0..64 MiB) pads the reply's first word with "x" to that many bytes: one
-stream event that large (the gateway's bounded-memory tests).
+stream event that large (the gateway's bounded-memory tests).  ``line_end``
+(default LF) ends a stream's lines with CRLF or CR instead, as the SSE
+standard allows.
 
 * normal     answer normally.
 * slow       sleep delay_ms before answering each /v1 request.
@@ -220,7 +222,7 @@ def _is_token_list(v):
 def default_mode():
     return {"mode": "normal", "delay_ms": 0, "status": 500, "retry_after": 1,
             "stream_chunk_delay_ms": 0, "usage": None, "headers": {},
-            "reply_words": 0, "first_word_bytes": 0}
+            "reply_words": 0, "first_word_bytes": 0, "line_end": "\n"}
 
 
 def parse_mode(req):
@@ -257,6 +259,11 @@ def parse_mode(req):
         raise RequestError(400, "headers must be an object of strings.", "invalid_value",
                            "headers")
     new["headers"] = headers
+    line_end = req.get("line_end", "\n")
+    if line_end not in ("\n", "\r\n", "\r"):
+        raise RequestError(400, "line_end must be \"\\n\", \"\\r\\n\" or \"\\r\".",
+                           "invalid_value", "line_end")
+    new["line_end"] = line_end
     return new
 
 
@@ -690,6 +697,9 @@ class Handler(BaseHTTPRequestHandler):
         self._sent = True
         delay = self._mode["stream_chunk_delay_ms"] / 1000.0
         w = self.wfile
+        if self._mode.get("line_end", "\n") != "\n":
+            # JSON has no raw line ends: only the SSE framing's change
+            events = [ev.replace(b"\n", self._mode["line_end"].encode()) for ev in events]
         for i, ev in enumerate(events):
             if i and delay > 0:
                 time.sleep(delay)

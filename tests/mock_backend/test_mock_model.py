@@ -285,8 +285,14 @@ def test_reply_words_and_first_word_bytes(server):
         first = json.loads(events[0][6:])["choices"][0]["delta"]["content"]
         assert len(first) == 1 << 20 and first.startswith("Thisx")
         assert len(events) == 9 + 2
+        call(server, "POST", "/_mock/mode", {"line_end": "\r"})
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(req))
+        raw = conn.getresponse().read()
+        conn.close()
+        assert b"\n" not in raw and raw.endswith(b"data: [DONE]\r\r")
         for bad in ({"reply_words": -1}, {"reply_words": 100001},
-                    {"first_word_bytes": "big"}):
+                    {"first_word_bytes": "big"}, {"line_end": "\n\n"}):
             assert call(server, "POST", "/_mock/mode", bad)[0] == 400
     finally:
         call(server, "POST", "/_mock/reset", None)
