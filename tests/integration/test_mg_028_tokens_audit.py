@@ -282,3 +282,54 @@ def test_mg_028_08_streams_with_crlf_and_cr_line_ends(gw, backend, line_end, inc
     assert resp.body.endswith(("data: [DONE]" + line_end * 2).encode())
     assert (b'"usage"' in resp.body) == bool(include_usage)
     assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
+
+
+# ---- an answer compressed anyway -------------------------------------------------------
+
+def test_mg_028_09_an_answer_compressed_anyway_is_not_read(gw, backend):
+    """The gateway asks for identity encoding; a server that compresses
+    anyway is not read (MG00501): the reservation stays charged."""
+    assert remaining(gw) == 1000
+    backend.mode(headers={"Content-Encoding": "gzip"})
+    sent = body()
+    assert gw.chat(DEMO_KEY, body=sent).status == 200
+    backend.mode(mode="normal")
+    assert token_lines(gw, 2)[1][0] == "absent"
+    log = gw.read_log()
+    assert "MG00501" in log and "gzip-encoded" in log
+    assert remaining(gw) == 1000 - 7 - reservation(sent)
+
+
+# ---- Redis in local-sync mode -----------------------------------------------------------
+
+@pytest.fixture
+def redis(tmp_path):
+    server = harness.RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def test_mg_028_10_local_sync_settles_the_usage(gateways, backend, redis):
+    """Redis in local-sync mode decides in shared memory: the settle goes
+    to that table, so one gateway admits exactly as the shm store does --
+    as many requests as 7 used tokens each allow, with room for one more
+    reservation."""
+    backend.reset()
+    g = gateways("sync", backend_port=backend.port)
+    g.write_conf(CONF.format(run=g.rundir).replace(
+        "ModelGateTier free",
+        'LoadModule modelgate_redis_module "%s"\n'
+        "ModelGateStore redis 127.0.0.1:%d mode=local-sync interval=100\n"
+        "ModelGateTier free" % (harness.REDIS_MODULE, redis.port), 1)
+        .replace("daily-tokens key 1000/day", "daily-tokens key 100/day")
+        + harness.routed_v1(QUICKSTART_KEYS, backend.port))
+    g.start()
+    b = body()
+    expect = (100 - reservation(b)) // 7 + 1
+    statuses = []
+    for i in range(expect + 2):
+        statuses.append(g.chat(DEMO_KEY, body=b).status)
+        token_lines(g, i + 1)           # settled before the next
+    assert statuses == [200] * expect + [429] * 2
+    assert backend.count() == expect
+    assert token_lines(g, expect)[0][:4] == ["usage", "3", "4", "7"]
