@@ -23,7 +23,7 @@
 #
 # Knobs: BENCH_ROUNDS=5 BENCH_STREAMS=100 BENCH_DURATION=10s BENCH_WARMUP=3s
 # BENCH_CONNECTIONS=64 BENCH_THREADS=2 BENCH_ONLY="sse json"
-# BENCH_SSE_INCLUDE_USAGE=0; BENCH_ONLY=callgrind counts instructions per
+# BENCH_SSE_INCLUDE_USAGE=0 BENCH_TOKENS=1; BENCH_ONLY=callgrind counts instructions per
 # SSE event and per non-streaming request instead (C below).  Results in bench/results/tokens-<timestamp>/.
 # Everything binds to 127.0.0.1; servers run in sessions of their own and
 # are stopped by PID (the EXIT trap too).
@@ -39,6 +39,15 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-sse json}
 INCLUDE_USAGE=${BENCH_SSE_INCLUDE_USAGE:-0}
+# BENCH_TOKENS=0: the same gateway without its two token layers, to tell
+# token accounting's cost from the rest of a POST's (the body is read
+# either way)
+if [ "${BENCH_TOKENS:-1}" = 1 ]; then
+    TIER_TOKENS="tokens=1000000000000/min"
+    TPM="ModelGateLimit bench-tpm tenant 1000000000000/min unit=tokens"
+else
+    TIER_TOKENS= TPM=
+fi
 HTTPD=/usr/sbin/apache2
 MODS=/usr/lib/apache2/modules
 NGINX=/usr/sbin/nginx
@@ -129,10 +138,10 @@ EOF
     cat <<EOF
 LoadModule modelgate_module "$dir/mod_modelgate.so"
 ModelGateStore shm capacity=65536
-ModelGateTier bench 100000000/s burst=100000000 tokens=1000000000000/min
+ModelGateTier bench 100000000/s burst=100000000 $TIER_TOKENS
 ModelGateLimit bench-global global 1000000000/s
 ModelGateLimit bench-tenant tenant 1000000000/s
-ModelGateLimit bench-tpm tenant 1000000000000/min unit=tokens
+$TPM
 ModelGateKeyFile "$dir/bench.keys"
 ModelGateUpstream up http://127.0.0.1:$be
 <Location "/v1/">
