@@ -91,6 +91,22 @@ cpu_ns() {
     echo "$total"
 }
 
+# wait_quiet: up to BENCH_QUIET_WAIT seconds (default 60) for a second in
+# which the machine is at least 80% idle; says what it found (the machine
+# is shared: others' builds and tests show up in every figure here).
+wait_quiet() {
+    local i a b idle=0
+    for i in $(seq "${BENCH_QUIET_WAIT:-60}"); do
+        a=$(awk '/^cpu /{ print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat)
+        sleep 1
+        b=$(awk '/^cpu /{ print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat)
+        idle=$(awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+            printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
+        [ "$idle" -lt 80 ] || break
+    done
+    log "machine ${idle}% idle before round $1"
+}
+
 wait_http() {
     local port=$1 path=$2 i code
     for i in $(seq 150); do
@@ -186,6 +202,7 @@ sse() {
         "$PYTHON" "$BENCH_DIR/sse_client.py" "${PORT[$name]}" 20 "$KEY" "$INCLUDE_USAGE" >/dev/null
     done
     for r in $(seq "$ROUNDS"); do
+        wait_quiet "$r"
         for name in sse-bare sse-gateway; do
             c0=$(cpu_ns "${RUNNING[$name]}")
             out=$("$PYTHON" "$BENCH_DIR/sse_client.py" "${PORT[$name]}" "$STREAMS" "$KEY" "$INCLUDE_USAGE")
@@ -275,6 +292,7 @@ EOF
         wait_http "${PORT[$name]}" /v1/chat/completions POST '{"model":"mock-small","max_tokens":16,"messages":[]}'
     done
     for r in $(seq "$ROUNDS"); do
+        wait_quiet "$r"
         for name in json-bare json-gateway; do
             timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$lua" \
                 "http://127.0.0.1:${PORT[$name]}/v1/chat/completions" >/dev/null 2>&1
