@@ -232,7 +232,8 @@ static int may_carry_usage(const char *b, apr_size_t n)
 {
     const char *end = b + n, *p, *q;
 
-    for (p = b; (p = memchr(p, '\\', (apr_size_t)(end - p))) != NULL; p += 2) {
+    for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
+                           != NULL; p += 2) {
         if (p + 1 < end && p[1] == 'u') {
             return 1;
         }

@@ -210,7 +210,11 @@ def test_mg_028_05_a_ten_megabyte_event(gw, backend, include_usage):
     assert forwarded["stream_options"] == {"include_usage": True}
     backend.mode(mode="normal")
     after = high_water_kb(children(gw))
-    growth = max(after[pid] - before.get(pid, 0) for pid in after)
+    # The highest peak of any child against the highest before: a child
+    # serving its first request grows ~1.5 MB by itself, to about where
+    # the child that served the probe already is; a child started
+    # meanwhile (the MPM keeps spare threads) counts too.
+    growth = max(after.values()) - max(before.values())
     assert growth < BIG // 1024 // 4, (before, after)
     log = gw.read_log()
     import re
@@ -333,3 +337,4 @@ def test_mg_028_10_local_sync_settles_the_usage(gateways, backend, redis):
     assert statuses == [200] * expect + [429] * 2
     assert backend.count() == expect
     assert token_lines(g, expect)[0][:4] == ["usage", "3", "4", "7"]
+    g.stop()                            # before its Redis goes
