@@ -15,8 +15,10 @@ METRICS = """
 
 
 def test_mg_035_01_cache_figures_in_the_exposition(cached, backend, backend2, tmp_path):
-    gw = cached(conf(backend, backend2, server='ModelGateCache "shmcb:%s/small(8192)"\n'
-                     'ModelGateCacheMaxObject 65536\n' % tmp_path + STATUS + METRICS))
+    # the shmcb file in the gateway's own run directory, which apache2's
+    # children can reach (pytest's tmp_path is not searchable by them)
+    gw = cached(conf(backend, backend2, server='ModelGateCache "shmcb:${MG_RUN}/small(8192)"\n'
+                     'ModelGateCacheMaxObject 65536\n' + STATUS + METRICS))
     gw.allow_errors(r"AH00\d\d\d.*shmcb", r"socache_shmcb:error")
     first = chat(gw, body())                                  # lookup, miss, store
     assert first.header("cache-status") == "modelgate; fwd=miss; stored"
