@@ -13,6 +13,13 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
                                apr_size_t len, mg_body_info *info,
                                const char **why)
 {
+    return mg_body_inspect_root(p, buf, len, info, why, NULL);
+}
+
+mg_body_status mg_body_inspect_root(apr_pool_t *p, const char *buf,
+                                    apr_size_t len, mg_body_info *info,
+                                    const char **why, json_t **keep)
+{
     json_error_t jerr;
     json_t *root, *v;
     mg_body_status st = MG_BODY_OK;
@@ -22,6 +29,9 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
     info->max_tokens = -1;
     info->max_tokens_field = NULL;
     *why = NULL;
+    if (keep) {
+        *keep = NULL;
+    }
     /* A member given twice is refused: the gateway and the model server
      * must not read different values from one body. */
     root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -76,9 +86,43 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
     else {
         info->max_tokens_field = NULL;
     }
+    if (keep) {
+        *keep = root;           /* the caller's reference now */
+        return st;
+    }
 done:
     json_decref(root);
     return st;
+}
+
+/* ---- the kept tree, in step with the bytes ----------------------------- */
+
+int mg_body_root_set_model(json_t *root, const char *model)
+{
+    return json_object_set_new(root, "model", json_string(model));
+}
+
+int mg_body_root_set_int(json_t *root, const char *name, apr_int64_t value)
+{
+    return json_object_set_new(root, name,
+                               json_integer((json_int_t)value));
+}
+
+/* As mg_body_want_usage: stream_options absent or null becomes
+ * {"include_usage":true}; an object gets include_usage true. */
+int mg_body_root_want_usage(json_t *root)
+{
+    json_t *so = json_object_get(root, "stream_options");
+
+    if (json_is_object(so)) {
+        return json_object_set_new(so, "include_usage", json_true());
+    }
+    so = json_object();
+    if (!so || json_object_set_new(so, "include_usage", json_true()) != 0) {
+        json_decref(so);
+        return -1;
+    }
+    return json_object_set_new(root, "stream_options", so);
 }
 
 /* ---- where a value stands in the text -------------------------------------- */

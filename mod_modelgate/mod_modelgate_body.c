@@ -40,10 +40,13 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <util_filter.h>
+#include <jansson.h>
 #include "mod_modelgate_private.h"
 #include "mg_error.h"
 
 #define MG_BODY_FILTER "MODELGATE_BODY"
+
+int mg_body_keep_root;
 
 typedef enum {
     BODY_JSON,                /* says it is JSON */
@@ -205,6 +208,21 @@ static int refuse_body(request_rec *r, int status, const char *decision,
     return mg_respond_error(r, status, message, MG_ERRT_REQUEST, code);
 }
 
+static apr_status_t free_root(void *root)
+{
+    json_decref(root);
+    return APR_SUCCESS;
+}
+
+void mg_body_root_changed(mg_request *req, int failed)
+{
+    if (failed) {
+        /* Out of step with the bytes: readers parse the bytes again (the
+         * pool's cleanup still holds the reference). */
+        req->body_root = NULL;
+    }
+}
+
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
                  const mg_dir_conf *dc, mg_request *req)
 {
@@ -310,9 +328,17 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     if (kind == BODY_UNTYPED && !looks_like_json(buf, len)) {
         return DECLINED;      /* text, not JSON: no model in it */
     }
-    switch (mg_body_inspect(r->pool, buf, len, &req->info, &why)) {
+    switch (mg_body_inspect_root(r->pool, buf, len, &req->info, &why,
+                                 mg_body_keep_root ? &req->body_root
+                                                   : NULL)) {
     case MG_BODY_OK:
         req->body_read = 1;
+        if (req->body_root) {
+            /* The cache's key reads it instead of parsing the body a
+             * second time; the request's end lets it go. */
+            apr_pool_cleanup_register(r->pool, req->body_root, free_root,
+                                      apr_pool_cleanup_null);
+        }
         return OK;
     case MG_BODY_MALFORMED:
         apr_table_setn(r->notes, "modelgate-decision", "invalid-json");
@@ -339,6 +365,10 @@ int mg_body_set_model_for(request_rec *r, mg_request *req, const char *model)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mg_body_replace(r, req, out, len);
+    if (req->body_root) {
+        mg_body_root_changed(req, mg_body_root_set_model(req->body_root,
+                                                         model));
+    }
     return OK;
 }
 

@@ -64,6 +64,15 @@ static int mg_request_body(request_rec *r, const char **body,
     return 1;
 }
 
+/* mg_request_body_root (mod_modelgate.h): the parsed body, read-only. */
+static struct json_t *mg_request_body_root(request_rec *r)
+{
+    const mg_request *req = ap_get_module_config(r->request_config,
+                                                 &modelgate_module);
+
+    return req && req->body_read ? req->body_root : NULL;
+}
+
 /* An optional hook (as mod_proxy's request_status), so a plugin loaded
  * before this module can listen too.  Run by hand: APR has no RUN_FIRST
  * for optional hooks, and the first listener that answers must stop it. */
@@ -255,6 +264,7 @@ void mg_respond_error_response(request_rec *r)
 void mg_request_register(apr_pool_t *p)
 {
     APR_REGISTER_OPTIONAL_FN(mg_request_body);
+    APR_REGISTER_OPTIONAL_FN(mg_request_body_root);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
 }

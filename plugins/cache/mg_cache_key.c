@@ -96,7 +96,19 @@ static int key_order(const void *a, const void *b)
  * with only what must be escaped, integers as integers and reals with a
  * '.' or an exponent (0 and 0.0 stay apart).  0 past a depth jansson
  * would not have parsed anyway. */
-static int emit(mg_sb *sb, json_t *v, int depth)
+static int is_ignored(const char *k, const char *const *ignore)
+{
+    for (; ignore && *ignore; ignore++) {
+        if (!strcmp(k, *ignore)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* `ignore`: top-level members left out (skipped here, so the tree, which
+ * may be the core's, is never changed). */
+static int emit(mg_sb *sb, json_t *v, int depth, const char *const *ignore)
 {
     char num[40];
     apr_size_t i, n;
@@ -113,8 +125,11 @@ static int emit(mg_sb *sb, json_t *v, int depth)
         keys = apr_palloc(sb->p, (n ? n : 1) * sizeof(*keys));
         i = 0;
         json_object_foreach(v, k, m) {
-            keys[i++] = k;
+            if (depth > 0 || !is_ignored(k, ignore)) {
+                keys[i++] = k;
+            }
         }
+        n = i;
         qsort(keys, n, sizeof(*keys), key_order);
         sb_put(sb, "{", 1);
         for (i = 0; i < n; i++) {
@@ -123,7 +138,7 @@ static int emit(mg_sb *sb, json_t *v, int depth)
             }
             sb_string(sb, keys[i], strlen(keys[i]));
             sb_put(sb, ":", 1);
-            if (!emit(sb, json_object_get(v, keys[i]), depth + 1)) {
+            if (!emit(sb, json_object_get(v, keys[i]), depth + 1, NULL)) {
                 return 0;
             }
         }
@@ -137,7 +152,7 @@ static int emit(mg_sb *sb, json_t *v, int depth)
             if (i) {
                 sb_put(sb, ",", 1);
             }
-            if (!emit(sb, json_array_get(v, i), depth + 1)) {
+            if (!emit(sb, json_array_get(v, i), depth + 1, NULL)) {
                 return 0;
             }
         }
@@ -193,15 +208,48 @@ static int emit(mg_sb *sb, json_t *v, int depth)
     return 0;
 }
 
+mg_cache_body_status mg_cache_body_of(apr_pool_t *p, json_t *root,
+                                      apr_size_t len_hint,
+                                      const char *const *ignore,
+                                      mg_cache_body *out)
+{
+    json_t *v;
+    mg_sb sb;
+
+    if (!json_is_object(root)) {
+        return MG_CACHE_BODY_NOT_OBJECT;
+    }
+    v = json_object_get(root, "model");
+    out->model = json_is_string(v) ? apr_pstrdup(p, json_string_value(v))
+                                   : NULL;
+    out->stream = !is_ignored("stream", ignore)
+                  && json_is_true(json_object_get(root, "stream"));
+    v = is_ignored("temperature", ignore) ? NULL
+        : json_object_get(root, "temperature");
+    out->deterministic = json_is_number(v) && json_number_value(v) == 0.0;
+    /* Sorted members and no spaces: one text per meaning.  Numbers keep
+     * their type (0 and 0.0 differ), as a server may read them apart. */
+    sb.p = p;
+    sb.cap = len_hint + 64;
+    sb.len = 0;
+    sb.buf = apr_palloc(p, sb.cap);
+    if (!emit(&sb, root, 0, ignore)) {
+        return MG_CACHE_BODY_MALFORMED;
+    }
+    sb_put(&sb, "", 1);                 /* a C string too */
+    out->canonical = sb.buf;
+    out->len = sb.len - 1;
+    return MG_CACHE_BODY_OK;
+}
+
 mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
                                         apr_size_t len,
                                         const char *const *ignore,
                                         mg_cache_body *out)
 {
     json_error_t err;
-    json_t *root, *v;
-    mg_sb sb;
-    int i, ok;
+    json_t *root;
+    mg_cache_body_status st;
 
     /* Duplicates refused as the gate refuses them (mg_body.c): two
      * readings of one body must not disagree on what it says. */
@@ -209,34 +257,9 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
     if (!root) {
         return MG_CACHE_BODY_MALFORMED;
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return MG_CACHE_BODY_NOT_OBJECT;
-    }
-    v = json_object_get(root, "model");
-    out->model = json_is_string(v) ? apr_pstrdup(p, json_string_value(v))
-                                   : NULL;
-    for (i = 0; ignore && ignore[i]; i++) {
-        json_object_del(root, ignore[i]);
-    }
-    out->stream = json_is_true(json_object_get(root, "stream"));
-    v = json_object_get(root, "temperature");
-    out->deterministic = json_is_number(v) && json_number_value(v) == 0.0;
-    /* Sorted members and no spaces: one text per meaning.  Numbers keep
-     * their type (0 and 0.0 differ), as a server may read them apart. */
-    sb.p = p;
-    sb.cap = len + 64;
-    sb.len = 0;
-    sb.buf = apr_palloc(p, sb.cap);
-    ok = emit(&sb, root, 0);
+    st = mg_cache_body_of(p, root, len, ignore, out);
     json_decref(root);
-    if (!ok) {
-        return MG_CACHE_BODY_MALFORMED;
-    }
-    sb_put(&sb, "", 1);                 /* a C string too */
-    out->canonical = sb.buf;
-    out->len = sb.len - 1;
-    return MG_CACHE_BODY_OK;
+    return st;
 }
 
 /* The parts of a key, gathered before they go to the digest: OpenSSL 3

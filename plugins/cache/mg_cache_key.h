@@ -72,6 +72,21 @@ mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
                                         const char *const *ignore,
                                         mg_cache_body *out);
 
+struct json_t;
+
+/**
+ * The same from a body jansson parsed already (the core's, through
+ * mg_request_body_root): `root` is only read, never changed -- the
+ * ignored members are skipped while writing.  Same result as
+ * mg_cache_body_read of the text `root` was parsed from.
+ * @param len_hint the body's length in bytes (the canonical text's first
+ *        buffer size), or 0
+ */
+mg_cache_body_status mg_cache_body_of(apr_pool_t *p, struct json_t *root,
+                                      apr_size_t len_hint,
+                                      const char *const *ignore,
+                                      mg_cache_body *out);
+
 /**
  * The key of an answer: a SHA-256 over every part, each preceded by its
  * length, so no two different lists of parts make the same input.

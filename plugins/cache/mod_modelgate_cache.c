@@ -13,6 +13,7 @@
  * calls it: the core publishes
  *
  *   mg_request_body    (optional function) the JSON body the gate read
+ *   mg_request_body_root (optional function) ... as the gate parsed it
  *   mg_cached_answer   (optional hook) run in fixups for an admitted,
  *                      routed request, and in the decision for a caller a
  *                      limit refused whose tier says on_limit=cache
@@ -38,6 +39,7 @@
 #include "mod_modelgate_cache.h"
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
+static APR_OPTIONAL_FN_TYPE(mg_request_body_root) *request_body_root;
 static apr_global_mutex_t *cache_mutex;
 /* The statistics (NULL without a cache); counted with count(). */
 mg_cache_stats *mg_cache_stats_shared;
@@ -231,6 +233,20 @@ void mg_cache_outcome(request_rec *r, const char *note, const char *status)
     }
 }
 
+/* What the body says, for the key: from the tree the gate parsed when the
+ * core kept it (no second parse), else from the bytes. */
+static mg_cache_body_status canonical_body(request_rec *r, const char *body,
+                                           apr_size_t len, int routed,
+                                           mg_cache_body *cb)
+{
+    const char *const *ignore = routed ? mg_cache_ignored_routed
+                                       : mg_cache_ignored_default;
+    struct json_t *root = request_body_root ? request_body_root(r) : NULL;
+
+    return root ? mg_cache_body_of(r->pool, root, len, ignore, cb)
+                : mg_cache_body_read(r->pool, body, len, ignore, cb);
+}
+
 /* ---- the core asks ------------------------------------------------------ */
 
 /* A hit: the cache's handler answers, mod_proxy does not. */
@@ -267,10 +283,7 @@ static int cached_answer(request_rec *r, const char *why)
     route = route_of(r, &routed);
     if (r->method_number != M_POST || !request_body
         || !request_body(r, &body, &len)
-        || mg_cache_body_read(r->pool, body, len, routed
-                              ? mg_cache_ignored_routed
-                              : mg_cache_ignored_default,
-                              &cb) != MG_CACHE_BODY_OK) {
+        || canonical_body(r, body, len, routed, &cb) != MG_CACHE_BODY_OK) {
         mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
@@ -394,6 +407,8 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     cache_server_conf *sc = mg_cache_main_conf(s);
 
     request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
+    /* A core without it: each key parses the body again. */
+    request_body_root = APR_RETRIEVE_OPTIONAL_FN(mg_request_body_root);
     if (!request_body) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                      MGCLOGNO(00006) "mod_modelgate_cache needs "
