@@ -44,18 +44,34 @@ typedef struct mg_sb {
     apr_size_t len, cap;
 } mg_sb;
 
-static void sb_put(mg_sb *sb, const char *s, apr_size_t n)
+/* The slow path: a larger buffer (rare: the first is the body's size). */
+static void sb_grow(mg_sb *sb, apr_size_t n)
+{
+    apr_size_t cap = sb->cap * 2 > sb->len + n ? sb->cap * 2
+                                                : sb->len + n + 64;
+    char *buf = apr_palloc(sb->p, cap);
+
+    memcpy(buf, sb->buf, sb->len);
+    sb->buf = buf;
+    sb->cap = cap;
+}
+
+/* Inline: the writer puts a piece or a character per token. */
+static APR_INLINE void sb_put(mg_sb *sb, const char *s, apr_size_t n)
 {
     if (n > sb->cap - sb->len) {
-        apr_size_t cap = sb->cap * 2 > sb->len + n ? sb->cap * 2
-                                                    : sb->len + n + 64;
-        char *buf = apr_palloc(sb->p, cap);
-        memcpy(buf, sb->buf, sb->len);
-        sb->buf = buf;
-        sb->cap = cap;
+        sb_grow(sb, n);
     }
     memcpy(sb->buf + sb->len, s, n);
     sb->len += n;
+}
+
+static APR_INLINE void sb_char(mg_sb *sb, char c)
+{
+    if (sb->len == sb->cap) {
+        sb_grow(sb, 1);
+    }
+    sb->buf[sb->len++] = c;
 }
 
 static void sb_string(mg_sb *sb, const char *s, apr_size_t n)
@@ -63,7 +79,7 @@ static void sb_string(mg_sb *sb, const char *s, apr_size_t n)
     apr_size_t i, from = 0;
     char esc[8];
 
-    sb_put(sb, "\"", 1);
+    sb_char(sb, '"');
     for (i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch != '"' && ch != '\\') {
@@ -84,12 +100,55 @@ static void sb_string(mg_sb *sb, const char *s, apr_size_t n)
         from = i + 1;
     }
     sb_put(sb, s + from, n - from);
-    sb_put(sb, "\"", 1);
+    sb_char(sb, '"');
 }
 
-static int key_order(const void *a, const void *b)
+/* A member, sorted by name: its value comes with it (no second lookup by
+ * name in the object's hash table). */
+typedef struct member {
+    const char *k;
+    json_t *v;
+} member;
+
+static int member_order(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    return strcmp(((const member *)a)->k, ((const member *)b)->k);
+}
+
+/* Request bodies have a handful of members: insertion sort below 16,
+ * without qsort's merge buffer and calls through a pointer. */
+static void sort_members(member *m, apr_size_t n)
+{
+    apr_size_t i, j;
+
+    if (n > 16) {
+        qsort(m, n, sizeof(*m), member_order);
+        return;
+    }
+    for (i = 1; i < n; i++) {
+        member x = m[i];
+        for (j = i; j > 0 && strcmp(m[j - 1].k, x.k) > 0; j--) {
+            m[j] = m[j - 1];
+        }
+        m[j] = x;
+    }
+}
+
+/* An integer in decimal, as "%" JSON_INTEGER_FORMAT writes it. */
+static void sb_integer(mg_sb *sb, json_int_t v)
+{
+    char num[24], *e = num + sizeof(num), *d = e;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                                  : (unsigned long long)v;
+
+    do {
+        *--d = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        *--d = '-';
+    }
+    sb_put(sb, d, (apr_size_t)(e - d));
 }
 
 /* Write `v`: members sorted by name at every level, no white space, strings
@@ -118,53 +177,52 @@ static int emit(mg_sb *sb, json_t *v, int depth, const char *const *ignore)
     }
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        const char **keys;
+        member *m;
         const char *k;
-        json_t *m;
+        json_t *mv;
         n = json_object_size(v);
-        keys = apr_palloc(sb->p, (n ? n : 1) * sizeof(*keys));
+        m = apr_palloc(sb->p, (n ? n : 1) * sizeof(*m));
         i = 0;
-        json_object_foreach(v, k, m) {
+        json_object_foreach(v, k, mv) {
             if (depth > 0 || !is_ignored(k, ignore)) {
-                keys[i++] = k;
+                m[i].k = k;
+                m[i++].v = mv;
             }
         }
         n = i;
-        qsort(keys, n, sizeof(*keys), key_order);
-        sb_put(sb, "{", 1);
+        sort_members(m, n);
+        sb_char(sb, '{');
         for (i = 0; i < n; i++) {
             if (i) {
-                sb_put(sb, ",", 1);
+                sb_char(sb, ',');
             }
-            sb_string(sb, keys[i], strlen(keys[i]));
-            sb_put(sb, ":", 1);
-            if (!emit(sb, json_object_get(v, keys[i]), depth + 1, NULL)) {
+            sb_string(sb, m[i].k, strlen(m[i].k));
+            sb_char(sb, ':');
+            if (!emit(sb, m[i].v, depth + 1, NULL)) {
                 return 0;
             }
         }
-        sb_put(sb, "}", 1);
+        sb_char(sb, '}');
         return 1;
     }
     case JSON_ARRAY:
         n = json_array_size(v);
-        sb_put(sb, "[", 1);
+        sb_char(sb, '[');
         for (i = 0; i < n; i++) {
             if (i) {
-                sb_put(sb, ",", 1);
+                sb_char(sb, ',');
             }
             if (!emit(sb, json_array_get(v, i), depth + 1, NULL)) {
                 return 0;
             }
         }
-        sb_put(sb, "]", 1);
+        sb_char(sb, ']');
         return 1;
     case JSON_STRING:
         sb_string(sb, json_string_value(v), json_string_length(v));
         return 1;
     case JSON_INTEGER:
-        n = (apr_size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-                                 json_integer_value(v));
-        sb_put(sb, num, n);
+        sb_integer(sb, json_integer_value(v));
         return 1;
     case JSON_REAL:
         n = (apr_size_t)snprintf(num, sizeof(num), "%.17g",
