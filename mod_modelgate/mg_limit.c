@@ -212,6 +212,27 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
     }
 }
 
+void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
+                       unsigned mask)
+{
+    int i;
+
+    if (!d->allowed) {
+        return;                 /* nothing was charged */
+    }
+    for (i = 0; i < d->nlayers; i++) {
+        mg_limit_decision *l = &d->layer[i];
+        apr_uint64_t room;
+
+        if (!(mask & (1u << i)) || !l->allowed) {
+            continue;           /* a shadow layer's refusal charged nothing */
+        }
+        room = l->limit > l->remaining ? l->limit - l->remaining : 0;
+        l->remaining += layers[i].cost < room ? layers[i].cost : room;
+    }
+    mg_limit_combine(layers, d);
+}
+
 /* Windows and logs hold at most their quota: fill them up to it with the
  * algorithm's own step, so the state stays one it would have made. */
 static apr_time_t fill_charge(const mg_limit_spec *spec,

@@ -279,6 +279,16 @@ typedef struct mg_decision {
  */
 void mg_limit_combine(const mg_layer *layers, mg_decision *d);
 
+/**
+ * What the allowed decision `d` says had the layers in `mask` (bit i:
+ * layer i) not charged this request -- a cached answer they are given back
+ * for: each such committed layer's `remaining` grows by its cost (at most
+ * to its limit), and `binding` is picked again.  Only the numbers: the
+ * store's counters are given back with its settle.
+ */
+void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
+                       unsigned mask);
+
 /** The window of a window algorithm that contains `t` (wall clock):
  *  aligned to its length, or the calendar day or month in its zone. */
 void mg_limit_window_bounds(const mg_limit_spec *spec, apr_time_t t,

@@ -229,11 +229,13 @@ static int mg_fixups(request_rec *r)
         /* Answered here: never in flight at the upstream, never in its
          * health (a probe place it took goes back: the breaker waits for
          * a request that reaches the upstream); the reservation of tokens
-         * comes back (settle). */
+         * comes back (settle), and the request layers' units too when the
+         * listener says the answer is free. */
         if (req->probe && req->upstream) {
             mg_upstream_cancel_probe(r, req->upstream);
             req->probe = 0;
         }
+        mg_decide_cached(r, req);
         return OK;
     }
     if (rv == OK || rv == DECLINED) {

@@ -82,6 +82,17 @@ struct json_t;
 APR_DECLARE_OPTIONAL_FN(struct json_t *, mg_request_body_root,
                         (request_rec *r));
 
+/**
+ * Called by a listener of mg_cached_answer that answers in fixups (`why`
+ * NULL) before it returns OK: the answer costs nothing in request layers
+ * either.  The core then gives back the units the admitted decision
+ * charged there (the counter store's settle, with a negative delta) and
+ * writes the RateLimit headers again with what remains after it.  Token
+ * and budget layers are given back for every cached answer, called or
+ * not.  Without this call a cached answer costs one request, as any.
+ */
+APR_DECLARE_OPTIONAL_FN(void, mg_cached_answer_free, (request_rec *r));
+
 /* ---- hooks the core runs for whoever listens ---------------------------- */
 
 #define MG_DECLARE(type) type

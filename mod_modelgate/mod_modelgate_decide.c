@@ -295,6 +295,16 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
                   : !strcmp(how, "fallback") ? MG_ACT_FALLBACK
                   : !strcmp(how, "queued") ? MG_ACT_QUEUED
                   : MG_ACT_FALLBACK_QUEUED;
+    if (enforced && req->body_read && mg_body_keep_root) {
+        /* The response cache may answer it: a cached answer gets these
+         * units back and its headers said again (mg_decide_cached). */
+        mg_admitted *k = req->admitted = apr_palloc(r->pool, sizeof(*k));
+        memcpy(k->layers, a->layers, (apr_size_t)a->n * sizeof(*a->layers));
+        k->d = a->d;
+        k->decided_at = a->now;
+        k->store = a->local ? sc->local : sc->store;
+        k->inst = a->local ? sc->local_inst : sc->store_inst;
+    }
     if (enforced) {
         /* Before a fallback renames the model: that rewrite starts from
          * the body as this leaves it. */
@@ -313,6 +323,60 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
         }
     }
     return a->model ? mg_route_to_model(r, sc, req, a->model, a->up) : OK;
+}
+
+void mg_decide_cached(request_rec *r, mg_request *req)
+{
+    mg_admitted *k = req->admitted;
+    apr_int64_t delta[MG_LIMIT_MAX_LAYERS];
+    unsigned tokens = 0, requests = 0;
+    mg_headers h;
+    apr_status_t rv;
+    int i;
+
+    /* Its tokens and spend come back now, not at the end of the
+     * transaction: the caller's next request meets settled counters. */
+    mg_usage_settle(r);
+    if (!k) {
+        return;                 /* not enforced (the store failed open) */
+    }
+    for (i = 0; i < k->d.nlayers; i++) {
+        delta[i] = 0;
+        if (!k->d.layer[i].allowed) {
+            continue;
+        }
+        if (k->layers[i].tokens) {
+            tokens |= 1u << i;  /* given back by the settle above */
+        }
+        else if (req->cached_free) {
+            requests |= 1u << i;
+            delta[i] = -(apr_int64_t)k->layers[i].cost;
+        }
+    }
+    if (requests) {
+        rv = k->store->settle
+             ? k->store->settle(k->inst, r->server, k->layers, delta,
+                                k->d.nlayers, k->decided_at, mg_clock_now())
+             : APR_ENOTIMPL;
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, MGLOGNO(00204)
+                          "counter store '%s' could not give a cached "
+                          "answer's request back: it stays charged",
+                          k->store->name);
+            requests = 0;
+        }
+        else {
+            apr_table_setn(r->notes, "modelgate-cache-cost", "0");
+        }
+    }
+    if (!(tokens | requests)) {
+        return;
+    }
+    /* The headers say what remains once the answer's units are back. */
+    mg_limit_uncharge(k->layers, &k->d, tokens | requests);
+    mg_headers_build(r->pool, k->layers, &k->d, &h);
+    set_limit_headers(r, &h);
+    set_openai_headers(r, k->layers, &k->d);
 }
 
 static int reject(request_rec *r, const mg_key *key, const attempt *a)

@@ -154,6 +154,17 @@ typedef struct mg_reservation {
     int settled;
 } mg_reservation;
 
+/** The admitted decision of a request the response cache may answer,
+ *  kept so a cached answer can be given back its units and its RateLimit
+ *  headers said again (kept only for a JSON body with the cache loaded). */
+typedef struct mg_admitted {
+    mg_layer layers[MG_LIMIT_MAX_LAYERS];
+    mg_decision d;            /**< as decided: nlayers is the count */
+    mg_now decided_at;        /**< when (a store's own clock if it has one) */
+    const mg_store_provider *store; /**< the store that decided */
+    mg_store_instance *inst;
+} mg_admitted;
+
 /** What the module knows about one request, in r->request_config. */
 typedef struct mg_request {
     int gated;                /**< the gate ran for this request */
@@ -183,6 +194,10 @@ typedef struct mg_request {
                                    none, and nothing to settle */
     int cached;               /**< a cached answer serves it (a listener of
                                    mg_cached_answer said OK): not forwarded */
+    int cached_free;          /**< ... and it costs nothing in request
+                                   layers either (mg_cached_answer_free) */
+    mg_admitted *admitted;    /**< the decision, for a cached answer; NULL:
+                                   not kept */
     const char *trace_id;     /**< W3C trace id (mod_modelgate_trace.c);
                                    NULL: none */
     const mg_tier *tier;      /**< the caller's tier, once decided */
@@ -309,6 +324,11 @@ void mg_usage_register(apr_pool_t *p);
 int mg_decide_request(request_rec *r, mg_server_conf *sc,
                       const mg_dir_conf *dc, const mg_key *key,
                       mg_request *req);
+/** A cached answer serves the admitted request (fixups): its token and
+ *  budget reservation is settled to nothing now, its request layers'
+ *  units are given back when its listener said mg_cached_answer_free,
+ *  and the RateLimit headers are written again from those numbers. */
+void mg_decide_cached(request_rec *r, mg_request *req);
 /** Size the queue of on_limit=queue: in this child. */
 void mg_decide_child_init(const mg_server_conf *sc);
 

@@ -73,6 +73,17 @@ static struct json_t *mg_request_body_root(request_rec *r)
     return req && req->body_read ? req->body_root : NULL;
 }
 
+/* mg_cached_answer_free (mod_modelgate.h): mg_decide_cached acts on it. */
+static void mg_cached_answer_free(request_rec *r)
+{
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
+
+    if (req) {
+        req->cached_free = 1;
+    }
+}
+
 /* An optional hook (as mod_proxy's request_status), so a plugin loaded
  * before this module can listen too.  Run by hand: APR has no RUN_FIRST
  * for optional hooks, and the first listener that answers must stop it. */
@@ -265,6 +276,7 @@ void mg_request_register(apr_pool_t *p)
 {
     APR_REGISTER_OPTIONAL_FN(mg_request_body);
     APR_REGISTER_OPTIONAL_FN(mg_request_body_root);
+    APR_REGISTER_OPTIONAL_FN(mg_cached_answer_free);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
 }

@@ -40,6 +40,7 @@
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static APR_OPTIONAL_FN_TYPE(mg_request_body_root) *request_body_root;
+static APR_OPTIONAL_FN_TYPE(mg_cached_answer_free) *cached_answer_free;
 static apr_global_mutex_t *cache_mutex;
 /* The statistics (NULL without a cache); counted with count(). */
 mg_cache_stats *mg_cache_stats_shared;
@@ -249,9 +250,15 @@ static mg_cache_body_status canonical_body(request_rec *r, const char *body,
 
 /* ---- the core asks ------------------------------------------------------ */
 
-/* A hit: the cache's handler answers, mod_proxy does not. */
-static int answer_from_cache(request_rec *r)
+/* A hit: the cache's handler answers, mod_proxy does not.  Answered in
+ * fixups (`why` NULL), the gate admitted and charged it: with
+ * ModelGateCacheHitCost 0 the core gives its request layers back. */
+static int answer_from_cache(request_rec *r, const cache_dir_conf *dc,
+                             const char *why)
 {
+    if (!why && dc->hit_cost != 1 && cached_answer_free) {
+        cached_answer_free(r);
+    }
     r->handler = MG_CACHE_HANDLER;
     /* translate_name handed it to mod_proxy: take it back. */
     r->proxyreq = PROXYREQ_NONE;
@@ -339,7 +346,7 @@ static int cached_answer(request_rec *r, const char *why)
             mg_cache_outcome(r, "hit", apr_psprintf(
                 r->pool, "modelgate; hit; ttl=%" APR_INT64_T_FMT, cr->left));
         }
-        return answer_from_cache(r);
+        return answer_from_cache(r, dc, why);
     }
     if (why) {
         /* Refused by a limit: not forwarded, nothing to store. */
@@ -362,7 +369,7 @@ static int cached_answer(request_rec *r, const char *why)
             mg_cache_outcome(r, "hit", apr_psprintf(
                 r->pool, "modelgate; hit; ttl=%" APR_INT64_T_FMT
                 "; collapsed", cr->left));
-            return answer_from_cache(r);
+            return answer_from_cache(r, dc, why);
         }
     }
     mg_cache_outcome(r, "miss", no_cache ? "modelgate; fwd=request"
@@ -409,6 +416,8 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
     /* A core without it: each key parses the body again. */
     request_body_root = APR_RETRIEVE_OPTIONAL_FN(mg_request_body_root);
+    /* A core without it charges a hit as a request. */
+    cached_answer_free = APR_RETRIEVE_OPTIONAL_FN(mg_cached_answer_free);
     if (!request_body) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                      MGCLOGNO(00006) "mod_modelgate_cache needs "

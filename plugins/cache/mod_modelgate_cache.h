@@ -97,6 +97,9 @@ typedef struct cache_dir_conf {
                                            flight; MG_CACHE_UNSET: off */
     int lock_wait;                    /**< ... for at most this many ms;
                                            MG_CACHE_UNSET: the default */
+    int hit_cost;                     /**< ModelGateCacheHitCost: what a
+                                           hit costs in request layers, 0
+                                           or 1 request; MG_CACHE_UNSET: 0 */
 } cache_dir_conf;
 
 /** The cache's statistics: one set for every process of this generation

@@ -29,7 +29,7 @@ void *mg_cache_create_dir_conf(apr_pool_t *p, char *dir)
     cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
     dc->cacheable = dc->ttl = dc->scope = dc->stale = MG_CACHE_UNSET;
-    dc->lock = dc->lock_wait = MG_CACHE_UNSET;
+    dc->lock = dc->lock_wait = dc->hit_cost = MG_CACHE_UNSET;
     return dc;
 }
 
@@ -46,6 +46,8 @@ void *mg_cache_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     dc->lock = add->lock != MG_CACHE_UNSET ? add->lock : base->lock;
     dc->lock_wait = add->lock_wait != MG_CACHE_UNSET ? add->lock_wait
                                                      : base->lock_wait;
+    dc->hit_cost = add->hit_cost != MG_CACHE_UNSET ? add->hit_cost
+                                                   : base->hit_cost;
     return dc;
 }
 
@@ -174,6 +176,19 @@ static const char *cmd_lock_wait(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+static const char *cmd_hit_cost(cmd_parms *cmd, void *dcv, const char *arg)
+{
+    cache_dir_conf *dc = dcv;
+
+    if (strcmp(arg, "0") && strcmp(arg, "1")) {
+        return apr_psprintf(cmd->pool, "ModelGateCacheHitCost: '%s' must be "
+                            "0 (a hit costs nothing in request layers) or 1 "
+                            "(a request, as any)", arg);
+    }
+    dc->hit_cost = *arg - '0';
+    return NULL;
+}
+
 static const char *cmd_lock_path(cmd_parms *cmd, void *dummy,
                                  const char *arg)
 {
@@ -231,6 +246,9 @@ const command_rec mg_cache_cmds[] = {
     AP_INIT_TAKE1("ModelGateCacheLockPath", cmd_lock_path, NULL, RSRC_CONF,
         "the directory of ModelGateCacheLock's files (default "
         "modelgate-cache-lock under DefaultRuntimeDir)"),
+    AP_INIT_TAKE1("ModelGateCacheHitCost", cmd_hit_cost, NULL, ACCESS_CONF,
+        "what an answer from the cache costs in request layers: 0 "
+        "(default: given back, as its tokens always are) or 1 request"),
     AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
         "whose requests share answers: tenant (default), key or global"),
     { NULL }

@@ -94,8 +94,9 @@ def test_mg_024_01_hit_and_miss(cached, backend, backend2):
     assert not [h for h in second.headers if "cache" in h and h != "cache-status"]
     assert backend.count() == 1 and backend2.count() == 0
     assert notes(gw, 2) == ["hit", "stored"]
-    # a hit is admitted (and charged) as a request: its limit headers say so
-    assert second.header("x-ratelimit-remaining") == "98"
+    # a hit is admitted and its unit given back (ModelGateCacheHitCost 0,
+    # the default): its limit headers say what remains after that
+    assert second.header("x-ratelimit-remaining") == "99"
 
 
 def test_mg_024_02_bypass_what_is_not_deterministic(cached, backend, backend2):
@@ -238,7 +239,7 @@ def test_mg_024_09_over_the_object_limit(cached, backend, backend2):
 
 
 def test_mg_024_10_on_limit_cache(cached, backend, backend2):
-    gw = cached(conf(backend, backend2, tiers="""
+    gw = cached(conf(backend, backend2, "ModelGateCacheHitCost 1", tiers="""
         ModelGateTier free 2/min on_limit=cache
         ModelGateTier pro  100/min
         """))
@@ -318,6 +319,11 @@ def test_mg_024_13_degrade_example_serves_free_from_cache(gateways, backend, bac
     first = [chat(gw, asked, key=DEGRADE_FREE) for _ in range(5)]
     assert [r.header("cache-status").split(";")[1].strip() for r in first] == \
         ["fwd=miss"] + ["hit"] * 4
+    # hits cost nothing (ModelGateCacheHitCost 0): four more questions
+    # spend the rest of free-large's 5/min
+    for i in range(4):
+        assert chat(gw, body("question %d" % i, model="llama-70b"),
+                    key=DEGRADE_FREE).header("x-modelgate-degraded") is None
     over = chat(gw, asked, key=DEGRADE_FREE)       # past free-large's 5/min
     assert over.status == 200
     assert over.header("x-modelgate-degraded") == "cache"
@@ -327,7 +333,7 @@ def test_mg_024_13_degrade_example_serves_free_from_cache(gateways, backend, bac
     other = chat(gw, body("something else", model="llama-70b"), key=DEGRADE_FREE)
     assert other.status == 200
     assert other.header("x-modelgate-degraded") == "fallback"
-    assert backend.count() == 1 and backend2.count() == 1
+    assert backend.count() == 5 and backend2.count() == 1
 
 
 def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2):

@@ -289,6 +289,64 @@ static void test_table_settle(void **state)
     }
 }
 
+/* A cached answer's units given back at once: the decision's numbers with
+ * them added back (mg_limit_uncharge) are what the counter shows after
+ * the refund (a decision at cost 0), for every algorithm that settles;
+ * layers outside the mask keep theirs. */
+static void test_uncharge_says_what_the_refund_leaves(void **state)
+{
+    mg_test_rng rng = { 7 };
+    apr_size_t a;
+
+    (void)state;
+    for (a = 0; a < NALGOS; a++) {
+        mg_limit_spec spec = spec_of(settled_algos[a], 5, MG_MIN(1), 5);
+        mg_limit_state st;
+        apr_time_t now = MG_T0;
+        int i, checked = 0;
+
+        memset(&st, 0, sizeof(st));
+        for (i = 0; i < 2000; i++) {
+            mg_layer layers[2];
+            mg_decision d;
+            mg_limit_decision after;
+            mg_limit_state next, peek;
+            apr_uint64_t cost = 1 + mg_test_below(&rng, 2);
+
+            now += (apr_time_t)mg_test_below(&rng, MG_SEC(20));
+            memset(layers, 0, sizeof(layers));
+            layers[0].spec = layers[1].spec = &spec;
+            layers[0].cost = layers[1].cost = cost;
+            d.nlayers = 2;
+            mg_limit_decide(&spec, &st, now, cost, &next, &d.layer[0]);
+            d.layer[1] = d.layer[0];
+            mg_limit_combine(layers, &d);
+            if (!d.allowed) {
+                /* nothing was charged: nothing changes */
+                apr_uint64_t before = d.layer[0].remaining;
+                mg_limit_uncharge(layers, &d, 3);
+                assert_int_equal(d.layer[0].remaining, before);
+                continue;
+            }
+            if (mg_test_below(&rng, 2)) {
+                st = next;      /* a forwarded request: it stays charged */
+                continue;
+            }
+            mg_limit_refund(&spec, &next, now, now, cost);
+            mg_limit_decide(&spec, &next, now, 0, &peek, &after);
+            mg_limit_uncharge(layers, &d, 1);
+            assert_int_equal(d.layer[0].remaining, after.remaining);
+            assert_int_equal(d.layer[1].remaining + cost > spec.quota
+                             ? spec.quota : d.layer[1].remaining + cost,
+                             after.remaining);
+            assert_int_equal(d.binding, 1);   /* the one still charged */
+            st = next;
+            checked++;
+        }
+        assert_true(checked > 100);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +356,7 @@ int main(void)
         MG_TEST(test_debt_is_at_most_one_bucket),
         MG_TEST(test_windows_refund_only_while_they_count),
         MG_TEST(test_table_settle),
+        MG_TEST(test_uncharge_says_what_the_refund_leaves),
     };
 
     return MG_RUN(tests);

@@ -1,0 +1,86 @@
+"""What an answer from the response cache costs in the limit layers
+(ModelGateCacheHitCost): by default nothing -- the gate admitted and
+charged the request before the lookup, and the core gives the request
+layers' units back (the counter store's settle) and writes the RateLimit
+headers again from what remains after it; with 1, a request as any."""
+import pytest
+
+import harness
+from harness import DEMO_KEY
+from test_mg_024_cache import body, cached, chat, conf  # noqa: F401 (fixture)
+
+FREE_5 = """
+    ModelGateTier free 5/min
+    ModelGateTier pro  100/min
+    """
+
+
+def remaining(resp):
+    """The remaining units every limit header shows, checked to agree."""
+    rem = resp.header("x-ratelimit-remaining")
+    assert rem is not None
+    assert ";r=%s;" % rem in resp.header("ratelimit") + ";"
+    return int(rem)
+
+
+def test_mg_032_01_a_hit_costs_nothing_by_default(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, tiers=FREE_5))
+    first = chat(gw, body("the question"))
+    assert first.status == 200
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert remaining(first) == 4
+    # Six hits: each admitted (one unit charged), each given back -- the
+    # headers say 4 remain, as they are once it is back.
+    for _ in range(6):
+        hit = chat(gw, body("the question"))
+        assert hit.status == 200
+        assert hit.header("cache-status").startswith("modelgate; hit")
+        assert remaining(hit) == 4
+    # Four more questions, forwarded: the quota's last four units.
+    for left in (3, 2, 1, 0):
+        miss = chat(gw, body("question %d" % left))
+        assert miss.status == 200
+        assert miss.header("cache-status") == "modelgate; fwd=miss; stored"
+        assert remaining(miss) == left
+    # Spent: the gate refuses before the cache is asked (no on_limit=cache),
+    # a cached question as any other.
+    assert chat(gw, body("one more")).status == 429
+    refused = chat(gw, body("the question"))
+    assert refused.status == 429
+    assert refused.header("cache-status") is None
+    assert backend.count() == 5
+
+
+def test_mg_032_02_hit_cost_1_charges_a_request(cached, backend, backend2):
+    gw = cached(conf(backend, backend2, "ModelGateCacheHitCost 1",
+                     tiers=FREE_5))
+    assert remaining(chat(gw, body("the question"))) == 4
+    for left in (3, 2, 1, 0):
+        hit = chat(gw, body("the question"))
+        assert hit.header("cache-status").startswith("modelgate; hit")
+        assert remaining(hit) == left
+    assert chat(gw, body("a new one")).status == 429
+    assert chat(gw, body("the question")).status == 429
+    assert backend.count() == 1
+
+
+def test_mg_032_03_per_location(cached, backend, backend2):
+    """A location inside a free one may charge hits, and the other way."""
+    gw = cached(conf(backend, backend2, "ModelGateCacheHitCost 1",
+                     tiers=FREE_5) + """
+<Location "/v1/chat/">
+    ModelGateCacheHitCost 0
+</Location>
+""")
+    assert remaining(chat(gw, body("q"))) == 4
+    for _ in range(5):
+        assert remaining(chat(gw, body("q"))) == 4
+    assert backend.count() == 1
+
+
+def test_mg_032_04_config_errors(gateways, backend, backend2):
+    harness.assert_config_errors(gateways, [
+        (conf(backend, backend2, "ModelGateCacheHitCost 2"),
+         "ModelGateCacheHitCost: '2' must be 0 (a hit costs nothing in "
+         "request layers) or 1"),
+    ])
