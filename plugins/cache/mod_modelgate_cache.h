@@ -58,6 +58,8 @@ APLOG_USE_MODULE(modelgate_cache);
  * stored-at and expiry (apr_time_t), the content type, the body (a JSON
  * answer, or a stream's bytes exactly as the client got them). */
 #define MG_CACHE_ENTRY_HEAD   (4 + 4 + 8 + 8)
+/** Slots of the statistics' table of stored answers (a power of 2). */
+#define MG_CACHE_STORED_SLOTS 4096
 /** The filter that puts a stale answer in place of an upstream's 5xx. */
 #define MG_CACHE_STALE_FILTER "MODELGATE_CACHE_STALE"
 /** ModelGateCacheLockWait's default, milliseconds. */
@@ -114,7 +116,25 @@ typedef struct mg_cache_stats {
     volatile apr_uint64_t store_failures; /**< ... and refused */
     volatile apr_uint64_t bytes_stored; /**< answer bytes it took */
     volatile apr_uint64_t purges;       /**< purges done here */
+    volatile apr_uint64_t evicted;      /**< lookups that found missing an
+                                             answer stored here before its
+                                             TTL was over (see below) */
+    /* The answers stored on this host, to tell an eviction from a plain
+     * miss: the socache providers evict silently (shmcb scrolls its
+     * oldest entries out when a subcache is full; memcache and redis
+     * evict and lose as they please).  Direct-mapped by key, one 64-bit
+     * word a slot (read and written whole, atomically, by any process):
+     * 40 bits of the key and the second its TTL ends, mod 2^24.  A slot
+     * taken by a later store forgets the earlier one: an eviction may go
+     * uncounted, never a plain miss counted. */
+    volatile apr_uint64_t stored[MG_CACHE_STORED_SLOTS];
 } mg_cache_stats;
+
+/** An answer was stored under `key` until `expiry` (its TTL's end). */
+void mg_cache_note_stored(const unsigned char *key, apr_time_t expiry);
+/** The socache did not find `key`: an eviction when this host stored it
+ *  and its TTL is not over (then counted in `evicted`, once). */
+void mg_cache_note_missing(const unsigned char *key, apr_time_t now);
 
 /** What one request's lookup found, for the handler or the store. */
 typedef struct cache_request {

@@ -77,6 +77,9 @@ int mg_cache_lookup(request_rec *r, const cache_server_conf *sc,
                                 MG_CACHE_KEY_LEN, buf, &len, r->pool);
     mg_cache_unlock();
     count(lookups, 1);
+    if (APR_STATUS_IS_NOTFOUND(rv)) {
+        mg_cache_note_missing(cr->key, apr_time_now());
+    }
     if (!usable(r, cr, rv, buf, len, max_age, stale_ok)) {
         count(misses, 1);
         return 0;
@@ -223,6 +226,7 @@ static int store(request_rec *r, const cache_server_conf *sc,
     }
     count(stores, 1);
     count(bytes_stored, cr->len);
+    mg_cache_note_stored(cr->key, expiry);
     mg_cache_outcome(r, "stored", NULL);
     return 1;
 }

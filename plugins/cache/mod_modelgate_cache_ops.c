@@ -41,6 +41,64 @@ static apr_status_t purge(server_rec *s, const cache_server_conf *sc,
     return rv;
 }
 
+/* ---- evictions ---------------------------------------------------------- */
+
+#define SEC_MASK 0xFFFFFFu            /* the seconds kept: mod 2^24 */
+
+/* The slot of `key` and the 40 bits of it kept there (the top one set,
+ * so no key matches an empty slot).  The key is a SHA-256 digest: any of
+ * its bytes are as good as random. */
+static volatile apr_uint64_t *stored_slot(const unsigned char *key,
+                                          apr_uint64_t *fp)
+{
+    apr_size_t slot = (((apr_size_t)key[0] << 8) | key[1])
+                      & (MG_CACHE_STORED_SLOTS - 1);
+
+    *fp = (apr_uint64_t)1 << 39 | (apr_uint64_t)(key[2] & 0x7f) << 32
+          | (apr_uint64_t)key[3] << 24 | (apr_uint64_t)key[4] << 16
+          | (apr_uint64_t)key[5] << 8 | key[6];
+    return &mg_cache_stats_shared->stored[slot];
+}
+
+void mg_cache_note_stored(const unsigned char *key, apr_time_t expiry)
+{
+    apr_uint64_t fp;
+    volatile apr_uint64_t *slot;
+
+    if (!mg_cache_stats_shared) {
+        return;
+    }
+    slot = stored_slot(key, &fp);
+    apr_atomic_set64(slot, fp << 24
+                     | ((apr_uint64_t)apr_time_sec(expiry) & SEC_MASK));
+}
+
+void mg_cache_note_missing(const unsigned char *key, apr_time_t now)
+{
+    apr_uint64_t fp, v;
+    apr_uint32_t left;
+    volatile apr_uint64_t *slot;
+
+    if (!mg_cache_stats_shared) {
+        return;
+    }
+    slot = stored_slot(key, &fp);
+    v = apr_atomic_read64(slot);
+    if (v >> 24 != fp) {
+        return;                 /* not stored here, or forgotten since */
+    }
+    /* Seconds until its TTL ends, mod 2^24: more than half of that range
+     * is a time past (a TTL is at most a day). */
+    left = (apr_uint32_t)((v - (apr_uint64_t)apr_time_sec(now)) & SEC_MASK);
+    if (left == 0 || left >= (SEC_MASK + 1) / 2) {
+        return;                 /* expired: a miss, not an eviction */
+    }
+    /* Counted once: the slot is emptied by whoever counts it. */
+    if (apr_atomic_cas64(slot, 0, v) == v) {
+        count(evicted, 1);
+    }
+}
+
 /* ---- operations: statistics and purge ----------------------------------- */
 
 /* DELETE ?tenant=NAME (or ?global, or ?model=NAME): that tenant's answers
@@ -140,6 +198,7 @@ int mg_cache_status_handler(request_rec *r)
     FIELD("StoreFailures", store_failures);
     FIELD("BytesStored", bytes_stored);
     FIELD("Purges", purges);
+    FIELD("Evicted", evicted);
 #undef FIELD
     return OK;
 }

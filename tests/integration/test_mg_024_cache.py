@@ -574,7 +574,8 @@ def test_mg_024_21_statistics(cached, backend, backend2, tmp_path):
     gw.allow_errors(r"AH01630")         # the denied location
     assert stats(gw) == {"Cache": "shmcb:%s/small(8192)" % tmp_path, "Lookups": "0",
                          "Hits": "0", "StaleHits": "0", "Misses": "0", "Stores": "0",
-                         "StoreFailures": "0", "BytesStored": "0", "Purges": "0"}
+                         "StoreFailures": "0", "BytesStored": "0", "Purges": "0",
+                         "Evicted": "0"}
     first = chat(gw, body())                                  # lookup, miss, store
     assert first.header("cache-status") == "modelgate; fwd=miss; stored"
     assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
@@ -593,7 +594,7 @@ def test_mg_024_21_statistics(cached, backend, backend2, tmp_path):
                  "Hits": "1", "StaleHits": "0", "Misses": "3", "Stores": "2",
                  "StoreFailures": "1",
                  "BytesStored": str(len(first.body) + len(again.body)),
-                 "Purges": "0"}
+                 "Purges": "0", "Evicted": "0"}
     assert backend.count() == 5
     assert status(gw, "POST").status == 405
     assert harness.request(gw.port, "GET", "/cache-status-denied").status == 403

@@ -2,12 +2,14 @@
 (ModelGateCacheHitCost): by default nothing -- the gate admitted and
 charged the request before the lookup, and the core gives the request
 layers' units back (the counter store's settle) and writes the RateLimit
-headers again from what remains after it; with 1, a request as any."""
+headers again from what remains after it; with 1, a request as any.
+And the evictions the statistics can see: answers found missing before
+their TTL."""
 import pytest
 
 import harness
 from harness import DEMO_KEY
-from test_mg_024_cache import body, cached, chat, conf  # noqa: F401 (fixture)
+from test_mg_024_cache import STATUS, body, cached, chat, conf, stats  # noqa: F401
 
 FREE_5 = """
     ModelGateTier free 5/min
@@ -84,3 +86,29 @@ def test_mg_032_04_config_errors(gateways, backend, backend2):
          "ModelGateCacheHitCost: '2' must be 0 (a hit costs nothing in "
          "request layers) or 1"),
     ])
+
+
+def test_mg_032_05_evictions_found_missing(cached, backend, backend2, tmp_path):
+    """shmcb at its smallest scrolls old answers out as new ones come: each
+    answer stored here and found missing before its TTL is an eviction,
+    counted once; a question never stored is a plain miss."""
+    gw = cached(conf(backend, backend2, "ModelGateCacheTTL 600",
+                     server='ModelGateCache "shmcb:%s/small(8192)"\n' % tmp_path
+                     + STATUS))
+    gw.allow_errors(r"AH00\d\d\d.*shmcb", r"socache_shmcb:error")
+    for i in range(30):
+        assert chat(gw, body("question %d" % i)).header("cache-status") == \
+            "modelgate; fwd=miss; stored"
+    assert stats(gw)["Evicted"] == "0"
+    again = [chat(gw, body("question %d" % i)).header("cache-status")
+             for i in range(10)]
+    gone = sum(s == "modelgate; fwd=miss; stored" for s in again)
+    assert gone >= 1                      # question 0 is long scrolled out
+    assert gone + sum(s.startswith("modelgate; hit") for s in again) == 10
+    s = stats(gw)
+    assert s["Evicted"] == str(gone)
+    assert s["Misses"] == str(30 + gone)
+    # never stored: a miss, not an eviction
+    assert chat(gw, body("new")).header("cache-status") == \
+        "modelgate; fwd=miss; stored"
+    assert stats(gw)["Evicted"] == str(gone)
