@@ -212,6 +212,11 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
     }
 }
 
+int mg_limit_refundable(const mg_limit_spec *spec)
+{
+    return spec->algo != MG_ALGO_SLIDING_LOG;
+}
+
 void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
                        unsigned mask)
 {

@@ -279,6 +279,11 @@ typedef struct mg_decision {
  */
 void mg_limit_combine(const mg_layer *layers, mg_decision *d);
 
+/** Can mg_limit_refund give units back to this limit's counter?  Not a
+ *  sliding log's: it keeps one timestamp per unit (a refund there only
+ *  ages the state). */
+int mg_limit_refundable(const mg_limit_spec *spec);
+
 /**
  * What the allowed decision `d` says had the layers in `mask` (bit i:
  * layer i) not charged this request -- a cached answer they are given back

@@ -348,7 +348,10 @@ void mg_decide_cached(request_rec *r, mg_request *req)
         if (k->layers[i].tokens) {
             tokens |= 1u << i;  /* given back by the settle above */
         }
-        else if (req->cached_free) {
+        else if (req->cached_free
+                 && mg_limit_refundable(k->layers[i].spec)) {
+            /* A sliding log cannot give a unit back: its layer keeps the
+             * hit charged, and its headers say so. */
             requests |= 1u << i;
             delta[i] = -(apr_int64_t)k->layers[i].cost;
         }

@@ -112,3 +112,21 @@ def test_mg_032_05_evictions_found_missing(cached, backend, backend2, tmp_path):
     assert chat(gw, body("new")).header("cache-status") == \
         "modelgate; fwd=miss; stored"
     assert stats(gw)["Evicted"] == str(gone)
+
+
+def test_mg_032_06_a_sliding_log_keeps_the_hit(cached, backend, backend2):
+    """A sliding log keeps one timestamp per unit and cannot give one back:
+    its layer keeps a hit charged, and the headers say so; the tier's token
+    bucket beside it gets its unit back."""
+    gw = cached(conf(backend, backend2, tiers="""
+        ModelGateTier free 100/min
+        ModelGateTier pro  100/min
+        ModelGateLimit log key 5/min algorithm=sliding_log tiers=free
+        """))
+    assert remaining(chat(gw, body("q"))) == 4
+    for left in (3, 2, 1, 0):
+        hit = chat(gw, body("q"))
+        assert hit.header("cache-status").startswith("modelgate; hit")
+        assert remaining(hit) == left
+    assert chat(gw, body("q")).status == 429
+    assert backend.count() == 1

@@ -299,8 +299,13 @@ static void test_uncharge_says_what_the_refund_leaves(void **state)
     apr_size_t a;
 
     (void)state;
+    {
+        mg_limit_spec log = spec_of(MG_ALGO_SLIDING_LOG, 5, MG_MIN(1), 5);
+        assert_false(mg_limit_refundable(&log));
+    }
     for (a = 0; a < NALGOS; a++) {
         mg_limit_spec spec = spec_of(settled_algos[a], 5, MG_MIN(1), 5);
+        assert_true(mg_limit_refundable(&spec));
         mg_limit_state st;
         apr_time_t now = MG_T0;
         int i, checked = 0;
