@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -18,12 +19,50 @@ const char *const mg_cache_ignored_default[] = { "user", "metadata", NULL };
  * as much work as the digest of a short request itself. */
 static EVP_MD *sha256;
 
+/* Each thread's digest context, made at its first key and freed when it
+ * ends: EVP_MD_CTX_new and _free around every key were a quarter of its
+ * instructions (an allocation, and a re-initialised context). */
+static pthread_key_t ctx_key;
+static int ctx_key_made;
+
+static void ctx_free(void *md)
+{
+    EVP_MD_CTX_free(md);
+}
+
 int mg_cache_key_init(void)
 {
     if (!sha256) {
         sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
     }
+    if (!ctx_key_made && pthread_key_create(&ctx_key, ctx_free) == 0) {
+        ctx_key_made = 1;
+    }
     return sha256 ? 0 : -1;
+}
+
+/* This thread's context (*own 0), or one for this key only (*own 1:
+ * before mg_cache_key_init, or when the thread's could not be kept). */
+static EVP_MD_CTX *ctx_get(int *own)
+{
+    EVP_MD_CTX *md;
+
+    *own = 0;
+    if (ctx_key_made && (md = pthread_getspecific(ctx_key)) != NULL) {
+        return md;
+    }
+    md = EVP_MD_CTX_new();
+    if (md && (!ctx_key_made || pthread_setspecific(ctx_key, md) != 0)) {
+        *own = 1;
+    }
+    return md;
+}
+
+static void ctx_done(EVP_MD_CTX *md, int own)
+{
+    if (own) {
+        EVP_MD_CTX_free(md);
+    }
 }
 
 static const EVP_MD *md_of(void)
@@ -371,7 +410,8 @@ int mg_cache_key(const char *scope, const char *subject,
     /* Changes whenever what goes into a key does: old entries then miss
      * instead of answering for something else. */
     static const char version[] = "modelgate-cache-4";
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int own;
+    EVP_MD_CTX *md = ctx_get(&own);
     unsigned int n = MG_CACHE_KEY_LEN;
     char gen[48];
     hasher h;
@@ -396,7 +436,7 @@ int mg_cache_key(const char *scope, const char *subject,
         flush(&h);
         ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
     }
-    EVP_MD_CTX_free(md);
+    ctx_done(md, own);
     return ok ? 0 : -1;
 }
 
@@ -404,7 +444,8 @@ int mg_cache_generation_key(const char *kind, const char *owner,
                             unsigned char key[MG_CACHE_KEY_LEN])
 {
     static const char version[] = "modelgate-cache-generation-1";
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int own;
+    EVP_MD_CTX *md = ctx_get(&own);
     unsigned int n = MG_CACHE_KEY_LEN;
     hasher h;
     int ok;
@@ -422,6 +463,6 @@ int mg_cache_generation_key(const char *kind, const char *owner,
         flush(&h);
         ok = EVP_DigestFinal_ex(md, key, &n) == 1 && n == MG_CACHE_KEY_LEN;
     }
-    EVP_MD_CTX_free(md);
+    ctx_done(md, own);
     return ok ? 0 : -1;
 }
