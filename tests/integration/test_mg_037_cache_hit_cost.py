@@ -25,7 +25,7 @@ def remaining(resp):
     return int(rem)
 
 
-def test_mg_032_01_a_hit_costs_nothing_by_default(cached, backend, backend2):
+def test_mg_037_01_a_hit_costs_nothing_by_default(cached, backend, backend2):
     gw = cached(conf(backend, backend2, tiers=FREE_5))
     first = chat(gw, body("the question"))
     assert first.status == 200
@@ -53,7 +53,7 @@ def test_mg_032_01_a_hit_costs_nothing_by_default(cached, backend, backend2):
     assert backend.count() == 5
 
 
-def test_mg_032_02_hit_cost_1_charges_a_request(cached, backend, backend2):
+def test_mg_037_02_hit_cost_1_charges_a_request(cached, backend, backend2):
     gw = cached(conf(backend, backend2, "ModelGateCacheHitCost 1",
                      tiers=FREE_5))
     assert remaining(chat(gw, body("the question"))) == 4
@@ -66,7 +66,7 @@ def test_mg_032_02_hit_cost_1_charges_a_request(cached, backend, backend2):
     assert backend.count() == 1
 
 
-def test_mg_032_03_per_location(cached, backend, backend2):
+def test_mg_037_03_per_location(cached, backend, backend2):
     """A location inside a free one may charge hits, and the other way."""
     gw = cached(conf(backend, backend2, "ModelGateCacheHitCost 1",
                      tiers=FREE_5) + """
@@ -80,7 +80,7 @@ def test_mg_032_03_per_location(cached, backend, backend2):
     assert backend.count() == 1
 
 
-def test_mg_032_04_config_errors(gateways, backend, backend2):
+def test_mg_037_04_config_errors(gateways, backend, backend2):
     harness.assert_config_errors(gateways, [
         (conf(backend, backend2, "ModelGateCacheHitCost 2"),
          "ModelGateCacheHitCost: '2' must be 0 (a hit costs nothing in "
@@ -88,7 +88,7 @@ def test_mg_032_04_config_errors(gateways, backend, backend2):
     ])
 
 
-def test_mg_032_05_evictions_found_missing(cached, backend, backend2, tmp_path):
+def test_mg_037_05_evictions_found_missing(cached, backend, backend2, tmp_path):
     """shmcb at its smallest scrolls old answers out as new ones come: each
     answer stored here and found missing before its TTL is an eviction,
     counted once; a question never stored is a plain miss."""
@@ -114,7 +114,7 @@ def test_mg_032_05_evictions_found_missing(cached, backend, backend2, tmp_path):
     assert stats(gw)["Evicted"] == str(gone)
 
 
-def test_mg_032_06_a_sliding_log_keeps_the_hit(cached, backend, backend2):
+def test_mg_037_06_a_sliding_log_keeps_the_hit(cached, backend, backend2):
     """A sliding log keeps one timestamp per unit and cannot give one back:
     its layer keeps a hit charged, and the headers say so; the tier's token
     bucket beside it gets its unit back."""
