@@ -5,8 +5,12 @@
 # For bench/run.sh's (1) bare apache2 + mod_proxy and (2) mod_modelgate (API
 # key, tier + global + tenant layers on the shm store, ModelGateRoute), with
 # the configurations run.sh writes, in front of the mock backend:
-#   apache2 -X (one process) under valgrind --tool=callgrind, counting only
-#   inside ap_run_process_connection (what the worker does for a request),
+#   apache2 -X (one process) under valgrind --tool=callgrind, counting
+#   every instruction of the process (its start and stop are the same in
+#   each run and cancel in the differences below; counting only inside
+#   ap_run_process_connection missed log_transaction, which the event MPM
+#   runs after it returns, from its write completion: the request's EOR
+#   bucket, its pool's cleanup -- the metrics and the token settle),
 #   serves WARMUP, then WARMUP + REQUESTS, then WARMUP + 2 REQUESTS
 #   identical GETs, one after the other on one keep-alive connection, each
 #   time from a fresh start.  The difference of the first and last totals
@@ -82,7 +86,7 @@ start_mock() {
 }
 
 # total NAME START LOAD: TOTAL := the instructions server NAME (started by
-# START) spent in ap_run_process_connection from its start to its stop,
+# START) spent from its start to its stop,
 # having served the readiness request and then LOAD requests on one
 # connection.  Not run in a subshell: the servers it starts must be in
 # RUNNING for the EXIT trap, whatever fails.
@@ -92,7 +96,7 @@ total() {
     mkdir -p "$out"
     chmod 1777 "$out"                   # the -X process dumps as www-data
     file=$out/$name.$load.out
-    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
+    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=yes"
     READY_TRIES=900 STOP_WAIT=120 "$start" >/dev/null
     unset APACHE_WRAP
     # valgrind made the file as root; apache2 writes it at exit as www-data.
