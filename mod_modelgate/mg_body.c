@@ -1,97 +1,120 @@
 /* Licensed under the Apache License, Version 2.0. See LICENSE.
  *
  * mg_body.c -- reading and rewriting OpenAI-style request bodies (see
- * mg_body.h).  jansson parses; a small scanner over the already validated
- * text finds where the `model` value stands, so a rewrite changes only it.
+ * mg_body.h).  mg_json_scan validates and finds the members read, without
+ * a tree; a small scanner over the already validated text finds where a
+ * value stands, so a rewrite changes only it.
  */
 #include <string.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include "mg_body.h"
+#include "mg_json_scan.h"
+
+/* The members read, in the order of mg_body_inspect's array. */
+enum { M_MODEL, M_STREAM, M_MAX_COMPLETION, M_MAX_TOKENS, M_COUNT };
 
 mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
                                apr_size_t len, mg_body_info *info,
                                const char **why)
 {
-    return mg_body_inspect_root(p, buf, len, info, why, NULL);
-}
-
-mg_body_status mg_body_inspect_root(apr_pool_t *p, const char *buf,
-                                    apr_size_t len, mg_body_info *info,
-                                    const char **why, json_t **keep)
-{
-    json_error_t jerr;
-    json_t *root, *v;
-    mg_body_status st = MG_BODY_OK;
+    mg_json_member m[M_COUNT], *v;
+    mg_json_result res;
+    apr_size_t n = 0;
 
     info->model = NULL;
     info->stream = 0;
     info->max_tokens = -1;
     info->max_tokens_field = NULL;
     *why = NULL;
-    if (keep) {
-        *keep = NULL;
-    }
-    /* A member given twice is refused: the gateway and the model server
-     * must not read different values from one body. */
-    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
+    m[M_MODEL].name = "model";
+    m[M_STREAM].name = "stream";
+    m[M_MAX_COMPLETION].name = "max_completion_tokens";
+    m[M_MAX_TOKENS].name = "max_tokens";
+    /* Validated as jansson would (JSON_REJECT_DUPLICATES), without a tree:
+     * a root member given twice is refused, for the gateway and the model
+     * server must not read different values from one body; a nested one is
+     * the model server's business (mg_json_scan.h). */
+    if (mg_json_scan(p, buf, len, m, M_COUNT, &res) != 0) {
         *why = apr_psprintf(p, "The request body is not valid JSON: %s "
-                            "(line %d, column %d).", jerr.text, jerr.line,
-                            jerr.column);
+                            "(line %d, column %d).", res.error, res.line,
+                            res.column);
         return MG_BODY_MALFORMED;
     }
-    if (!json_is_object(root)) {
+    if (res.root != MG_JSON_OBJECT) {
         *why = "The request body must be a JSON object.";
-        st = MG_BODY_INVALID;
-        goto done;
+        return MG_BODY_INVALID;
     }
-    v = json_object_get(root, "model");
-    if (v) {
-        if (!json_is_string(v) || json_string_length(v) == 0
-            || json_string_length(v) > MG_BODY_MODEL_MAX
-            || strlen(json_string_value(v)) != json_string_length(v)) {
+    v = &m[M_MODEL];
+    if (v->kind != MG_JSON_ABSENT) {
+        if (v->kind == MG_JSON_STRING) {
+            /* Escapes decoded ("mock\u002dsmall" is "mock-small"), as the
+             * model server reads it; the scan refused \u0000. */
+            if (v->escaped) {
+                info->model = mg_json_string(p, buf, v->start, v->end, &n);
+            }
+            else {
+                n = v->end - v->start - 2;
+                info->model = apr_pstrmemdup(p, buf + v->start + 1, n);
+            }
+        }
+        if (v->kind != MG_JSON_STRING || n == 0 || n > MG_BODY_MODEL_MAX) {
+            info->model = NULL;
             *why = apr_psprintf(p, "'model' must be a non-empty string of "
                                 "at most %d bytes.", MG_BODY_MODEL_MAX);
-            st = MG_BODY_INVALID;
-            goto done;
+            return MG_BODY_INVALID;
         }
-        info->model = apr_pstrdup(p, json_string_value(v));
     }
-    v = json_object_get(root, "stream");
-    if (v && !json_is_null(v)) {
-        if (!json_is_boolean(v)) {
+    v = &m[M_STREAM];
+    if (v->kind != MG_JSON_ABSENT && v->kind != MG_JSON_NULL) {
+        if (v->kind != MG_JSON_TRUE && v->kind != MG_JSON_FALSE) {
             *why = "'stream' must be true or false.";
-            st = MG_BODY_INVALID;
-            goto done;
+            return MG_BODY_INVALID;
         }
-        info->stream = json_is_true(v);
+        info->stream = v->kind == MG_JSON_TRUE;
     }
     /* The newer name wins when a client sends both. */
-    v = json_object_get(root, "max_completion_tokens");
+    v = &m[M_MAX_COMPLETION];
     info->max_tokens_field = "max_completion_tokens";
-    if (!v || json_is_null(v)) {
-        v = json_object_get(root, "max_tokens");
+    if (v->kind == MG_JSON_ABSENT || v->kind == MG_JSON_NULL) {
+        v = &m[M_MAX_TOKENS];
         info->max_tokens_field = "max_tokens";
     }
-    if (v && !json_is_null(v)) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+    if (v->kind != MG_JSON_ABSENT && v->kind != MG_JSON_NULL) {
+        if (v->kind != MG_JSON_INTEGER || v->integer < 0) {
             *why = "'max_tokens' and 'max_completion_tokens' must be "
                    "whole numbers of at least 0.";
-            st = MG_BODY_INVALID;
-            goto done;
+            return MG_BODY_INVALID;
         }
-        info->max_tokens = (apr_int64_t)json_integer_value(v);
+        info->max_tokens = v->integer;
     }
     else {
         info->max_tokens_field = NULL;
     }
-    if (keep) {
-        *keep = root;           /* the caller's reference now */
+    return MG_BODY_OK;
+}
+
+mg_body_status mg_body_inspect_root(apr_pool_t *p, const char *buf,
+                                    apr_size_t len, mg_body_info *info,
+                                    const char **why, json_t **keep)
+{
+    mg_body_status st = mg_body_inspect(p, buf, len, info, why);
+
+    if (!keep) {
         return st;
     }
-done:
-    json_decref(root);
+    *keep = NULL;
+    if (st == MG_BODY_OK) {
+        /* Only for a listener that wants the tree (the response cache):
+         * the check above built none.  jansson refuses what it refused
+         * before (a nested duplicate member): then there is no tree, and
+         * the listener reads the bytes itself. */
+        *keep = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+        if (*keep && !json_is_object(*keep)) {
+            json_decref(*keep);
+            *keep = NULL;
+        }
+    }
     return st;
 }
 

@@ -1,0 +1,345 @@
+/* Licensed under the Apache License, Version 2.0. See LICENSE.
+ *
+ * test_json_scan.c -- the tree-less JSON validator (mg_json_scan.c) against
+ * jansson, differentially: on a few thousand generated documents, their
+ * truncations at every byte, single-byte mutations and hand-picked edges
+ * (numbers, escapes, UTF-8, nesting depth), mg_json_scan must accept
+ * exactly what json_loadb(JSON_REJECT_DUPLICATES) accepts -- but for a
+ * member named twice in a NESTED object, which it accepts by design
+ * (mg_json_scan.h) -- and read the root members as jansson reads them.
+ */
+#include "mg_test.h"
+#include <stdio.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <jansson.h>
+#include "mg_json_scan.h"
+
+static const char *names[] = { "model", "stream", "max_tokens", "a" };
+#define NNAMES 4
+
+static unsigned long checked, nested_dups, nul_skips;
+
+/* Does jansson, with JSON_REJECT_DUPLICATES, agree with the scan on `buf`?
+ * And on the root members' kinds and values? */
+static void agree(apr_pool_t *p, const char *buf, size_t len)
+{
+    mg_json_member m[NNAMES];
+    mg_json_result res;
+    json_error_t je;
+    json_t *root, *v;
+    int i, rc;
+    apr_size_t n;
+    const char *s;
+
+    for (i = 0; i < NNAMES; i++) {
+        m[i].name = names[i];
+    }
+    rc = mg_json_scan(p, buf, len, m, NNAMES, &res);
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    checked++;
+    if (!root && rc == 0 && strstr(je.text, "duplicate object key")) {
+        /* The one difference: a nested duplicate.  Valid without the flag,
+         * and not in the root object (the scan refuses those). */
+        root = json_loadb(buf, len, 0, &je);
+        if (!root) {
+            fprintf(stderr, "scan accepts, jansson refuses: %s\n%.*s\n",
+                    je.text, (int)len, buf);
+        }
+        assert_non_null(root);
+        nested_dups++;
+    }
+    if (root && rc != 0 && res.offset < len && buf[res.offset] == '\0'
+        && res.offset > 0 && strchr("0123456789eluE", buf[res.offset - 1])) {
+        /* jansson's quirk: a NUL byte right after a number or a literal
+         * (its lookahead, pushed back) is dropped, "[1\0]" is [1].  The
+         * scan refuses it, as the model server's parser does. */
+        json_decref(root);
+        root = NULL;
+        nul_skips++;
+    }
+    if ((root != NULL) != (rc == 0)) {
+        fprintf(stderr, "disagree: jansson %s (%s), scan %s (%s at %lu)\n"
+                "%.*s\n", root ? "accepts" : "refuses", root ? "" : je.text,
+                rc ? "refuses" : "accepts", rc ? res.error : "",
+                (unsigned long)res.offset, (int)len, buf);
+    }
+    assert_int_equal(root != NULL, rc == 0);
+    if (!root) {
+        assert_non_null(res.error);
+        assert_true(res.offset <= len);
+        assert_true(res.line >= 1 && res.column >= 1);
+        return;
+    }
+    assert_int_equal(res.root, json_is_object(root) ? MG_JSON_OBJECT
+                                                    : MG_JSON_ARRAY);
+    for (i = 0; i < NNAMES; i++) {
+        v = json_is_object(root) ? json_object_get(root, names[i]) : NULL;
+        if (!v) {
+            assert_int_equal(m[i].kind, MG_JSON_ABSENT);
+            continue;
+        }
+        switch (json_typeof(v)) {
+        case JSON_OBJECT: assert_int_equal(m[i].kind, MG_JSON_OBJECT); break;
+        case JSON_ARRAY: assert_int_equal(m[i].kind, MG_JSON_ARRAY); break;
+        case JSON_TRUE: assert_int_equal(m[i].kind, MG_JSON_TRUE); break;
+        case JSON_FALSE: assert_int_equal(m[i].kind, MG_JSON_FALSE); break;
+        case JSON_NULL: assert_int_equal(m[i].kind, MG_JSON_NULL); break;
+        case JSON_REAL: assert_int_equal(m[i].kind, MG_JSON_REAL); break;
+        case JSON_INTEGER:
+            assert_int_equal(m[i].kind, MG_JSON_INTEGER);
+            assert_true(m[i].integer == (apr_int64_t)json_integer_value(v));
+            break;
+        case JSON_STRING:
+            assert_int_equal(m[i].kind, MG_JSON_STRING);
+            s = mg_json_string(p, buf, m[i].start, m[i].end, &n);
+            assert_int_equal(n, json_string_length(v));
+            assert_memory_equal(s, json_string_value(v), n);
+            break;
+        }
+        /* The span is the value's text: jansson reads the same from it. */
+        {
+            json_t *alone = json_loadb(buf + m[i].start,
+                                       m[i].end - m[i].start,
+                                       JSON_DECODE_ANY, NULL);
+            assert_non_null(alone);
+            assert_true(json_equal(alone, v));
+            json_decref(alone);
+        }
+    }
+    json_decref(root);
+}
+
+static void agree_str(apr_pool_t *p, const char *text)
+{
+    agree(p, text, strlen(text));
+}
+
+/* ---- generated documents ------------------------------------------------- */
+
+static apr_uint32_t rng = 12345;
+
+static unsigned rnd(unsigned n)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (rng >> 16) % n;
+}
+
+static const char *keys[] = {
+    "\"model\"", "\"stream\"", "\"max_tokens\"", "\"a\"", "\"b\"",
+    "\"mod\\u0065l\"", "\"\\u00e9\"", "\"\xc3\xa9\"", "\"\"", "\"x y\""
+};
+static const char *strings[] = {
+    "\"mock-small\"", "\"mock\\u002dsmall\"", "\"\"", "\"a\\\"b\\\\c\\/d\"",
+    "\"\\b\\f\\n\\r\\t\"", "\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"",
+    "\"\xe2\x82\xac\"", "\"caf\xc3\xa9\"", "\"\\uFFFF\"", "\"\x7f\"",
+    "\"a long enough string to pass the four-byte loop\""
+};
+static const char *numbers[] = {
+    "0", "-0", "1", "-1", "123", "1.5", "-0.0", "1e10", "1E+2", "2e-3",
+    "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+    "-9223372036854775809", "18446744073709551616", "1e308", "1e400",
+    "1e-400", "0.000001", "1.7976931348623157e308", "1.7976931348623159e308",
+    "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497791.0",
+    "0.00000000000000000000000000000000000001e347", "10"
+};
+static const char *ws[] = { "", "", "", " ", "\n", " \t\r\n " };
+
+static void gen(char *o, size_t *n, size_t cap, int depth)
+{
+    unsigned k = rnd(depth > 4 ? 4 : 7), i, cnt;
+    const char *piece = NULL;
+
+#define PUT(str) do { const char *s_ = (str); size_t l_ = strlen(s_); \
+        if (*n + l_ < cap) { memcpy(o + *n, s_, l_); *n += l_; } } while (0)
+    PUT(ws[rnd(6)]);
+    switch (k) {
+    case 0: piece = strings[rnd(sizeof(strings) / sizeof(*strings))]; break;
+    case 1: piece = numbers[rnd(sizeof(numbers) / sizeof(*numbers))]; break;
+    case 2: piece = (const char *[]){ "true", "false", "null" }[rnd(3)]; break;
+    case 3: piece = strings[rnd(4)]; break;
+    case 4: case 5:
+        PUT("{");
+        for (i = 0, cnt = rnd(5); i < cnt; i++) {
+            PUT(i ? "," : "");
+            PUT(ws[rnd(6)]);
+            PUT(keys[rnd(sizeof(keys) / sizeof(*keys))]);
+            PUT(ws[rnd(6)]);
+            PUT(":");
+            gen(o, n, cap, depth + 1);
+        }
+        PUT(ws[rnd(6)]);
+        PUT("}");
+        break;
+    default:
+        PUT("[");
+        for (i = 0, cnt = rnd(4); i < cnt; i++) {
+            PUT(i ? "," : "");
+            gen(o, n, cap, depth + 1);
+        }
+        PUT("]");
+        break;
+    }
+    if (piece) {
+        PUT(piece);
+    }
+    PUT(ws[rnd(6)]);
+#undef PUT
+}
+
+static const unsigned char bytes[] = {
+    '"', '\\', '{', '}', '[', ']', ',', ':', '0', '1', '-', '+', '.', 'e',
+    'u', 'x', 'n', 't', ' ', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xe0,
+    0xed, 0xf0, 0xf4, 0xf5, 0xff
+};
+
+static void test_generated_and_mutated(void **state)
+{
+    apr_pool_t *p = *state;
+    char doc[4096], mut[4096];
+    size_t n, i;
+    int d, j;
+
+    for (d = 0; d < 400; d++) {
+        n = 0;
+        /* The root is an object (usually) or an array. */
+        do {
+            n = 0;
+            gen(doc, &n, sizeof(doc), 0);
+        } while (!memchr(doc, '{', n) && !memchr(doc, '[', n));
+        agree(p, doc, n);
+        for (i = 0; i <= n; i++) {
+            agree(p, doc, i);              /* every truncation */
+        }
+        for (j = 0; j < 40; j++) {
+            memcpy(mut, doc, n);
+            i = rnd((unsigned)n);
+            mut[i] = (char)bytes[rnd(sizeof(bytes))];
+            agree(p, mut, n);              /* one byte changed */
+            memcpy(mut, doc, i);
+            memcpy(mut + i + 1, doc + i, n - i);
+            mut[i] = (char)bytes[rnd(sizeof(bytes))];
+            agree(p, mut, n + 1);          /* one byte inserted */
+            memcpy(mut, doc, i);
+            memcpy(mut + i, doc + i + 1, n - i - 1);
+            agree(p, mut, n - 1);          /* one byte deleted */
+        }
+        apr_pool_clear(p);
+    }
+    fprintf(stderr, "# %lu documents agreed with jansson (%lu nested "
+            "duplicates accepted, %lu NULs after a number refused, by "
+            "design)\n", checked, nested_dups, nul_skips);
+    assert_true(checked > 100000);
+}
+
+static void test_edges(void **state)
+{
+    apr_pool_t *p = *state;
+    static const char *cases[] = {
+        "", " ", "{", "}", "[", "]", "{}", "[]", " {} ", "{} x", "{}{}",
+        "\"text\"", "1", "true", "null", "[1,]", "{\"a\":1,}", "[,1]",
+        "{\"a\" 1}", "{\"a\":}", "{a:1}", "{'a':1}", "[01]", "[-01]", "[1.]",
+        "[.5]", "[-]", "[-0]", "[-0.0e-0]", "[1e]", "[1e+]", "[1E-5]",
+        "[+1]", "[0x10]", "[1e400]", "[-1e400]", "[1e-400]", "[1e308]",
+        "[1.7976931348623157e308]", "[1.7976931348623159e308]",
+        "[1.797693134862315807e308]", "[1.797693134862315808e308]",
+        "[9223372036854775807]", "[9223372036854775808]",
+        "[-9223372036854775808]", "[-9223372036854775809]",
+        "[99999999999999999999999]", "[0.0000000000000000000000001e333]",
+        "[\"\\u0000\"]", "{\"a\\u0000\":1}", "[\"\\u00\"]", "[\"\\uZZZZ\"]",
+        "[\"\\x\"]", "[\"\\'\"]", "[\"\\\"]", "[\"\\ud800\"]",
+        "[\"\\ud800\\u0041\"]", "[\"\\ud800\\udc00\"]", "[\"\\udc00\"]",
+        "[\"\\udbff\\udfff\"]", "[\"\\ud800\\ud800\"]", "[\"\\ud800x\"]",
+        "[\"a\tb\"]", "[1 ]", "[1\t]", "[-1]", "[\"a\nb\"]", "[\"\x7f\"]", "[\"\x80\"]", "[\"\xc0\x80\"]",
+        "[\"\xc1\xbf\"]", "[\"\xc2\x80\"]", "[\"\xdf\xbf\"]", "[\"\xe0\x80\x80\"]",
+        "[\"\xe0\x9f\xbf\"]", "[\"\xe0\xa0\x80\"]", "[\"\xed\x9f\xbf\"]",
+        "[\"\xed\xa0\x80\"]", "[\"\xef\xbf\xbf\"]", "[\"\xf0\x8f\xbf\xbf\"]",
+        "[\"\xf0\x90\x80\x80\"]", "[\"\xf4\x8f\xbf\xbf\"]",
+        "[\"\xf4\x90\x80\x80\"]", "[\"\xf5\x80\x80\x80\"]", "[\"\xff\"]",
+        "[\"\xe2\x82\"]", "[\"\xe2\x82", "[\xc3\xa9]", "[tru]", "[truex]",
+        "[nul]", "[falsey]", "[true false]", "\xef\xbb\xbf{}",
+        "{\"model\":\"a\",\"model\":\"b\"}",
+        "{\"model\":\"a\",\"mod\\u0065l\":\"b\"}",
+        "{\"\\u00e9\":1,\"\xc3\xa9\":2}",
+        "{\"model\":\"mock\\u002dsmall\",\"stream\":true,\"max_tokens\":-0}",
+        "{\"a\":{\"b\":{\"a\":1}},\"b\":[{\"a\":1},{\"a\":2}]}",
+        "[{\"a\":1},{\"a\":1}]", "{\"\":1,\"\":2}",
+    };
+    char deep[8200];
+    size_t i, k, n;
+    char *many, *obj;
+
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        agree_str(p, cases[i]);
+    }
+    /* Depth: jansson counts every value, the root at 1, up to 2048. */
+    for (k = 2045; k <= 2050; k++) {
+        for (i = 0; i < k; i++) {
+            deep[i] = '[';
+        }
+        for (i = 0; i < k; i++) {
+            deep[k + i] = ']';
+        }
+        agree(p, deep, 2 * k);          /* the innermost array is empty */
+        memmove(deep + k + 1, deep + k, k);
+        deep[k] = '1';
+        agree(p, deep, 2 * k + 1);      /* a number inside it */
+        /* {"a":{"a":...{}...}} as deep */
+        obj = apr_palloc(p, 6 * k + 8);
+        n = 0;
+        for (i = 0; i + 1 < k; i++) {
+            memcpy(obj + n, "{\"a\":", 5);
+            n += 5;
+        }
+        obj[n++] = '{';
+        obj[n++] = '}';
+        memset(obj + n, '}', k - 1);
+        agree(p, obj, n + k - 1);
+    }
+    /* A root object of many members: the key set grows; then a duplicate. */
+    many = apr_palloc(p, 20000);
+    n = 0;
+    many[n++] = '{';
+    for (i = 0; i < 1000; i++) {
+        n += (size_t)apr_snprintf(many + n, 20000 - n, "%s\"k%lu\":%lu",
+                                  i ? "," : "", (unsigned long)i,
+                                  (unsigned long)i);
+    }
+    many[n] = '}';
+    agree(p, many, n + 1);
+    n += (size_t)apr_snprintf(many + n, 20000 - n, ",\"k517\":1}");
+    agree(p, many, n);
+}
+
+static void test_nested_duplicates_accepted(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_json_member m = { "model", 0, 0, 0, 0, 0 };
+    mg_json_result res;
+    static const char nested[] = "{\"model\":\"m\",\"x\":{\"a\":1,\"a\":2}}";
+    static const char root[] = "{\"x\":{\"a\":1},\"model\":\"m\",\"model\":1}";
+
+    assert_int_equal(mg_json_scan(p, nested, sizeof(nested) - 1, &m, 1,
+                                  &res), 0);
+    assert_int_equal(m.kind, MG_JSON_STRING);
+    /* jansson drops a NUL after a number; the scan refuses it */
+    assert_int_equal(mg_json_scan(p, "[1\0]", 4, &m, 1, &res), -1);
+    assert_int_equal(res.offset, 2);
+    assert_int_equal(mg_json_scan(p, root, sizeof(root) - 1, &m, 1, &res),
+                     -1);
+    assert_string_equal(res.error, "duplicate object key");
+    assert_int_equal(res.offset, 25);
+    assert_int_equal(res.line, 1);
+    assert_int_equal(res.column, 26);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        MG_TEST(test_edges),
+        MG_TEST(test_nested_duplicates_accepted),
+        MG_TEST(test_generated_and_mutated),
+    };
+    return MG_RUN(tests);
+}
