@@ -9,6 +9,15 @@
  * model must change (an alias, a fallback), only the bytes of that one
  * value are replaced, so numbers, key order and spacing reach the model
  * server as the client wrote them.
+ *
+ * The body is validated without a tree (mg_json_scan.h): what jansson's
+ * json_loadb(JSON_REJECT_DUPLICATES) accepts, but for two chosen
+ * differences.  A member named twice in the ROOT object is refused (the
+ * gateway and the model server must read the same model, stream and token
+ * cap, however the name is spelt: "model", "mod\u0065l"); one named twice
+ * in a NESTED object is accepted and forwarded as sent (refusing it needs a
+ * key set per object on every body, for members the gateway never reads).
+ * A NUL byte right after a number, which jansson drops, is refused.
  */
 #ifndef MG_BODY_H
 #define MG_BODY_H
@@ -29,7 +38,7 @@ typedef struct mg_body_info {
 
 typedef enum {
     MG_BODY_OK = 0,
-    MG_BODY_MALFORMED,        /**< not JSON (or a member given twice) */
+    MG_BODY_MALFORMED,        /**< not JSON (or a root member given twice) */
     MG_BODY_INVALID           /**< JSON, but not a request we can read */
 } mg_body_status;
 
