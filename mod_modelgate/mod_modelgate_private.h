@@ -173,11 +173,13 @@ typedef struct mg_request {
     int body_read;            /**< a JSON body was read: `info` holds it */
     mg_body_info info;
     const char *body;         /**< the body mod_proxy will send */
-    struct json_t *body_root; /**< ... as jansson parsed it, kept in step
-                                   with its rewrites, for the response
-                                   cache (mg_request_body_root); NULL when
-                                   not kept (no cache loaded) or no longer
-                                   in step.  Freed by the pool's cleanup */
+    struct json_t *body_root; /**< ... as jansson parsed it, made when a
+                                   reader first asks (mg_body_root_of: the
+                                   response cache's key), then kept in step
+                                   with later rewrites; NULL when not made
+                                   or no longer in step.  Freed by the
+                                   pool's cleanup */
+    int body_root_tried;      /**< mg_body_root_of parsed (or failed) */
     apr_size_t body_len;
     ap_filter_t *body_filter; /**< MODELGATE_BODY, serving `body` */
     const mg_model *model;    /**< the declared model the body names, then
@@ -284,9 +286,12 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_request *req, mg_layer *layers);
 
 /* mod_modelgate_body.c */
-/** Keep a JSON body's parsed tree for the request (set in post_config:
- *  something listens to mg_cached_answer, which may ask for it). */
+/** Something listens to mg_cached_answer (set in post_config): an
+ *  admission is recorded so that a cached answer can give it back. */
 extern int mg_body_keep_root;
+/** The request's JSON body as jansson parses it (made on the first call,
+ *  from the body as it goes upstream; NULL without one). */
+struct json_t *mg_body_root_of(request_rec *r, mg_request *req);
 /** After a rewrite of the body's bytes: `failed` (what the matching
  *  mg_body_root_* call returned) drops the kept tree. */
 void mg_body_root_changed(mg_request *req, int failed);

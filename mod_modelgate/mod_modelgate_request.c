@@ -67,10 +67,10 @@ static int mg_request_body(request_rec *r, const char **body,
 /* mg_request_body_root (mod_modelgate.h): the parsed body, read-only. */
 static struct json_t *mg_request_body_root(request_rec *r)
 {
-    const mg_request *req = ap_get_module_config(r->request_config,
-                                                 &modelgate_module);
+    mg_request *req = ap_get_module_config(r->request_config,
+                                           &modelgate_module);
 
-    return req && req->body_read ? req->body_root : NULL;
+    return req ? mg_body_root_of(r, req) : NULL;
 }
 
 /* mg_cached_answer_free (mod_modelgate.h): mg_decide_cached acts on it. */
