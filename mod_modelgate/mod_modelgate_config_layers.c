@@ -6,19 +6,27 @@
  * A request's layers are assembled per request (mod_modelgate_layers.c):
  * its tier's, the tier's tokens= layer, the server-wide limits that apply
  * to its tier and model, then those of every section merged for its URL
- * (several <Location>s stack: limits accumulate, never replace).  Found
+ * (several sections stack: limits accumulate, never replace).  Found
  * only there, one layer too many refuses every such request with 500
  * (MG00202) for as long as the configuration stands; here it stops
- * `apache2 -t` instead, naming the tier, the model, the section and the
+ * `apache2 -t` instead, naming the tier, the model, the sections and the
  * count.
  *
  * The worst case is taken over every declared tier and every model a
  * request can be decided for (none, or each ModelGateModel: models= and
- * scope model only ever apply to those), and over the sections one URL
- * can merge: for each <Location>, itself with every literal <Location>
- * that is a prefix of its path and every <LocationMatch> that matches
- * it (a <Directory> likewise with its parent directories).  What a
- * .htaccess adds is checked when it is read (mod_modelgate_config.c).
+ * scope model only ever apply to those), and over the sections one
+ * request can merge.  Every section, literal or pattern, has a literal
+ * prefix that every path it applies to starts with (a pattern's: what
+ * its regex's ^ or its wildcard is followed by, else nothing); two
+ * sections can apply to one path only if one prefix is a prefix of the
+ * other, so the <Location>s one URL merges are at most a chain of them,
+ * and likewise the <Directory>s of one file path.  Which URLs map into
+ * which directory (DocumentRoot, Alias, RewriteRule, a route handed to
+ * mod_proxy before any directory is walked) is not knowable here: the
+ * worst <Directory> chain is counted with the worst <Location> chain, and
+ * the message says so.  What a .htaccess adds is checked when it is read
+ * (mod_modelgate_config.c); <Files>, <If> and <Proxy> sections are not
+ * counted, and the run-time refusal remains for them.
  */
 #include <apr_strings.h>
 #include <http_core.h>
@@ -51,41 +59,120 @@ static const apr_array_header_t *section_limits(ap_conf_vector_t *v)
     return dc ? dc->limits : NULL;
 }
 
-/* Does section `other` merge into a request at section `at`'s own path? */
-static int stacks(const core_dir_config *at, const core_dir_config *other)
+/* What every path section `cd` applies to starts with.  A regex gives its
+ * literal start after ^ (a character a quantifier makes optional is not
+ * part of it; an alternation may leave the anchor, so it gives nothing);
+ * a wildcard path what comes before its first wildcard. */
+static const char *literal_prefix(apr_pool_t *p, const core_dir_config *cd)
 {
-    if (other == at) {
-        return 1;
+    const char *d = cd->d, *e;
+
+    if (!d) {
+        return "";
     }
-    if (!at->d || at->r || at->d_is_fnmatch) {
-        /* A pattern's URLs cannot be listed: it is checked on its own
-         * (the runtime check still catches what it merges with). */
-        return 0;
+    if (cd->r) {
+        if (d[0] != '^' || strchr(d, '|')) {
+            return "";
+        }
+        d++;
+        e = d + strcspn(d, ".[]()*+?{}|\\$^");
+        if (e > d && (*e == '*' || *e == '?' || *e == '{')) {
+            e--;
+        }
+        return apr_pstrmemdup(p, d, e - d);
     }
-    if (other->r) {
-        return !ap_regexec(other->r, at->d, 0, NULL, 0);
+    if (cd->d_is_fnmatch) {
+        return apr_pstrmemdup(p, d, strcspn(d, "*?[\\"));
     }
-    return other->d && !other->d_is_fnmatch
-           && !strncmp(at->d, other->d, strlen(other->d));
+    return d;
+}
+
+/* One server's sections of one kind, with their literal prefixes. */
+typedef struct sections {
+    const apr_array_header_t *secs;
+    const char **prefix;
+} sections;
+
+static void sections_of(apr_pool_t *p, const apr_array_header_t *secs,
+                        sections *out)
+{
+    int i;
+
+    out->secs = secs;
+    out->prefix = apr_pcalloc(p, sizeof(char *) * (secs ? secs->nelts : 1));
+    for (i = 0; secs && i < secs->nelts; i++) {
+        out->prefix[i] = literal_prefix(p, ap_get_core_module_config(
+            APR_ARRAY_IDX(secs, i, ap_conf_vector_t *)));
+    }
+}
+
+/* The worst chain of one kind of sections for a request of `tier` for
+ * `model`: the most layers the sections whose prefixes are prefixes of
+ * one section's prefix add, that section (the chain's deepest with layers
+ * of its own) in *at, and whether a pattern with no literal prefix, which
+ * meets every other section, is in it. */
+typedef struct chain {
+    int n;
+    const core_dir_config *at;
+    int open;
+    const mg_limit_def *last;
+} chain;
+
+static void worst_chain(const sections *k, const mg_tier *tier,
+                        const char *model, chain *c)
+{
+    int i, j;
+
+    c->n = 0;
+    c->at = NULL;
+    c->open = 0;
+    c->last = NULL;
+    for (i = 0; k->secs && i < k->secs->nelts; i++) {
+        const mg_limit_def *last = NULL;
+        int n = 0, open = 0;
+        if (!applying(section_limits(APR_ARRAY_IDX(k->secs, i,
+                                                   ap_conf_vector_t *)),
+                      tier, model, &last)) {
+            continue;
+        }
+        for (j = 0; j < k->secs->nelts; j++) {
+            ap_conf_vector_t *v = APR_ARRAY_IDX(k->secs, j,
+                                                ap_conf_vector_t *);
+            int m;
+            if (strncmp(k->prefix[i], k->prefix[j], strlen(k->prefix[j]))) {
+                continue;
+            }
+            m = applying(section_limits(v), tier, model, &last);
+            n += m;
+            if (m && !*k->prefix[j]) {
+                open = 1;
+            }
+        }
+        if (n > c->n) {
+            c->n = n;
+            c->at = ap_get_core_module_config(APR_ARRAY_IDX(
+                k->secs, i, ap_conf_vector_t *));
+            c->open = open;
+            c->last = last;
+        }
+    }
 }
 
 typedef struct worst {
     int n;                    /* layers */
     const mg_tier *tier;
     const char *model;
-    int tier_layers, server, section;
+    int tier_layers, server;
+    chain loc, dir;
     const mg_limit_def *last; /* the last layer counted: where to point */
 } worst;
 
-/* The most layers a request at section `at` (NULL: outside every section)
- * of the array `secs` can meet. */
-static void worst_at(const mg_server_conf *sc,
-                     const apr_array_header_t *secs, int at, worst *w)
+/* The most layers a request to server `s` can meet. */
+static void worst_of(const mg_server_conf *sc, const sections *locs,
+                     const sections *dirs, worst *w)
 {
-    const core_dir_config *here = at < 0 ? NULL : ap_get_core_module_config(
-        APR_ARRAY_IDX(secs, at, ap_conf_vector_t *));
     apr_hash_index_t *hi;
-    int m, i;
+    int m;
 
     for (hi = apr_hash_first(NULL, sc->policy->tiers); hi;
          hi = apr_hash_next(hi)) {
@@ -96,88 +183,84 @@ static void worst_at(const mg_server_conf *sc,
             const mg_limit_def *last = tier->tokens ? tier->tokens : tier;
             int own = tier->tokens ? 2 : 1;
             int server = applying(sc->policy->limits, tier, model, &last);
-            int section = 0;
-            for (i = 0; here && i < secs->nelts; i++) {
-                ap_conf_vector_t *v = APR_ARRAY_IDX(secs, i,
-                                                    ap_conf_vector_t *);
-                if (stacks(here, ap_get_core_module_config(v))) {
-                    section += applying(section_limits(v), tier, model,
-                                        &last);
-                }
-            }
-            if (own + server + section > w->n) {
-                w->n = own + server + section;
+            chain loc, dir;
+            worst_chain(locs, tier, model, &loc);
+            worst_chain(dirs, tier, model, &dir);
+            if (own + server + loc.n + dir.n > w->n) {
+                w->n = own + server + loc.n + dir.n;
                 w->tier = tier;
                 w->model = model;
                 w->tier_layers = own;
                 w->server = server;
-                w->section = section;
-                w->last = last;
+                w->loc = loc;
+                w->dir = dir;
+                w->last = loc.last ? loc.last : dir.last ? dir.last : last;
             }
         }
     }
 }
 
-static int refuse(server_rec *s, apr_pool_t *ptemp, const worst *w,
-                  const char *section)
+static const char *section_name(apr_pool_t *p, const char *kind,
+                                const core_dir_config *cd)
 {
+    return apr_psprintf(p, "<%s%s %s>", kind, cd->r ? "Match" : "", cd->d);
+}
+
+static int refuse(server_rec *s, apr_pool_t *ptemp, const worst *w)
+{
+    const char *at = "", *why = "";
+
+    if (w->loc.n) {
+        at = apr_pstrcat(ptemp, " at ", section_name(ptemp, "Location",
+                                                     w->loc.at), NULL);
+    }
+    if (w->dir.n) {
+        at = apr_pstrcat(ptemp, at, w->loc.n ? " and " : " at ",
+                         section_name(ptemp, "Directory", w->dir.at), NULL);
+    }
+    if (w->loc.n && w->dir.n) {
+        why = "; a <Directory>'s limits are counted with every "
+              "<Location>'s, as which URLs map into a directory is not "
+              "known at start-up";
+    }
+    if (w->loc.open || w->dir.open) {
+        why = apr_pstrcat(ptemp, why, "; a pattern section that does not "
+                          "start with ^ and a literal path is counted with "
+                          "every section of its kind", NULL);
+    }
     ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                  MGLOGNO(00506) "%s: a request of tier '%s'%s%s%s%s meets "
                  "%d limit layers (the tier's %d, %d server-wide, %d of its "
-                 "sections); at most %d apply to a request: merge some or "
+                 "sections)%s; at most %d apply to a request: merge some or "
                  "narrow them with tiers= or models= (%s line %d)",
                  w->last->unit == MG_UNIT_MONEY ? "ModelGateBudget"
                  : w->last == w->tier || w->last == w->tier->tokens
                  ? "ModelGateTier" : "ModelGateLimit",
                  w->tier->name, w->model ? " for model '" : "",
-                 w->model ? w->model : "", w->model ? "'" : "",
-                 section ? apr_pstrcat(ptemp, " at ", section, NULL) : "",
-                 w->n, w->tier_layers, w->server, w->section,
+                 w->model ? w->model : "", w->model ? "'" : "", at,
+                 w->n, w->tier_layers, w->server, w->loc.n + w->dir.n, why,
                  MG_LIMIT_MAX_LAYERS, w->last->conf_file
                  ? w->last->conf_file : "?", w->last->conf_line);
     return 0;
 }
 
-/* One server's sections of one kind. */
-static int check_sections(server_rec *s, const mg_server_conf *sc,
-                          const apr_array_header_t *secs, const char *kind,
-                          apr_pool_t *ptemp)
-{
-    int i;
-
-    for (i = 0; secs && i < secs->nelts; i++) {
-        ap_conf_vector_t *v = APR_ARRAY_IDX(secs, i, ap_conf_vector_t *);
-        const apr_array_header_t *own = section_limits(v);
-        worst w = { 0 };
-        if (!own || own->nelts == 0) {
-            continue;
-        }
-        worst_at(sc, secs, i, &w);
-        if (w.n > MG_LIMIT_MAX_LAYERS) {
-            const core_dir_config *cd = ap_get_core_module_config(v);
-            return refuse(s, ptemp, &w, apr_psprintf(ptemp, "<%s%s %s>",
-                          kind, cd->r ? "Match" : "", cd->d));
-        }
-    }
-    return 1;
-}
-
 int mg_check_layers(server_rec *main_server, const mg_server_conf *sc,
                     apr_pool_t *ptemp)
 {
-    worst w = { 0 };
     server_rec *s;
 
-    worst_at(sc, NULL, -1, &w);
-    if (w.n > MG_LIMIT_MAX_LAYERS) {
-        return refuse(main_server, ptemp, &w, NULL);
-    }
+    /* A virtual host's sections include the main server's (httpd appends
+     * them when it merges the servers). */
     for (s = main_server; s; s = s->next) {
         core_server_config *core = ap_get_core_module_config(
             s->module_config);
-        if (!check_sections(s, sc, core->sec_url, "Location", ptemp)
-            || !check_sections(s, sc, core->sec_dir, "Directory", ptemp)) {
-            return 0;
+        sections locs, dirs;
+        worst w = { 0 };
+        sections_of(ptemp, core->sec_url, &locs);
+        sections_of(ptemp, core->sec_dir, &dirs);
+        worst_of(sc, &locs, &dirs, &w);
+        if (w.n > MG_LIMIT_MAX_LAYERS) {
+            return refuse(s, ptemp, &w);
         }
     }
     return 1;

@@ -103,6 +103,69 @@ def test_mg_028_04_tiers_and_models_narrow_the_worst_case(gateways, backend, bac
         {"role": "user", "content": "hi"}]}).status == 200
 
 
+def test_mg_028_11_a_directory_counts_with_every_location(gateways):
+    """Which URLs map into a <Directory> is not known at start-up
+    (DocumentRoot, Alias, RewriteRule): its limits count with every
+    <Location>'s, and the message says so.  7 is accepted and a request
+    that merges both sections meets all 7."""
+    gw = gateways("dirloc")
+    docroot = os.path.join(gw.rundir, "htdocs")
+
+    def text(n):
+        return (ROUTED + TOKENS_TIER
+                + '<Directory "%s">\nRequire all granted\n%s</Directory>\n'
+                % (docroot, limits("d", 3))
+                + location("/v1/", "ModelGate On\n" + limits("loc", n)))
+    gw.write_conf(text(3))
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert ("a request of tier 'free' at <Location /v1/> and <Directory %s/> "
+            "meets 8 limit layers (the tier's 2, 0 server-wide, 6 of its "
+            "sections); a <Directory>'s limits are counted with every "
+            "<Location>'s, as which URLs map into a directory is not known "
+            "at start-up; at most 7 apply" % docroot) in out, out
+    gw.write_conf(text(2))
+    code, out = gw.check_syntax()
+    assert code == 0, out
+    gw.start()
+    # Not routed: mapped to a file under the DocumentRoot, which is not there.
+    resp = gw.chat(DEMO_KEY)
+    assert resp.status == 404, resp
+    assert resp.header("ratelimit-policy").count(";q=") == 7
+
+
+def test_mg_028_12_pattern_sections_count_by_their_literal_prefix(gateways):
+    """A <LocationMatch> or a wildcard <Location> applies only below the
+    literal path its pattern starts with: it counts with the sections
+    above and below that path, not with its siblings; one with no such
+    path counts with every section."""
+    harness.assert_config_errors(gateways, [
+        (ROUTED + TOKENS_TIER + location("/v1/", "ModelGate On\n" + limits("a", 3))
+         + '<LocationMatch "^/v1/chat/completions$">\n%s</LocationMatch>\n'
+         % limits("b", 3),
+         "a request of tier 'free' at <LocationMatch ^/v1/chat/completions$> "
+         "meets 8 limit layers (the tier's 2, 0 server-wide, 6 of its "
+         "sections); at most 7 apply"),
+        (ROUTED + TOKENS_TIER + location("/v1/", "ModelGate On\n" + limits("a", 3))
+         + '<LocationMatch "/completions$">\n%s</LocationMatch>\n' % limits("b", 3),
+         "a request of tier 'free' at <Location /v1/> meets 8 limit layers "
+         "(the tier's 2, 0 server-wide, 6 of its sections); a pattern section "
+         "that does not start with ^ and a literal path is counted with every "
+         "section of its kind; at most 7 apply"),
+        (ROUTED + TOKENS_TIER + location("/v2/", "ModelGate On\n" + limits("a", 3))
+         + location("/v2/*/completions", limits("b", 3)),
+         "a request of tier 'free' at <Location /v2/> meets 8 "
+         "limit layers (the tier's 2, 0 server-wide, 6 of its sections)")])
+    # Siblings never meet on one URL: 2 + 2 + 3 at most, accepted.
+    gw = gateways("siblings")
+    gw.write_conf(ROUTED + TOKENS_TIER + location("/v1/", "ModelGate On\n" + limits("a", 2))
+                  + '<LocationMatch "^/v1/chat/">\n%s</LocationMatch>\n' % limits("b", 3)
+                  + '<LocationMatch "^/v1/embeddings">\n%s</LocationMatch>\n' % limits("c", 3)
+                  + location("/v1/models/*", limits("d", 3)))
+    code, out = gw.check_syntax()
+    assert code == 0, out
+
+
 # ---- a stream with one 10 MB event ------------------------------------------------
 
 CONF = """
