@@ -202,10 +202,8 @@ static decide_outcome decide_for(request_rec *r, const mg_server_conf *sc,
                                  a->model ? a->model->name : NULL,
                                  mg_request_get(r), a->layers);
     if (a->n < 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
-                      "more than %d limits apply to %s: refusing rather than "
-                      "leaving one out", MG_LIMIT_MAX_LAYERS, r->uri);
-        *status = mg_respond_canned(r, CANNED_TOO_MANY_LAYERS);
+        *status = mg_layers_too_many(r, sc, dc, tier, a->model
+                                     ? a->model->name : NULL);
         return ANSWERED;
     }
     if (tier->degraded_cost > 1 && a->up && mg_upstream_degraded(r, a->up)) {

@@ -12,6 +12,7 @@
  * with the limit's numbers; all but the subject is hashed once, when the
  * configuration is read.
  */
+#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <http_core.h>
 #include "mod_modelgate_private.h"
@@ -153,4 +154,86 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
         }
     }
     return n;
+}
+
+/* Which sets of layers were reported too many, and when (seconds): a line
+ * a minute per set in each child, however many requests meet it, so that
+ * a configuration mistake names itself without flooding the log.  Racing
+ * threads may both log, or one slot's key and time may mix: a duplicate
+ * or a skipped line, nothing worse. */
+#define MG_TOO_MANY_SLOTS 16
+#define MG_TOO_MANY_EVERY 60
+static apr_uint32_t too_many_key[MG_TOO_MANY_SLOTS];
+static apr_uint32_t too_many_at[MG_TOO_MANY_SLOTS];
+
+/* The same filters as mg_layers_for_request, every limit that applies
+ * (not only the first MG_LIMIT_MAX_LAYERS): their names and where they
+ * are written. */
+static const char *applying_text(request_rec *r, const mg_server_conf *sc,
+                                 const mg_dir_conf *dc, const mg_tier *tier,
+                                 const char *model, int *n)
+{
+    const apr_array_header_t *lists[2] = { sc->policy->limits, dc->limits };
+    const mg_limit_def *defs[2];
+    const char *text = "";
+    int l, i;
+
+    *n = 0;
+    defs[0] = tier;
+    defs[1] = tier->tokens;
+    for (l = -1; l < 2; l++) {
+        for (i = 0; i < (l < 0 ? 2 : lists[l]->nelts); i++) {
+            const mg_limit_def *def = l < 0 ? defs[i]
+                : APR_ARRAY_IDX(lists[l], i, mg_limit_def *);
+            if (!def || (l >= 0
+                         && (!mg_policy_limit_applies(def, tier->name)
+                             || !mg_policy_limit_applies_to_model(def, model)
+                             || (def->scope == MG_SCOPE_MODEL && !model)))) {
+                continue;
+            }
+            text = apr_psprintf(r->pool, "%s%s%s (%s line %d)", text,
+                                (*n)++ ? ", " : "", def->name,
+                                def->conf_file ? def->conf_file : "?",
+                                def->conf_line);
+        }
+    }
+    return text;
+}
+
+int mg_layers_too_many(request_rec *r, const mg_server_conf *sc,
+                       const mg_dir_conf *dc, const mg_tier *tier,
+                       const char *model)
+{
+    apr_uint32_t key = 2166136261u;
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(r->request_time);
+    const char *text, *c;
+    int n, slot;
+
+    /* Keyed by the text, not the definitions' addresses: a .htaccess's are
+     * made anew for every request. */
+    text = applying_text(r, sc, dc, tier, model, &n);
+    for (c = text; *c; c++) {
+        key = (key ^ (unsigned char)*c) * 16777619u;
+    }
+    slot = (int)(key % MG_TOO_MANY_SLOTS);
+    if (apr_atomic_read32(&too_many_key[slot]) != key
+        || now - apr_atomic_read32(&too_many_at[slot]) >= MG_TOO_MANY_EVERY) {
+        apr_atomic_set32(&too_many_key[slot], key);
+        apr_atomic_set32(&too_many_at[slot], now);
+        /* The start-up check (MG00506) counts <Location>s and
+         * <Directory>s; what it cannot see ends here. */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGLOGNO(00202)
+                      "a request of tier '%s'%s%s%s to %s meets %d limit "
+                      "layers, more than the %d a request can be decided "
+                      "over, so it is refused with 500 rather than decided "
+                      "without some: %s; merge some, narrow them with "
+                      "tiers= or models=, or move them out of the "
+                      ".htaccess, <Files>, <If> or <Proxy> sections the "
+                      "start-up check cannot count (logged once a minute "
+                      "per set of layers in each child)", tier->name,
+                      model ? " for model '" : "", model ? model : "",
+                      model ? "'" : "", r->uri, n, MG_LIMIT_MAX_LAYERS,
+                      text);
+    }
+    return mg_respond_canned(r, CANNED_TOO_MANY_LAYERS);
 }

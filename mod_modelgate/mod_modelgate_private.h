@@ -284,6 +284,11 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
                           const mg_tier *tier, const char *model,
                           const mg_request *req, mg_layer *layers);
+/** Answer a request mg_layers_for_request refused (-1): 500 JSON, and
+ *  the layers named in the error log once a minute per set of them. */
+int mg_layers_too_many(request_rec *r, const mg_server_conf *sc,
+                       const mg_dir_conf *dc, const mg_tier *tier,
+                       const char *model);
 
 /* mod_modelgate_body.c */
 /** Something listens to mg_cached_answer (set in post_config): an

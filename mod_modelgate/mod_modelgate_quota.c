@@ -185,7 +185,8 @@ static int quota_handler(request_rec *r)
                               model ? model->name : NULL, mg_request_get(r),
                               layers);
     if (n < 0) {
-        return mg_respond_canned(r, CANNED_TOO_MANY_LAYERS);
+        return mg_layers_too_many(r, sc, dc, tier, model ? model->name
+                                                         : NULL);
     }
     if (sc->store->peek(sc->store_inst, r->server, layers, n, mg_clock_now(),
                         &d) != APR_SUCCESS) {

@@ -198,8 +198,10 @@ static canned_error canned[] = {
       MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
     { HTTP_SERVICE_UNAVAILABLE, "The gateway cannot check limits right now.",
       MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
-    { HTTP_INTERNAL_SERVER_ERROR, "More limits apply here than the gateway "
-      "can check at once.", MG_ERRT_SERVER, MG_ERR_GATEWAY, NULL },
+    { HTTP_INTERNAL_SERVER_ERROR, "More limit layers apply to this request "
+      "than the gateway can check at once: its configuration must change "
+      "(its error log names the layers, MG00202).", MG_ERRT_SERVER,
+      MG_ERR_GATEWAY, NULL },
     /* From CANNED_PROXY_FIRST on: what mod_proxy's own failures become. */
     { HTTP_BAD_GATEWAY, "The model server could not be reached.",
       MG_ERRT_SERVER, MG_ERR_UPSTREAM_DOWN, NULL },

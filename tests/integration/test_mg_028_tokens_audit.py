@@ -166,6 +166,39 @@ def test_mg_028_12_pattern_sections_count_by_their_literal_prefix(gateways):
     assert code == 0, out
 
 
+ONE_CHILD = ("ServerLimit 1\nStartServers 1\nMinSpareThreads 1\n"
+             "MaxSpareThreads 25\nMaxRequestWorkers 25\n")
+
+
+def test_mg_028_13_what_startup_cannot_count_names_itself_once(gateways):
+    """A .htaccess is read per request, after the start-up check: 3 limits
+    in it, 3 in its <Directory> and a tier with tokens= make 8 at run
+    time.  Every such request is refused with 500 JSON saying the
+    configuration must change, and the error log names the layers once,
+    not once per request (one child: its table is per child)."""
+    gw = gateways("htaccess")
+    docroot = os.path.join(gw.rundir, "htdocs")
+    gw.write_conf(ROUTED + TOKENS_TIER + ONE_CHILD
+                  + '<Directory "%s">\nAllowOverride AuthConfig\n'
+                    'Require all granted\n%s</Directory>\n' % (docroot, limits("d", 3))
+                  + location("/v1/", "ModelGate On\n"))
+    with open(os.path.join(docroot, ".htaccess"), "w") as f:
+        f.write(limits("h", 3))
+    os.chmod(os.path.join(docroot, ".htaccess"), 0o644)
+    gw.allow_errors("MG00202")
+    gw.start()
+    for _ in range(4):
+        resp = gw.chat(DEMO_KEY)
+        assert resp.status == 500, resp
+        assert resp.json["error"]["code"] == "gateway_error"
+        assert "its configuration must change" in resp.json["error"]["message"]
+    lines = [l for l in gw.read_log().splitlines() if "MG00202" in l]
+    assert len(lines) == 1, lines
+    assert ("a request of tier 'free' to /v1/chat/completions meets 8 limit "
+            "layers, more than the 7") in lines[0]
+    assert "h2 (%s line 3)" % os.path.join(docroot, ".htaccess") in lines[0]
+
+
 # ---- a stream with one 10 MB event ------------------------------------------------
 
 CONF = """
