@@ -246,7 +246,8 @@ BAD_LOG = re.compile(r"\[(?:[a-z_0-9]+:)?(error|crit|alert|emerg)\]")
 ALWAYS_OK = [
     r"AH00558",   # could not determine the server's fully qualified domain name
 ]
-# What httpd itself may log while it stops, and only then: the event MPM
+# What httpd itself may log while it stops or restarts (children stop),
+# and only from then on: the event MPM
 # failing to re-arm a keep-alive or lingering-close connection when its
 # pollset is going away.
 SHUTDOWN_NOISE = [
@@ -363,6 +364,9 @@ class Gateway:
 
     def start(self):
         assert self.conf, "no configuration"
+        # Again here: another pytest session on the machine makes
+        # /tmp/pytest-of-root 0700 again when it starts.
+        allow_search(os.path.dirname(self.rundir))
         if os.path.exists(self.error_log()):
             self.log_offset = self.log_size()
         self.stopping = []
@@ -385,6 +389,10 @@ class Gateway:
         return self
 
     def signal(self, sig):
+        if sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGWINCH):
+            # Each of these stops children (a restart replaces them): their
+            # shutdown noise is httpd's, as at a stop.
+            self.stopping.append(self.log_size())
         self.proc.send_signal(sig)
 
     def graceful(self):

@@ -43,10 +43,19 @@ METRICS = """
 LARGE = {"model": "mock-large", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def scrape(gw):
-    resp = gw.get("/metrics")
-    assert resp.status == 200
-    return time.time(), render.parse_scrape(resp.body.decode())
+def scrape(gw, requests=None, timeout=10.0):
+    """A scrape; with `requests`, the first one whose modelgate_requests_total
+    adds up to it: a request is counted in log_transaction, after its
+    answer went out, so a scrape can come before the last one is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = gw.get("/metrics")
+        assert resp.status == 200
+        at, samples = time.time(), render.parse_scrape(resp.body.decode())
+        seen = sum(v for n, _, v in samples if n == "modelgate_requests_total")
+        if requests is None or seen >= requests or time.monotonic() > deadline:
+            return at, samples
+        time.sleep(0.05)
 
 
 def traffic(gw):
@@ -72,12 +81,12 @@ def test_mg_033_01_dashboard_queries_meet_a_real_scrape(gateways, backend, backe
     gw.write_conf(conf)
     gw.start()
     traffic(gw)
-    first = scrape(gw)
+    first = scrape(gw, requests=11)
     traffic_more = [gw.chat(PRO_KEY, body=LARGE).status for _ in range(4)]
     assert traffic_more == [200] * 4
     assert gw.chat(DEMO_KEY, body=LARGE).status == 429
     time.sleep(1.0)                     # rates need time between scrapes
-    last = scrape(gw)
+    last = scrape(gw, requests=16)
     names = {n for n, _, _ in last[1]}
 
     with open(DASHBOARD) as f:
