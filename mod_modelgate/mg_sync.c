@@ -98,6 +98,10 @@ apr_time_t mg_sync_settle(mg_sync *s, apr_uint32_t index,
         epoch_of(spec, now.wall, &slot->epoch_start, &slot->epoch_end);
         slot->pushed = 0;
         slot->remote = 0;
+        if (slot->pending < 0) {
+            /* Units given back were in the ended epoch's total. */
+            slot->pending = 0;
+        }
         if (spec->algo == MG_ALGO_FIXED_WINDOW) {
             slot->owed = 0;
         }
@@ -128,7 +132,28 @@ void mg_sync_commit(mg_sync *s, apr_uint32_t index,
     if (!slot->epoch_end) {
         epoch_of(spec, now.wall, &slot->epoch_start, &slot->epoch_end);
     }
-    slot->pending += cost;
+    slot->pending += (apr_int64_t)cost;
+    list_slot(s, index);
+}
+
+void mg_sync_refund(mg_sync *s, apr_uint32_t index, mg_now then,
+                    apr_uint64_t units)
+{
+    mg_sync_slot *slot = &s->slots[index];
+    apr_int64_t floor;
+
+    if (!slot->epoch_end) {
+        return;                 /* nothing committed here to give back */
+    }
+    /* What was pushed into the current epoch can come off its total, if
+     * the units were charged in it; what is pending can always go (units
+     * of an ended epoch pending are pushed into this one). */
+    floor = then.wall >= slot->epoch_start ? -(apr_int64_t)slot->pushed : 0;
+    if (slot->pending - floor <= 0) {
+        return;
+    }
+    slot->pending = slot->pending - floor > (apr_int64_t)units
+                    ? slot->pending - (apr_int64_t)units : floor;
     list_slot(s, index);
 }
 
@@ -183,8 +208,9 @@ apr_size_t mg_sync_collect(mg_table *t, apr_uint32_t table_no, mg_now now,
         items[n].ttl_ms = (slot->epoch_end - now.wall
                            + 2 * interval + APR_USEC_PER_SEC) / 1000;
         items[n].total = 0;
-        slot->pushed += slot->pending;
-        s->hdr->units_pushed += slot->pending;
+        /* Net: a negative push takes refunded units off the total. */
+        slot->pushed += (apr_uint64_t)slot->pending;
+        s->hdr->units_pushed += (apr_uint64_t)slot->pending;
         slot->pending = 0;
         n++;
         k = (k + 1) % s->hdr->nlisted;
@@ -216,9 +242,12 @@ void mg_sync_apply(mg_table *t, apr_uint32_t table_no,
             /* Pushed when the exchange works again (into the epoch then
              * current, if this one has ended). */
             if (slot->epoch_start == it->epoch_start) {
-                slot->pushed -= it->units;
+                slot->pushed -= (apr_uint64_t)it->units;
+                slot->pending += it->units;
             }
-            slot->pending += it->units;
+            else if (it->units > 0) {
+                slot->pending += it->units;
+            }
             if (slot->pending) {
                 list_slot(s, it->index);
             }
@@ -237,6 +266,16 @@ void mg_sync_apply(mg_table *t, apr_uint32_t table_no,
             apr_uint64_t others = it->total - slot->pushed;
             slot->owed += others - slot->remote;
             slot->remote = others;
+        }
+        else if (it->total - slot->pushed < slot->remote && slot->owed) {
+            /* Another gateway gave units back (mg_sync_refund): those
+             * not charged here yet are not owed.  Those charged stay. */
+            apr_uint64_t back = slot->remote - (it->total - slot->pushed);
+            if (back > slot->owed) {
+                back = slot->owed;
+            }
+            slot->owed -= back;
+            slot->remote -= back;
         }
     }
 }

@@ -60,7 +60,11 @@ struct mg_table;
 
 /** The bookkeeping beside one table entry (same index). */
 typedef struct mg_sync_slot {
-    apr_uint64_t pending;     /**< units admitted here, not yet pushed */
+    apr_int64_t pending;      /**< units admitted here, not yet pushed;
+                                   negative: units given back here
+                                   (mg_sync_refund) after they were
+                                   pushed into the current epoch, to take
+                                   off its total; never below -pushed */
     apr_uint64_t pushed;      /**< units pushed into the current epoch */
     apr_uint64_t remote;      /**< others' units of the epoch, known */
     apr_uint64_t owed;        /**< of those, not yet charged */
@@ -95,7 +99,8 @@ typedef struct mg_sync_item {
     apr_uint32_t table;       /**< which of the store's tables (its own
                                    numbering) */
     apr_uint32_t index;       /**< the entry */
-    apr_uint64_t units;       /**< pushed: pending units */
+    apr_int64_t units;        /**< pushed: pending units (negative: taken
+                                   off the total) */
     apr_time_t epoch_start;   /**< names the epoch's total */
     apr_int64_t ttl_ms;       /**< how long the total must be kept */
     apr_uint64_t total;       /**< answered: the epoch's total, all
@@ -129,6 +134,16 @@ apr_time_t mg_sync_settle(mg_sync *s, apr_uint32_t index,
 void mg_sync_commit(mg_sync *s, apr_uint32_t index,
                     const mg_limit_spec *spec, mg_now now,
                     apr_uint64_t cost);
+
+/** `units` of entry `index`, charged at `then`, were given back (a
+ *  refund: a cached answer, a token reservation settled lower).  Units
+ *  still pending are simply not pushed; units already pushed into the
+ *  current epoch are taken off its total by the next exchange, down to
+ *  what this gateway pushed there.  Units charged in an earlier epoch
+ *  than the slot's stay in that epoch's total.  A gateway that already
+ *  charged them keeps them charged: toward admitting less. */
+void mg_sync_refund(mg_sync *s, apr_uint32_t index, mg_now then,
+                    apr_uint64_t units);
 
 /* ---- called by the store's syncer ---------------------------------------- */
 

@@ -548,6 +548,11 @@ apr_status_t mg_table_settle(mg_table *t, const mg_layer *layers,
             }
             exp = mg_limit_refund(spec, &e->state, mg_limit_clock(spec, &then),
                                   alg_now, (apr_uint64_t)-delta[i]);
+            if (tab->sync) {
+                /* Or the syncer would still push them to the others. */
+                mg_sync_refund(tab->sync, (apr_uint32_t)slot, then,
+                               (apr_uint64_t)-delta[i]);
+            }
         }
         else {
             if (!e) {

@@ -302,7 +302,9 @@ static const char mg_redis_settle_lua[] =
  * The local-sync exchange (mg_redis_sync.c): one call per batch of
  * counters.  KEYS: one total per counter and epoch, then this gateway's
  * heartbeat.  ARGV: per total the units to add and its expiry in ms, then
- * the heartbeat's expiry in ms.  Reply: the totals, in order.  The
+ * the heartbeat's expiry in ms (units may be negative: units given back
+ * after they were pushed; a total that expired meanwhile stays at 0 rather
+ * than going below).  Reply: the totals, in order.  The
  * heartbeat counts the gateway's exchanges, so `KEYS {mg}s:gw:*` lists the
  * gateways that synchronise and GET tells how often.
  */
@@ -311,6 +313,10 @@ static const char mg_redis_sync_lua[] =
 "local out = {}\n"
 "for i = 1, n do\n"
 "  out[i] = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])\n"
+"  if out[i] < 0 then\n"
+"    redis.call('SET', KEYS[i], 0)\n"
+"    out[i] = 0\n"
+"  end\n"
 "  redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])\n"
 "end\n"
 "redis.call('INCR', KEYS[n + 1])\n"

@@ -70,7 +70,7 @@ static const char *exchange_batch(syncer *sy, redisContext *c,
     argv[argc] = sy->heartbeat;
     argvlen[argc++] = strlen(sy->heartbeat);
     for (i = 0; i < n; i++) {
-        apr_snprintf(nums[i][0], 24, "%" APR_UINT64_T_FMT, items[i].units);
+        apr_snprintf(nums[i][0], 24, "%" APR_INT64_T_FMT, items[i].units);
         apr_snprintf(nums[i][1], 24, "%" APR_INT64_T_FMT,
                      items[i].ttl_ms > 0 ? items[i].ttl_ms : 1);
         argv[argc] = nums[i][0];

@@ -87,7 +87,7 @@ static apr_size_t exchange(gateway *g, fake_redis *r, apr_time_t now)
         assert_true(items[i].ttl_ms > 0);
         if (!r->down) {
             apr_uint64_t *v = total_of(r, &items[i]);
-            *v += items[i].units;
+            *v += (apr_uint64_t)items[i].units;
             items[i].total = *v;
         }
     }
@@ -268,6 +268,55 @@ static void test_two_gateways_share_a_quota(void **state)
         assert_int_equal(ga->sync.hdr->units_owed, 10);
         assert_int_equal(gb->sync.hdr->units_owed, 10);
         assert_int_equal(ga->sync.hdr->units_pushed, 10);
+    }
+}
+
+/* Units given back on a gateway (a cached answer's, a token reservation
+ * settled lower) never reach the others: pending ones are not pushed,
+ * pushed ones come off the total, and another gateway that learnt of
+ * them and has not charged them yet owes them no more. */
+static void test_refunds_are_not_pushed(void **state)
+{
+    apr_pool_t *p = *state;
+    static const mg_limit_algo algos[] = {
+        MG_ALGO_TOKEN_BUCKET, MG_ALGO_GCRA, MG_ALGO_FIXED_WINDOW,
+        MG_ALGO_SLIDING_WINDOW
+    };
+    apr_size_t a;
+
+    for (a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
+        mg_limit_spec spec = spec_of(algos[a], 10, MG_HOUR(1), 10);
+        mg_layer l = mk_layer(&spec, "tenant:acme");
+        gateway *ga = new_gateway_for(p, 64, spec.state_size);
+        gateway *gb = new_gateway_for(p, 64, spec.state_size);
+        fake_redis *r = new_redis(p);
+        apr_int64_t back = -1;
+        apr_time_t t = MG_T0;
+        mg_sync_item it;
+
+        assert_int_equal(admit_all(ga, &l, t, 3), 3);
+        /* one back before the exchange: only 2 go */
+        assert_int_equal(mg_table_settle(&ga->table, &l, &back, 1,
+                                         mg_now_at(t), mg_now_at(t)),
+                         APR_SUCCESS);
+        t += INTERVAL;
+        assert_int_equal(exchange(ga, r, t), 1);
+        it.fp = l.fp;
+        it.epoch_start = ga->sync.slots[ga->sync.list[0]].epoch_start;
+        assert_int_equal(*total_of(r, &it), 2);
+        assert_int_equal(admit_all(gb, &l, t, 1), 1);
+        assert_int_equal(exchange(gb, r, t), 1);    /* total 3: B owes 2 */
+        /* one back after it was pushed: it comes off the total */
+        assert_int_equal(mg_table_settle(&ga->table, &l, &back, 1,
+                                         mg_now_at(t), mg_now_at(t)),
+                         APR_SUCCESS);
+        t += INTERVAL;
+        assert_int_equal(exchange(ga, r, t), 1);
+        assert_int_equal(*total_of(r, &it), 2);
+        assert_int_equal(exchange(gb, r, t), 1);    /* B owes 1 only */
+        /* A used 1, B 1 and owes it: 8 left for B */
+        assert_int_equal(admit_all(gb, &l, t, 20), 8);
+        assert_int_equal(gb->sync.hdr->units_owed, 1);
     }
 }
 
@@ -461,6 +510,7 @@ int main(void)
         MG_TEST(test_charge_gcra_matches_bucket),
         MG_TEST(test_charge_fills_windows),
         MG_TEST(test_two_gateways_share_a_quota),
+        MG_TEST(test_refunds_are_not_pushed),
         MG_TEST(test_burst_within_one_interval_is_bounded),
         MG_TEST(test_steady_overrun_within_bound),
         MG_TEST(test_failed_exchange_keeps_units),
