@@ -94,60 +94,6 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
     return MG_BODY_OK;
 }
 
-mg_body_status mg_body_inspect_root(apr_pool_t *p, const char *buf,
-                                    apr_size_t len, mg_body_info *info,
-                                    const char **why, json_t **keep)
-{
-    mg_body_status st = mg_body_inspect(p, buf, len, info, why);
-
-    if (!keep) {
-        return st;
-    }
-    *keep = NULL;
-    if (st == MG_BODY_OK) {
-        /* Only for a listener that wants the tree (the response cache):
-         * the check above built none.  jansson refuses what it refused
-         * before (a nested duplicate member): then there is no tree, and
-         * the listener reads the bytes itself. */
-        *keep = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
-        if (*keep && !json_is_object(*keep)) {
-            json_decref(*keep);
-            *keep = NULL;
-        }
-    }
-    return st;
-}
-
-/* ---- the kept tree, in step with the bytes ----------------------------- */
-
-int mg_body_root_set_model(json_t *root, const char *model)
-{
-    return json_object_set_new(root, "model", json_string(model));
-}
-
-int mg_body_root_set_int(json_t *root, const char *name, apr_int64_t value)
-{
-    return json_object_set_new(root, name,
-                               json_integer((json_int_t)value));
-}
-
-/* As mg_body_want_usage: stream_options absent or null becomes
- * {"include_usage":true}; an object gets include_usage true. */
-int mg_body_root_want_usage(json_t *root)
-{
-    json_t *so = json_object_get(root, "stream_options");
-
-    if (json_is_object(so)) {
-        return json_object_set_new(so, "include_usage", json_true());
-    }
-    so = json_object();
-    if (!so || json_object_set_new(so, "include_usage", json_true()) != 0) {
-        json_decref(so);
-        return -1;
-    }
-    return json_object_set_new(root, "stream_options", so);
-}
-
 /* ---- where a value stands in the text -------------------------------------- */
 
 static apr_size_t skip_ws(const char *b, apr_size_t len, apr_size_t i)

@@ -50,33 +50,6 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
                                apr_size_t len, mg_body_info *info,
                                const char **why);
 
-struct json_t;
-
-/**
- * mg_body_inspect, and, when `root` is not NULL, the body's tree as well:
- * on MG_BODY_OK *root is what jansson parsed (a JSON object, with
- * JSON_REJECT_DUPLICATES, so NULL for a body with a nested member given
- * twice, which mg_body_inspect lets through) and the caller owns its
- * reference (json_decref); otherwise *root is NULL.  mg_body_inspect
- * builds no tree (it costs jansson ~140 instructions a byte): only a
- * reader that needs one (the response cache's key) asks for it, once, and
- * keeps it in step with the bytes through the mg_body_root_* functions
- * when the body is rewritten.
- */
-mg_body_status mg_body_inspect_root(apr_pool_t *p, const char *buf,
-                                    apr_size_t len, mg_body_info *info,
-                                    const char **why, struct json_t **root);
-
-/* The tree kept by mg_body_inspect_root, changed as the functions below
- * change the bytes (mg_body_set_model, mg_body_set_int,
- * mg_body_want_usage), so that it says what the rewritten body says.
- * Each returns 0, or -1 when it could not (out of memory): then the tree
- * no longer matches the body and must not be used. */
-int mg_body_root_set_model(struct json_t *root, const char *model);
-int mg_body_root_set_int(struct json_t *root, const char *name,
-                         apr_int64_t value);
-int mg_body_root_want_usage(struct json_t *root);
-
 /**
  * The body with its top-level `model` set to `model` (added when absent),
  * all other bytes kept.  `buf` must have passed mg_body_inspect.

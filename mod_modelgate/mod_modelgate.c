@@ -298,9 +298,9 @@ static int mg_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     mg_respond_prepare(pconf);
-    /* Only the response cache reads the parsed body after the gate: kept
-     * for the request only when it is loaded. */
-    mg_body_keep_root = mg_cache_listening();
+    /* Read per request: whether an admission must be recorded for a
+     * cached answer to give back. */
+    mg_cache_loaded = mg_cache_listening();
     if (sc->enabled_somewhere) {
         warn_header_logging(s);
     }

@@ -71,13 +71,12 @@ APR_DECLARE_OPTIONAL_FN(int, mg_request_summarize,
 struct json_t;
 
 /**
- * The same body as mg_request_body, as jansson parsed it (an object;
- * duplicate members refused), kept in step with the gate's rewrites of
- * the bytes: a reader needs no parse of its own.  Read-only: neither
- * changed nor json_decref'ed by the caller; it lives as long as the
- * request's pool.
- * @return the tree, or NULL when the core kept none (no JSON body, or a
- *         rewrite it could not follow): then parse mg_request_body's bytes
+ * The same body as mg_request_body, as jansson parses it (an object;
+ * duplicate members refused), made on the first call for the request and
+ * kept for later ones (a rewrite of the bytes drops it).  Read-only:
+ * neither changed nor json_decref'ed by the caller; it lives as long as
+ * the request's pool.
+ * @return the tree, or NULL (no JSON body, or one jansson refuses)
  */
 APR_DECLARE_OPTIONAL_FN(struct json_t *, mg_request_body_root,
                         (request_rec *r));

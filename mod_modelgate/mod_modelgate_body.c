@@ -46,8 +46,6 @@
 
 #define MG_BODY_FILTER "MODELGATE_BODY"
 
-int mg_body_keep_root;
-
 typedef enum {
     BODY_JSON,                /* says it is JSON */
     BODY_UNTYPED,             /* no type, or text/plain: may be JSON */
@@ -236,15 +234,6 @@ struct json_t *mg_body_root_of(request_rec *r, mg_request *req)
     return req->body_root;
 }
 
-void mg_body_root_changed(mg_request *req, int failed)
-{
-    if (failed) {
-        /* Out of step with the bytes: readers parse the bytes again (the
-         * pool's cleanup still holds the reference). */
-        req->body_root = NULL;
-    }
-}
-
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
                  const mg_dir_conf *dc, mg_request *req)
 {
@@ -382,10 +371,6 @@ int mg_body_set_model_for(request_rec *r, mg_request *req, const char *model)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mg_body_replace(r, req, out, len);
-    if (req->body_root) {
-        mg_body_root_changed(req, mg_body_root_set_model(req->body_root,
-                                                         model));
-    }
     return OK;
 }
 
@@ -393,6 +378,10 @@ void mg_body_replace(request_rec *r, mg_request *req, const char *buf,
                      apr_size_t len)
 {
     replay(r, req, buf, len);
+    /* A tree made of the old bytes says what they said: the next reader
+     * that asks gets one of these (mg_body_root_of). */
+    req->body_root = NULL;
+    req->body_root_tried = 0;
     /* mod_proxy frames what it is given; the length is the new body's. */
     apr_table_unset(r->headers_in, "Transfer-Encoding");
     apr_table_setn(r->headers_in, "Content-Length",

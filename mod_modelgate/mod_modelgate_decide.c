@@ -293,7 +293,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
                   : !strcmp(how, "fallback") ? MG_ACT_FALLBACK
                   : !strcmp(how, "queued") ? MG_ACT_QUEUED
                   : MG_ACT_FALLBACK_QUEUED;
-    if (enforced && req->body_read && mg_body_keep_root) {
+    if (enforced && req->body_read && mg_cache_loaded) {
         /* The response cache may answer it: a cached answer gets these
          * units back and its headers said again (mg_decide_cached). */
         mg_admitted *k = req->admitted = apr_palloc(r->pool, sizeof(*k));

@@ -175,9 +175,8 @@ typedef struct mg_request {
     const char *body;         /**< the body mod_proxy will send */
     struct json_t *body_root; /**< ... as jansson parsed it, made when a
                                    reader first asks (mg_body_root_of: the
-                                   response cache's key), then kept in step
-                                   with later rewrites; NULL when not made
-                                   or no longer in step.  Freed by the
+                                   response cache's key) and dropped by a
+                                   rewrite (mg_body_replace); freed by the
                                    pool's cleanup */
     int body_root_tried;      /**< mg_body_root_of parsed (or failed) */
     apr_size_t body_len;
@@ -291,15 +290,9 @@ int mg_layers_too_many(request_rec *r, const mg_server_conf *sc,
                        const char *model);
 
 /* mod_modelgate_body.c */
-/** Something listens to mg_cached_answer (set in post_config): an
- *  admission is recorded so that a cached answer can give it back. */
-extern int mg_body_keep_root;
 /** The request's JSON body as jansson parses it (made on the first call,
  *  from the body as it goes upstream; NULL without one). */
 struct json_t *mg_body_root_of(request_rec *r, mg_request *req);
-/** After a rewrite of the body's bytes: `failed` (what the matching
- *  mg_body_root_* call returned) drops the kept tree. */
-void mg_body_root_changed(mg_request *req, int failed);
 /** Read a JSON body into req (OK), leave a body that is not JSON alone
  *  (DECLINED), or answer 400/413 (the status is returned). */
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
@@ -419,6 +412,9 @@ int mg_respond_error(request_rec *r, int status, const char *message,
 int mg_cached_answer(request_rec *r, mg_request *req, const char *why);
 /** Does anything listen to mg_cached_answer (the cache plugin loaded)? */
 int mg_cache_listening(void);
+/** mg_cache_listening(), as post_config found it (mod_modelgate_request.c):
+ *  an admission is then recorded so that a cached answer can give it back. */
+extern int mg_cache_loaded;
 
 /* mod_modelgate_metrics.c */
 /** The metrics' hooks: shared memory, the per-request record, the

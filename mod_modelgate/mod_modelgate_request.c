@@ -106,6 +106,8 @@ MG_DECLARE(int) modelgate_run_mg_cached_answer(request_rec *r,
     return DECLINED;
 }
 
+int mg_cache_loaded;
+
 int mg_cache_listening(void)
 {
     apr_array_header_t *hooks = apr_optional_hook_get("mg_cached_answer");

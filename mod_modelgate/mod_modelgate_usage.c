@@ -487,10 +487,6 @@ static int set_cap(request_rec *r, mg_request *req, const char *field,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mg_body_replace(r, req, out, len);
-    if (req->body_root) {
-        mg_body_root_changed(req, mg_body_root_set_int(req->body_root, field,
-                                                       (apr_int64_t)value));
-    }
     req->info.max_tokens = (apr_int64_t)value;
     return OK;
 }
@@ -580,10 +576,6 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
         }
         else if (changed) {
             mg_body_replace(r, req, out, len);
-            if (req->body_root) {
-                mg_body_root_changed(req,
-                                     mg_body_root_want_usage(req->body_root));
-            }
             res->added_include_usage = 1;
         }
     }

@@ -305,66 +305,6 @@ static void test_set_int_changes_only_the_cap(void **state)
     assert_non_null(mg_body_set_int(p, "[1]", 3, "max_tokens", 2, &out, &n));
 }
 
-/* The tree mg_body_inspect_root keeps follows every rewrite of the bytes:
- * after each, it equals what a parse of the new bytes gives (the response
- * cache keys on it instead of parsing the forwarded body again). */
-static void assert_in_step(const char *bytes, apr_size_t n, json_t *root)
-{
-    json_t *again = json_loadb(bytes, n, JSON_REJECT_DUPLICATES, NULL);
-
-    assert_non_null(again);
-    assert_true(json_equal(again, root));
-    json_decref(again);
-}
-
-static void test_kept_tree_follows_rewrites(void **state)
-{
-    apr_pool_t *p = *state;
-    static const char *const bodies[] = {
-        "{\"model\":\"a\",\"stream\":true,\"max_tokens\":900}",
-        "{\"stream\":true,\"stream_options\":null}",
-        "{\"stream\":true,\"stream_options\":{\"include_usage\":false,"
-        "\"x\":1}}",
-        "{\"stream\":true,\"stream_options\":{\"x\":[1]}}",
-        "{ }",
-    };
-    mg_body_info info;
-    const char *why;
-    json_t *root;
-    char *out;
-    apr_size_t i, n;
-    int changed;
-
-    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        const char *b = bodies[i];
-        n = strlen(b);
-        assert_int_equal(mg_body_inspect_root(p, b, n, &info, &why, &root),
-                         MG_BODY_OK);
-        assert_non_null(root);
-        assert_in_step(b, n, root);
-        assert_null(mg_body_set_model(p, b, n, "served-as", &out, &n));
-        assert_int_equal(mg_body_root_set_model(root, "served-as"), 0);
-        assert_in_step(out, n, root);
-        b = out;
-        assert_null(mg_body_set_int(p, b, n, "max_tokens", 64, &out, &n));
-        assert_int_equal(mg_body_root_set_int(root, "max_tokens", 64), 0);
-        assert_in_step(out, n, root);
-        b = out;
-        assert_null(mg_body_want_usage(p, b, n, &changed, &out, &n));
-        assert_true(changed);
-        assert_int_equal(mg_body_root_want_usage(root), 0);
-        assert_in_step(out, n, root);
-        json_decref(root);
-    }
-    /* nothing kept for a body refused */
-    assert_int_equal(mg_body_inspect_root(p, "{\"stream\":1}", 12, &info,
-                                          &why, &root), MG_BODY_INVALID);
-    assert_null(root);
-    assert_int_equal(mg_body_inspect_root(p, "{", 1, &info, &why, &root),
-                     MG_BODY_MALFORMED);
-    assert_null(root);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,7 +314,6 @@ int main(void)
         MG_TEST(test_want_usage_changes_only_what_it_must),
         MG_TEST(test_set_int_changes_only_the_cap),
         MG_TEST(test_want_usage_refuses_what_the_server_would),
-        MG_TEST(test_kept_tree_follows_rewrites),
     };
     return MG_RUN(tests);
 }
