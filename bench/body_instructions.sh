@@ -21,6 +21,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/run.sh"                        # defines only
+. "$HERE/callgrind.sh"                  # start_mock, callgrind_total
 SRCDIR=$(cd "$HERE/.." && pwd)
 BENCH_DIR=$HERE
 
@@ -43,48 +44,25 @@ finish() {
 }
 trap finish EXIT
 
-start_mock() {
-    local dir i port=
-    dir=$(make_rundir backend)
-    start_session backend "$dir" "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" \
-        --host 127.0.0.1 --port 0 --quiet
-    for i in $(seq 100); do
-        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || die "the mock backend did not start"
-    BACKEND_PORT=$port
-}
 
 # total ROW LOAD: TOTAL := instructions of the gateway serving LOAD
 # requests of ROW's body (after its readiness request), from a fresh start.
 total() {
-    local row=$1 load=$2 out=$RESULTS/callgrind file t bytes
-    mkdir -p "$out"; chmod 1777 "$out"
-    file=$out/$row.$load.out
+    local row=$1 load=$2 file bytes
+    file=$RESULTS/callgrind/$row.$load.out
     case $row in
         body-100B) bytes=0 ;;
         body-4K)   bytes=4096 ;;
         body-50K)  bytes=51200 ;;
         *) die "unknown row $row" ;;
     esac
-    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
-    READY_TRIES=900 STOP_WAIT=120 start_apache_modelgate >/dev/null
-    unset APACHE_WRAP
-    chown www-data "$file"
-    "$PYTHON" "$HERE/body_client.py" --port "${PORT[apache-modelgate]}" \
-        --key "$BENCH_KEY" --requests "$load" --prompt-bytes "$bytes" \
-        || die "$row: the load failed"
-    STOP_WAIT=120 stop_server apache-modelgate
-    t=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
-    [ -n "$t" ] || die "$row: no callgrind totals in $file"
-    TOTAL=$t
+    callgrind_total "$file" apache-modelgate start_apache_modelgate \
+        "$PYTHON" "$HERE/body_client.py" --port @PORT@ \
+        --key "$BENCH_KEY" --requests "$load" --prompt-bytes "$bytes"
 }
 
 plog "instructions per request, apache2 -X under callgrind, $REQUESTS POSTs after $WARMUP_REQ"
 start_mock
-PORT[backend]=$BACKEND_PORT
 declare -A PER=()
 for row in $ROWS; do
     total "$row" "$WARMUP_REQ"; t0=$TOTAL

@@ -26,6 +26,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/run.sh"                        # defines only
+. "$HERE/callgrind.sh"                  # start_mock, callgrind_total
 SRCDIR=$(cd "$HERE/.." && pwd)
 BENCH_DIR=$HERE
 
@@ -52,19 +53,6 @@ finish() {
 trap finish EXIT
 cp "$CACHE_SO" "$RESULTS/mod_modelgate_cache.so"
 
-start_mock() {
-    local dir i port=
-    dir=$(make_rundir backend)
-    start_session backend "$dir" "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" \
-        --host 127.0.0.1 --port 0 --quiet
-    for i in $(seq 100); do
-        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || die "the mock backend did not start"
-    BACKEND_PORT=$port
-}
 
 # The gateway rows: run.sh's (2) with the cache plugin, shmcb and a location.
 start_cache_row() {
@@ -83,10 +71,9 @@ start_cache_on()   { start_cache_row On; }
 # total ROW LOAD: TOTAL := instructions of ROW's server serving LOAD
 # requests (after its readiness request), from a fresh start.
 total() {
-    local row=$1 load=$2 out=$RESULTS/callgrind file t name start
+    local row=$1 load=$2 file name start
     local args=()
-    mkdir -p "$out"; chmod 1777 "$out"
-    file=$out/$row.$load.out
+    file=$RESULTS/callgrind/$row.$load.out
     case $row in
         apache-proxy) name=apache-proxy; start=start_apache_proxy ;;
         cache-off)    name=apache-modelgate; start=start_cache_off; args=(--unique) ;;
@@ -96,21 +83,13 @@ total() {
                       args=(--cache-status "modelgate; hit") ;;
         *) die "unknown row $row" ;;
     esac
-    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
-    READY_TRIES=900 STOP_WAIT=120 "$start" >/dev/null
-    unset APACHE_WRAP
-    chown www-data "$file"
-    "$PYTHON" "$HERE/cache_client.py" --port "${PORT[$name]}" --key "$BENCH_KEY" \
-        --requests "$load" "${args[@]}" || die "$row: the load failed"
-    STOP_WAIT=120 stop_server "$name"
-    t=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
-    [ -n "$t" ] || die "$row: no callgrind totals in $file"
-    TOTAL=$t
+    callgrind_total "$file" "$name" "$start" \
+        "$PYTHON" "$HERE/cache_client.py" --port @PORT@ --key "$BENCH_KEY" \
+        --requests "$load" "${args[@]}"
 }
 
 plog "instructions per request, apache2 -X under callgrind, $REQUESTS POSTs after $WARMUP_REQ"
 start_mock
-PORT[backend]=$BACKEND_PORT
 declare -A PER=()
 for row in $ROWS; do
     total "$row" "$WARMUP_REQ"; t0=$TOTAL

@@ -28,6 +28,8 @@ set -euo pipefail
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 # shellcheck source=bench/run.sh
 . "$(dirname "$0")/run.sh"          # defines only: main runs when executed
+# shellcheck source=bench/callgrind.sh
+. "$(dirname "$0")/callgrind.sh"    # callgrind_total
 
 RESULTS="$BENCH_DIR/results/jwt-$(date +%Y%m%d-%H%M%S)"
 JWT_ISS=https://idp.bench.test/
@@ -137,21 +139,18 @@ PY
 # ir_total CRED LOAD: TOTAL := instructions of a fresh apache2 -X that
 # served the readiness requests and then LOAD requests with CRED (key|jwt).
 ir_total() {
-    local cred=$1 load=$2 out=$RESULTS/callgrind file header
-    mkdir -p "$out"
-    chmod 1777 "$out"                   # the -X process dumps as www-data
-    file=$out/$cred.$load.out
-    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=no --toggle-collect=ap_run_process_connection"
-    READY_TRIES=900 STOP_WAIT=120 start_gateway >/dev/null
-    unset APACHE_WRAP
-    chown www-data "$file"
-    header="X-API-Key: $BENCH_KEY"
-    [ "$cred" = jwt ] && header="Authorization: Bearer $TOKEN"
-    keepalive "$load" "$header" || die "$cred: the load failed"
+    callgrind_total "$RESULTS/callgrind/$1.$2.out" mg-apikey start_gateway \
+        ir_load "$1" "$2"
+}
+
+# ir_load CRED LOAD: the requests; the token is read here, after the start
+# that minted it.  The gateway answers as mg-apikey and mg-jwt (one
+# server): stopped once.
+ir_load() {
+    local header="X-API-Key: $BENCH_KEY"
+    [ "$1" = jwt ] && header="Authorization: Bearer $TOKEN"
+    keepalive "$2" "$header" || return 1
     unset "RUNNING[mg-jwt]"
-    STOP_WAIT=120 stop_server mg-apikey
-    TOTAL=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
-    [ -n "$TOTAL" ] || die "$cred: no callgrind totals in $file"
 }
 
 jwt_callgrind() {

@@ -36,6 +36,8 @@ set -euo pipefail
 GUARD_DIR=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/run.sh
 . "$GUARD_DIR/../../bench/run.sh"       # defines only: main runs when executed
+# shellcheck source=bench/callgrind.sh
+. "$GUARD_DIR/../../bench/callgrind.sh"  # start_mock, callgrind_total
 # run.sh finds its tree from $0, which is this script here.
 SRCDIR=$(cd "$GUARD_DIR/../.." && pwd)
 BENCH_DIR=$SRCDIR/bench
@@ -69,55 +71,24 @@ finish() {
 }
 trap finish EXIT
 
-# The mock backend; only apache2 runs under callgrind, so its speed does not
-# count.
-start_mock() {
-    local dir i port=
-    dir=$(make_rundir backend)
-    start_session backend "$dir" "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" \
-        --host 127.0.0.1 --port 0 --quiet
-    for i in $(seq 100); do
-        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log")
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || die "the mock backend did not start: $(cat "$dir/console.log")"
-    BACKEND_PORT=$port
-}
-
 # total NAME START LOAD: TOTAL := the instructions server NAME (started by
-# START) spent from its start to its stop,
-# having served the readiness request and then LOAD requests on one
-# connection.  Not run in a subshell: the servers it starts must be in
-# RUNNING for the EXIT trap, whatever fails.
+# START) spent from its start to its stop, having served the readiness
+# request and then LOAD requests on one connection.
 total() {
-    local name=$1 start=$2 load=$3 out=$RESULTS/callgrind file t
-    local expect=()
-    mkdir -p "$out"
-    chmod 1777 "$out"                   # the -X process dumps as www-data
-    file=$out/$name.$load.out
-    APACHE_WRAP="valgrind --tool=callgrind --callgrind-out-file=$file --collect-atstart=yes"
-    READY_TRIES=900 STOP_WAIT=120 "$start" >/dev/null
-    unset APACHE_WRAP
-    # valgrind made the file as root; apache2 writes it at exit as www-data.
-    chown www-data "$file"
+    local name=$1 start=$2 load=$3 expect=()
     if [ "$name" = apache-modelgate ]; then
         # Every header the gateway sends on an admitted request, or it
         # would be measured doing less than it does.
         expect=(--expect RateLimit-Policy --expect RateLimit --expect X-RateLimit-Limit
                 --expect X-RateLimit-Remaining --expect X-RateLimit-Reset)
     fi
-    "$PYTHON" "$GUARD_DIR/keepalive_client.py" --port "${PORT[$name]}" --path "$BENCH_PATH" \
-        --key "$BENCH_KEY" --requests "$load" "${expect[@]}" || die "$name: the load failed"
-    STOP_WAIT=120 stop_server "$name"
-    t=$(awk '/^(summary|totals):/ { print $2; exit }' "$file" 2>/dev/null || true)
-    [ -n "$t" ] || die "$name: no callgrind totals in $file"
-    TOTAL=$t
+    callgrind_total "$RESULTS/callgrind/$name.$load.out" "$name" "$start" \
+        "$PYTHON" "$GUARD_DIR/keepalive_client.py" --port @PORT@ \
+        --path "$BENCH_PATH" --key "$BENCH_KEY" --requests "$load" "${expect[@]}"
 }
 
 plog "instructions per request, apache2 -X under callgrind, $REQUESTS requests after $WARMUP_REQ"
 start_mock
-PORT[backend]=$BACKEND_PORT
 # Each server serves WARMUP, WARMUP + REQUESTS, WARMUP + 2 REQUESTS
 # requests, each time from a fresh start: the differences are what
 # REQUESTS requests cost, without start-up, first-request and connection
