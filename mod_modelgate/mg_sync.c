@@ -208,9 +208,13 @@ apr_size_t mg_sync_collect(mg_table *t, apr_uint32_t table_no, mg_now now,
         items[n].ttl_ms = (slot->epoch_end - now.wall
                            + 2 * interval + APR_USEC_PER_SEC) / 1000;
         items[n].total = 0;
-        /* Net: a negative push takes refunded units off the total. */
+        /* Net: a negative push takes refunded units off the total.  The
+         * figure for the metrics only grows (a Prometheus counter): units
+         * taken back are not subtracted from it. */
         slot->pushed += (apr_uint64_t)slot->pending;
-        s->hdr->units_pushed += (apr_uint64_t)slot->pending;
+        if (slot->pending > 0) {
+            s->hdr->units_pushed += (apr_uint64_t)slot->pending;
+        }
         slot->pending = 0;
         n++;
         k = (k + 1) % s->hdr->nlisted;

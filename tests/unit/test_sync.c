@@ -313,6 +313,8 @@ static void test_refunds_are_not_pushed(void **state)
         t += INTERVAL;
         assert_int_equal(exchange(ga, r, t), 1);
         assert_int_equal(*total_of(r, &it), 2);
+        /* the metrics' figure is a counter: the take-back leaves it be */
+        assert_int_equal(ga->sync.hdr->units_pushed, 2);
         assert_int_equal(exchange(gb, r, t), 1);    /* B owes 1 only */
         /* A used 1, B 1 and owes it: 8 left for B */
         assert_int_equal(admit_all(gb, &l, t, 20), 8);
