@@ -97,7 +97,8 @@ typedef struct mgj_shared {
     apr_uint32_t gen;              /* sets published */
     apr_uint32_t last_fetch;       /* when the last fetch started (mgj_tick) */
     apr_uint32_t inflight;         /* a fetch is under way */
-    apr_uint32_t fetches;          /* fetches started, for waiters */
+    apr_uint32_t fetches;          /* fetches started */
+    apr_uint32_t ended;            /* fetches ended (waiters watch it) */
     apr_uint32_t len;
     char body[MGJ_JWKS_MAX];
 } mgj_shared;

@@ -249,6 +249,7 @@ static void remote_fetch(server_rec *s, mgj_remote *rm, int wanted)
                      "%s fetched, %d keys", rm->is->iss, keys->nelts);
     }
     apr_pool_destroy(p);
+    apr_atomic_inc32(&sh->ended);
     apr_atomic_set32(&sh->inflight, 0);
 }
 
@@ -362,13 +363,17 @@ void mgj_remote_adopt(mgj_server_conf *c)
 
 /* A token's kid is not among the keys: ask for a fetch and wait for a new
  * set, at most the timeout -- and not at all when no fetch may start
- * (the rate limit) and none is under way.  1: a new set was adopted. */
+ * (the rate limit) and none is under way.  1: a new set was adopted.
+ * The wait ends on the shared counts, not on this process's own
+ * generation: another thread of the process may adopt the new set first,
+ * and a fetch under way when the wait began ends without a start of its
+ * own to be seen. */
 int mgj_remote_wait(mgj_server_conf *c)
 {
 #ifdef MG_HAVE_CURL
     apr_uint32_t now = mgj_tick();
     apr_time_t deadline = 0;
-    apr_uint32_t started = 0, done, busy;
+    apr_uint32_t gens = 0, ended = 0, g, e, busy;
     int i, can = 0;
 
     if (!c->fetcher) {
@@ -376,8 +381,20 @@ int mgj_remote_wait(mgj_server_conf *c)
     }
     for (i = 0; i < c->remotes->nelts; i++) {
         mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
-        started += apr_atomic_read32(&rm->sh->fetches);
-        if (apr_atomic_read32(&rm->sh->inflight)
+        apr_uint32_t gen = apr_atomic_read32(&rm->sh->gen);
+
+        if (gen != rm->gen) {
+            /* a set came between this request's adopt and its miss */
+            mgj_remote_adopt(c);
+            return 1;
+        }
+        gens += gen;
+        ended += apr_atomic_read32(&rm->sh->ended);
+        /* none started yet: the first fetch of this shared memory is due
+         * or just won, not yet marked in flight (a request right after a
+         * start or a graceful restart, before a fetcher thread ran) */
+        if (apr_atomic_read32(&rm->sh->fetches) == 0
+            || apr_atomic_read32(&rm->sh->inflight)
             || now - apr_atomic_read32(&rm->sh->last_fetch)
                >= (apr_uint32_t)rm->min_interval * 10) {
             can = 1;
@@ -396,17 +413,18 @@ int mgj_remote_wait(mgj_server_conf *c)
     deadline += apr_time_now();
     while (apr_time_now() < deadline) {
         apr_sleep(apr_time_from_msec(20));
-        done = busy = 0;
+        g = e = busy = 0;
         for (i = 0; i < c->remotes->nelts; i++) {
             mgj_remote *rm = APR_ARRAY_IDX(c->remotes, i, mgj_remote *);
-            if (apr_atomic_read32(&rm->sh->gen) != rm->gen) {
-                mgj_remote_adopt(c);
-                return 1;
-            }
-            done += apr_atomic_read32(&rm->sh->fetches);
+            g += apr_atomic_read32(&rm->sh->gen);
+            e += apr_atomic_read32(&rm->sh->ended);
             busy |= apr_atomic_read32(&rm->sh->inflight);
         }
-        if (done != started && !busy) {
+        if (g != gens) {
+            mgj_remote_adopt(c);    /* or another thread already did */
+            return 1;
+        }
+        if (e != ended && !busy) {
             return 0;           /* fetched, and nothing new (or failed) */
         }
     }

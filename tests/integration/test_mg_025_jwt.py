@@ -583,6 +583,24 @@ def test_mg_025_19_jwks_url_graceful_restart(gateways, backend, jwks_server):
     assert backend.count() == 9
 
 
+def test_mg_025_20_jwks_url_slow_first_fetch(gateways, backend, jwks_server):
+    """Requests of a new generation that come while its first fetch is
+    under way all wait for it, also when another thread of their process
+    takes the new set up first (they used to wait out the timeout: 401)."""
+    srv = jwks_server(KEYS.jwks())
+    gw = start_url_gw(gateways, backend, srv, "jwks_min_interval=5 jwks_timeout=4000")
+    assert bearer(gw, token(sub="a1", plan="pro")).status == 200
+    srv.delay = 1.0
+    gw.graceful()
+    began = time.monotonic()
+    statuses = [r.status for r in _burst(gw, token(sub="a2", plan="pro"), 16)]
+    assert statuses == [200] * 16
+    assert srv.count() == 2
+    assert backend.count() == 17
+    # none waited out the timeout; all were answered once the set came
+    assert time.monotonic() - began < 3.5
+
+
 # ---- conf-examples/jwt-tiers.conf -------------------------------------------
 
 DEMO_ISS = "https://idp.example.test/realms/ai"
