@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 #include <jansson.h>
 #include "mg_json_scan.h"
+#include "mg_test_json.h"
 
 static const char *names[] = { "model", "stream", "max_tokens", "a" };
 #define NNAMES 4
@@ -116,78 +117,6 @@ static void agree_str(apr_pool_t *p, const char *text)
     agree(p, text, strlen(text));
 }
 
-/* ---- generated documents ------------------------------------------------- */
-
-static apr_uint32_t rng = 12345;
-
-static unsigned rnd(unsigned n)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (rng >> 16) % n;
-}
-
-static const char *keys[] = {
-    "\"model\"", "\"stream\"", "\"max_tokens\"", "\"a\"", "\"b\"",
-    "\"mod\\u0065l\"", "\"\\u00e9\"", "\"\xc3\xa9\"", "\"\"", "\"x y\""
-};
-static const char *strings[] = {
-    "\"mock-small\"", "\"mock\\u002dsmall\"", "\"\"", "\"a\\\"b\\\\c\\/d\"",
-    "\"\\b\\f\\n\\r\\t\"", "\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"",
-    "\"\xe2\x82\xac\"", "\"caf\xc3\xa9\"", "\"\\uFFFF\"", "\"\x7f\"",
-    "\"a long enough string to pass the four-byte loop\""
-};
-static const char *numbers[] = {
-    "0", "-0", "1", "-1", "123", "1.5", "-0.0", "1e10", "1E+2", "2e-3",
-    "9223372036854775807", "-9223372036854775808", "9223372036854775808",
-    "-9223372036854775809", "18446744073709551616", "1e308", "1e400",
-    "1e-400", "0.000001", "1.7976931348623157e308", "1.7976931348623159e308",
-    "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497791.0",
-    "0.00000000000000000000000000000000000001e347", "10"
-};
-static const char *ws[] = { "", "", "", " ", "\n", " \t\r\n " };
-
-static void gen(char *o, size_t *n, size_t cap, int depth)
-{
-    unsigned k = rnd(depth > 4 ? 4 : 7), i, cnt;
-    const char *piece = NULL;
-
-#define PUT(str) do { const char *s_ = (str); size_t l_ = strlen(s_); \
-        if (*n + l_ < cap) { memcpy(o + *n, s_, l_); *n += l_; } } while (0)
-    PUT(ws[rnd(6)]);
-    switch (k) {
-    case 0: piece = strings[rnd(sizeof(strings) / sizeof(*strings))]; break;
-    case 1: piece = numbers[rnd(sizeof(numbers) / sizeof(*numbers))]; break;
-    case 2: piece = (const char *[]){ "true", "false", "null" }[rnd(3)]; break;
-    case 3: piece = strings[rnd(4)]; break;
-    case 4: case 5:
-        PUT("{");
-        for (i = 0, cnt = rnd(5); i < cnt; i++) {
-            PUT(i ? "," : "");
-            PUT(ws[rnd(6)]);
-            PUT(keys[rnd(sizeof(keys) / sizeof(*keys))]);
-            PUT(ws[rnd(6)]);
-            PUT(":");
-            gen(o, n, cap, depth + 1);
-        }
-        PUT(ws[rnd(6)]);
-        PUT("}");
-        break;
-    default:
-        PUT("[");
-        for (i = 0, cnt = rnd(4); i < cnt; i++) {
-            PUT(i ? "," : "");
-            gen(o, n, cap, depth + 1);
-        }
-        PUT("]");
-        break;
-    }
-    if (piece) {
-        PUT(piece);
-    }
-    PUT(ws[rnd(6)]);
-#undef PUT
-}
-
 static const unsigned char bytes[] = {
     '"', '\\', '{', '}', '[', ']', ',', ':', '0', '1', '-', '+', '.', 'e',
     'u', 'x', 'n', 't', ' ', 0x00, 0x1f, 0x7f, 0x80, 0xbf, 0xc0, 0xc2, 0xe0,
@@ -206,7 +135,7 @@ static void test_generated_and_mutated(void **state)
         /* The root is an object (usually) or an array. */
         do {
             n = 0;
-            gen(doc, &n, sizeof(doc), 0);
+            mg_test_json_gen(doc, &n, sizeof(doc), 0);
         } while (!memchr(doc, '{', n) && !memchr(doc, '[', n));
         agree(p, doc, n);
         for (i = 0; i <= n; i++) {
@@ -214,12 +143,12 @@ static void test_generated_and_mutated(void **state)
         }
         for (j = 0; j < 40; j++) {
             memcpy(mut, doc, n);
-            i = rnd((unsigned)n);
-            mut[i] = (char)bytes[rnd(sizeof(bytes))];
+            i = mg_test_json_rnd((unsigned)n);
+            mut[i] = (char)bytes[mg_test_json_rnd(sizeof(bytes))];
             agree(p, mut, n);              /* one byte changed */
             memcpy(mut, doc, i);
             memcpy(mut + i + 1, doc + i, n - i);
-            mut[i] = (char)bytes[rnd(sizeof(bytes))];
+            mut[i] = (char)bytes[mg_test_json_rnd(sizeof(bytes))];
             agree(p, mut, n + 1);          /* one byte inserted */
             memcpy(mut, doc, i);
             memcpy(mut + i, doc + i + 1, n - i - 1);
