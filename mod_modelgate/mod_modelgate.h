@@ -68,18 +68,6 @@ typedef struct mg_request_summary {
  */
 APR_DECLARE_OPTIONAL_FN(int, mg_request_summarize,
                         (request_rec *r, mg_request_summary *out));
-struct json_t;
-
-/**
- * The same body as mg_request_body, as jansson parses it (an object;
- * duplicate members refused), made on the first call for the request and
- * kept for later ones (a rewrite of the bytes drops it).  Read-only:
- * neither changed nor json_decref'ed by the caller; it lives as long as
- * the request's pool.
- * @return the tree, or NULL (no JSON body, or one jansson refuses)
- */
-APR_DECLARE_OPTIONAL_FN(struct json_t *, mg_request_body_root,
-                        (request_rec *r));
 
 /**
  * Called by a listener of mg_cached_answer that answers in fixups (`why`

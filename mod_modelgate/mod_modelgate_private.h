@@ -174,8 +174,9 @@ typedef struct mg_request {
     mg_body_info info;
     const char *body;         /**< the body mod_proxy will send */
     struct json_t *body_root; /**< ... as jansson parsed it, made when a
-                                   reader first asks (mg_body_root_of: the
-                                   response cache's key) and dropped by a
+                                   reader first asks (mg_body_root_of; none
+                                   does since the response cache writes its
+                                   key from the bytes) and dropped by a
                                    rewrite (mg_body_replace); freed by the
                                    pool's cleanup */
     int body_root_tried;      /**< mg_body_root_of parsed (or failed) */

@@ -64,15 +64,6 @@ static int mg_request_body(request_rec *r, const char **body,
     return 1;
 }
 
-/* mg_request_body_root (mod_modelgate.h): the parsed body, read-only. */
-static struct json_t *mg_request_body_root(request_rec *r)
-{
-    mg_request *req = ap_get_module_config(r->request_config,
-                                           &modelgate_module);
-
-    return req ? mg_body_root_of(r, req) : NULL;
-}
-
 /* mg_cached_answer_free (mod_modelgate.h): mg_decide_cached acts on it. */
 static void mg_cached_answer_free(request_rec *r)
 {
@@ -279,7 +270,6 @@ void mg_respond_error_response(request_rec *r)
 void mg_request_register(apr_pool_t *p)
 {
     APR_REGISTER_OPTIONAL_FN(mg_request_body);
-    APR_REGISTER_OPTIONAL_FN(mg_request_body_root);
     APR_REGISTER_OPTIONAL_FN(mg_cached_answer_free);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);

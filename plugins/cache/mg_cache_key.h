@@ -11,8 +11,9 @@
  * SHA-256 digest: it never holds the prompt, and it is never shown to
  * clients (one tenant could probe another's prompts with it).
  *
- * Plain C over APR, jansson and OpenSSL: no request_rec, unit-tested in
- * tests/unit/test_cache_key.c.
+ * Plain C over APR, the core's mg_json_scan and OpenSSL: no request_rec,
+ * unit-tested in tests/unit/test_cache_key.c and test_cache_canon.c (the
+ * canonical text against the jansson-based writer it replaced).
  */
 #ifndef MG_CACHE_KEY_H
 #define MG_CACHE_KEY_H
@@ -62,30 +63,22 @@ extern const char *const mg_cache_ignored_routed[];
 int mg_cache_key_init(void);
 
 /**
- * Read a JSON body of `len` bytes and make it canonical.
+ * Read a JSON body of `len` bytes and make it canonical, from its bytes
+ * (mg_cache_canon.c: no tree; the work is the body's size plus sorting
+ * each object's members, however deep or unsorted it is).  What it
+ * accepts is what json_loadb(JSON_REJECT_DUPLICATES) accepts, as
+ * mg_json_scan.h says (its one difference: a NUL byte right after a
+ * number or a literal is refused), nested duplicate names refused too.
  * @param ignore NULL-terminated names of top-level members left out (NULL:
  *        none)
- * @param out filled on MG_CACHE_BODY_OK; `canonical` is allocated from `p`
+ * @param out filled on MG_CACHE_BODY_OK; `canonical` and `model` are
+ *        allocated from `p`, each NUL-terminated (and holding no other
+ *        NUL: \u0000 is refused)
  */
 mg_cache_body_status mg_cache_body_read(apr_pool_t *p, const char *buf,
                                         apr_size_t len,
                                         const char *const *ignore,
                                         mg_cache_body *out);
-
-struct json_t;
-
-/**
- * The same from a body jansson parsed already (the core's, through
- * mg_request_body_root): `root` is only read, never changed -- the
- * ignored members are skipped while writing.  Same result as
- * mg_cache_body_read of the text `root` was parsed from.
- * @param len_hint the body's length in bytes (the canonical text's first
- *        buffer size), or 0
- */
-mg_cache_body_status mg_cache_body_of(apr_pool_t *p, struct json_t *root,
-                                      apr_size_t len_hint,
-                                      const char *const *ignore,
-                                      mg_cache_body *out);
 
 /**
  * The key of an answer: a SHA-256 over every part, each preceded by its

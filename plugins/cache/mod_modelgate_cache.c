@@ -9,11 +9,10 @@
  * mod_cache cannot do this: it caches GET only, and answers in the quick
  * handler, before authentication.  This plugin answers only once the gate
  * has admitted the request, and keys on the JSON body made canonical
- * (mg_cache_key.c).  It never calls the core by name and the core never
+ * (mg_cache_canon.c).  It never calls the core by name and the core never
  * calls it: the core publishes
  *
  *   mg_request_body    (optional function) the JSON body the gate read
- *   mg_request_body_root (optional function) ... as the gate parsed it
  *   mg_cached_answer   (optional hook) run in fixups for an admitted,
  *                      routed request, and in the decision for a caller a
  *                      limit refused whose tier says on_limit=cache
@@ -39,7 +38,6 @@
 #include "mod_modelgate_cache.h"
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
-static APR_OPTIONAL_FN_TYPE(mg_request_body_root) *request_body_root;
 static APR_OPTIONAL_FN_TYPE(mg_cached_answer_free) *cached_answer_free;
 static apr_global_mutex_t *cache_mutex;
 /* The statistics (NULL without a cache); counted with count(). */
@@ -234,18 +232,15 @@ void mg_cache_outcome(request_rec *r, const char *note, const char *status)
     }
 }
 
-/* What the body says, for the key: from the tree the gate parsed when the
- * core kept it (no second parse), else from the bytes. */
+/* What the body says, for the key: from its bytes as they go upstream,
+ * without a tree (mg_cache_canon.c). */
 static mg_cache_body_status canonical_body(request_rec *r, const char *body,
                                            apr_size_t len, int routed,
                                            mg_cache_body *cb)
 {
-    const char *const *ignore = routed ? mg_cache_ignored_routed
-                                       : mg_cache_ignored_default;
-    struct json_t *root = request_body_root ? request_body_root(r) : NULL;
-
-    return root ? mg_cache_body_of(r->pool, root, len, ignore, cb)
-                : mg_cache_body_read(r->pool, body, len, ignore, cb);
+    return mg_cache_body_read(r->pool, body, len,
+                              routed ? mg_cache_ignored_routed
+                                     : mg_cache_ignored_default, cb);
 }
 
 /* ---- the core asks ------------------------------------------------------ */
@@ -414,8 +409,6 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     cache_server_conf *sc = mg_cache_main_conf(s);
 
     request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
-    /* A core without it: each key parses the body again. */
-    request_body_root = APR_RETRIEVE_OPTIONAL_FN(mg_request_body_root);
     /* A core without it charges a hit as a request. */
     cached_answer_free = APR_RETRIEVE_OPTIONAL_FN(mg_cached_answer_free);
     if (!request_body) {

@@ -1,8 +1,10 @@
 /* Licensed under the Apache License, Version 2.0. See LICENSE.
  *
  * test_cache_key.c -- the response cache's canonical bodies and keys
- * (plugins/cache/mg_cache_key.c): bodies that say the same thing share a
- * key, bodies that do not never do, and every part of the key counts.
+ * (plugins/cache/mg_cache_canon.c, mg_cache_key.c): bodies that say the
+ * same thing share a key, bodies that do not never do, and every part of
+ * the key counts.  test_cache_canon.c holds the canonical writer to the
+ * jansson-based one it replaced.
  */
 #include "mg_test.h"
 #include <string.h>
@@ -245,57 +247,6 @@ static void test_key_is_stable(void **state)
     assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
 }
 
-/* From the core's tree: the same canonical body and flags as from the
- * text, and the tree itself untouched (the core's, read-only). */
-static void test_body_of_tree(void **state)
-{
-    apr_pool_t *p = *state;
-    static const char *const bodies[] = {
-        "{\"user\":\"u\",\"model\":\"m\",\"metadata\":{\"a\":1},"
-        "\"temperature\":0,\"stream\":true,\"messages\":[{\"user\":1}]}",
-        "{\"model\":\"m\",\"temperature\":0.5}",
-        "{}",
-    };
-    const char *const *lists[] = { mg_cache_ignored_default,
-                                   mg_cache_ignored_routed, NULL };
-    mg_cache_body a, b;
-    apr_size_t i, j;
-
-    for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        for (j = 0; j < 3; j++) {
-            json_t *root = json_loads(bodies[i], JSON_REJECT_DUPLICATES,
-                                      NULL);
-            char *before = json_dumps(root, JSON_SORT_KEYS), *after;
-            assert_int_equal(mg_cache_body_read(p, bodies[i],
-                                                strlen(bodies[i]), lists[j],
-                                                &a), MG_CACHE_BODY_OK);
-            assert_int_equal(mg_cache_body_of(p, root, 0, lists[j], &b),
-                             MG_CACHE_BODY_OK);
-            assert_string_equal(a.canonical, b.canonical);
-            assert_int_equal(a.len, b.len);
-            assert_int_equal(a.stream, b.stream);
-            assert_int_equal(a.deterministic, b.deterministic);
-            if (a.model) {
-                assert_string_equal(a.model, b.model);
-            }
-            else {
-                assert_null(b.model);
-            }
-            after = json_dumps(root, JSON_SORT_KEYS);
-            assert_string_equal(before, after);
-            free(before);
-            free(after);
-            json_decref(root);
-        }
-    }
-    {
-        json_t *arr = json_array();
-        assert_int_equal(mg_cache_body_of(p, arr, 0, NULL, &b),
-                         MG_CACHE_BODY_NOT_OBJECT);
-        json_decref(arr);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,7 +257,6 @@ int main(void)
         MG_TEST(test_keys),
         MG_TEST(test_key_is_stable),
         MG_TEST(test_generation),
-        MG_TEST(test_body_of_tree),
     };
     return MG_RUN(tests);
 }
