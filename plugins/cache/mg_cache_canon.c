@@ -31,6 +31,7 @@
  * after a number or a literal, which jansson drops, is refused (the core
  * refuses such a body before the cache sees it).
  */
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,14 +266,20 @@ static const char *escape(apr_pool_t *p, const char *d, apr_size_t n,
     return out;
 }
 
-/* The checked real number [s, e) as jansson reads it (strtod of its
- * text). */
+/* The checked real number [s, s+n) as jansson reads it: strtod of its
+ * text, the '.' made the locale's decimal point first (a module or a
+ * script may have set LC_NUMERIC to one with a ','; strtod would stop at
+ * the '.' and read 0.5 as 0). */
 static double real_value(apr_pool_t *p, const char *s, apr_size_t n)
 {
-    char tmp[64], *t = n < sizeof(tmp) ? tmp : apr_palloc(p, n + 1);
+    char tmp[64], *t = n < sizeof(tmp) ? tmp : apr_palloc(p, n + 1), *dot;
+    const char *point = localeconv()->decimal_point;
 
     memcpy(t, s, n);
     t[n] = '\0';
+    if (*point != '.' && (dot = strchr(t, '.')) != NULL) {
+        *dot = *point;
+    }
     return strtod(t, NULL);
 }
 

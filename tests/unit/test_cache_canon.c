@@ -11,6 +11,7 @@
  * And the writer's work must stay n log n on bodies made to be quadratic.
  */
 #include "mg_test.h"
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -193,6 +194,29 @@ static void test_hand_cases(void **state)
                      MG_CACHE_BODY_NOT_OBJECT);
 }
 
+/* Under a locale whose decimal point is a ',' (a module or a PHP script
+ * may set one in the process), reals are read as jansson reads them: 0.5
+ * is not 0.  Skipped where no such locale is installed (here, made with
+ * `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` and LOCPATH=DIR). */
+static void test_comma_locale(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_cache_body want, got;
+    mg_cache_body_status ws, gs;
+    static const char body[] = "{\"temperature\":0.5,\"r\":[1.5,2e-3,1e5]}";
+
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8")) {
+        skip();
+    }
+    ws = mg_test_cache_body_tree(p, body, sizeof(body) - 1, NULL, &want);
+    gs = mg_cache_body_read(p, body, sizeof(body) - 1, NULL, &got);
+    setlocale(LC_NUMERIC, "C");         /* before a failure, for the rest */
+    assert_int_equal(ws, MG_CACHE_BODY_OK);
+    assert_int_equal(gs, MG_CACHE_BODY_OK);
+    assert_false(got.deterministic);
+    assert_string_equal(got.canonical, want.canonical);
+}
+
 /* {"z":{"z":...{"s":S}...,"a":1},"a":1} as deep as `depth`: every level
  * out of order, the deepest holding S. */
 static char *nested(apr_pool_t *p, int depth, const char *s, size_t *len)
@@ -359,6 +383,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         MG_TEST(test_hand_cases),
         MG_TEST(test_depth),
+        MG_TEST(test_comma_locale),
         MG_TEST(test_not_quadratic),
         MG_TEST(test_generated),
     };
