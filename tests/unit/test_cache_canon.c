@@ -281,7 +281,8 @@ static void test_not_quadratic(void **state)
     size_t big = 1024 * 1024, len, i;
     char *s = apr_palloc(p, big + 3), *body;
     mg_cache_body b;
-    int levels[] = { 2046, 2000 };
+    int levels[] = { 2047, 2046, 2000 };
+    const char *inner[3];
     int j;
 
     s[0] = '"';
@@ -290,10 +291,13 @@ static void test_not_quadratic(void **state)
     }
     s[big + 1] = '"';
     s[big + 2] = '\0';
-    for (j = 0; j < 2; j++) {
-        /* 2046 levels out of order around an array (jansson's deepest);
-         * 2000 around a 1 MB string */
-        body = nested(p, levels[j], j ? s : "[1,2]", &len);
+    /* 2048 objects, all but the innermost out of order; 2046 around an
+     * array of numbers (jansson's deepest); 2000 around a 1 MB string */
+    inner[0] = "{}";
+    inner[1] = "[1,2]";
+    inner[2] = s;
+    for (j = 0; j < 3; j++) {
+        body = nested(p, levels[j], inner[j], &len);
         mg_cache_canon_work = 0;
         assert_int_equal(mg_cache_body_read(p, body, len, NULL, &b),
                          MG_CACHE_BODY_OK);
