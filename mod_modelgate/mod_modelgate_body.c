@@ -40,7 +40,6 @@
 #include <http_protocol.h>
 #include <http_request.h>
 #include <util_filter.h>
-#include <jansson.h>
 #include "mod_modelgate_private.h"
 #include "mg_error.h"
 
@@ -206,34 +205,6 @@ static int refuse_body(request_rec *r, int status, const char *decision,
     return mg_respond_error(r, status, message, MG_ERRT_REQUEST, code);
 }
 
-static apr_status_t free_root(void *root)
-{
-    json_decref(root);
-    return APR_SUCCESS;
-}
-
-struct json_t *mg_body_root_of(request_rec *r, mg_request *req)
-{
-    if (!req->body_read || req->body_root || req->body_root_tried) {
-        return req->body_root;
-    }
-    /* The body as it goes upstream (every rewrite of the gate is done by
-     * the time a reader asks: the cache's lookup runs in fixups), parsed
-     * once for the request.  jansson refuses a nested duplicate member,
-     * which mg_json_scan lets through: then there is no tree. */
-    req->body_root_tried = 1;
-    req->body_root = json_loadb(req->body, req->body_len,
-                                JSON_REJECT_DUPLICATES, NULL);
-    if (req->body_root) {
-        apr_pool_cleanup_register(r->pool, req->body_root, free_root,
-                                  apr_pool_cleanup_null);
-        if (!json_is_object(req->body_root)) {
-            req->body_root = NULL;
-        }
-    }
-    return req->body_root;
-}
-
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
                  const mg_dir_conf *dc, mg_request *req)
 {
@@ -339,9 +310,8 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     if (kind == BODY_UNTYPED && !looks_like_json(buf, len)) {
         return DECLINED;      /* text, not JSON: no model in it */
     }
-    /* No tree here: mg_json_scan checks the body and reads its members
-     * at a few instructions a byte; the tree (jansson, ~140 a byte) is
-     * made only for a reader that asks (mg_body_root_of). */
+    /* No tree: mg_json_scan checks the body and reads its members at a
+     * few instructions a byte (a jansson tree costs ~140 a byte). */
     switch (mg_body_inspect(r->pool, buf, len, &req->info, &why)) {
     case MG_BODY_OK:
         req->body_read = 1;
@@ -378,10 +348,6 @@ void mg_body_replace(request_rec *r, mg_request *req, const char *buf,
                      apr_size_t len)
 {
     replay(r, req, buf, len);
-    /* A tree made of the old bytes says what they said: the next reader
-     * that asks gets one of these (mg_body_root_of). */
-    req->body_root = NULL;
-    req->body_root_tried = 0;
     /* mod_proxy frames what it is given; the length is the new body's. */
     apr_table_unset(r->headers_in, "Transfer-Encoding");
     apr_table_setn(r->headers_in, "Content-Length",

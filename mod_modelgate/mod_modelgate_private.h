@@ -173,13 +173,6 @@ typedef struct mg_request {
     int body_read;            /**< a JSON body was read: `info` holds it */
     mg_body_info info;
     const char *body;         /**< the body mod_proxy will send */
-    struct json_t *body_root; /**< ... as jansson parsed it, made when a
-                                   reader first asks (mg_body_root_of; none
-                                   does since the response cache writes its
-                                   key from the bytes) and dropped by a
-                                   rewrite (mg_body_replace); freed by the
-                                   pool's cleanup */
-    int body_root_tried;      /**< mg_body_root_of parsed (or failed) */
     apr_size_t body_len;
     ap_filter_t *body_filter; /**< MODELGATE_BODY, serving `body` */
     const mg_model *model;    /**< the declared model the body names, then
@@ -291,9 +284,6 @@ int mg_layers_too_many(request_rec *r, const mg_server_conf *sc,
                        const char *model);
 
 /* mod_modelgate_body.c */
-/** The request's JSON body as jansson parses it (made on the first call,
- *  from the body as it goes upstream; NULL without one). */
-struct json_t *mg_body_root_of(request_rec *r, mg_request *req);
 /** Read a JSON body into req (OK), leave a body that is not JSON alone
  *  (DECLINED), or answer 400/413 (the status is returned). */
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
