@@ -7,6 +7,7 @@
  * at a time, and nothing is copied unless a member name holds escapes.
  */
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,7 @@ static int real_overflows(const unsigned char *s, const unsigned char *e)
     long mag = 0, ex = 0;
     int eneg = 0;
     char tmp[1100], *t;
+    const char *point;
     double d;
 
     if (*p == '-') {
@@ -251,6 +253,12 @@ static int real_overflows(const unsigned char *s, const unsigned char *e)
             }
         }
         apr_snprintf(t, sizeof(tmp) - (t - tmp), "e%ld", mag);
+    }
+    /* strtod reads the locale's decimal point: a module or a script that
+     * set LC_NUMERIC to one with a ',' would make it stop at the '.' */
+    point = localeconv()->decimal_point;
+    if (*point != '.' && (t = strchr(tmp, '.')) != NULL) {
+        *t = *point;
     }
     errno = 0;
     d = strtod(tmp, NULL);

@@ -12,6 +12,9 @@ PACKAGES=(
     # tests
     libcmocka-dev python3 python3-pytest python3-cryptography curl redis-server
     valgrind
+    # a locale whose decimal point is ',' (made below): the JSON readers'
+    # reals must not depend on LC_NUMERIC (test_json_scan, test_cache_canon)
+    locales
     # promtool, which checks the metrics exposition (test_mg_026)
     prometheus
     "$@"
@@ -21,7 +24,17 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# A locale with a decimal comma, for the unit tests that set one (they
+# would skip without it, and check nothing).
+comma_locale() {
+    locale -a 2>/dev/null | grep -qi '^de_DE\.utf-\?8$' && return 0
+    if [ "$(id -u)" = 0 ]; then
+        localedef -i de_DE -f UTF-8 de_DE.UTF-8 \
+            || echo "install-deps: could not make the de_DE.UTF-8 locale" >&2
+    fi
+}
 if [ ${#missing[@]} -eq 0 ]; then
+    comma_locale
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -40,3 +53,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+comma_locale

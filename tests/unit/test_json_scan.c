@@ -9,6 +9,7 @@
  * (mg_json_scan.h) -- and read the root members as jansson reads them.
  */
 #include "mg_test.h"
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -263,11 +264,34 @@ static void test_nested_duplicates_accepted(void **state)
     assert_int_equal(res.column, 26);
 }
 
+/* Where a module or a script set LC_NUMERIC to a locale whose decimal
+ * point is ',' (scripts/install-deps.sh makes de_DE.UTF-8), the numbers
+ * next to DBL_MAX are still read as jansson reads them (it turns the '.'
+ * into the locale's point): strtod of "1.8e308" there would stop at '.'. */
+static void test_comma_locale(void **state)
+{
+    apr_pool_t *p = *state;
+    static const char *cases[] = {
+        "[1.7976931348623157e308]", "[1.7976931348623159e308]",
+        "[1.8e308]", "[-1.8e308]", "[9.99e308]", "[0.5]",
+    };
+    size_t i;
+
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8")) {
+        skip();
+    }
+    for (i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        agree_str(p, cases[i]);
+    }
+    setlocale(LC_NUMERIC, "C");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MG_TEST(test_edges),
         MG_TEST(test_nested_duplicates_accepted),
+        MG_TEST(test_comma_locale),
         MG_TEST(test_generated_and_mutated),
     };
     return MG_RUN(tests);
