@@ -39,16 +39,6 @@ static apr_size_t u64_digits(char buf[U64_DIGITS], apr_uint64_t v,
     return (apr_size_t)(buf + U64_DIGITS - s);
 }
 
-/* v in decimal, in p: the OpenAI headers' numbers, without a format. */
-static const char *u64_text(apr_pool_t *p, apr_uint64_t v)
-{
-    char buf[U64_DIGITS];
-    const char *start;
-    apr_size_t n = u64_digits(buf, v, &start);
-
-    return apr_pstrmemdup(p, start, n);
-}
-
 /* Copy n bytes to *at, advance it. */
 static void put(char **at, const char *s, apr_size_t n)
 {
@@ -218,37 +208,62 @@ const char *mg_header_connection_without(apr_pool_t *p, const char *list,
     return out;
 }
 
-const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec)
+/* Room for the longest duration text (the largest apr_interval_time_t:
+ * "2562047788h0m54.776s") and its NUL. */
+#define DURATION_MAX 32
+
+/* Write a wait as mg_headers_duration() says at `out` (DURATION_MAX bytes
+ * of room), with a NUL; returns its length.  No format string is parsed:
+ * the x-ratelimit-reset-* headers are written for every request a token
+ * layer applies to, and two apr_psprintf() cost ~850 instructions. */
+static apr_size_t duration_put(char *out, apr_interval_time_t usec)
 {
-    apr_int64_t ms = usec <= 0 ? 0 : (usec + 999) / 1000;
-    apr_int64_t h = ms / 3600000, m = ms / 60000 % 60, sec = ms / 1000 % 60;
-    apr_int64_t frac = ms % 1000;
-    const char *s;
+    apr_uint64_t ms = usec <= 0 ? 0 : ((apr_uint64_t)usec + 999) / 1000;
+    apr_uint64_t h = ms / 3600000, m = ms / 60000 % 60, sec = ms / 1000 % 60;
+    apr_uint64_t frac = ms % 1000;
+    char digits[U64_DIGITS], *at = out;
+    const char *d;
+    apr_size_t n;
 
     if (ms < 1000) {
-        return apr_pstrcat(p, u64_text(p, (apr_uint64_t)ms), "ms", NULL);
-    }
-    /* Seconds with as many decimals as they need: 1s, 1.5s, 1.25s. */
-    if (!frac) {
-        s = apr_pstrcat(p, u64_text(p, (apr_uint64_t)sec), "s", NULL);
-    }
-    else if (frac % 100 == 0) {
-        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%" APR_INT64_T_FMT "s",
-                         sec, frac / 100);
-    }
-    else if (frac % 10 == 0) {
-        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%02" APR_INT64_T_FMT "s",
-                         sec, frac / 10);
-    }
-    else {
-        s = apr_psprintf(p, "%" APR_INT64_T_FMT ".%03" APR_INT64_T_FMT "s",
-                         sec, frac);
+        n = u64_digits(digits, ms, &d);
+        put(&at, d, n);
+        put(&at, "ms", 3);
+        return (apr_size_t)(at - out) - 1;
     }
     if (h) {
-        return apr_psprintf(p, "%" APR_INT64_T_FMT "h%" APR_INT64_T_FMT "m%s",
-                            h, m, s);
+        n = u64_digits(digits, h, &d);
+        put(&at, d, n);
+        *at++ = 'h';
     }
-    return m ? apr_psprintf(p, "%" APR_INT64_T_FMT "m%s", m, s) : s;
+    if (h || m) {
+        n = u64_digits(digits, m, &d);
+        put(&at, d, n);
+        *at++ = 'm';
+    }
+    n = u64_digits(digits, sec, &d);
+    put(&at, d, n);
+    if (frac) {
+        /* Seconds with as many decimals as they need: 1s, 1.5s, 1.25s. */
+        *at++ = '.';
+        *at++ = (char)('0' + frac / 100);
+        if (frac % 100) {
+            *at++ = (char)('0' + frac / 10 % 10);
+            if (frac % 10) {
+                *at++ = (char)('0' + frac % 10);
+            }
+        }
+    }
+    put(&at, "s", 2);
+    return (apr_size_t)(at - out) - 1;
+}
+
+const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec)
+{
+    char buf[DURATION_MAX];
+    apr_size_t n = duration_put(buf, usec);
+
+    return apr_pstrmemdup(p, buf, n);
 }
 
 /* Does layer i bind before layer j of the same kind? */
@@ -267,9 +282,10 @@ static int binds_before(const mg_decision *d, int i, int j)
            < (unsigned __int128)b->remaining * a->limit;
 }
 
-static void trio(apr_pool_t *p, const mg_layer *layers, const mg_decision *d,
-                 int tokens, const char **limit, const char **remaining,
-                 const char **reset)
+/* The layer of this kind (tokens or requests) whose numbers the trio
+ * tells, or -1. */
+static int trio_layer(const mg_layer *layers, const mg_decision *d,
+                      int tokens)
 {
     int i, best = -1;
 
@@ -283,22 +299,58 @@ static void trio(apr_pool_t *p, const mg_layer *layers, const mg_decision *d,
             best = i;
         }
     }
-    if (best < 0) {
-        return;
-    }
-    *limit = u64_text(p, d->layer[best].limit);
-    *remaining = u64_text(p, d->layer[best].remaining);
-    *reset = mg_headers_duration(p, d->layer[best].allowed
-                                    ? d->layer[best].reset
-                                    : d->layer[best].retry_after);
+    return best;
 }
 
+/* Write layer i's trio at *at (room: TRIO_MAX): limit, remaining and
+ * reset, each with its NUL. */
+#define TRIO_MAX (2 * (U64_DIGITS + 1) + DURATION_MAX)
+static void trio_put(char **at, const mg_layer *l, const mg_limit_decision *b,
+                     const char **limit, const char **remaining,
+                     const char **reset)
+{
+    char digits[U64_DIGITS];
+    const char *d;
+    apr_size_t n;
+
+    if (l->limit_text) {
+        /* the quota's text, made once per limit: a decision's limit is
+         * its quota */
+        *limit = l->limit_text;
+    }
+    else {
+        *limit = *at;
+        n = u64_digits(digits, b->limit, &d);
+        put(at, d, n);
+        *(*at)++ = '\0';
+    }
+    *remaining = *at;
+    n = u64_digits(digits, b->remaining, &d);
+    put(at, d, n);
+    *(*at)++ = '\0';
+    *reset = *at;
+    *at += duration_put(*at, b->allowed ? b->reset : b->retry_after) + 1;
+}
+
+/* Both trios' texts in one allocation: this runs for every admitted
+ * request a token layer applies to. */
 void mg_headers_build_openai(apr_pool_t *p, const mg_layer *layers,
                              const mg_decision *d, mg_headers_openai *h)
 {
+    int req = trio_layer(layers, d, 0), tok = trio_layer(layers, d, 1);
+    char *at;
+
     memset(h, 0, sizeof(*h));
-    trio(p, layers, d, 0, &h->limit_requests, &h->remaining_requests,
-         &h->reset_requests);
-    trio(p, layers, d, 1, &h->limit_tokens, &h->remaining_tokens,
-         &h->reset_tokens);
+    if (req < 0 && tok < 0) {
+        return;
+    }
+    at = apr_palloc(p, (req >= 0 ? TRIO_MAX : 0) + (tok >= 0 ? TRIO_MAX : 0));
+    if (req >= 0) {
+        trio_put(&at, &layers[req], &d->layer[req], &h->limit_requests,
+                 &h->remaining_requests, &h->reset_requests);
+    }
+    if (tok >= 0) {
+        trio_put(&at, &layers[tok], &d->layer[tok], &h->limit_tokens,
+                 &h->remaining_tokens, &h->reset_tokens);
+    }
 }

@@ -72,18 +72,21 @@ void mg_decide_child_init(const mg_server_conf *sc)
     queue_cap = threads >= 4 ? (apr_uint32_t)threads / 4 : 1;
 }
 
-static void set_limit_headers(request_rec *r, const mg_headers *h)
+/* Returns 1 when the table was empty: then no header of the gate's is in
+ * it, and set_openai_headers may add its own too. */
+static int set_limit_headers(request_rec *r, const mg_headers *h)
 {
     /* err_headers_out: kept on errors and not replaced by mod_proxy_http,
      * which overwrites headers_out with the upstream's. */
     apr_table_t *t = r->err_headers_out;
     /* The names are distinct: into an empty table, adding is setting,
      * without a scan of the table per name. */
+    int fresh = apr_is_empty_table(t);
     void (*put)(apr_table_t *, const char *, const char *) =
-        apr_is_empty_table(t) ? apr_table_addn : apr_table_setn;
+        fresh ? apr_table_addn : apr_table_setn;
 
     if (!h->policy) {
-        return;
+        return fresh;
     }
     put(t, "RateLimit-Policy", h->policy);
     put(t, "RateLimit", h->ratelimit);
@@ -95,15 +98,21 @@ static void set_limit_headers(request_rec *r, const mg_headers *h)
         put(t, "retry-after-ms", h->retry_after_ms);
         put(t, "x-should-retry", h->should_retry);
     }
+    return fresh;
 }
 
 /* OpenAI's x-ratelimit-* headers where a token or budget layer applied:
  * the routes tools written for OpenAI call.  Elsewhere they would only add
- * to every request's cost. */
+ * to every request's cost.  `fresh`: the table held none of the gate's
+ * headers before set_limit_headers, so these are added without a scan
+ * (apr_table_setn compares each name with every x-ratelimit-* already
+ * there: six cost ~2,400 instructions). */
 static void set_openai_headers(request_rec *r, const mg_layer *layers,
-                               const mg_decision *d)
+                               const mg_decision *d, int fresh)
 {
     apr_table_t *t = r->err_headers_out;
+    void (*put)(apr_table_t *, const char *, const char *) =
+        fresh ? apr_table_addn : apr_table_setn;
     mg_headers_openai h;
     int i, tokens = 0;
 
@@ -115,15 +124,14 @@ static void set_openai_headers(request_rec *r, const mg_layer *layers,
     }
     mg_headers_build_openai(r->pool, layers, d, &h);
     if (h.limit_requests) {
-        apr_table_setn(t, "x-ratelimit-limit-requests", h.limit_requests);
-        apr_table_setn(t, "x-ratelimit-remaining-requests",
-                       h.remaining_requests);
-        apr_table_setn(t, "x-ratelimit-reset-requests", h.reset_requests);
+        put(t, "x-ratelimit-limit-requests", h.limit_requests);
+        put(t, "x-ratelimit-remaining-requests", h.remaining_requests);
+        put(t, "x-ratelimit-reset-requests", h.reset_requests);
     }
     if (h.limit_tokens) {
-        apr_table_setn(t, "x-ratelimit-limit-tokens", h.limit_tokens);
-        apr_table_setn(t, "x-ratelimit-remaining-tokens", h.remaining_tokens);
-        apr_table_setn(t, "x-ratelimit-reset-tokens", h.reset_tokens);
+        put(t, "x-ratelimit-limit-tokens", h.limit_tokens);
+        put(t, "x-ratelimit-remaining-tokens", h.remaining_tokens);
+        put(t, "x-ratelimit-reset-tokens", h.reset_tokens);
     }
 }
 
@@ -270,8 +278,7 @@ static int admit(request_rec *r, const mg_server_conf *sc, mg_request *req,
     if (enforced) {
         mg_headers h;
         mg_headers_build(r->pool, a->layers, &a->d, &h);
-        set_limit_headers(r, &h);
-        set_openai_headers(r, a->layers, &a->d);
+        set_openai_headers(r, a->layers, &a->d, set_limit_headers(r, &h));
         if (a->d.shadow_rejected) {
             report_shadow(r, a->layers, &a->d, key);
         }
@@ -376,8 +383,7 @@ void mg_decide_cached(request_rec *r, mg_request *req)
     /* The headers say what remains once the answer's units are back. */
     mg_limit_uncharge(k->layers, &k->d, tokens | requests);
     mg_headers_build(r->pool, k->layers, &k->d, &h);
-    set_limit_headers(r, &h);
-    set_openai_headers(r, k->layers, &k->d);
+    set_openai_headers(r, k->layers, &k->d, set_limit_headers(r, &h));
 }
 
 static int reject(request_rec *r, const mg_key *key, const attempt *a)
@@ -386,8 +392,7 @@ static int reject(request_rec *r, const mg_key *key, const attempt *a)
     mg_headers h;
 
     mg_headers_build(r->pool, a->layers, &a->d, &h);
-    set_limit_headers(r, &h);
-    set_openai_headers(r, a->layers, &a->d);
+    set_openai_headers(r, a->layers, &a->d, set_limit_headers(r, &h));
     if (a->d.shadow_rejected) {
         report_shadow(r, a->layers, &a->d, key);
     }

@@ -479,6 +479,14 @@ static void test_openai_durations(void **state)
     assert_string_equal(mg_headers_duration(p, MG_HOUR(1)), "1h0m0s");
     assert_string_equal(mg_headers_duration(p, MG_DAY(1) + MG_SEC(61)),
                         "24h1m1s");
+    /* Decimals as they are needed, zeros inside kept; the longest text. */
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(999)), "999ms");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(1050)), "1.05s");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(1001)), "1.001s");
+    assert_string_equal(mg_headers_duration(p, MG_MSEC(60010)), "1m0.01s");
+    assert_string_equal(mg_headers_duration(p, -5), "0ms");
+    assert_string_equal(mg_headers_duration(p, APR_INT64_MAX),
+                        "2562047788h0m54.776s");
 }
 
 /* The -requests trio from request layers, the -tokens one from token
