@@ -447,6 +447,62 @@ static void test_malformed_json(void **state)
     }
 }
 
+/* Strings are skipped eight bytes a step: a quote, a backslash or a
+ * control at every offset of a long string ends its plain run there and
+ * nowhere else (bytes with the top bit set, 0xa2 and 0xdc among them, are
+ * plain), in a value and in a member name, read whole and split. */
+static void test_long_strings_every_offset(void **state)
+{
+    static const char *const stops[] = { "\\\"", "\\\\", "\\u0041",
+                                         "\xa2", "\xdc", "\x80\xff", "\x1f" };
+    apr_pool_t *p = *state;
+    char run[24];
+    apr_size_t at, k;
+    mg_usage u;
+
+    for (k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
+        for (at = 0; at <= 17; at++) {
+            const char *str;
+            int control = stops[k][0] == '\x1f';
+
+            memset(run, 'a', at);
+            run[at] = '\0';
+            str = apr_pstrcat(p, run, stops[k], "bcdefghijklmnop", NULL);
+            /* a value */
+            u = json_usage(apr_pstrcat(p, "{\"id\":\"", str, "\",\"usage\":"
+                                       "{\"prompt_tokens\":4}}", NULL));
+            if (control) {
+                assert_int_equal(u.status, MG_USAGE_MALFORMED);
+                assert_non_null(strstr(u.why, "a control character"));
+                assert_non_null(strstr(u.why, apr_psprintf(p, "at byte %lu",
+                    (unsigned long)(7 + at))));
+            }
+            else {
+                assert_found(&u, 4, -1, 4);
+            }
+            /* a member name where names matter, and one that is the
+             * wanted name with more after it */
+            u = json_usage(apr_pstrcat(p, "{\"usage\":{\"", str, "\":1,"
+                                       "\"total_tokens\":2}}", NULL));
+            if (control) {
+                assert_int_equal(u.status, MG_USAGE_MALFORMED);
+            }
+            else {
+                assert_found(&u, -1, -1, 2);
+            }
+            u = json_usage(apr_pstrcat(p, "{\"usage\":{\"prompt_tokens", str,
+                                       "\":1,\"output_tokens\":2}}", NULL));
+            if (!control) {
+                assert_found(&u, -1, 2, 2);
+            }
+        }
+    }
+    /* names of the right length that are not the names */
+    u = json_usage("{\"usagE\":{\"prompt_tokens\":1},\"usage\":{\"input_"
+                   "tokenz\":5,\"output_tokens\":3,\"total_tokenss\":9}}");
+    assert_found(&u, -1, 3, 3);
+}
+
 static void test_nesting_limit(void **state)
 {
     apr_pool_t *p = *state;
@@ -1375,6 +1431,7 @@ int main(void)
         MG_TEST(test_responses_api),
         MG_TEST(test_values),
         MG_TEST(test_malformed_json),
+        MG_TEST(test_long_strings_every_offset),
         MG_TEST(test_nesting_limit),
         MG_TEST(test_chat_stream),
         MG_TEST(test_usage_only_needs_empty_choices_and_usage),
