@@ -7,6 +7,7 @@
  * read when it may matter.  Everything else is skipped, so memory is fixed
  * however large the answer is.
  */
+#include <stddef.h>
 #include <string.h>
 #include <apr_strings.h>
 #include "mg_usage_json.h"
@@ -37,11 +38,16 @@ void mg_usage_json_init(mg_usage_json_ *j)
 {
     int s, f;
 
-    memset(j, 0, sizeof(*j));
+    /* Not the stack of open containers (a quarter of the struct): a
+     * level's bit is written when it opens, before anything reads it.
+     * This runs for every answer, and for every event of a stream. */
+    memset(j, 0, offsetof(mg_usage_json_, stack));
     j->state = J_VALUE;
     for (s = 0; s < 2; s++) {
+        j->slot[s].state = U_NONE;
         for (f = 0; f < F_COUNT; f++) {
             j->slot[s].f[f].value = -1;
+            j->slot[s].f[f].problem = P_NONE;
         }
     }
 }
@@ -794,7 +800,9 @@ void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
     const char *name;
     int s, f, given = 0;
 
-    memset(u, 0, sizeof(*u));
+    /* `why` is written only for a usage not taken */
+    memset(u, 0, offsetof(mg_usage, why));
+    u->why[0] = '\0';
     u->prompt = u->completion = u->total = u->reported_total = -1;
     if (j->state == J_BAD) {
         u->status = MG_USAGE_MALFORMED;

@@ -31,6 +31,7 @@
  *     or the client left         a client that disconnected mid-stream
  *                                (logged; never zero by accident)
  */
+#include <stddef.h>
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <http_core.h>
@@ -70,18 +71,27 @@ typedef struct usage_ctx {
                                      hold whole) */
     int usage_only;               /* `scan` said the event is that one */
     mg_usage_scanner scan;        /* the answer's usage */
-    mg_usage_scanner frames;      /* where events are held: their ends */
+    mg_usage_scanner *frames;     /* where events are held: their ends
+                                     (a stream only) */
 } usage_ctx;
+
+/* Added by its handle: by name, httpd looks the filter up in its
+ * registry on every request. */
+static ap_filter_rec_t *usage_filter_handle;
 
 void mg_usage_watch(request_rec *r, mg_request *req)
 {
-    usage_ctx *ctx = apr_pcalloc(r->pool, sizeof(*ctx));
+    /* Not zeroed whole: `scan` (most of it) is started by the filter,
+     * when the answer's shape is known, and only when it has one. */
+    usage_ctx *ctx = apr_palloc(r->pool, sizeof(*ctx));
 
+    memset(ctx, 0, offsetof(usage_ctx, scan));
     ctx->req = req;
     ctx->res = req->reservation;
     ctx->drop_usage_only = req->reservation->added_include_usage;
     ctx->whole = 1;
-    ap_add_output_filter(MG_USAGE_FILTER, ctx, r, r->connection);
+    ctx->frames = NULL;
+    ap_add_output_filter_handle(usage_filter_handle, ctx, r, r->connection);
 }
 
 static int is_type(const char *ct, const char *want, apr_size_t n)
@@ -304,7 +314,7 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
         return;
     }
     while (len > 0) {
-        n = mg_usage_feed(&ctx->frames, buf, len, &ev);
+        n = mg_usage_feed(ctx->frames, buf, len, &ev);
         if (ctx->whole && ctx->held_len + n <= MG_USAGE_ONLY_MAX) {
             hold(r, ctx, buf, n);
         }
@@ -344,7 +354,7 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
     apr_uint64_t largest;
 
     if (out) {
-        mg_usage_finish(&ctx->frames, &ev);
+        mg_usage_finish(ctx->frames, &ev);
         if (ev.ended) {
             event_ended(ctx);
         }
@@ -359,7 +369,7 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
     mg_usage_finish(&ctx->scan, &ev);
     mg_usage_result(&ctx->scan, &ctx->res->usage);
     if (out) {
-        largest = ctx->frames.result.largest_event;
+        largest = ctx->frames->result.largest_event;
         if (largest > ctx->res->usage.largest_event) {
             ctx->res->usage.largest_event = largest;
         }
@@ -401,7 +411,8 @@ static apr_status_t usage_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         ctx->hold = ctx->scanning && mode == MG_USAGE_SSE;
         ctx->drop_usage_only = ctx->drop_usage_only && ctx->hold;
         if (ctx->hold) {
-            mg_usage_init_frames(&ctx->frames);
+            ctx->frames = apr_palloc(r->pool, sizeof(*ctx->frames));
+            mg_usage_init_frames(ctx->frames);
         }
     }
     if (!ctx->scanning) {
@@ -723,6 +734,7 @@ int mg_usage_settle(request_rec *r)
 
 void mg_usage_register(apr_pool_t *p)
 {
-    ap_register_output_filter(MG_USAGE_FILTER, usage_filter, NULL,
-                              AP_FTYPE_RESOURCE);
+    usage_filter_handle = ap_register_output_filter(MG_USAGE_FILTER,
+                                                    usage_filter, NULL,
+                                                    AP_FTYPE_RESOURCE);
 }
