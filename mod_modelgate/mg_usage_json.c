@@ -595,8 +595,9 @@ static const unsigned char string_stop[256] = {
  * one, so the lowest bit set is the first stop).  A message's content is
  * most of an answer: byte by byte through the table it cost 6
  * instructions a byte, this costs about 2. */
-static apr_size_t plain_run(const unsigned char *b, apr_size_t i,
-                            apr_size_t len)
+__attribute__((always_inline))
+static inline apr_size_t plain_run(const unsigned char *b, apr_size_t i,
+                                   apr_size_t len)
 {
 #if !APR_IS_BIGENDIAN
     const apr_uint64_t ones = APR_UINT64_C(0x0101010101010101);
@@ -651,14 +652,20 @@ static unsigned char key_whole(apr_uint32_t mask, const unsigned char *b,
 void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
                       apr_size_t len)
 {
+    /* j->pos, where b starts, is brought up to date only before a call
+     * that may find the document malformed (json_bad reads it) and at the
+     * end: not at every token. */
+    const apr_uint64_t base = j->pos;
     apr_size_t i = 0, k;
     const char *lit;
+    unsigned char c;
 
     /* Most of an answer does not matter: the plain bytes of a string, a
      * number's digits and a literal's letters go by in loops of their own
      * (a stream event is mostly these; byte by byte through json_byte they
-     * cost several times more). */
-    while (i < len && j->state != J_BAD) {
+     * cost several times more), and the punctuation of compact JSON is
+     * taken here without json_byte's second dispatch. */
+    while (i < len) {
         switch (j->state) {
         case J_STRING:
             if (j->sub != S_CHAR) {
@@ -670,26 +677,21 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
                 j->key = key_whole(j->key_mask, b + i, k - i);
                 j->key_mask = 0;
                 j->state = J_COLON;
-                j->pos += k + 1 - i;
                 i = k + 1;
                 continue;
             }
             /* a name that may matter: its plain characters matched here */
             while (j->key_mask && i < len && !string_stop[b[i]]) {
                 key_char(j, b[i]);
-                j->pos++;
                 i++;
             }
             if (j->key_mask) {
                 break;
             }
-            k = plain_run(b, i, len);
-            j->pos += k - i;
-            i = k;
+            i = plain_run(b, i, len);
             if (i < len && b[i] == '"') {
                 /* string_end of a string no name of interest can be */
                 j->state = j->in_key ? J_COLON : j->depth ? J_AFTER : J_END;
-                j->pos++;
                 i++;
                 continue;
             }
@@ -697,19 +699,27 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
         case J_KEY:
             if (b[i] == '"') {
                 key_begin(j);
-                j->pos++;
                 i++;
                 continue;
             }
             break;
         case J_VALUE:
-            if (b[i] == '"') {
+            c = b[i];
+            if (c == '"') {
                 /* value_start of a string */
                 value_begin(j, V_STR);
                 j->state = J_STRING;
                 j->sub = S_CHAR;
                 j->in_key = 0;
-                j->pos++;
+                i++;
+                continue;
+            }
+            if (!is_ws(c) && c != ']') {
+                j->pos = base + i;
+                value_start(j, c);
+                if (j->state == J_BAD) {
+                    return;
+                }
                 i++;
                 continue;
             }
@@ -718,42 +728,57 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
             if (b[i] == ':') {
                 j->state = J_VALUE;
                 j->sub = 0;
-                j->pos++;
                 i++;
                 continue;
             }
             break;
         case J_AFTER:
-            if (b[i] == ',') {
+            c = b[i];
+            if (c == ',') {
                 j->state = top_is_object(j) ? J_KEY : J_VALUE;
                 j->sub = 0;
-                j->pos++;
+                i++;
+                continue;
+            }
+            if (c == '}' || c == ']') {
+                j->pos = base + i;
+                close_container(j, c == '}');
+                if (j->state == J_BAD) {
+                    return;
+                }
                 i++;
                 continue;
             }
             break;
         case J_NUMBER:
-            if (j->sub != N_INT) {
-                break;
-            }
-            for (k = i; k < len && b[k] >= '0' && b[k] <= '9'; k++) {
-                /* Only a usage member's value is needed (number_end);
-                 * capped: 10^12 * 10 + 9 fits, and more is refused. */
-                if (j->val_field && !j->num_big) {
-                    j->num = j->num * 10 + (b[k] - '0');
-                    if (j->num > MG_USAGE_MAX_TOKENS) {
-                        j->num_big = 1;
+            if (j->sub == N_INT) {
+                for (k = i; k < len && b[k] >= '0' && b[k] <= '9'; k++) {
+                    /* Only a usage member's value is needed (number_end);
+                     * capped: 10^12 * 10 + 9 fits, and more is refused. */
+                    if (j->val_field && !j->num_big) {
+                        j->num = j->num * 10 + (b[k] - '0');
+                        if (j->num > MG_USAGE_MAX_TOKENS) {
+                            j->num_big = 1;
+                        }
                     }
                 }
+                i = k;
             }
-            j->pos += k - i;
-            i = k;
+            if (i < len && (j->sub == N_INT || j->sub == N_ZERO)) {
+                c = b[i];
+                if ((c < '0' || c > '9') && c != '.' && c != 'e'
+                    && c != 'E') {
+                    /* an integer ended before c, which the next state
+                     * reads */
+                    number_end(j);
+                    continue;
+                }
+            }
             break;
         case J_LITERAL:
             lit = literals[j->lit];
             while (i < len && lit[j->sub] && (unsigned char)lit[j->sub] == b[i]) {
                 j->sub++;
-                j->pos++;
                 i++;
             }
             if (!lit[j->sub]) {
@@ -761,18 +786,22 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
                 continue;
             }
             break;
+        case J_BAD:
+            return;             /* j->pos: where it went wrong */
         default:
             break;
         }
         if (i == len) {
             break;
         }
+        j->pos = base + i;
         json_byte(j, b[i]);
-        if (j->state != J_BAD) {
-            j->pos++;
+        if (j->state == J_BAD) {
+            return;
         }
         i++;
     }
+    j->pos = base + len;
 }
 
 /* The document ended: 1 when it is complete, 0 when it is empty. */
