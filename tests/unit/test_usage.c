@@ -447,21 +447,22 @@ static void test_malformed_json(void **state)
     }
 }
 
-/* Strings are skipped eight bytes a step: a quote, a backslash or a
- * control at every offset of a long string ends its plain run there and
- * nowhere else (bytes with the top bit set, 0xa2 and 0xdc among them, are
- * plain), in a value and in a member name, read whole and split. */
+/* Strings are skipped sixteen or eight bytes a step: a quote, a
+ * backslash or a control at every offset of a long string (past two
+ * sixteen-byte steps) ends its plain run there and nowhere else (bytes
+ * with the top bit set, 0xa2 and 0xdc among them, are plain), in a value
+ * and in a member name, read whole and split. */
 static void test_long_strings_every_offset(void **state)
 {
     static const char *const stops[] = { "\\\"", "\\\\", "\\u0041",
                                          "\xa2", "\xdc", "\x80\xff", "\x1f" };
     apr_pool_t *p = *state;
-    char run[24];
+    char run[48];
     apr_size_t at, k;
     mg_usage u;
 
     for (k = 0; k < sizeof(stops) / sizeof(stops[0]); k++) {
-        for (at = 0; at <= 17; at++) {
+        for (at = 0; at <= 40; at++) {
             const char *str;
             int control = stops[k][0] == '\x1f';
 
