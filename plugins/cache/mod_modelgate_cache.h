@@ -102,6 +102,10 @@ typedef struct cache_dir_conf {
     int hit_cost;                     /**< ModelGateCacheHitCost: what a
                                            hit costs in request layers, 0
                                            or 1 request; MG_CACHE_UNSET: 0 */
+    int admin;                        /**< ModelGateCacheAdmin: the status
+                                           handler purges here (DELETE);
+                                           server configuration only;
+                                           MG_CACHE_UNSET: off */
 } cache_dir_conf;
 
 /** The cache's statistics: one set for every process of this generation

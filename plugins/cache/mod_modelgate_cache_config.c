@@ -29,7 +29,7 @@ void *mg_cache_create_dir_conf(apr_pool_t *p, char *dir)
     cache_dir_conf *dc = apr_pcalloc(p, sizeof(*dc));
 
     dc->cacheable = dc->ttl = dc->scope = dc->stale = MG_CACHE_UNSET;
-    dc->lock = dc->lock_wait = dc->hit_cost = MG_CACHE_UNSET;
+    dc->lock = dc->lock_wait = dc->hit_cost = dc->admin = MG_CACHE_UNSET;
     return dc;
 }
 
@@ -48,6 +48,7 @@ void *mg_cache_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
                                                      : base->lock_wait;
     dc->hit_cost = add->hit_cost != MG_CACHE_UNSET ? add->hit_cost
                                                    : base->hit_cost;
+    dc->admin = add->admin != MG_CACHE_UNSET ? add->admin : base->admin;
     return dc;
 }
 
@@ -176,6 +177,15 @@ static const char *cmd_lock_wait(cmd_parms *cmd, void *dcv, const char *arg)
     return NULL;
 }
 
+/* Only where the server's configuration says so: an .htaccess author
+ * with FileInfo may set a handler, and a purge makes every tenant's next
+ * requests pay the model server again. */
+static const char *cmd_admin(cmd_parms *cmd, void *dcv, int on)
+{
+    ((cache_dir_conf *)dcv)->admin = on;
+    return NULL;
+}
+
 static const char *cmd_hit_cost(cmd_parms *cmd, void *dcv, const char *arg)
 {
     cache_dir_conf *dc = dcv;
@@ -249,6 +259,9 @@ const command_rec mg_cache_cmds[] = {
     AP_INIT_TAKE1("ModelGateCacheHitCost", cmd_hit_cost, NULL, ACCESS_CONF,
         "what an answer from the cache costs in request layers: 0 "
         "(default: given back, as its tokens always are) or 1 request"),
+    AP_INIT_FLAG("ModelGateCacheAdmin", cmd_admin, NULL, ACCESS_CONF,
+        "On: SetHandler modelgate-cache-status purges here (DELETE); "
+        "default Off: statistics only (not in .htaccess)"),
     AP_INIT_TAKE1("ModelGateCacheScope", cmd_scope, NULL, ACCESS_CONF,
         "whose requests share answers: tenant (default), key or global"),
     { NULL }

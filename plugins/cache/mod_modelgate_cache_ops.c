@@ -162,8 +162,8 @@ static int purge_handler(request_rec *r, const cache_server_conf *sc)
 
 /* SetHandler modelgate-cache-status: the statistics, in mod_status's
  * `?auto` form (one `Name: value` a line, whatever the query); DELETE
- * purges.  The operator protects the location with Require, as
- * server-status. */
+ * purges where ModelGateCacheAdmin On says so.  The operator protects the
+ * location with Require, as server-status. */
 int mg_cache_status_handler(request_rec *r)
 {
     const cache_server_conf *sc;
@@ -176,6 +176,14 @@ int mg_cache_status_handler(request_rec *r)
     sc = mg_cache_main_conf(r->server);
     r->allowed = (AP_METHOD_BIT << M_GET) | (AP_METHOD_BIT << M_DELETE);
     if (r->method_number == M_DELETE) {
+        if (((const cache_dir_conf *)ap_get_module_config(
+                 r->per_dir_config, &modelgate_cache_module))->admin != 1) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, MGCLOGNO(00019)
+                          "response cache: purge refused: no "
+                          "ModelGateCacheAdmin On for this location in the "
+                          "server's configuration");
+            return HTTP_FORBIDDEN;
+        }
         return purge_handler(r, sc);
     }
     if (r->method_number != M_GET) {

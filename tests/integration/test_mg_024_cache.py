@@ -545,6 +545,7 @@ def test_mg_024_20_stale_if_error_is_off_by_default(cached, backend, backend2):
 STATUS = """
 <Location "/cache-status">
     SetHandler modelgate-cache-status
+    ModelGateCacheAdmin On
     Require all granted
 </Location>
 <Location "/cache-status-denied">
