@@ -289,10 +289,17 @@ static double real_value(apr_pool_t *p, const char *s, apr_size_t n)
 static apr_size_t real_text(double v, char num[40])
 {
     apr_size_t n = (apr_size_t)snprintf(num, 40, "%.17g", v);
+    const char *point = localeconv()->decimal_point;
     char *e, *d;
 
     if (n >= 40 - 3) {
         return 0;
+    }
+    /* snprintf writes LC_NUMERIC's decimal point: with a ',' 0.5 came out
+     * "0,5.0", and [0.5] and [0,5.0] had one text, so one key (jansson's
+     * dump turns it back into a '.' too, its from_locale). */
+    if (*point != '.' && (d = strchr(num, *point)) != NULL) {
+        *d = '.';
     }
     if (!strpbrk(num, ".eE")) {
         num[n++] = '.';

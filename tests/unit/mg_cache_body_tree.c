@@ -8,6 +8,7 @@
  * answers stored before must stay the keys of the same requests.
  * Tests only; never linked into the module.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -211,6 +212,16 @@ static int emit(mg_sb *sb, json_t *v, int depth, const char *const *ignore)
                                  json_real_value(v));
         if (n >= sizeof(num) - 3) {
             return 0;
+        }
+        /* Not as the writer this was: its %.17g wrote LC_NUMERIC's
+         * decimal point, and [0.5] read "[0,5.0]" under a ',' locale,
+         * the text of [0,5.0] (test_comma_locale_written). */
+        {
+            const char *point = localeconv()->decimal_point;
+            char *dot;
+            if (*point != '.' && (dot = strchr(num, *point)) != NULL) {
+                *dot = '.';
+            }
         }
         if (!strpbrk(num, ".eE")) {
             num[n++] = '.';

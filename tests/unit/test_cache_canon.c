@@ -217,6 +217,37 @@ static void test_comma_locale(void **state)
     assert_string_equal(got.canonical, want.canonical);
 }
 
+/* Under that locale reals are also WRITTEN with a '.': snprintf's "%.17g"
+ * follows LC_NUMERIC, and 0.5 written "0,5.0" made [0.5] and [0,5.0] one
+ * canonical text, so one key, and the cache answered one body with the
+ * other's answer.  The text is the one of the C locale. */
+static void test_comma_locale_written(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_cache_body c_half, half, pair, want;
+    mg_cache_body_status hs, ps, ws;
+    static const char b_half[] = "{\"r\":[0.5,-1.25e-7,3e300,2.0]}";
+    static const char b_pair[] = "{\"r\":[0,5.0]}";
+
+    assert_int_equal(mg_cache_body_read(p, b_half, sizeof(b_half) - 1, NULL,
+                                        &c_half), MG_CACHE_BODY_OK);
+    assert_non_null(strstr(c_half.canonical, "[0.5,"));
+    if (!setlocale(LC_NUMERIC, "de_DE.UTF-8")) {
+        skip();
+    }
+    hs = mg_cache_body_read(p, b_half, sizeof(b_half) - 1, NULL, &half);
+    ps = mg_cache_body_read(p, b_pair, sizeof(b_pair) - 1, NULL, &pair);
+    ws = mg_test_cache_body_tree(p, b_half, sizeof(b_half) - 1, NULL, &want);
+    setlocale(LC_NUMERIC, "C");
+    assert_int_equal(hs, MG_CACHE_BODY_OK);
+    assert_int_equal(ps, MG_CACHE_BODY_OK);
+    assert_int_equal(ws, MG_CACHE_BODY_OK);
+    assert_string_equal(half.canonical, c_half.canonical);
+    assert_string_not_equal(half.canonical, pair.canonical);
+    /* the oracle writes it so too */
+    assert_string_equal(want.canonical, c_half.canonical);
+}
+
 /* {"z":{"z":...{"s":S}...,"a":1},"a":1} as deep as `depth`: every level
  * out of order, the deepest holding S. */
 static char *nested(apr_pool_t *p, int depth, const char *s, size_t *len)
@@ -388,6 +419,7 @@ int main(void)
         MG_TEST(test_hand_cases),
         MG_TEST(test_depth),
         MG_TEST(test_comma_locale),
+        MG_TEST(test_comma_locale_written),
         MG_TEST(test_not_quadratic),
         MG_TEST(test_generated),
     };
