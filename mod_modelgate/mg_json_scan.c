@@ -7,7 +7,7 @@
  * at a time, and nothing is copied unless a member name holds escapes.
  */
 #include <errno.h>
-#include <locale.h>
+#include <langinfo.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,7 +190,6 @@ static int real_overflows(const unsigned char *s, const unsigned char *e)
     long mag = 0, ex = 0;
     int eneg = 0;
     char tmp[1100], *t;
-    const char *point;
     double d;
 
     if (*p == '-') {
@@ -235,7 +234,7 @@ static int real_overflows(const unsigned char *s, const unsigned char *e)
     if (mag >= 310) {
         return 1;
     }
-    if ((apr_size_t)(e - s) < sizeof(tmp)) {
+    if ((apr_size_t)(e - s) < sizeof(tmp) - MG_JSON_POINT_ROOM) {
         memcpy(tmp, s, e - s);
         tmp[e - s] = '\0';
     }
@@ -256,10 +255,7 @@ static int real_overflows(const unsigned char *s, const unsigned char *e)
     }
     /* strtod reads the locale's decimal point: a module or a script that
      * set LC_NUMERIC to one with a ',' would make it stop at the '.' */
-    point = localeconv()->decimal_point;
-    if (*point != '.' && (t = strchr(tmp, '.')) != NULL) {
-        *t = *point;
-    }
+    mg_json_real_to_locale(tmp, sizeof(tmp));
     errno = 0;
     d = strtod(tmp, NULL);
     return (d == HUGE_VAL || d == -HUGE_VAL) && errno == ERANGE;
@@ -723,4 +719,49 @@ char *mg_json_string(apr_pool_t *p, const char *buf, apr_size_t start,
     *o = '\0';
     *outlen = (apr_size_t)(o - out);
     return out;
+}
+
+/* LC_NUMERIC's decimal point, "." when it has none. */
+static const char *locale_point(apr_size_t *len)
+{
+    const char *point = nl_langinfo(RADIXCHAR);
+
+    if (!point || !*point) {
+        point = ".";
+    }
+    *len = strlen(point);
+    return point;
+}
+
+int mg_json_real_to_locale(char *t, apr_size_t size)
+{
+    apr_size_t pl, len;
+    const char *point = locale_point(&pl);
+    char *dot;
+
+    if ((pl == 1 && *point == '.') || (dot = strchr(t, '.')) == NULL) {
+        return 0;
+    }
+    len = strlen(t);
+    if (len + pl > size - 1) {
+        return -1;
+    }
+    /* the bytes after the '.', with the NUL */
+    memmove(dot + pl, dot + 1, len - (apr_size_t)(dot - t));
+    memcpy(dot, point, pl);
+    return 0;
+}
+
+apr_size_t mg_json_real_from_locale(char *t, apr_size_t len)
+{
+    apr_size_t pl;
+    const char *point = locale_point(&pl);
+    char *at;
+
+    if ((pl == 1 && *point == '.') || (at = strstr(t, point)) == NULL) {
+        return len;
+    }
+    *at = '.';
+    memmove(at + 1, at + pl, len - (apr_size_t)(at - t) - pl + 1);
+    return len - (pl - 1);
 }

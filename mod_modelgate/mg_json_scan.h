@@ -88,4 +88,27 @@ int mg_json_scan(apr_pool_t *p, const char *buf, apr_size_t len,
 char *mg_json_string(apr_pool_t *p, const char *buf, apr_size_t start,
                      apr_size_t end, apr_size_t *outlen);
 
+/** Room a real's text needs past its NUL for mg_json_real_to_locale(). */
+#define MG_JSON_POINT_ROOM 16
+
+/**
+ * Make the text of a JSON real what strtod reads, in place: its '.' made
+ * LC_NUMERIC's decimal point (one byte or more: a module or a script may
+ * set a locale whose point is ',' or U+066B), as jansson does before its
+ * strtod.  The point is asked of nl_langinfo(), which is thread-safe
+ * (localeconv() fills one static struct for every thread).
+ * @param t a NUL-terminated text, in a buffer of `size` bytes: at least
+ *        its length + 1 + MG_JSON_POINT_ROOM
+ * @return 0, or -1 when the point does not fit (t is left as it was)
+ */
+int mg_json_real_to_locale(char *t, apr_size_t size);
+
+/**
+ * The reverse, for a real that printf wrote in LC_NUMERIC's decimal point:
+ * JSON's '.' instead, in place (jansson's dump does the same).
+ * @param t a NUL-terminated text of `len` bytes
+ * @return its new length
+ */
+apr_size_t mg_json_real_from_locale(char *t, apr_size_t len);
+
 #endif /* MG_JSON_SCAN_H */

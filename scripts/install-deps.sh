@@ -24,14 +24,18 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# A locale with a decimal comma, for the unit tests that set one (they
-# would skip without it, and check nothing).
+# Locales whose decimal point is not '.', for the unit tests that set one
+# (they would skip without them, and check nothing): de_DE's ',' and
+# ps_AF's two-byte U+066B.
 comma_locale() {
-    locale -a 2>/dev/null | grep -qi '^de_DE\.utf-\?8$' && return 0
-    if [ "$(id -u)" = 0 ]; then
-        localedef -i de_DE -f UTF-8 de_DE.UTF-8 \
-            || echo "install-deps: could not make the de_DE.UTF-8 locale" >&2
-    fi
+    local l
+    for l in de_DE ps_AF; do
+        locale -a 2>/dev/null | grep -qi "^$l\.utf-\?8\$" && continue
+        if [ "$(id -u)" = 0 ]; then
+            localedef -i "$l" -f UTF-8 "$l.UTF-8" \
+                || echo "install-deps: could not make the $l.UTF-8 locale" >&2
+        fi
+    done
 }
 if [ ${#missing[@]} -eq 0 ]; then
     comma_locale

@@ -31,7 +31,6 @@
  * after a number or a literal, which jansson drops, is refused (the core
  * refuses such a body before the cache sees it).
  */
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,14 +271,12 @@ static const char *escape(apr_pool_t *p, const char *d, apr_size_t n,
  * the '.' and read 0.5 as 0). */
 static double real_value(apr_pool_t *p, const char *s, apr_size_t n)
 {
-    char tmp[64], *t = n < sizeof(tmp) ? tmp : apr_palloc(p, n + 1), *dot;
-    const char *point = localeconv()->decimal_point;
+    apr_size_t size = n + 1 + MG_JSON_POINT_ROOM;
+    char tmp[80], *t = size <= sizeof(tmp) ? tmp : apr_palloc(p, size);
 
     memcpy(t, s, n);
     t[n] = '\0';
-    if (*point != '.' && (dot = strchr(t, '.')) != NULL) {
-        *dot = *point;
-    }
+    mg_json_real_to_locale(t, size);
     return strtod(t, NULL);
 }
 
@@ -289,17 +286,17 @@ static double real_value(apr_pool_t *p, const char *s, apr_size_t n)
 static apr_size_t real_text(double v, char num[40])
 {
     apr_size_t n = (apr_size_t)snprintf(num, 40, "%.17g", v);
-    const char *point = localeconv()->decimal_point;
     char *e, *d;
 
-    if (n >= 40 - 3) {
+    if (n >= 40) {
         return 0;
     }
     /* snprintf writes LC_NUMERIC's decimal point: with a ',' 0.5 came out
      * "0,5.0", and [0.5] and [0,5.0] had one text, so one key (jansson's
      * dump turns it back into a '.' too, its from_locale). */
-    if (*point != '.' && (d = strchr(num, *point)) != NULL) {
-        *d = '.';
+    n = mg_json_real_from_locale(num, n);
+    if (n >= 40 - 3) {
+        return 0;
     }
     if (!strpbrk(num, ".eE")) {
         num[n++] = '.';

@@ -8,13 +8,13 @@
  * answers stored before must stay the keys of the same requests.
  * Tests only; never linked into the module.
  */
-#include <locale.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <apr_strings.h>
 #include <jansson.h>
 #include "mg_cache_body_tree.h"
+#include "mg_json_scan.h"
 
 /* ---- the canonical text ---------------------------------------------- */
 
@@ -216,13 +216,7 @@ static int emit(mg_sb *sb, json_t *v, int depth, const char *const *ignore)
         /* Not as the writer this was: its %.17g wrote LC_NUMERIC's
          * decimal point, and [0.5] read "[0,5.0]" under a ',' locale,
          * the text of [0,5.0] (test_comma_locale_written). */
-        {
-            const char *point = localeconv()->decimal_point;
-            char *dot;
-            if (*point != '.' && (dot = strchr(num, *point)) != NULL) {
-                *dot = '.';
-            }
-        }
+        n = mg_json_real_from_locale(num, n);
         if (!strpbrk(num, ".eE")) {
             num[n++] = '.';
             num[n++] = '0';

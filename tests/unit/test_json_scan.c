@@ -11,6 +11,7 @@
 #include "mg_test.h"
 #include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -286,12 +287,54 @@ static void test_comma_locale(void **state)
     setlocale(LC_NUMERIC, "C");
 }
 
+/* The point helpers the cache's writer shares: under de_DE's ',' and
+ * ps_AF's two-byte U+066B (where installed), a real's text made the
+ * locale's for strtod and printf's made JSON's again; in the C locale
+ * both leave the text alone. */
+static void test_point_helpers(void **state)
+{
+    static const char *const locales[] = { "C", "de_DE.UTF-8", "ps_AF.UTF-8" };
+    char t[64], small[8];
+    apr_pool_t *p = *state;
+    mg_json_result res;
+    apr_size_t n;
+    size_t i;
+
+    for (i = 0; i < sizeof(locales) / sizeof(*locales); i++) {
+        if (!setlocale(LC_NUMERIC, locales[i])) {
+            continue;
+        }
+        strcpy(t, "-1.5e3");
+        assert_int_equal(mg_json_real_to_locale(t, sizeof(t)), 0);
+        assert_true(strtod(t, NULL) == -1500.0);
+        strcpy(t, "15");
+        assert_int_equal(mg_json_real_to_locale(t, sizeof(t)), 0);
+        assert_string_equal(t, "15");
+        n = (apr_size_t)snprintf(t, sizeof(t), "%.17g", 0.25);
+        n = mg_json_real_from_locale(t, n);
+        assert_string_equal(t, "0.25");
+        assert_int_equal(n, 4);
+        /* the scan's overflow check, next to DBL_MAX, reads them so */
+        assert_int_equal(mg_json_scan(p, "[1.7976931348623157e308]", 24,
+                                      NULL, 0, &res), 0);
+        assert_int_equal(mg_json_scan(p, "[1.7976931348623159e308]", 24,
+                                      NULL, 0, &res), -1);
+        /* no room for a point of more than one byte: left as it was */
+        strcpy(small, "0.12345");
+        if (mg_json_real_to_locale(small, sizeof(small)) != 0) {
+            assert_string_equal(small, "0.12345");
+        }
+        setlocale(LC_NUMERIC, "C");
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MG_TEST(test_edges),
         MG_TEST(test_nested_duplicates_accepted),
         MG_TEST(test_comma_locale),
+        MG_TEST(test_point_helpers),
         MG_TEST(test_generated_and_mutated),
     };
     return MG_RUN(tests);
