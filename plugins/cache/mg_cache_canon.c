@@ -10,8 +10,9 @@
  * model, stream and temperature; then one pass over the checked bytes
  * writes the canonical text as a list of pieces: spans of the body itself
  * where the canonical text is the body's (names and strings without
- * escapes, integers, literals, the punctuation of arrays), and small pool
- * buffers where it is not (strings with escapes, reals).  An object's
+ * escapes, integers, literals, reals written as they would be, "{}", the
+ * punctuation of arrays), and small pool buffers where it is not (strings
+ * with escapes, other reals).  An object's
  * members are sorted when it closes by re-linking their lists, so no text
  * is copied until the whole list is copied once at the end: however deep
  * the nesting and however unsorted every level, the work is the body's
