@@ -54,6 +54,9 @@ static void scan(mg_usage_mode mode, const char *t, apr_size_t len,
     apr_size_t pos = 0, piece, n, off;
 
     memset(o, 0, sizeof(*o));
+    /* mg_usage_init starts a scanner field by field, not zeroing it
+     * whole: what it leaves must not matter, whatever the memory held. */
+    memset(&s, 0xa5, sizeof(s));
     mg_usage_init(&s, mode);
     while (pos < len) {
         piece = pos == 0 ? first : step;
