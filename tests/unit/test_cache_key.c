@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <jansson.h>
+#include <locale.h>
 #include "mg_cache_key.h"
 
 static mg_cache_body_status readb(apr_pool_t *p, const char *text,
@@ -52,11 +53,9 @@ static void test_canonical_text(void **state)
     assert_string_equal(b.canonical, "{\"c\":\"a\"}");
 }
 
-/* The canonical text is what jansson's json_dumps(JSON_SORT_KEYS |
- * JSON_COMPACT) writes, by a writer of our own (a third of its cost). */
-static void test_canonical_as_jansson(void **state)
+/* canonical_as_jansson of the bodies below, in the locale set. */
+static void canonical_as_jansson(apr_pool_t *p)
 {
-    apr_pool_t *p = *state;
     static const char *const bodies[] = {
         "{\"b\":[1,2.5,-3,1e300,0.0,1.0,-0.0,123456789012345678],"
         "\"a\":{\"z\":null,\"y\":true,\"x\":false}}",
@@ -89,6 +88,23 @@ static void test_canonical_as_jansson(void **state)
         assert_int_equal(b.len, strlen(want));
         free(want);
     }
+}
+
+/* The canonical text is what jansson's json_dumps(JSON_SORT_KEYS |
+ * JSON_COMPACT) writes, by a writer of our own (a third of its cost); in
+ * the C locale and in one whose decimal point is a ',' (where installed),
+ * which jansson reads and writes with a '.' all the same. */
+static void test_canonical_as_jansson(void **state)
+{
+    static const char *const locales[] = { "C", "de_DE.UTF-8" };
+    size_t l;
+
+    for (l = 0; l < sizeof(locales) / sizeof(*locales); l++) {
+        if (setlocale(LC_NUMERIC, locales[l])) {
+            canonical_as_jansson(*state);
+        }
+    }
+    setlocale(LC_NUMERIC, "C");
 }
 
 static void test_refuses(void **state)
