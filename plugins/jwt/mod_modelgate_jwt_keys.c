@@ -249,8 +249,11 @@ static void remote_fetch(server_rec *s, mgj_remote *rm, int wanted)
                      "%s fetched, %d keys", rm->is->iss, keys->nelts);
     }
     apr_pool_destroy(p);
-    apr_atomic_inc32(&sh->ended);
+    /* in this order: a waiter that sees the end counted sees no fetch in
+     * flight either (else it would wait out its timeout for a fetch that
+     * is over) */
     apr_atomic_set32(&sh->inflight, 0);
+    apr_atomic_inc32(&sh->ended);
 }
 
 void *APR_THREAD_FUNC mgj_fetcher_main(apr_thread_t *t, void *arg)

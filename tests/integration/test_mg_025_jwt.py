@@ -592,13 +592,11 @@ def test_mg_025_20_jwks_url_slow_first_fetch(gateways, backend, jwks_server):
     assert bearer(gw, token(sub="a1", plan="pro")).status == 200
     srv.delay = 1.0
     gw.graceful()
-    began = time.monotonic()
+    # a waiter that missed the set would wait out the timeout: 401
     statuses = [r.status for r in _burst(gw, token(sub="a2", plan="pro"), 16)]
     assert statuses == [200] * 16
     assert srv.count() == 2
     assert backend.count() == 17
-    # none waited out the timeout; all were answered once the set came
-    assert time.monotonic() - began < 3.5
 
 
 # ---- conf-examples/jwt-tiers.conf -------------------------------------------
