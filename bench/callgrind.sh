@@ -18,11 +18,14 @@ start_mock() {
     start_session backend "$dir" "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" \
         --host 127.0.0.1 --port 0 --quiet
     for i in $(seq 100); do
-        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log")
+        # the file is made by the background shell: it may not exist yet
+        # (and a failed awk would end the caller under set -e)
+        port=$(awk '/^LISTENING/ { print $2; exit }' "$dir/console.log" \
+               2>/dev/null || true)
         [ -n "$port" ] && break
         sleep 0.1
     done
-    [ -n "$port" ] || die "the mock backend did not start: $(cat "$dir/console.log")"
+    [ -n "$port" ] || die "the mock backend did not start: $(cat "$dir/console.log" 2>/dev/null)"
     BACKEND_PORT=$port
     PORT[backend]=$port
 }
