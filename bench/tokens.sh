@@ -18,8 +18,10 @@
 #
 #   (1) apache2 event + mod_proxy ProxyPass
 #   (2) apache2 event + mod_modelgate: key, tier (with tokens=), a global
-#       and a tenant request limit, a tenant token limit (unit=tokens): two
-#       token layers reserved and settled per request, on the shm store
+#       and a tenant request limit, a tenant token limit (unit=tokens, a
+#       day's fixed window): two token layers reserved and settled per
+#       request, on the shm store; bench/tokens_conf.sh writes it, and the
+#       request, for this and for the guard's POST mode alike
 #
 # Knobs: BENCH_ROUNDS=5 BENCH_STREAMS=100 BENCH_DURATION=10s BENCH_WARMUP=3s
 # BENCH_CONNECTIONS=64 BENCH_THREADS=2 BENCH_ONLY="sse json"
@@ -39,20 +41,16 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-sse json}
 INCLUDE_USAGE=${BENCH_SSE_INCLUDE_USAGE:-0}
-# BENCH_TOKENS=0: the same gateway without its two token layers, to tell
-# token accounting's cost from the rest of a POST's (the body is read
-# either way)
-if [ "${BENCH_TOKENS:-1}" = 1 ]; then
-    TIER_TOKENS="tokens=1000000000000/min"
-    TPM="ModelGateLimit bench-tpm tenant 1000000000000/min unit=tokens"
-else
-    TIER_TOKENS= TPM=
-fi
+# The gateway's configuration and the request (BENCH_TOKENS=0: without
+# the token layers) are shared with the guard's POST mode
+# (tests/perf/instructions.sh post).
+# shellcheck source=bench/tokens_conf.sh
+. "$BENCH_DIR/tokens_conf.sh"
 HTTPD=/usr/sbin/apache2
 MODS=/usr/lib/apache2/modules
 NGINX=/usr/sbin/nginx
 PYTHON=/usr/bin/python3
-KEY=mg-bench-key-0001
+KEY=$TOKENS_KEY
 RESULTS="$BENCH_DIR/results/tokens-$(date +%Y%m%d-%H%M%S)"
 MODULE_SO="$SRCDIR/.libs/mod_modelgate.so"
 
@@ -151,30 +149,14 @@ EOF
         printf 'ProxyPass /v1/ http://127.0.0.1:%s/v1/\n<Location "/v1/">\n    Require all granted\n</Location>\n' "$be"
         return
     fi
-    cat <<EOF
-LoadModule modelgate_module "$dir/mod_modelgate.so"
-ModelGateStore shm capacity=65536
-ModelGateTier bench 100000000/s burst=100000000 $TIER_TOKENS
-ModelGateLimit bench-global global 1000000000/s
-ModelGateLimit bench-tenant tenant 1000000000/s
-$TPM
-ModelGateKeyFile "$dir/bench.keys"
-ModelGateUpstream up http://127.0.0.1:$be
-<Location "/v1/">
-    Require all granted
-    ModelGate On
-    ModelGateRoute up
-</Location>
-EOF
+    tokens_gateway_conf "$dir" "$be"
 }
 
 start_apache() {  # NAME BACKEND_PORT GATEWAY -> PORT[NAME]
     local name=$1 dir port out
     dir=$(rundir "$name")
     port=$(free_port)
-    cp "$MODULE_SO" "$dir/mod_modelgate.so"
-    printf 'sha256:%s bench-key bench-tenant bench\n' \
-        "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
+    tokens_keyfile "$dir"
     apache_conf "$dir" "$port" "$2" "$3" >"$dir/httpd.conf"
     out=$(timeout 60 "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -t 2>&1) || die "apache2 -t: $out"
     setsid "$HTTPD" -d "$dir" -f "$dir/httpd.conf" -D FOREGROUND >"$dir/console.log" 2>&1 </dev/null &
@@ -280,16 +262,16 @@ json_bench() {
     start_json_backend
     be_port=$JSON_PORT
     lua="$RESULTS/post.lua"
-    cat >"$lua" <<'EOF'
+    cat >"$lua" <<EOF
 wrk.method = "POST"
-wrk.body = '{"model":"mock-small","max_tokens":16,"messages":[{"role":"user","content":"one two three"}]}'
+wrk.body = '$TOKENS_BODY'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-API-Key"] = "mg-bench-key-0001"
+wrk.headers["X-API-Key"] = "$KEY"
 EOF
     start_apache json-bare "$be_port" 0
     start_apache json-gateway "$be_port" 1
     for name in json-bare json-gateway; do
-        wait_http "${PORT[$name]}" /v1/chat/completions POST '{"model":"mock-small","max_tokens":16,"messages":[]}'
+        wait_http "${PORT[$name]}" "$TOKENS_PATH" POST "$TOKENS_BODY"
     done
     for r in $(seq "$ROUNDS"); do
         wait_quiet "$r"
@@ -340,9 +322,7 @@ callgrind_total() {   # NAME GATEWAY BACKEND_PORT LOAD... -> TOTAL
     shift 3
     dir=$(rundir "$name-$RANDOM")
     port=$(free_port)
-    cp "$MODULE_SO" "$dir/mod_modelgate.so"
-    printf 'sha256:%s bench-key bench-tenant bench\n' \
-        "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$dir/bench.keys"
+    tokens_keyfile "$dir"
     apache_conf "$dir" "$port" "$be" "$gw" >"$dir/httpd.conf"
     file=$dir/callgrind.out
     touch "$file"; chown www-data "$file"; chmod 777 "$dir"
@@ -377,14 +357,12 @@ wait_backend() {  # PORT: until the backend answers
 }
 
 json_load() {     # N PORT: N chat completions on one keep-alive connection
-    "$PYTHON" - "$1" "$2" "$KEY" <<'PY'
-import http.client, json, sys
-n, port, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-body = json.dumps({"model": "mock-small", "max_tokens": 16,
-                   "messages": [{"role": "user", "content": "one two three"}]})
+    "$PYTHON" - "$1" "$2" "$KEY" "$TOKENS_PATH" "$TOKENS_BODY" <<'PY'
+import http.client, sys
+n, port, key, path, body = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 for i in range(n):
-    c.request("POST", "/v1/chat/completions", body=body,
+    c.request("POST", path, body=body,
               headers={"X-API-Key": key, "Content-Type": "application/json"})
     r = c.getresponse(); r.read()
     if r.status != 200 or r.will_close:
