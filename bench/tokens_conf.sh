@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: its variables are its callers'
 # bench/tokens_conf.sh -- the gateway with token layers and the request it
 # is measured with, in one place for the two that measure it:
 # bench/tokens.sh (throughput, SSE, its callgrind rows) and the guard's

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: dependencies, build, C unit tests (make check), the
-# mock backend's own tests, the guard on the instructions the gateway adds
-# to a request (tests/perf/instructions.sh), then the integration tests
+# mock backend's own tests, the guards on the instructions the gateway adds
+# to a GET and to a POST with token layers (tests/perf/instructions.sh),
+# then the integration tests
 # against a real apache2 (last: CI reads pytest's closing line).
 # Run as root on a fresh Debian 12 machine: bash scripts/test.sh
 set -euo pipefail
@@ -20,7 +21,9 @@ echo "== mock model backend"
 /usr/bin/python3 -m pytest -q tests/mock_backend
 
 echo "== instructions per request (callgrind; budget in bench/instruction-budget)"
-bash tests/perf/instructions.sh
+bash tests/perf/instructions.sh get
+echo "== instructions per POST with token layers (budget in bench/instruction-budget-post)"
+bash tests/perf/instructions.sh post
 
 echo "== integration tests (apache2 + mod_modelgate + mock backend)"
 cd tests/integration

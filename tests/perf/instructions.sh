@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# tests/perf/instructions.sh -- the guard on what mod_modelgate adds to every
-# request, counted in instructions, not timed: a noisy machine cannot fool it.
+# tests/perf/instructions.sh [get|post] -- the guards on what mod_modelgate
+# adds to a request, counted in instructions, not timed: a noisy machine
+# cannot fool them.  bash scripts/test.sh runs both modes.
 #
-# For bench/run.sh's (1) bare apache2 + mod_proxy and (2) mod_modelgate (API
-# key, tier + global + tenant layers on the shm store, ModelGateRoute), with
-# the configurations run.sh writes, in front of the mock backend:
+#   get (the default): GET /v1/models through bench/run.sh's (1) bare
+#       apache2 + mod_proxy and (2) mod_modelgate (API key, tier + global +
+#       tenant layers on the shm store, ModelGateRoute), with the
+#       configurations run.sh writes.  Budget: bench/instruction-budget.
+#   post: a non-streaming POST /v1/chat/completions through the same (1)
+#       and through bench/tokens_conf.sh's gateway, the one bench/tokens.sh
+#       measures (three request layers and two token layers: the body read,
+#       a reservation, the MODELGATE_USAGE filter reading the answer, the
+#       settle, OpenAI's x-ratelimit-* headers).  The mock backend answers
+#       a chat completion with usage.  Budget:
+#       bench/instruction-budget-post.
+#
+# In front of the mock backend, each server is
 #   apache2 -X (one process) under valgrind --tool=callgrind, counting
 #   every instruction of the process (its start and stop are the same in
 #   each run and cancel in the differences below; counting only inside
@@ -12,25 +23,31 @@
 #   runs after it returns, from its write completion: the request's EOR
 #   bucket, its pool's cleanup -- the metrics and the token settle),
 #   serves WARMUP, then WARMUP + REQUESTS, then WARMUP + 2 REQUESTS
-#   identical GETs, one after the other on one keep-alive connection, each
-#   time from a fresh start.  The difference of the first and last totals
-#   is what 2 REQUESTS requests cost, without start-up, first request and
-#   connection; the two intervals between the three show its stability.
-# Added = (2) - (1), per request.  It fails when that exceeds the budget in
-# bench/instruction-budget, when the two intervals' added figures differ by
-# more than MG_PERF_MAX_SPREAD percent of it (the count is then not the
-# deterministic figure this guard relies on), or when any answer is not a
-# 200 with every RateLimit header (a gateway that does less is cheaper).
+#   identical requests, one after the other on one keep-alive connection,
+#   each time from a fresh start.  The difference of the first and last
+#   totals is what 2 REQUESTS requests cost, without start-up, first
+#   request and connection; the two intervals between the three show its
+#   stability.
+# Added = (2) - (1), per request.  It fails when that exceeds the budget,
+# when the two intervals' added figures differ by more than
+# MG_PERF_MAX_SPREAD percent of it (the count is then not the
+# deterministic figure this guard relies on), or when any answer of (2) is
+# not what the gateway must send (a gateway that does less is cheaper):
+# a 200 with every RateLimit header; in post mode also OpenAI's six
+# x-ratelimit-* headers, and x-ratelimit-remaining-tokens falling from
+# one answer to the next by exactly the usage the answer reported (the
+# tenant's token window was settled to it: keepalive_client.py --settled).
 # On an idle machine the intervals agree within ~0.5%; under a load average
 # of 12 they were seen 3% apart, in opposite directions.
 #
-# Knobs: MG_PERF_REQUESTS=1000 MG_PERF_WARMUP=20 MG_PERF_MAX_SPREAD=10
+# Knobs: MG_PERF_REQUESTS=1000 (post: 300) MG_PERF_WARMUP=20
+#        MG_PERF_MAX_SPREAD=10 (post: 5)
 #        MG_PERF_EXTRA= (lines added to (2)'s configuration, to measure a
 #        variant, e.g. "ModelGateMetrics Off"; the guard itself runs without)
 #        MG_PERF_KEEP=1 (keep the run directory, with the callgrind files:
 #        callgrind_annotate shows where the instructions go)
 # Run as root (apache2 starts as root and becomes www-data), after
-# scripts/build.sh; about 20 s.  bash scripts/test.sh runs it.
+# scripts/build.sh; about 20 s a mode.
 set -euo pipefail
 
 GUARD_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -38,14 +55,33 @@ GUARD_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$GUARD_DIR/../../bench/run.sh"       # defines only: main runs when executed
 # shellcheck source=bench/callgrind.sh
 . "$GUARD_DIR/../../bench/callgrind.sh"  # start_mock, callgrind_total
+# shellcheck source=bench/tokens_conf.sh
+. "$GUARD_DIR/../../bench/tokens_conf.sh" # the gateway with token layers
 # run.sh finds its tree from $0, which is this script here.
 SRCDIR=$(cd "$GUARD_DIR/../.." && pwd)
 BENCH_DIR=$SRCDIR/bench
 
-REQUESTS=${MG_PERF_REQUESTS:-1000}
+MODE=${1:-get}
+case $MODE in
+    get)
+        REQUESTS=${MG_PERF_REQUESTS:-1000}
+        MAX_SPREAD=${MG_PERF_MAX_SPREAD:-10}
+        BUDGET_FILE=$SRCDIR/bench/instruction-budget
+        GATEWAY=apache-modelgate
+        WHAT="a GET"
+        ;;
+    post)
+        # 300 an interval: they agree within 0.4% (bench/README.md, "The
+        # POST guard"), and the mode takes ~17 s of the suite's time.
+        REQUESTS=${MG_PERF_REQUESTS:-300}
+        MAX_SPREAD=${MG_PERF_MAX_SPREAD:-5}
+        BUDGET_FILE=$SRCDIR/bench/instruction-budget-post
+        GATEWAY=apache-tokens
+        WHAT="a POST with token layers"
+        ;;
+    *) echo "usage: $0 [get|post]" >&2; exit 2 ;;
+esac
 WARMUP_REQ=${MG_PERF_WARMUP:-20}
-MAX_SPREAD=${MG_PERF_MAX_SPREAD:-10}
-BUDGET_FILE=$SRCDIR/bench/instruction-budget
 MODULE_SO=$SRCDIR/.libs/mod_modelgate.so
 MG_STORE=shm
 MG_EXTRA=${MG_PERF_EXTRA:-}
@@ -71,30 +107,58 @@ finish() {
 }
 trap finish EXIT
 
+# (2) in post mode: bench/tokens_conf.sh's gateway in front of the mock
+# backend, on run.sh's base configuration (the one (1) has).
+start_apache_tokens() {
+    local dir port
+    dir=$(make_rundir apache-tokens)
+    port=$(free_port)
+    tokens_keyfile "$dir"
+    {
+        apache_base_conf "$dir" "$port"
+        tokens_gateway_conf "$dir" "$BACKEND_PORT"
+        printf '%s\n' "$MG_EXTRA"
+    } >"$dir/httpd.conf"
+    apache_start apache-tokens "$dir" "$port"
+    PORT[apache-tokens]=$port
+}
+
 # total NAME START LOAD: TOTAL := the instructions server NAME (started by
 # START) spent from its start to its stop, having served the readiness
 # request and then LOAD requests on one connection.
 total() {
-    local name=$1 start=$2 load=$3 expect=()
-    if [ "$name" = apache-modelgate ]; then
+    local name=$1 start=$2 load=$3 args=()
+    if [ "$name" != apache-proxy ]; then
         # Every header the gateway sends on an admitted request, or it
         # would be measured doing less than it does.
-        expect=(--expect RateLimit-Policy --expect RateLimit --expect X-RateLimit-Limit
-                --expect X-RateLimit-Remaining --expect X-RateLimit-Reset)
+        args=(--expect RateLimit-Policy --expect RateLimit --expect X-RateLimit-Limit
+              --expect X-RateLimit-Remaining --expect X-RateLimit-Reset)
+    fi
+    if [ "$MODE" = post ]; then
+        args+=(--path "$TOKENS_PATH" --body "$TOKENS_BODY")
+        if [ "$name" != apache-proxy ]; then
+            local h
+            for h in limit remaining reset; do
+                args+=(--expect "x-ratelimit-$h-requests" --expect "x-ratelimit-$h-tokens")
+            done
+            args+=(--settled x-ratelimit-remaining-tokens)
+        fi
+    else
+        args+=(--path "$BENCH_PATH")
     fi
     callgrind_total "$RESULTS/callgrind/$name.$load.out" "$name" "$start" \
         "$PYTHON" "$GUARD_DIR/keepalive_client.py" --port @PORT@ \
-        --path "$BENCH_PATH" --key "$BENCH_KEY" --requests "$load" "${expect[@]}"
+        --key "$BENCH_KEY" --requests "$load" "${args[@]}"
 }
 
-plog "instructions per request, apache2 -X under callgrind, $REQUESTS requests after $WARMUP_REQ"
+plog "instructions per request ($WHAT), apache2 -X under callgrind, $REQUESTS requests after $WARMUP_REQ"
 start_mock
 # Each server serves WARMUP, WARMUP + REQUESTS, WARMUP + 2 REQUESTS
 # requests, each time from a fresh start: the differences are what
 # REQUESTS requests cost, without start-up, first-request and connection
 # costs; two of them show whether the count is stable.
 declare -A T=()
-for name in apache-proxy apache-modelgate; do
+for name in apache-proxy "$GATEWAY"; do
     for k in 0 1 2; do
         total "$name" "start_${name//-/_}" $((WARMUP_REQ + k * REQUESTS))
         T[$name.$k]=$TOTAL
@@ -105,7 +169,7 @@ stop_server backend
 added_all=()
 for k in 1 2; do
     bare=$(( (T[apache-proxy.$k] - T[apache-proxy.$((k - 1))]) / REQUESTS ))
-    gw=$(( (T[apache-modelgate.$k] - T[apache-modelgate.$((k - 1))]) / REQUESTS ))
+    gw=$(( (T[$GATEWAY.$k] - T[$GATEWAY.$((k - 1))]) / REQUESTS ))
     added_all+=("$((gw - bare))")
     plog "requests $(( WARMUP_REQ + (k - 1) * REQUESTS + 1 ))-$(( WARMUP_REQ + k * REQUESTS )): bare apache2 + mod_proxy $bare, mod_modelgate $gw Ir/request: added $((gw - bare))"
 done
@@ -115,20 +179,20 @@ done
 # per request at most, seen with a load average of 12) raises one interval
 # and lowers the other by the same amount: the mean does not see it.
 bare=$(( (T[apache-proxy.2] - T[apache-proxy.0]) / (2 * REQUESTS) ))
-gw=$(( (T[apache-modelgate.2] - T[apache-modelgate.0]) / (2 * REQUESTS) ))
+gw=$(( (T[$GATEWAY.2] - T[$GATEWAY.0]) / (2 * REQUESTS) ))
 added=$((gw - bare))
 read -r lo hi < <(printf '%s\n' "${added_all[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
 spread=$(awk -v lo="$lo" -v hi="$hi" -v a="$added" 'BEGIN { printf "%.2f", (a > 0) ? 100 * (hi - lo) / a : 0 }')
-echo "instructions per request, bare apache2 + mod_proxy -> mod_modelgate: $bare -> $gw"
-echo "mod_modelgate adds $added instructions per request (the two intervals: ${added_all[*]}, spread $spread%); budget $BUDGET (bench/instruction-budget)"
+echo "instructions per request ($WHAT), bare apache2 + mod_proxy -> mod_modelgate: $bare -> $gw"
+echo "mod_modelgate adds $added instructions to $WHAT (the two intervals: ${added_all[*]}, spread $spread%); budget $BUDGET (${BUDGET_FILE#"$SRCDIR"/})"
 status=0
 if awk -v s="$spread" -v m="$MAX_SPREAD" 'BEGIN { exit !(s > m) }'; then
     echo "FAIL: the intervals differ by $spread% (> $MAX_SPREAD%): the count is not the deterministic figure this guard needs"
     status=1
 fi
 if [ "$added" -gt "$BUDGET" ]; then
-    echo "FAIL: over budget by $((added - BUDGET)) instructions per request: cut them, or raise bench/instruction-budget in a commit that says why"
+    echo "FAIL: over budget by $((added - BUDGET)) instructions per request: cut them, or raise ${BUDGET_FILE#"$SRCDIR"/} in a commit that says why"
     status=1
 fi
-[ "$status" = 0 ] && echo "instruction budget: ok"
+[ "$status" = 0 ] && echo "instruction budget ($MODE): ok"
 exit "$status"
