@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # sourced: its variables are its callers'
 # bench/cache_conf.sh -- the response cache's counted rows in one place for
 # the two that count them: bench/cache_instructions.sh (the bench) and the
 # guard's cache mode (tests/perf/instructions.sh cache).  Sourced after
