@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/body_instructions.sh -- what reading a request's JSON body costs,
 # counted in instructions (callgrind), not timed.  As
-# tests/perf/instructions.sh: apache2 -X under callgrind, counting inside
-# ap_run_process_connection, serves WARMUP and then WARMUP + REQUESTS
+# tests/perf/instructions.sh: apache2 -X under callgrind, the whole process
+# counted (bench/callgrind.sh), serves WARMUP and then WARMUP + REQUESTS
 # identical POSTs of /v1/chat/completions (bench/body_client.py) on one
 # keep-alive connection, each time from a fresh start; the difference is
 # what REQUESTS requests cost.  The gateway is run.sh's (2) (API key, three
