@@ -6,6 +6,7 @@
  * The JSON lexer is in mg_usage_json.c; here is the SSE framing around
  * it, a second small state machine, and the API.
  */
+#include <stddef.h>
 #include <string.h>
 #include <apr_strings.h>
 #include "mg_usage_json.h"
@@ -287,4 +288,82 @@ void mg_usage_finish(mg_usage_scanner *s, mg_usage_event *ev)
 void mg_usage_result(const mg_usage_scanner *s, mg_usage *u)
 {
     *u = s->result;
+}
+
+/* ---- what a finished document says --------------------------------------- */
+
+/* Why a member's value is refused, by P_*. */
+static const char *const problems[] = {
+    "", "is negative", "is not a whole number", "is larger than 10^12",
+    "is a string, not a number", "is null", "is a boolean, not a number",
+    "is an object or array, not a number"
+};
+
+/* What a finished document says. */
+void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
+{
+    const mg_usage_slot_ *slot;
+    const char *name;
+    int s, f, given = 0;
+
+    /* `why` is written only for a usage not taken */
+    memset(u, 0, offsetof(mg_usage, why));
+    u->why[0] = '\0';
+    u->prompt = u->completion = u->total = u->reported_total = -1;
+    if (j->state == J_BAD) {
+        u->status = MG_USAGE_MALFORMED;
+        apr_snprintf(u->why, sizeof(u->why), "not JSON: %s at byte %"
+                     APR_UINT64_T_FMT, j->err, j->err_pos);
+        return;
+    }
+    if (!nonempty) {
+        u->status = MG_USAGE_ABSENT;
+        return;
+    }
+    /* The top-level usage first; a usage: null leaves room for
+     * response.usage. */
+    for (s = 0; s < 2; s++) {
+        if (j->slot[s].state == U_OBJECT || j->slot[s].state == U_OTHER) {
+            break;
+        }
+    }
+    if (s == 2) {
+        u->status = MG_USAGE_ABSENT;
+        return;
+    }
+    slot = &j->slot[s];
+    name = s ? "response.usage" : "usage";
+    u->from_response = s;
+    u->status = MG_USAGE_INVALID;
+    if (slot->state == U_OTHER) {
+        apr_snprintf(u->why, sizeof(u->why), "%s is not an object", name);
+        return;
+    }
+    for (f = 0; f < F_COUNT; f++) {
+        if (slot->f[f].problem) {
+            apr_snprintf(u->why, sizeof(u->why), "%s.%s %s", name,
+                         mg_usage_json_field_name(f), problems[slot->f[f].problem]);
+            return;
+        }
+        given |= slot->f[f].value >= 0;
+    }
+    if (!given) {
+        apr_snprintf(u->why, sizeof(u->why), "%s has no token count", name);
+        return;
+    }
+    u->status = MG_USAGE_FOUND;
+    u->prompt = slot->f[F_PROMPT].value >= 0 ? slot->f[F_PROMPT].value
+                : slot->f[F_INPUT].value;
+    u->completion = slot->f[F_COMPLETION].value >= 0
+                    ? slot->f[F_COMPLETION].value : slot->f[F_OUTPUT].value;
+    u->reported_total = slot->f[F_TOTAL].value;
+    if (u->prompt >= 0 || u->completion >= 0) {
+        u->total = (u->prompt > 0 ? u->prompt : 0)
+                   + (u->completion > 0 ? u->completion : 0);
+        u->total_disagrees = u->reported_total >= 0
+                             && u->reported_total != u->total;
+    }
+    else {
+        u->total = u->reported_total;
+    }
 }

@@ -9,11 +9,9 @@
  */
 #include <stddef.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 #include <apr_strings.h>
 #include "mg_usage_json.h"
+#include "mg_usage_json_skip.h"
 
 /* Member names that matter, by key id (0: none). */
 enum { K_NONE, K_USAGE, K_RESPONSE, K_CHOICES, K_PROMPT };
@@ -26,12 +24,6 @@ static const char *const key_names[] = {
 #define MASK_ROOT  ((1u << K_USAGE) | (1u << K_RESPONSE) | (1u << K_CHOICES))
 #define MASK_RESP  (1u << K_USAGE)
 #define MASK_USAGE (((1u << F_COUNT) - 1) << K_PROMPT)
-
-static const char *const problems[] = {
-    "", "is negative", "is not a whole number", "is larger than 10^12",
-    "is a string, not a number", "is null", "is a boolean, not a number",
-    "is an object or array, not a number"
-};
 
 static const char *const literals[] = { "true", "false", "null" };
 
@@ -579,72 +571,6 @@ static void json_byte(mg_usage_json_ *j, unsigned char c)
     }
 }
 
-/* Bytes that end the plain run of a string: '"', '\\' and controls. */
-static const unsigned char string_stop[256] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0
-    /* the rest: 0 */
-};
-
-/* Where the plain run of a string that starts at b[i] ends: the first of
- * b[i .. len) that is '"', '\\' or a control, else len.  A message's
- * content is most of an answer: byte by byte through the table it cost 6
- * instructions a byte.  With SSE2 (every x86-64), sixteen bytes a step
- * (about 1 instruction a byte); else eight: a byte that is zero after the
- * XOR with '"' (or '\\'), or below 0x20, sets its top bit in `hit` (bytes
- * of 0x80 and more never do; a borrow can set the top bit of a later byte
- * too, never of an earlier one, so the lowest bit set is the first stop),
- * about 3 a byte. */
-__attribute__((always_inline))
-static inline apr_size_t plain_run(const unsigned char *b, apr_size_t i,
-                                   apr_size_t len)
-{
-#if !APR_IS_BIGENDIAN
-    const apr_uint64_t ones = APR_UINT64_C(0x0101010101010101);
-    const apr_uint64_t tops = APR_UINT64_C(0x8080808080808080);
-#endif
-#ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
-    const __m128i ctl = _mm_set1_epi8(0x1f);
-
-    while (len - i >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(b + i));
-        /* min(v, 0x1f) == v: v is a control (unsigned) */
-        int hit = _mm_movemask_epi8(_mm_or_si128(
-            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-            _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v)));
-
-        if (hit) {
-            return i + (apr_size_t)__builtin_ctz((unsigned int)hit);
-        }
-        i += 16;
-    }
-#endif
-#if !APR_IS_BIGENDIAN
-    while (len - i >= 8) {
-        apr_uint64_t v, q, e, hit;
-
-        memcpy(&v, b + i, 8);
-        q = v ^ (ones * '"');
-        e = v ^ (ones * '\\');
-        hit = (((q - ones) & ~q) | ((e - ones) & ~e)
-               | ((v - ones * 0x20) & ~v)) & tops;
-        if (hit) {
-            return i + ((apr_size_t)__builtin_ctzll(hit) >> 3);
-        }
-        i += 8;
-    }
-#endif
-    while (i < len && !string_stop[b[i]]) {
-        i++;
-    }
-    return i;
-}
-
 /* Lengths of key_names[], in its order. */
 #define LEN(s) (sizeof(s) - 1)
 static const unsigned char key_lens[] = {
@@ -844,71 +770,7 @@ int mg_usage_json_finish(mg_usage_json_ *j)
     return 1;
 }
 
-/* What a finished document says. */
-void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
+const char *mg_usage_json_field_name(int f)
 {
-    const mg_usage_slot_ *slot;
-    const char *name;
-    int s, f, given = 0;
-
-    /* `why` is written only for a usage not taken */
-    memset(u, 0, offsetof(mg_usage, why));
-    u->why[0] = '\0';
-    u->prompt = u->completion = u->total = u->reported_total = -1;
-    if (j->state == J_BAD) {
-        u->status = MG_USAGE_MALFORMED;
-        apr_snprintf(u->why, sizeof(u->why), "not JSON: %s at byte %"
-                     APR_UINT64_T_FMT, j->err, j->err_pos);
-        return;
-    }
-    if (!nonempty) {
-        u->status = MG_USAGE_ABSENT;
-        return;
-    }
-    /* The top-level usage first; a usage: null leaves room for
-     * response.usage. */
-    for (s = 0; s < 2; s++) {
-        if (j->slot[s].state == U_OBJECT || j->slot[s].state == U_OTHER) {
-            break;
-        }
-    }
-    if (s == 2) {
-        u->status = MG_USAGE_ABSENT;
-        return;
-    }
-    slot = &j->slot[s];
-    name = s ? "response.usage" : "usage";
-    u->from_response = s;
-    u->status = MG_USAGE_INVALID;
-    if (slot->state == U_OTHER) {
-        apr_snprintf(u->why, sizeof(u->why), "%s is not an object", name);
-        return;
-    }
-    for (f = 0; f < F_COUNT; f++) {
-        if (slot->f[f].problem) {
-            apr_snprintf(u->why, sizeof(u->why), "%s.%s %s", name,
-                         key_names[K_PROMPT + f], problems[slot->f[f].problem]);
-            return;
-        }
-        given |= slot->f[f].value >= 0;
-    }
-    if (!given) {
-        apr_snprintf(u->why, sizeof(u->why), "%s has no token count", name);
-        return;
-    }
-    u->status = MG_USAGE_FOUND;
-    u->prompt = slot->f[F_PROMPT].value >= 0 ? slot->f[F_PROMPT].value
-                : slot->f[F_INPUT].value;
-    u->completion = slot->f[F_COMPLETION].value >= 0
-                    ? slot->f[F_COMPLETION].value : slot->f[F_OUTPUT].value;
-    u->reported_total = slot->f[F_TOTAL].value;
-    if (u->prompt >= 0 || u->completion >= 0) {
-        u->total = (u->prompt > 0 ? u->prompt : 0)
-                   + (u->completion > 0 ? u->completion : 0);
-        u->total_disagrees = u->reported_total >= 0
-                             && u->reported_total != u->total;
-    }
-    else {
-        u->total = u->reported_total;
-    }
+    return key_names[K_PROMPT + f];
 }

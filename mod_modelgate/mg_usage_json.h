@@ -40,7 +40,11 @@ void mg_usage_json_feed(mg_usage_json_ *j, const unsigned char *b,
 /** The document ended: 1 if it was complete JSON, else 0 (malformed). */
 int mg_usage_json_finish(mg_usage_json_ *j);
 
-/** What the document said (`nonempty`: any byte but white space came). */
+/** What the document said (`nonempty`: any byte but white space came):
+ *  mg_usage.h's rules for parts and total, in mg_usage.c. */
 void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u);
+
+/** The member name of field `f` (F_PROMPT ...): "prompt_tokens" ... */
+const char *mg_usage_json_field_name(int f);
 
 #endif /* MG_USAGE_JSON_H */
