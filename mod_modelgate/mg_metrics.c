@@ -155,10 +155,13 @@ void mg_metrics_sample(mg_metrics_out *o, const char *name,
     emit_str(o, apr_pstrcat(o->p, line, " ", value, "\n", NULL));
 }
 
-static const char *u64(apr_pool_t *p, apr_uint64_t v)
+void mg_metrics_sample_u64(mg_metrics_out *o, const char *name,
+                           const char *const *labels, apr_uint64_t value)
 {
-    return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
+    mg_metrics_sample(o, name, labels,
+                      apr_psprintf(o->p, "%" APR_UINT64_T_FMT, value));
 }
+
 
 /* A fixed-point number: `v` units of 10^-digits. */
 static const char *fixed(apr_pool_t *p, apr_uint64_t v, apr_uint64_t unit,
@@ -196,13 +199,13 @@ static void write_histograms(mg_metrics_out *o, const mg_metrics_layout *l,
         for (b = 0; b <= MG_METRICS_BOUNDS; b++) {
             cum += h[b];
             labels[3] = b < MG_METRICS_BOUNDS ? bound_text[b] : "+Inf";
-            mg_metrics_sample(o, bucket, labels, u64(o->p, cum));
+            mg_metrics_sample_u64(o, bucket, labels, cum);
         }
         labels[2] = NULL;
         mg_metrics_sample(o, sum_name, labels,
                           fixed(o->p, h[MG_METRICS_BOUNDS + 1],
                                 APR_USEC_PER_SEC, 6));
-        mg_metrics_sample(o, count_name, labels, u64(o->p, cum));
+        mg_metrics_sample_u64(o, count_name, labels, cum);
     }
 }
 
@@ -230,8 +233,8 @@ void mg_metrics_write(mg_metrics_out *o, const mg_metrics_layout *l,
                     labels[6] = "outcome";
                     labels[7] = mg_metrics_outcome_names[x];
                     labels[8] = NULL;
-                    mg_metrics_sample(o, "modelgate_requests_total", labels,
-                                      u64(o->p, sum[c]));
+                    mg_metrics_sample_u64(o, "modelgate_requests_total",
+                                          labels, sum[c]);
                 }
             }
         }
@@ -246,8 +249,8 @@ void mg_metrics_write(mg_metrics_out *o, const mg_metrics_layout *l,
                                       n->limits[x], NULL };
             c = l->rejections + (apr_size_t)t * l->limits + x;
             if (sum[c]) {
-                mg_metrics_sample(o, "modelgate_rejections_total", labels,
-                                  u64(o->p, sum[c]));
+                mg_metrics_sample_u64(o, "modelgate_rejections_total",
+                                      labels, sum[c]);
             }
         }
     }
@@ -259,8 +262,8 @@ void mg_metrics_write(mg_metrics_out *o, const mg_metrics_layout *l,
                                       mg_metrics_action_names[x], NULL };
             c = l->degradations + (apr_size_t)t * MG_ACT_COUNT + x;
             if (sum[c]) {
-                mg_metrics_sample(o, "modelgate_degradations_total", labels,
-                                  u64(o->p, sum[c]));
+                mg_metrics_sample_u64(o, "modelgate_degradations_total",
+                                      labels, sum[c]);
             }
         }
     }
@@ -276,8 +279,8 @@ void mg_metrics_write(mg_metrics_out *o, const mg_metrics_layout *l,
                                       classes[x], NULL };
             c = l->responses + (apr_size_t)r * MG_METRICS_CLASSES + x;
             if (sum[c]) {
-                mg_metrics_sample(o, "modelgate_responses_total", labels,
-                                  u64(o->p, sum[c]));
+                mg_metrics_sample_u64(o, "modelgate_responses_total",
+                                      labels, sum[c]);
             }
         }
     }
@@ -303,8 +306,8 @@ void mg_metrics_write(mg_metrics_out *o, const mg_metrics_layout *l,
                                           NULL };
                 c = l->tokens + ((apr_size_t)m * l->tiers + t) * 2 + x;
                 if (sum[c]) {
-                    mg_metrics_sample(o, "modelgate_tokens_total", labels,
-                                      u64(o->p, sum[c]));
+                    mg_metrics_sample_u64(o, "modelgate_tokens_total",
+                                          labels, sum[c]);
                 }
             }
         }

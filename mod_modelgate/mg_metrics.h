@@ -152,6 +152,10 @@ void mg_metrics_family(mg_metrics_out *o, const char *name, const char *type,
 void mg_metrics_sample(mg_metrics_out *o, const char *name,
                        const char *const *labels, const char *value);
 
+/** The same with a count as its value. */
+void mg_metrics_sample_u64(mg_metrics_out *o, const char *name,
+                           const char *const *labels, apr_uint64_t value);
+
 /** A label value escaped for the exposition (\\, \" and \n). */
 const char *mg_metrics_escape(apr_pool_t *p, const char *value);
 

@@ -437,10 +437,6 @@ static void emit_to_client(void *baton, const char *text, apr_size_t len)
     ap_rwrite(text, (int)len, baton);
 }
 
-static const char *u64(apr_pool_t *p, apr_uint64_t v)
-{
-    return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
-}
 
 static void write_upstreams(mg_metrics_out *o, request_rec *r,
                             const mg_server_conf *sc)
@@ -471,16 +467,16 @@ static void write_upstreams(mg_metrics_out *o, request_rec *r,
     for (i = 1; i < layout.routes; i++) {
         const char *labels[3] = { "upstream", names.routes[i], NULL };
         if (snap[i].inflight_counted) {
-            mg_metrics_sample(o, "modelgate_upstream_in_flight", labels,
-                              u64(r->pool, snap[i].inflight));
+            mg_metrics_sample_u64(o, "modelgate_upstream_in_flight", labels,
+                                  snap[i].inflight);
         }
     }
     mg_metrics_family(o, "modelgate_upstream_window_requests", "gauge",
                       "Answers in the upstream's health window.");
     for (i = 1; i < layout.routes; i++) {
         const char *labels[3] = { "upstream", names.routes[i], NULL };
-        mg_metrics_sample(o, "modelgate_upstream_window_requests", labels,
-                          u64(r->pool, snap[i].stats.requests));
+        mg_metrics_sample_u64(o, "modelgate_upstream_window_requests", labels,
+                              snap[i].stats.requests);
     }
     mg_metrics_family(o, "modelgate_upstream_error_ratio", "gauge",
                       "Share of failed answers (5xx, none) in the "

@@ -11,10 +11,6 @@
 #include "mod_modelgate_private.h"
 #include "mg_metrics.h"
 
-static const char *u64(apr_pool_t *p, apr_uint64_t v)
-{
-    return apr_psprintf(p, "%" APR_UINT64_T_FMT, v);
-}
 
 /* A store over the network (the redis plugin's): its round trips, its
  * breakers and the local-sync lag.  Only the primary store can be one. */
@@ -47,8 +43,9 @@ static void write_remote_store(mg_metrics_out *o, request_rec *r,
     }
     for (f = 0; f < (int)(sizeof(counters) / sizeof(counters[0])); f++) {
         mg_metrics_family(o, counters[f].name, "counter", counters[f].help);
-        mg_metrics_sample(o, counters[f].name, labels, u64(r->pool,
-            *(const apr_uint64_t *)((const char *)in + counters[f].off)));
+        mg_metrics_sample_u64(o, counters[f].name, labels,
+                              *(const apr_uint64_t *)((const char *)in
+                                                      + counters[f].off));
     }
     mg_metrics_family(o, "modelgate_store_breaker_processes", "gauge",
                       "Live processes whose breaker to the store's server "
@@ -56,8 +53,8 @@ static void write_remote_store(mg_metrics_out *o, request_rec *r,
     labels[4] = "state";
     for (f = 0; f < 3; f++) {
         labels[5] = states[f];
-        mg_metrics_sample(o, "modelgate_store_breaker_processes", labels,
-                          u64(r->pool, in->breaker_processes[f]));
+        mg_metrics_sample_u64(o, "modelgate_store_breaker_processes", labels,
+                              in->breaker_processes[f]);
     }
     labels[4] = NULL;
     mg_metrics_family(o, "modelgate_store_sync_lag_seconds", "gauge",
@@ -133,9 +130,9 @@ void mg_metrics_write_store(mg_metrics_out *o, request_rec *r,
                 continue;
             }
             labels[1] = stores[k].pr->name;
-            mg_metrics_sample(o, fields[f].name, labels, u64(r->pool,
-                *(const apr_uint64_t *)((const char *)&info[k]
-                                        + fields[f].off)));
+            mg_metrics_sample_u64(o, fields[f].name, labels,
+                                  *(const apr_uint64_t *)(
+                                      (const char *)&info[k] + fields[f].off));
         }
     }
     write_remote_store(o, r, stores[0].pr, &info[0]);
@@ -152,9 +149,9 @@ void mg_metrics_write_store(mg_metrics_out *o, request_rec *r,
             continue;
         }
         labels[1] = stores[k].pr->name;
-        mg_metrics_sample(o, "modelgate_store_counters", labels,
-                          u64(r->pool, info[k].inserted > gone
-                                       ? info[k].inserted - gone : 0));
+        mg_metrics_sample_u64(o, "modelgate_store_counters", labels,
+                              info[k].inserted > gone
+                                  ? info[k].inserted - gone : 0);
     }
 }
 

@@ -521,35 +521,30 @@ static void otlp_scrape(request_rec *r, struct mg_metrics_out *o)
                       "or not sampled.");
     for (i = 0; i < 3; i++) {
         const char *labels[3] = { "sampling", decided[i].label, NULL };
-        mg_metrics_sample(o, "modelgate_otlp_spans_total", labels,
-                          apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
-                                       v[decided[i].c]));
+        mg_metrics_sample_u64(o, "modelgate_otlp_spans_total", labels,
+                              v[decided[i].c]);
     }
     mg_metrics_family(o, "modelgate_otlp_spans_exported_total", "counter",
                       "Spans the collector accepted.");
-    mg_metrics_sample(o, "modelgate_otlp_spans_exported_total", NULL,
-                      apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
-                                   v[C_EXPORTED]));
+    mg_metrics_sample_u64(o, "modelgate_otlp_spans_exported_total", NULL,
+                          v[C_EXPORTED]);
     mg_metrics_family(o, "modelgate_otlp_spans_dropped_total", "counter",
                       "Spans lost: the queue was full, or their batch "
                       "failed.");
     for (i = 0; i < 2; i++) {
         const char *labels[3] = { "reason", dropped[i].label, NULL };
-        mg_metrics_sample(o, "modelgate_otlp_spans_dropped_total", labels,
-                          apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
-                                       v[dropped[i].c]));
+        mg_metrics_sample_u64(o, "modelgate_otlp_spans_dropped_total", labels,
+                              v[dropped[i].c]);
     }
     mg_metrics_family(o, "modelgate_otlp_export_requests_total", "counter",
                       "Batches sent to the collector, by result.");
     {
         const char *ok[3] = { "result", "ok", NULL };
         const char *bad[3] = { "result", "error", NULL };
-        mg_metrics_sample(o, "modelgate_otlp_export_requests_total", ok,
-                          apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
-                                       v[C_BATCH_OK]));
-        mg_metrics_sample(o, "modelgate_otlp_export_requests_total", bad,
-                          apr_psprintf(r->pool, "%" APR_UINT64_T_FMT,
-                                       v[C_BATCH_FAILED]));
+        mg_metrics_sample_u64(o, "modelgate_otlp_export_requests_total", ok,
+                              v[C_BATCH_OK]);
+        mg_metrics_sample_u64(o, "modelgate_otlp_export_requests_total", bad,
+                              v[C_BATCH_FAILED]);
     }
 }
 
