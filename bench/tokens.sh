@@ -32,6 +32,10 @@
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+# run.sh's processes, stopped by PID (RUNNING, stop_server, the EXIT trap),
+# free_port and apache_base_conf; it only defines when sourced
+# shellcheck source=bench/run.sh
+. "$BENCH_DIR/run.sh"
 SRCDIR=$(cd "$BENCH_DIR/.." && pwd)
 ROUNDS=${BENCH_ROUNDS:-5}
 STREAMS=${BENCH_STREAMS:-100}
@@ -56,26 +60,6 @@ MODULE_SO="$SRCDIR/.libs/mod_modelgate.so"
 
 log() { printf '[tokens] %s\n' "$*" >&2; }
 die() { printf '[tokens] ERROR: %s\n' "$*" >&2; exit 1; }
-
-declare -A RUNNING=()
-stop_server() {
-    local pid=${RUNNING[$1]:-} i
-    [ -n "$pid" ] || return 0
-    unset "RUNNING[$1]"
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() { local n; for n in "${!RUNNING[@]}"; do stop_server "$n"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-    "$PYTHON" -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 rundir() { mkdir -p "$RESULTS/$1/htdocs" "$RESULTS/$1/tmp"; chmod 755 "$RESULTS/$1"; echo "$RESULTS/$1"; }
 
@@ -119,32 +103,7 @@ wait_http() {
 
 apache_conf() {   # DIR PORT BACKEND_PORT GATEWAY(0/1)
     local dir=$1 port=$2 be=$3 gw=$4
-    cat <<EOF
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/httpd.pid"
-DefaultRuntimeDir "$dir"
-ErrorLog "$dir/error.log"
-LogLevel warn
-User www-data
-Group www-data
-LoadModule mpm_event_module $MODS/mod_mpm_event.so
-StartServers 2
-ServerLimit 2
-ThreadsPerChild 64
-ThreadLimit 64
-MaxRequestWorkers 128
-MinSpareThreads 1
-MaxSpareThreads 256
-MaxConnectionsPerChild 0
-KeepAlive On
-MaxKeepAliveRequests 0
-LoadModule authz_core_module $MODS/mod_authz_core.so
-LoadModule proxy_module $MODS/mod_proxy.so
-LoadModule proxy_http_module $MODS/mod_proxy_http.so
-DocumentRoot "$dir/htdocs"
-EOF
+    apache_base_conf "$dir" "$port"
     if [ "$gw" = 0 ]; then
         printf 'ProxyPass /v1/ http://127.0.0.1:%s/v1/\n<Location "/v1/">\n    Require all granted\n</Location>\n' "$be"
         return
