@@ -123,6 +123,17 @@ static void add_layer(request_rec *r, const mg_server_conf *sc,
     layer->limit_text = def->quota_text;
 }
 
+/* Does a declared limit apply to a request of this tier and model?  (A
+ * model-scoped limit needs a model to count.)  Both the decision and the
+ * too-many report ask it, so they never disagree on the set. */
+static APR_INLINE int limit_applies(const mg_limit_def *def,
+                                    const char *tier, const char *model)
+{
+    return mg_policy_limit_applies(def, tier)
+           && mg_policy_limit_applies_to_model(def, model)
+           && (def->scope != MG_SCOPE_MODEL || model);
+}
+
 int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
                           const mg_dir_conf *dc, const mg_key *key,
                           const mg_tier *tier, const char *model,
@@ -142,9 +153,7 @@ int mg_layers_for_request(request_rec *r, const mg_server_conf *sc,
         for (i = 0; i < lists[l]->nelts; i++) {
             const mg_limit_def *def = APR_ARRAY_IDX(lists[l], i,
                                                     mg_limit_def *);
-            if (!mg_policy_limit_applies(def, key->tier)
-                || !mg_policy_limit_applies_to_model(def, model)
-                || (def->scope == MG_SCOPE_MODEL && !model)) {
+            if (!limit_applies(def, key->tier, model)) {
                 continue;
             }
             if (n == MG_LIMIT_MAX_LAYERS) {
@@ -185,10 +194,7 @@ static const char *applying_text(request_rec *r, const mg_server_conf *sc,
         for (i = 0; i < (l < 0 ? 2 : lists[l]->nelts); i++) {
             const mg_limit_def *def = l < 0 ? defs[i]
                 : APR_ARRAY_IDX(lists[l], i, mg_limit_def *);
-            if (!def || (l >= 0
-                         && (!mg_policy_limit_applies(def, tier->name)
-                             || !mg_policy_limit_applies_to_model(def, model)
-                             || (def->scope == MG_SCOPE_MODEL && !model)))) {
+            if (!def || (l >= 0 && !limit_applies(def, tier->name, model))) {
                 continue;
             }
             text = apr_psprintf(r->pool, "%s%s%s (%s line %d)", text,
