@@ -331,9 +331,8 @@ static apr_uint32_t tier_label(const mg_tier *t)
  * relaxed atomic additions; strings only for a refused request. */
 static int metrics_log(request_rec *r)
 {
-    request_rec *last = r;
-    mg_request *req = NULL;
-    const request_rec *g;
+    request_rec *last;
+    mg_request *req = mg_request_gated(r, &last);
     apr_uint64_t *slot = my_slot;
     apr_uint32_t route = 0, model, tier;
     mg_outcome outcome;
@@ -344,20 +343,8 @@ static int metrics_log(request_rec *r)
     if (!slot) {
         return DECLINED;
     }
-    /* The request of the chain the gate ran for (an ErrorDocument or a
-     * redirect into a gated path is gated itself). */
-    for (g = r; g; g = g->next) {
-        req = ap_get_module_config(g->request_config, &modelgate_module);
-        if (req && req->gated) {
-            break;
-        }
-        req = NULL;
-    }
     if (!req) {
         return DECLINED;
-    }
-    while (last->next) {
-        last = last->next;
     }
     status = last->status;
     if (req->upstream && req->upstream->index >= 0
@@ -366,14 +353,7 @@ static int metrics_log(request_rec *r)
     }
     model = model_label(req->model);
     tier = tier_label(req->tier);
-    outcome = (mg_outcome)req->outcome;
-    if (outcome == MG_OUT_NONE) {
-        outcome = status == HTTP_UNAUTHORIZED ? MG_OUT_UNAUTHENTICATED
-                                              : MG_OUT_INVALID;
-    }
-    else if (outcome == MG_OUT_ALLOWED && req->cached) {
-        outcome = MG_OUT_CACHED;
-    }
+    outcome = (mg_outcome)mg_request_outcome(req, status);
     mg_metrics_add(slot, mg_metrics_requests_cell(&layout, route, model, tier,
                                                   outcome), 1);
     if (outcome == MG_OUT_REJECTED) {

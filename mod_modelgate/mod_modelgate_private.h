@@ -381,6 +381,16 @@ mg_request *mg_request_get(request_rec *r);
  *  `wanted` says yes; NULL if none. */
 const mg_request *mg_request_earlier(const request_rec *r,
                                      int (*wanted)(const mg_request *req));
+/** What log_transaction reads of a request: the state of the request of
+ *  r's chain the gate ran for (an ErrorDocument or an internal redirect
+ *  into a gated path is gated itself), or NULL; *last is set to the
+ *  chain's last request, whose status is the answer's. */
+mg_request *mg_request_gated(request_rec *r, request_rec **last);
+/** What became of a gated request, as the metrics count it and a span
+ *  tells it (an mg_outcome, mg_metrics.h): its decision, or for one
+ *  refused before a decision 401 or invalid, and a hit as cached.
+ *  `status`: the answer's. */
+int mg_request_outcome(const mg_request *req, int status);
 /** Serialise the canned errors for this generation (post_config). */
 void mg_respond_prepare(apr_pool_t *pconf);
 /** An error response is about to be sent: mod_proxy's own failures get

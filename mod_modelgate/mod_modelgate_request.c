@@ -15,6 +15,7 @@
 #include <http_request.h>
 #include <util_filter.h>
 #include "mod_modelgate_private.h"
+#include "mg_metrics.h"
 #include "mg_error.h"
 
 #define MG_JSON_ERROR_FILTER "MODELGATE_JSON_ERROR"
@@ -45,6 +46,35 @@ const mg_request *mg_request_earlier(const request_rec *r,
         }
     }
     return NULL;
+}
+
+mg_request *mg_request_gated(request_rec *r, request_rec **last)
+{
+    request_rec *g;
+    mg_request *req, *gated = NULL;
+
+    for (g = r; g->main; g = g->main) {
+    }
+    for (; g; g = g->next) {
+        req = ap_get_module_config(g->request_config, &modelgate_module);
+        if (!gated && req && req->gated) {
+            gated = req;
+        }
+        *last = g;
+    }
+    return gated;
+}
+
+int mg_request_outcome(const mg_request *req, int status)
+{
+    if (req->outcome == MG_OUT_NONE) {
+        return status == HTTP_UNAUTHORIZED ? MG_OUT_UNAUTHENTICATED
+                                           : MG_OUT_INVALID;
+    }
+    if (req->outcome == MG_OUT_ALLOWED && req->cached) {
+        return MG_OUT_CACHED;
+    }
+    return req->outcome;
 }
 
 /* ---- what plugins may ask and be asked ----------------------------------------- */

@@ -6,36 +6,14 @@
  *
  * Pulled, not pushed: a plugin that wants it asks from its own
  * log_transaction hook, so with no such plugin loaded the core does
- * nothing more per request (no hook call, no struct filled).  The figures
- * are the ones the metrics count (mod_modelgate_metrics.c), read from the
- * same mg_request fields, so a span and the counters never disagree on
- * what a request was.
+ * nothing more per request (no hook call, no struct filled).  The request
+ * and its outcome come from the functions the metrics use
+ * (mg_request_gated, mg_request_outcome), so a span and the counters
+ * never disagree on what a request was.
  */
 #include "mod_modelgate_private.h"
 #include "mg_metrics.h"
 #include "mg_trace.h"
-
-/* The request of the chain the gate ran for. */
-static const mg_request *gated_of(request_rec *r)
-{
-    const request_rec *g;
-
-    for (g = r; g; g = g->next) {
-        const mg_request *req = ap_get_module_config(g->request_config,
-                                                     &modelgate_module);
-        if (req && req->gated) {
-            return req;
-        }
-    }
-    for (g = r->prev; g; g = g->prev) {
-        const mg_request *req = ap_get_module_config(g->request_config,
-                                                     &modelgate_module);
-        if (req && req->gated) {
-            return req;
-        }
-    }
-    return NULL;
-}
 
 /* Did the gateway (httpd's error path, mod_proxy failing) make this
  * status's body rather than the upstream?  The error path gives every
@@ -60,19 +38,13 @@ static int gateway_made(request_rec *last, const mg_request *req, int status)
 
 static int mg_request_summarize(request_rec *r, mg_request_summary *out)
 {
-    const mg_request *req = gated_of(r);
-    request_rec *last = r;
+    request_rec *last;
+    const mg_request *req = mg_request_gated(r, &last);
     mg_outcome outcome;
 
     memset(out, 0, sizeof(*out));
     if (!req) {
         return 0;
-    }
-    while (last->main) {
-        last = last->main;
-    }
-    while (last->next) {
-        last = last->next;
     }
     if (req->trace_id) {
         /* mod_modelgate_trace.c keeps the mg_trace at the address
@@ -87,14 +59,7 @@ static int mg_request_summarize(request_rec *r, mg_request_summary *out)
     out->end = apr_time_now();
     out->method = r->method;
     out->status = last->status;
-    outcome = (mg_outcome)req->outcome;
-    if (outcome == MG_OUT_NONE) {
-        outcome = out->status == HTTP_UNAUTHORIZED ? MG_OUT_UNAUTHENTICATED
-                                                   : MG_OUT_INVALID;
-    }
-    else if (outcome == MG_OUT_ALLOWED && req->cached) {
-        outcome = MG_OUT_CACHED;
-    }
+    outcome = (mg_outcome)mg_request_outcome(req, out->status);
     out->outcome = outcome;
     out->decision = outcome < MG_OUT_COUNT ? mg_metrics_outcome_names[outcome]
                                            : NULL;
