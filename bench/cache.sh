@@ -16,7 +16,9 @@
 #
 # Targets (issue 12): (7) rps >= 1.5 x (1); (6) - (5) gateway CPU <= 2 us
 # per request.  Knobs as run.sh's (BENCH_DURATION, BENCH_ROUNDS, ...);
-# BENCH_CACHE_ONLY="1 5 6 7" picks rows.
+# BENCH_CACHE_ONLY="1 5 6 7" picks rows; BENCH_CACHE_EXTRA= adds lines to the
+# configuration of (5)-(7); BENCH_CACHE_LOCK=httpd (or shared, the default)
+# picks the cache's lock.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/run.sh"
 
@@ -59,10 +61,11 @@ start_cache_gateway() {
     local so=$RESULTS/mod_modelgate_cache.so
     MG_EXTRA="LoadModule socache_shmcb_module $HTTPD_MODDIR/mod_socache_shmcb.so
 LoadModule modelgate_cache_module \"$so\"
-ModelGateCache \"shmcb:$RESULTS/$name-shmcb(67108864)\"
+ModelGateCache \"shmcb:$RESULTS/$name-shmcb(67108864)\"${BENCH_CACHE_LOCK:+ lock=$BENCH_CACHE_LOCK}
 <Location \"/v1/\">
     ModelGateCacheable $cacheable
-</Location>"
+</Location>
+${BENCH_CACHE_EXTRA:-}"
     start_apache_modelgate
     # Under its own name, for the table.
     PORT[$name]=${PORT[apache-modelgate]}

@@ -51,6 +51,7 @@
 #include "mod_modelgate_private.h"
 #include "mg_table.h"
 #include "mg_sync.h"
+#include "mg_shared_lock.h"
 
 #define SHM_DEFAULT_CAPACITY 65536u
 #define SHM_DEFAULT_LOGS     1024u
@@ -86,7 +87,7 @@ typedef struct shm_retained {
 
 /* The segment: the lock on a line of its own, the counter table, then the
  * table of sliding logs; with local-sync, the sync areas of both after. */
-#define LOCK_BYTES 64
+#define LOCK_BYTES MG_SHARED_LOCK_BYTES
 
 /* Beside the lock, on its line, what the pressure reports need: written
  * under the lock, so only the first process to see new evictions after the
@@ -109,21 +110,6 @@ static apr_size_t table_offset(void)
 static apr_size_t logs_offset(apr_uint32_t capacity)
 {
     return (table_offset() + mg_table_bytes(capacity) + 63) & ~(apr_size_t)63;
-}
-
-static apr_status_t init_shared_lock(pthread_mutex_t *lock)
-{
-    pthread_mutexattr_t attr;
-    int rc;
-
-    if ((rc = pthread_mutexattr_init(&attr)) == 0) {
-        if ((rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) == 0
-            && (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) == 0) {
-            rc = pthread_mutex_init(lock, &attr);
-        }
-        pthread_mutexattr_destroy(&attr);
-    }
-    return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
 }
 
 static apr_size_t align64(apr_size_t n)
@@ -274,7 +260,7 @@ static apr_status_t shm_init(mg_store_instance *inst, server_rec *s,
         }
         base = apr_shm_baseaddr_get(kept->shm);
         memset(base, 0, LOCK_BYTES);
-        if ((rv = init_shared_lock(&((struct shm_head *)base)->lock))
+        if ((rv = mg_shared_lock_init(&((struct shm_head *)base)->lock))
             != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGLOGNO(00106)
                          "shm store: cannot make its lock");
@@ -353,33 +339,29 @@ static apr_status_t shm_child_init(mg_store_instance *inst, server_rec *s,
 
 static apr_status_t store_lock(mg_store_instance *inst, server_rec *s)
 {
-    int rc;
+    apr_status_t rv;
+    int recovered;
 
     if (inst->mutex) {
         return apr_global_mutex_lock(inst->mutex);
     }
-    rc = pthread_mutex_lock(inst->lock);
-    if (rc == EOWNERDEAD) {
+    rv = mg_shared_lock(inst->lock, &recovered);
+    if (recovered) {
         /* Its holder died mid-decision: the entry it was writing may hold
          * a mix of old and new state, off by that one request at most. */
-        pthread_mutex_consistent(inst->lock);
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGLOGNO(00107)
                      "shm store: a process died holding the store's lock; "
                      "recovered it");
-        return APR_SUCCESS;
     }
-    return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
+    return rv;
 }
 
 static apr_status_t store_unlock(mg_store_instance *inst)
 {
-    int rc;
-
     if (inst->mutex) {
         return apr_global_mutex_unlock(inst->mutex);
     }
-    rc = pthread_mutex_unlock(inst->lock);
-    return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
+    return mg_shared_unlock(inst->lock);
 }
 
 static apr_uint64_t evicted_exhausted(const mg_store_instance *inst)

@@ -51,18 +51,17 @@
 #include <mod_proxy.h>
 #include "mod_modelgate_private.h"
 #include "mg_clock.h"
+#include "mg_shared_lock.h"
 
 #define MG_OBSERVE_FILTER "MODELGATE_OBSERVE"
 /* Process slots: more children than this are not counted in flight. */
 #define PROC_SLOTS 512
-#define LOCK_BYTES 64
+#define LOCK_BYTES MG_SHARED_LOCK_BYTES
 
 typedef struct upstream_shared {
     mg_health health;
     apr_uint32_t inflight[PROC_SLOTS];
 } upstream_shared;
-
-typedef char lock_fits[sizeof(pthread_mutex_t) <= LOCK_BYTES ? 1 : -1];
 
 /* MG_OBSERVE_FILTER, as registered. */
 static ap_filter_rec_t *observe_handle;
@@ -76,19 +75,15 @@ static int my_slot = -1;
 
 static apr_status_t lock(server_rec *s)
 {
-    int rc = pthread_mutex_lock(hlock);
-
-    if (rc == EOWNERDEAD) {
-        /* Its holder died mid-update: health counts off by one answer. */
-        pthread_mutex_consistent(hlock);
-        return APR_SUCCESS;
-    }
-    return rc ? APR_FROM_OS_ERROR(rc) : APR_SUCCESS;
+    /* A holder that died mid-update leaves health counts off by one
+     * answer: nothing to tell. */
+    (void)s;
+    return mg_shared_lock(hlock, NULL);
 }
 
 static void unlock(void)
 {
-    pthread_mutex_unlock(hlock);
+    mg_shared_unlock(hlock);
 }
 
 static upstream_shared *shared_of(const mg_upstream *up)
@@ -105,10 +100,9 @@ int mg_upstream_post_config(apr_pool_t *pconf, server_rec *s,
     apr_hash_index_t *hi;
     apr_shm_t *shm;
     apr_size_t bytes;
-    pthread_mutexattr_t attr;
     apr_status_t rv;
     char *base;
-    int n = 0, rc;
+    int n = 0;
 
     for (hi = apr_hash_first(pconf, sc->upstreams); hi; hi = apr_hash_next(hi)) {
         mg_upstream *up = apr_hash_this_val(hi);
@@ -130,15 +124,8 @@ int mg_upstream_post_config(apr_pool_t *pconf, server_rec *s,
     base = apr_shm_baseaddr_get(shm);
     memset(base, 0, bytes);
     hlock = (pthread_mutex_t *)base;
-    if ((rc = pthread_mutexattr_init(&attr)) == 0) {
-        if ((rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) == 0
-            && (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) == 0) {
-            rc = pthread_mutex_init(hlock, &attr);
-        }
-        pthread_mutexattr_destroy(&attr);
-    }
-    if (rc) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, APR_FROM_OS_ERROR(rc), s,
+    if ((rv = mg_shared_lock_init(hlock)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s,
                      MGLOGNO(00402) "cannot make the upstream health lock");
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -36,23 +36,45 @@
  * question are different entries (`stream` is in the key): no conversion.
  */
 #include "mod_modelgate_cache.h"
+#include "mg_shared_lock.h"
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static APR_OPTIONAL_FN_TYPE(mg_cached_answer_free) *cached_answer_free;
+/* The socache's lock when its provider needs one: the futex in the shared
+ * segment (lock=shared, the default), or httpd's (lock=httpd). */
+static pthread_mutex_t *cache_shared_lock;
 static apr_global_mutex_t *cache_mutex;
 /* The statistics (NULL without a cache); counted with count(). */
 mg_cache_stats *mg_cache_stats_shared;
+
+/* The segment the processes of a generation share: the lock on a line of
+ * its own, then the statistics. */
+#define SEGMENT_BYTES (MG_SHARED_LOCK_BYTES + sizeof(mg_cache_stats))
 
 /* ---- the socache, serialised when the provider needs it ----------------- */
 
 apr_status_t mg_cache_lock(server_rec *s)
 {
     apr_status_t rv;
+    int recovered;
 
-    if (!cache_mutex) {
+    if (cache_shared_lock) {
+        rv = mg_shared_lock(cache_shared_lock, &recovered);
+        if (recovered) {
+            /* shmcb's own updates are a few stores; an answer being
+             * stored may be lost, as with httpd's robust mutex. */
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGCLOGNO(00020)
+                         "response cache: a process died holding the "
+                         "cache's lock; recovered it");
+        }
+    }
+    else if (cache_mutex) {
+        rv = apr_global_mutex_lock(cache_mutex);
+    }
+    else {
         return APR_SUCCESS;
     }
-    if ((rv = apr_global_mutex_lock(cache_mutex)) != APR_SUCCESS) {
+    if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, MGCLOGNO(00001)
                      "cannot lock the response cache");
     }
@@ -61,7 +83,10 @@ apr_status_t mg_cache_lock(server_rec *s)
 
 void mg_cache_unlock(void)
 {
-    if (cache_mutex) {
+    if (cache_shared_lock) {
+        mg_shared_unlock(cache_shared_lock);
+    }
+    else if (cache_mutex) {
         apr_global_mutex_unlock(cache_mutex);
     }
 }
@@ -397,7 +422,8 @@ static apr_status_t destroy_cache(void *data)
         sc->inst = NULL;
     }
     cache_mutex = NULL;
-    mg_cache_stats_shared = NULL;       /* the segment goes with pconf */
+    cache_shared_lock = NULL;           /* the segment goes with pconf */
+    mg_cache_stats_shared = NULL;
     return APR_SUCCESS;
 }
 
@@ -450,6 +476,7 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     };
     cache_server_conf *sc = mg_cache_main_conf(s);
     apr_shm_t *shm;
+    char *base;
     apr_status_t rv;
 
     /* The first pass over the configuration is a dry run. */
@@ -462,10 +489,34 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "response cache: SHA-256 could not be fetched once; "
                      "each key fetches it");
     }
+    /* The segment first: the lock may live in it.  Anonymous shared
+     * memory, inherited by the children of this generation; pconf's
+     * cleanup unmaps it in the parent (which serves no request) and
+     * destroy_cache forgets it. */
+    rv = apr_shm_create(&shm, SEGMENT_BYTES, NULL, pconf);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGCLOGNO(00012)
+                     "response cache: cannot create %" APR_SIZE_T_FMT
+                     " bytes of shared memory for its lock and statistics",
+                     (apr_size_t)SEGMENT_BYTES);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    base = apr_shm_baseaddr_get(shm);
+    memset(base, 0, SEGMENT_BYTES);
     if (sc->provider->flags & AP_SOCACHE_FLAG_NOTMPSAFE) {
-        rv = ap_global_mutex_create(&cache_mutex, NULL, MG_CACHE_MUTEX_TYPE,
-                                    NULL, s, pconf, 0);
+        if (sc->httpd_mutex) {
+            rv = ap_global_mutex_create(&cache_mutex, NULL,
+                                        MG_CACHE_MUTEX_TYPE, NULL, s, pconf,
+                                        0);
+        }
+        else if ((rv = mg_shared_lock_init((pthread_mutex_t *)base))
+                 == APR_SUCCESS) {
+            cache_shared_lock = (pthread_mutex_t *)base;
+        }
         if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, MGCLOGNO(00021)
+                         "response cache: cannot make the lock of %s",
+                         sc->spec);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -480,18 +531,7 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         /* A failure is logged there: requests then forward as without it. */
         mg_cache_lock_init(s, pconf);
     }
-    /* The statistics: anonymous shared memory, inherited by the children
-     * of this generation; pconf's cleanup unmaps it in the parent (which
-     * serves no request) and destroy_cache forgets it. */
-    rv = apr_shm_create(&shm, sizeof(mg_cache_stats), NULL, pconf);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, s, MGCLOGNO(00012)
-                     "response cache: no shared memory for its statistics; "
-                     "they stay at 0");
-        return OK;
-    }
-    mg_cache_stats_shared = apr_shm_baseaddr_get(shm);
-    memset(mg_cache_stats_shared, 0, sizeof(*mg_cache_stats_shared));
+    mg_cache_stats_shared = (mg_cache_stats *)(base + MG_SHARED_LOCK_BYTES);
     return OK;
 }
 

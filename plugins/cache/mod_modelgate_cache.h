@@ -85,6 +85,11 @@ typedef struct cache_server_conf {
     const char *lock_dir;             /**< ModelGateCacheLockPath; NULL:
                                            the default under the runtime
                                            directory */
+    int httpd_mutex;                  /**< ModelGateCache ... lock=httpd:
+                                           serialise a provider that needs
+                                           it with httpd's `Mutex` instead
+                                           of the robust futex in shared
+                                           memory (mg_shared_lock.h) */
 } cache_server_conf;
 
 typedef struct cache_dir_conf {
@@ -183,7 +188,7 @@ extern int mg_cache_cacheable_somewhere;
 extern int mg_cache_lock_somewhere;
 
 /* mod_modelgate_cache.c: what the operations share with the request path */
-/** Take the socache's mutex when its provider needs one. */
+/** Take the socache's lock when its provider needs one (shmcb). */
 apr_status_t mg_cache_lock(server_rec *s);
 void mg_cache_unlock(void);
 /** The statistics in shared memory (NULL without a cache). */

@@ -57,8 +57,10 @@ cache_server_conf *mg_cache_main_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &modelgate_cache_module);
 }
 
-/* ModelGateCache TYPE[:ARGS], as CacheSocache and SSLSessionCache. */
-static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg)
+/* ModelGateCache TYPE[:ARGS] [lock=shared|httpd], as CacheSocache and
+ * SSLSessionCache, with the lock of the store's ModelGateStore shm. */
+static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg,
+                             const char *lock)
 {
     cache_server_conf *sc = mg_cache_main_conf(cmd->server);
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -66,6 +68,16 @@ static const char *cmd_cache(cmd_parms *cmd, void *dummy, const char *arg)
 
     if (err) {
         return err;
+    }
+    if (!lock || !strcasecmp(lock, "lock=shared")) {
+        sc->httpd_mutex = 0;
+    }
+    else if (!strcasecmp(lock, "lock=httpd")) {
+        sc->httpd_mutex = 1;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "ModelGateCache: unknown option "
+                            "'%s' (lock=shared or lock=httpd)", lock);
     }
     sep = ap_strchr_c(arg, ':');
     name = sep ? apr_pstrmemdup(cmd->temp_pool, arg, sep - arg) : arg;
@@ -232,10 +244,11 @@ static const char *cmd_scope(cmd_parms *cmd, void *dcv, const char *arg)
 }
 
 const command_rec mg_cache_cmds[] = {
-    AP_INIT_TAKE1("ModelGateCache", cmd_cache, NULL, RSRC_CONF,
+    AP_INIT_TAKE12("ModelGateCache", cmd_cache, NULL, RSRC_CONF,
         "where answers are kept: an ap_socache provider and its argument, "
         "as CacheSocache (shmcb, shmcb:/path(bytes), memcache:host:port, "
-        "redis:host:port)"),
+        "redis:host:port); then lock=shared (the default) or lock=httpd "
+        "(the Mutex directive's modelgate-cache) for shmcb's lock"),
     AP_INIT_TAKE1("ModelGateCacheMaxObject", cmd_max_object, NULL, RSRC_CONF,
         "the largest answer stored, in bytes (default 32768)"),
     AP_INIT_FLAG("ModelGateCacheable", cmd_cacheable, NULL, ACCESS_CONF,

@@ -300,6 +300,8 @@ def test_mg_024_12_config_errors(gateways, backend, backend2):
          "'user' is not a scope (tenant, key or global)"),
         (conf(backend, backend2, server="ModelGateCacheMaxObject -1"),
          "ModelGateCacheMaxObject: '-1' must be a number of bytes"),
+        (conf(backend, backend2, server="ModelGateCache shmcb lock=pthread"),
+         "ModelGateCache: unknown option 'lock=pthread' (lock=shared or lock=httpd)"),
     ])
 
 
@@ -336,13 +338,15 @@ def test_mg_024_13_degrade_example_serves_free_from_cache(gateways, backend, bac
     assert backend.count() == 5 and backend2.count() == 1
 
 
-def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2):
-    """shmcb with its mutex across processes: answers stored by one child
-    are hits in the others (prefork: one request per process at a time)."""
+@pytest.mark.parametrize("lock", ["", " lock=shared", " lock=httpd"])
+def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2, lock):
+    """shmcb with its lock across processes (the futex in the cache's
+    shared segment, or httpd's Mutex): answers stored by one child are hits
+    in the others (prefork: one request per process at a time)."""
     backend.reset()
     backend2.reset()
     gw = gateways("prefork", backend_port=backend.port, mpm="prefork")
-    gw.write_conf(conf(backend, backend2))
+    gw.write_conf(conf(backend, backend2, server="ModelGateCache shmcb" + lock))
     gw.start()
     statuses = [chat(gw, body(str(i % 4))).header("cache-status") for i in range(40)]
     assert sum(s == "modelgate; fwd=miss; stored" for s in statuses) == 4
