@@ -22,6 +22,9 @@ def main():
     p.add_argument("--key", required=True)
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--unique", action="store_true")
+    p.add_argument("--first", type=int, default=0,
+                   help="with --unique, the first body's number (runs that "
+                        "follow each other on one server ask new questions)")
     p.add_argument("--cache-status", default=None)
     a = p.parse_args()
 
@@ -29,7 +32,7 @@ def main():
     headers = {"X-API-Key": a.key, "Content-Type": "application/json"}
 
     for i in range(a.requests):
-        content = "question %06d" % i if a.unique else "question 000000"
+        content = "question %06d" % (a.first + i) if a.unique else "question 000000"
         body = json.dumps({"model": "bench", "temperature": 0,
                            "messages": [{"role": "user", "content": content}]})
         conn.request("POST", a.path, body=body, headers=headers)

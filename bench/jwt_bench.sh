@@ -176,7 +176,10 @@ jwt_callgrind() {
     } | tee "$RESULTS/summary.txt"
 }
 
-if [ "${1:-}" = callgrind ]; then
+# Run when executed; when sourced (bench/ab.sh jwt), only define.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    :
+elif [ "${1:-}" = callgrind ]; then
     RESULTS="$BENCH_DIR/results/jwt-callgrind-$(date +%Y%m%d-%H%M%S)"
     jwt_callgrind
 else
