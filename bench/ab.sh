@@ -227,6 +227,12 @@ case $AB_MODE in
         start_row B "start_cache_${row_b/miss/on}"
         AB_PAIR=0
         ab_seq A A "${args_a[@]}"; ab_seq B B "${args_b[@]}"        # warm
+        # BENCH_AB_PREFILL_B=N: N more questions to B first (a cache that
+        # holds many answers: shmcb scans a subcache's index on a lookup)
+        if [ "${BENCH_AB_PREFILL_B:-0}" -gt 0 ]; then
+            log "prefilling B with ${BENCH_AB_PREFILL_B} answers"
+            AB_REQUESTS=$BENCH_AB_PREFILL_B ab_seq B B "${args_b[@]}"
+        fi
         ab_side_a() { ab_seq A A "${args_a[@]}"; }
         ab_side_b() { ab_seq B B "${args_b[@]}"; }
         ab_pairs
