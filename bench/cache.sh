@@ -18,7 +18,8 @@
 # per request.  Knobs as run.sh's (BENCH_DURATION, BENCH_ROUNDS, ...);
 # BENCH_CACHE_ONLY="1 5 6 7" picks rows; BENCH_CACHE_EXTRA= adds lines to the
 # configuration of (5)-(7); BENCH_CACHE_LOCK=httpd (or shared, the default)
-# picks the cache's lock.
+# picks the cache's lock; BENCH_CACHE_PREFILL=N stores N other answers in
+# (7)'s cache before it is measured.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/run.sh"
 
@@ -81,6 +82,17 @@ stop_cache_gateway() {
     unset "RUNNING[$name]"
 }
 
+# prefill NAME: with BENCH_CACHE_PREFILL=N, N answers stored first (other
+# questions, one keep-alive connection): a hit then finds its answer among
+# many, as in a cache in use (shmcb scans a subcache's index).
+prefill() {
+    [ "${BENCH_CACHE_PREFILL:-0}" -gt 0 ] || return 0
+    log "$1: storing ${BENCH_CACHE_PREFILL} other answers first"
+    "$PYTHON" "$SRCDIR/bench/cache_client.py" --port "${PORT[$1]}" --key "$BENCH_KEY" \
+        --requests "$BENCH_CACHE_PREFILL" --unique --first 1 \
+        --cache-status "modelgate; fwd=miss; stored" || die "$1: prefill failed"
+}
+
 cache_main() {
     prepare
     cp "$SRCDIR/.libs/mod_modelgate_cache.so" "$RESULTS/mod_modelgate_cache.so"
@@ -103,7 +115,9 @@ cache_main() {
                    start_cache_gateway cache-miss On; measure cache-miss
                    stop_cache_gateway cache-miss ;;
                 7) WRK_SCRIPT=$RESULTS/one-body.lua
-                   start_cache_gateway cache-hit On; measure cache-hit
+                   start_cache_gateway cache-hit On
+                   prefill cache-hit
+                   measure cache-hit
                    stop_cache_gateway cache-hit ;;
                 *) die "BENCH_CACHE_ONLY: unknown row $which (1 5 6 7)" ;;
             esac

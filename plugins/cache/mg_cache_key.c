@@ -176,3 +176,13 @@ int mg_cache_generation_key(const char *kind, const char *owner,
     ctx_done(md, own);
     return ok ? 0 : -1;
 }
+
+unsigned int mg_cache_id(const unsigned char key[MG_CACHE_KEY_LEN],
+                         unsigned char id[MG_CACHE_ID_MAX])
+{
+    unsigned int extra = key[1] & (MG_CACHE_ID_SPREAD - 1);
+
+    memcpy(id, key, MG_CACHE_KEY_LEN);
+    memset(id + MG_CACHE_KEY_LEN, 0, extra);
+    return MG_CACHE_KEY_LEN + extra;
+}

@@ -115,4 +115,29 @@ int mg_cache_key(const char *scope, const char *subject,
 int mg_cache_generation_key(const char *kind, const char *owner,
                             unsigned char key[MG_CACHE_KEY_LEN]);
 
+/** Lengths the socache ids of keys are spread over (a power of two). */
+#define MG_CACHE_ID_SPREAD 32
+/** The longest socache id of a key. */
+#define MG_CACHE_ID_MAX (MG_CACHE_KEY_LEN + MG_CACHE_ID_SPREAD - 1)
+
+/**
+ * The id a key is kept under in the socache: the key, then 0 to
+ * MG_CACHE_ID_SPREAD - 1 zero bytes as the key's second byte says.
+ *
+ * Why not the key alone: shmcb finds an entry by scanning the index of
+ * one of its subcaches and, for every entry whose id has the length
+ * asked for, comparing the id's bytes where they lie in the subcache's
+ * data -- a cache line of its own for each entry.  Keys of one length made
+ * every lookup read one line per answer held (a miss twice: the lookup,
+ * then the store's scan for an older copy): 18 us more a miss with 40,000
+ * answers in 64 MB (bench/README.md).  Spread over 32 lengths, an entry
+ * is compared only when its length matches, one in 32, and the index
+ * itself is read in order.  The first byte, which picks shmcb's subcache,
+ * is the key's own; other providers (memcache, redis) just take a longer
+ * id.
+ * @return the id's length
+ */
+unsigned int mg_cache_id(const unsigned char key[MG_CACHE_KEY_LEN],
+                         unsigned char id[MG_CACHE_ID_MAX]);
+
 #endif /* MG_CACHE_KEY_H */

@@ -91,6 +91,29 @@ void mg_cache_unlock(void)
     }
 }
 
+/* The socache under the ids of keys (mg_cache_id); the caller holds the
+ * lock. */
+apr_status_t mg_cache_retrieve(server_rec *s, const cache_server_conf *sc,
+                               const unsigned char *key, unsigned char *buf,
+                               unsigned int *len, apr_pool_t *p)
+{
+    unsigned char id[MG_CACHE_ID_MAX];
+    unsigned int idlen = mg_cache_id(key, id);
+
+    return sc->provider->retrieve(sc->inst, s, id, idlen, buf, len, p);
+}
+
+apr_status_t mg_cache_store(server_rec *s, const cache_server_conf *sc,
+                            const unsigned char *key, apr_time_t expiry,
+                            unsigned char *data, unsigned int len,
+                            apr_pool_t *p)
+{
+    unsigned char id[MG_CACHE_ID_MAX];
+    unsigned int idlen = mg_cache_id(key, id);
+
+    return sc->provider->store(sc->inst, s, id, idlen, expiry, data, len, p);
+}
+
 /* ---- purge generations -------------------------------------------------- */
 
 /* The last owner of each kind this thread asked for: its record's key (a
@@ -157,8 +180,7 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
     if (mg_cache_lock(s) != APR_SUCCESS) {
         return 0;
     }
-    rv = sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
-                                p);
+    rv = mg_cache_retrieve(s, sc, key, buf, &len, p);
     mg_cache_unlock();
     if (rv == APR_SUCCESS && len == sizeof(buf)) {
         memcpy(&gen, buf, sizeof(gen));
@@ -470,7 +492,7 @@ static int cache_post_config(apr_pool_t *pconf, apr_pool_t *plog,
      * its default 512000 bytes, so one answer may take up to about 63 KB
      * (a subcache); and sizes down to 8192 bytes still initialise. */
     static struct ap_socache_hints hints = {
-        MG_CACHE_KEY_LEN,      /* avg_id_len */
+        MG_CACHE_KEY_LEN + MG_CACHE_ID_SPREAD / 2, /* avg_id_len (mg_cache_id) */
         1024,                  /* avg_obj_size */
         MG_CACHE_TTL_DEFAULT   /* expiry_interval */
     };

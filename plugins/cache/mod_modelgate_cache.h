@@ -188,6 +188,15 @@ extern int mg_cache_cacheable_somewhere;
 extern int mg_cache_lock_somewhere;
 
 /* mod_modelgate_cache.c: what the operations share with the request path */
+/** The socache's retrieve and store under the id of a key (mg_cache_id),
+ *  the lock held by the caller. */
+apr_status_t mg_cache_retrieve(server_rec *s, const cache_server_conf *sc,
+                               const unsigned char *key, unsigned char *buf,
+                               unsigned int *len, apr_pool_t *p);
+apr_status_t mg_cache_store(server_rec *s, const cache_server_conf *sc,
+                            const unsigned char *key, apr_time_t expiry,
+                            unsigned char *data, unsigned int len,
+                            apr_pool_t *p);
 /** Take the socache's lock when its provider needs one (shmcb). */
 apr_status_t mg_cache_lock(server_rec *s);
 void mg_cache_unlock(void);

@@ -73,8 +73,7 @@ int mg_cache_lookup(request_rec *r, const cache_server_conf *sc,
     if (mg_cache_lock(r->server) != APR_SUCCESS) {
         return 0;
     }
-    rv = sc->provider->retrieve(sc->inst, r->server, cr->key,
-                                MG_CACHE_KEY_LEN, buf, &len, r->pool);
+    rv = mg_cache_retrieve(r->server, sc, cr->key, buf, &len, r->pool);
     mg_cache_unlock();
     count(lookups, 1);
     if (APR_STATUS_IS_NOTFOUND(rv)) {
@@ -212,8 +211,8 @@ static int store(request_rec *r, const cache_server_conf *sc,
     if (mg_cache_lock(r->server) != APR_SUCCESS) {
         return 0;
     }
-    rv = sc->provider->store(sc->inst, r->server, cr->key, MG_CACHE_KEY_LEN,
-                             kept, e, (unsigned int)len, r->pool);
+    rv = mg_cache_store(r->server, sc, cr->key, kept, e, (unsigned int)len,
+                        r->pool);
     mg_cache_unlock();
     if (rv != APR_SUCCESS) {
         count(store_failures, 1);

@@ -28,15 +28,14 @@ static apr_status_t purge(server_rec *s, const cache_server_conf *sc,
     if ((rv = mg_cache_lock(s)) != APR_SUCCESS) {
         return rv;
     }
-    if (sc->provider->retrieve(sc->inst, s, key, MG_CACHE_KEY_LEN, buf, &len,
-                               p) == APR_SUCCESS && len == sizeof(buf)) {
+    if (mg_cache_retrieve(s, sc, key, buf, &len, p) == APR_SUCCESS
+        && len == sizeof(buf)) {
         memcpy(&old, buf, sizeof(old));
     }
     *gen = now > old ? now : old + 1;
     memcpy(buf, gen, sizeof(buf));
-    rv = sc->provider->store(sc->inst, s, key, MG_CACHE_KEY_LEN,
-                             apr_time_now() + GENERATION_KEPT, buf,
-                             sizeof(buf), p);
+    rv = mg_cache_store(s, sc, key, apr_time_now() + GENERATION_KEPT, buf,
+                        sizeof(buf), p);
     mg_cache_unlock();
     return rv;
 }

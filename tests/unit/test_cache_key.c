@@ -263,6 +263,38 @@ static void test_key_is_stable(void **state)
     assert_memory_equal(k, want, MG_CACHE_KEY_LEN);
 }
 
+/* The socache ids: the key, then zero bytes as its second byte says;
+ * every length from 32 to 63 comes out of keys that differ there, the
+ * same key always gives the same id, and its first byte (shmcb's subcache)
+ * is the key's. */
+static void test_socache_ids(void **state)
+{
+    unsigned char k[MG_CACHE_KEY_LEN], id[MG_CACHE_ID_MAX], again[MG_CACHE_ID_MAX];
+    int seen[MG_CACHE_ID_SPREAD] = { 0 };
+    unsigned int len, i, b;
+
+    (void)state;
+    assert_int_equal(mg_cache_key("tenant", "acme", 0, 0, "r", "/p", "{}", 2,
+                                  k), 0);
+    for (b = 0; b < 256; b++) {
+        k[1] = (unsigned char)b;
+        memset(id, 0xAA, sizeof(id));
+        len = mg_cache_id(k, id);
+        assert_true(len >= MG_CACHE_KEY_LEN && len <= MG_CACHE_ID_MAX);
+        assert_int_equal(len, MG_CACHE_KEY_LEN + b % MG_CACHE_ID_SPREAD);
+        assert_memory_equal(id, k, MG_CACHE_KEY_LEN);
+        for (i = MG_CACHE_KEY_LEN; i < len; i++) {
+            assert_int_equal(id[i], 0);
+        }
+        assert_int_equal(mg_cache_id(k, again), len);
+        assert_memory_equal(again, id, len);
+        seen[len - MG_CACHE_KEY_LEN] = 1;
+    }
+    for (i = 0; i < MG_CACHE_ID_SPREAD; i++) {
+        assert_true(seen[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +305,7 @@ int main(void)
         MG_TEST(test_keys),
         MG_TEST(test_key_is_stable),
         MG_TEST(test_generation),
+        MG_TEST(test_socache_ids),
     };
     return MG_RUN(tests);
 }
