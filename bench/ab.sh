@@ -147,6 +147,38 @@ if bad:
 PY
 }
 
+# ab_start_as NAME START...: START (a run.sh start function, and its
+# arguments) makes its server in RESULTS/NAME, a directory of its own (its
+# pid file, logs, shared memory files apart from the other side's), and
+# the server is then known as NAME.  $AB_COPY: a file copied there first.
+ab_start_as() {
+    local name=$1 top=$RESULTS
+    shift
+    RESULTS=$top/$name
+    mkdir -p "$RESULTS"; chmod 755 "$RESULTS"
+    [ -z "${AB_COPY:-}" ] || cp "$AB_COPY" "$RESULTS/"
+    "$@"
+    RESULTS=$top
+    PORT[$name]=${PORT[apache-modelgate]}
+    RUNNING[$name]=${RUNNING[apache-modelgate]}
+    unset "RUNNING[apache-modelgate]"
+}
+
+# ab_get_pairs NAME_A NAME_B TITLE TARGET: run.sh's GET with the key at
+# two servers: each warmed, then the pairs and the report.
+ab_get_pairs() {
+    local s args=(-H "X-API-Key: $BENCH_KEY")
+    for s in "$1" "$2"; do
+        timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${args[@]}" \
+            "http://127.0.0.1:${PORT[$s]}$BENCH_PATH" >/dev/null
+    done
+    AB_NAME_A=$1 AB_NAME_B=$2
+    ab_side_a() { ab_run "$AB_NAME_A" A "http://127.0.0.1:${PORT[$AB_NAME_A]}$BENCH_PATH" -H "X-API-Key: $BENCH_KEY"; }
+    ab_side_b() { ab_run "$AB_NAME_B" B "http://127.0.0.1:${PORT[$AB_NAME_B]}$BENCH_PATH" -H "X-API-Key: $BENCH_KEY"; }
+    ab_pairs
+    ab_report "$3" "$4" | tee "$RESULTS/summary.txt"
+}
+
 case $AB_MODE in
     gate)
         # shellcheck source=bench/run.sh
@@ -154,17 +186,16 @@ case $AB_MODE in
         RESULTS="$BENCH_DIR/results/ab-gate-$(date +%Y%m%d-%H%M%S)"
         prepare
         start_backend; PORT[backend]=$BACKEND_PORT
-        start_apache_proxy; start_apache_modelgate
-        AB_ARGS=(-H "X-API-Key: $BENCH_KEY")
-        for s in apache-proxy apache-modelgate; do
-            timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${AB_ARGS[@]}" \
-                "http://127.0.0.1:${PORT[$s]}$BENCH_PATH" >/dev/null
-        done
-        ab_side_a() { ab_run apache-proxy A "http://127.0.0.1:${PORT[apache-proxy]}$BENCH_PATH" "${AB_ARGS[@]}"; }
-        ab_side_b() { ab_run apache-modelgate B "http://127.0.0.1:${PORT[apache-modelgate]}$BENCH_PATH" "${AB_ARGS[@]}"; }
-        ab_pairs
-        ab_report "A (1) apache2 + mod_proxy -> B (2) mod_modelgate, GET $BENCH_PATH" ">= 0.97" \
-            | tee "$RESULTS/summary.txt"
+        # BENCH_AB_FIRST=B starts (2) before (1): whether the order of the
+        # starts matters here (the variant control's second server was the
+        # slower one).
+        if [ "${BENCH_AB_FIRST:-A}" = B ]; then
+            start_apache_modelgate; start_apache_proxy
+        else
+            start_apache_proxy; start_apache_modelgate
+        fi
+        ab_get_pairs apache-proxy apache-modelgate \
+            "A (1) apache2 + mod_proxy -> B (2) mod_modelgate, GET $BENCH_PATH" ">= 0.97"
         ;;
     jwt)
         # shellcheck source=bench/jwt_bench.sh
@@ -199,17 +230,7 @@ case $AB_MODE in
         cache_rows_prepare
         # Both rows at once, each in a directory of its own (their shmcb
         # files apart), under the names A and B.
-        start_row() {
-            local top=$RESULTS
-            RESULTS=$top/$1
-            mkdir -p "$RESULTS"; chmod 755 "$RESULTS"
-            cp "$top/mod_modelgate_cache.so" "$RESULTS/"
-            "$2"
-            RESULTS=$top
-            PORT[$1]=${PORT[apache-modelgate]}
-            RUNNING[$1]=${RUNNING[apache-modelgate]}
-            unset "RUNNING[apache-modelgate]"
-        }
+        AB_COPY=$RESULTS/mod_modelgate_cache.so
         # BENCH_AB_ROWS="off miss" (A then B; each off or miss): "off off"
         # is the control (what two identical servers differ by here),
         # "miss off" the same comparison with the sides swapped.
@@ -223,8 +244,8 @@ case $AB_MODE in
         }
         mapfile -t args_a < <(row_args "$row_a")
         mapfile -t args_b < <(row_args "$row_b")
-        start_row A "start_cache_${row_a/miss/on}"
-        start_row B "start_cache_${row_b/miss/on}"
+        ab_start_as A "start_cache_${row_a/miss/on}"
+        ab_start_as B "start_cache_${row_b/miss/on}"
         AB_PAIR=0
         ab_seq A A "${args_a[@]}"; ab_seq B B "${args_b[@]}"        # warm
         # BENCH_AB_PREFILL_B=N: N more questions to B first (a cache that
@@ -245,30 +266,11 @@ case $AB_MODE in
         RESULTS="$BENCH_DIR/results/ab-variant-$(date +%Y%m%d-%H%M%S)"
         prepare
         start_backend; PORT[backend]=$BACKEND_PORT
-        # Two of (2), each in a directory of its own, under the names mg-A
-        # and mg-B.
-        start_variant() {
-            local top=$RESULTS
-            RESULTS=$top/$1
-            mkdir -p "$RESULTS"; chmod 755 "$RESULTS"
-            MG_EXTRA=$2 start_apache_modelgate
-            RESULTS=$top
-            PORT[mg-$1]=${PORT[apache-modelgate]}
-            RUNNING[mg-$1]=${RUNNING[apache-modelgate]}
-            unset "RUNNING[apache-modelgate]"
-        }
-        start_variant A "${BENCH_AB_A_EXTRA:-}"
-        start_variant B "${BENCH_AB_B_EXTRA:-}"
-        AB_ARGS=(-H "X-API-Key: $BENCH_KEY")
-        for s in mg-A mg-B; do
-            timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${AB_ARGS[@]}" \
-                "http://127.0.0.1:${PORT[$s]}$BENCH_PATH" >/dev/null
-        done
-        ab_side_a() { ab_run mg-A A "http://127.0.0.1:${PORT[mg-A]}$BENCH_PATH" "${AB_ARGS[@]}"; }
-        ab_side_b() { ab_run mg-B B "http://127.0.0.1:${PORT[mg-B]}$BENCH_PATH" "${AB_ARGS[@]}"; }
-        ab_pairs
-        ab_report "A (2) + '${BENCH_AB_A_EXTRA:-}' -> B (2) + '${BENCH_AB_B_EXTRA:-}'" "-" \
-            | tee "$RESULTS/summary.txt"
+        # Two of (2) at once, under the names mg-A and mg-B.
+        MG_EXTRA=${BENCH_AB_A_EXTRA:-} ab_start_as mg-A start_apache_modelgate
+        MG_EXTRA=${BENCH_AB_B_EXTRA:-} ab_start_as mg-B start_apache_modelgate
+        ab_get_pairs mg-A mg-B \
+            "A (2) + '${BENCH_AB_A_EXTRA:-}' -> B (2) + '${BENCH_AB_B_EXTRA:-}'" "-"
         ;;
     *)
         echo "usage: bash bench/ab.sh gate|jwt|cache|variant" >&2
