@@ -32,6 +32,19 @@ APR_DECLARE_OPTIONAL_FN(int, mg_request_body,
                         (request_rec *r, const char **body, apr_size_t *len));
 
 /**
+ * Who the gate found for this request: its own record, not the
+ * MODELGATE_* variables it also sets, which modules running later can
+ * change (an .htaccess author's `RewriteRule ... [E=MODELGATE_TENANT:x]`
+ * runs in fixups).  Whatever keys data on the caller -- a cache scoped to
+ * a tenant -- must take these.  Strings live as long as the configuration.
+ * @return 1 when the gate identified the caller (then *tenant and *key_id
+ *         are set), 0 otherwise
+ */
+APR_DECLARE_OPTIONAL_FN(int, mg_request_caller,
+                        (request_rec *r, const char **tenant,
+                         const char **key_id));
+
+/**
  * What became of a request, as the core recorded it: for listeners of
  * log_transaction (a span exporter, a log shipper).  Strings are the
  * request pool's or the configuration's; NULL where there is none.  Every

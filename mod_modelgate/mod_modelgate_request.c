@@ -94,6 +94,21 @@ static int mg_request_body(request_rec *r, const char **body,
     return 1;
 }
 
+/* mg_request_caller (mod_modelgate.h): the identity the gate found. */
+static int mg_request_caller(request_rec *r, const char **tenant,
+                             const char **key_id)
+{
+    const mg_request *req = ap_get_module_config(r->request_config,
+                                                 &modelgate_module);
+
+    if (!req || !req->identity) {
+        return 0;
+    }
+    *tenant = req->identity->tenant;
+    *key_id = req->identity->id;
+    return 1;
+}
+
 /* mg_cached_answer_free (mod_modelgate.h): mg_decide_cached acts on it. */
 static void mg_cached_answer_free(request_rec *r)
 {
@@ -300,6 +315,7 @@ void mg_respond_error_response(request_rec *r)
 void mg_request_register(apr_pool_t *p)
 {
     APR_REGISTER_OPTIONAL_FN(mg_request_body);
+    APR_REGISTER_OPTIONAL_FN(mg_request_caller);
     APR_REGISTER_OPTIONAL_FN(mg_cached_answer_free);
     ap_register_output_filter(MG_JSON_ERROR_FILTER, json_error_filter, NULL,
                               AP_FTYPE_CONTENT_SET);

@@ -40,6 +40,7 @@
 
 static APR_OPTIONAL_FN_TYPE(mg_request_body) *request_body;
 static APR_OPTIONAL_FN_TYPE(mg_cached_answer_free) *cached_answer_free;
+static APR_OPTIONAL_FN_TYPE(mg_request_caller) *request_caller;
 /* The socache's lock when its provider needs one: the futex in the shared
  * segment (lock=shared, the default), or httpd's (lock=httpd). */
 static pthread_mutex_t *cache_shared_lock;
@@ -244,15 +245,23 @@ static apr_int64_t client_max_age(request_rec *r, const char *cc)
     return end != v && n >= 0 ? n : -1;
 }
 
-static const char *subject_of(request_rec *r, int scope)
+/* Whose answers these are: the tenant or key id as the gate found them,
+ * never the MODELGATE_* variables, which a later module (an .htaccess
+ * RewriteRule's [E=]) may have rewritten by now.  NULL: nobody known. */
+static const char *subject_of(request_rec *r, int scope, const char **tenant)
 {
+    const char *key_id;
+
+    if (!request_caller || !request_caller(r, tenant, &key_id)) {
+        return NULL;
+    }
     switch (scope) {
     case MG_CACHE_SCOPE_KEY:
-        return apr_table_get(r->subprocess_env, "MODELGATE_KEY_ID");
+        return key_id;
     case MG_CACHE_SCOPE_GLOBAL:
         return "";
     default:
-        return apr_table_get(r->subprocess_env, "MODELGATE_TENANT");
+        return *tenant;
     }
 }
 
@@ -322,7 +331,7 @@ static int cached_answer(request_rec *r, const char *why)
     mg_cache_body cb;
     cache_request *cr;
     int no_cache, no_store, scope, routed, stale_ok;
-    const char *tenant = apr_table_get(r->subprocess_env, "MODELGATE_TENANT");
+    const char *tenant = NULL;
     const char *model;
     apr_uint64_t gen, model_gen;
 
@@ -345,7 +354,7 @@ static int cached_answer(request_rec *r, const char *why)
         return DECLINED;
     }
     scope = dc->scope == MG_CACHE_UNSET ? MG_CACHE_SCOPE_TENANT : dc->scope;
-    if (!(subject = subject_of(r, scope))) {
+    if (!(subject = subject_of(r, scope, &tenant))) {
         mg_cache_outcome(r, "bypass", why ? NULL : "modelgate; fwd=bypass");
         return DECLINED;
     }
@@ -457,9 +466,10 @@ static int cache_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     cache_server_conf *sc = mg_cache_main_conf(s);
 
     request_body = APR_RETRIEVE_OPTIONAL_FN(mg_request_body);
+    request_caller = APR_RETRIEVE_OPTIONAL_FN(mg_request_caller);
     /* A core without it charges a hit as a request. */
     cached_answer_free = APR_RETRIEVE_OPTIONAL_FN(mg_cached_answer_free);
-    if (!request_body) {
+    if (!request_body || !request_caller) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
                      MGCLOGNO(00006) "mod_modelgate_cache needs "
                      "mod_modelgate: load it (LoadModule modelgate_module "

@@ -1,0 +1,72 @@
+"""The response cache keys an answer on the caller's tenant as the gate
+found it.  An .htaccess author allowed FileInfo may rewrite environment
+variables in fixups (mod_rewrite's [E=]), the phase in which the cache
+looks answers up: rewriting MODELGATE_TENANT (or MODELGATE_KEY_ID) must
+not let one tenant read another's answers."""
+import json
+import os
+
+import pytest
+
+import harness
+from harness import DEMO_KEY, OTHER_KEY
+
+MODS = harness.HTTPD_MODDIR
+
+CONF = """
+LoadModule rewrite_module {mods}/mod_rewrite.so
+LoadModule socache_shmcb_module {mods}/mod_socache_shmcb.so
+LoadModule modelgate_cache_module "{cache}"
+ModelGateCache shmcb
+ModelGateTier free 100/min
+ModelGateTier pro 100/min
+ModelGateKeyFile "{keys}"
+ModelGateUpstream model http://127.0.0.1:{port}
+<Directory "{run}/htdocs/v1">
+    AllowOverride AuthConfig FileInfo
+    Require all granted
+    ModelGateCacheable On
+    ModelGateCacheScope {scope}
+</Directory>
+"""
+
+HTACCESS = """ModelGate On
+ModelGateRoute model
+RewriteEngine On
+RewriteRule ^ - [E=MODELGATE_TENANT:acme,E=MODELGATE_KEY_ID:demo]
+"""
+
+
+def body(content):
+    return json.dumps({"model": "mock-small", "temperature": 0,
+                       "messages": [{"role": "user", "content": content}]}).encode()
+
+
+def chat(gw, key, data):
+    return harness.request(gw.port, "POST", "/v1/chat/completions", body=data,
+                           headers={"X-API-Key": key, "Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("scope", ["tenant", "key"])
+def test_mg_039_01_rewritten_env_does_not_cross_tenants(gateways, backend, scope):
+    backend.reset()
+    gw = gateways("cachewalk-" + scope, backend_port=backend.port)
+    gw.write_conf(CONF.format(mods=MODS, cache=harness.CACHE_MODULE,
+                              keys=harness.QUICKSTART_KEYS, port=backend.port,
+                              run=gw.rundir, scope=scope))
+    os.makedirs(os.path.join(gw.rundir, "htdocs", "v1", "chat"), exist_ok=True)
+    with open(os.path.join(gw.rundir, "htdocs", "v1", ".htaccess"), "w") as f:
+        f.write(HTACCESS)
+    gw.start()
+    # demo (tenant acme) stores an answer ...
+    first = chat(gw, DEMO_KEY, body("what did acme ask?"))
+    assert first.status == 200
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, DEMO_KEY, body("what did acme ask?")).header(
+        "cache-status").startswith("modelgate; hit")
+    # ... other (tenant globex), whose env the .htaccess rewrites to acme's,
+    # must not get it: its own miss, forwarded to the model server
+    other = chat(gw, OTHER_KEY, body("what did acme ask?"))
+    assert other.status == 200
+    assert other.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert backend.count() == 2
