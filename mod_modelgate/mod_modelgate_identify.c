@@ -355,6 +355,7 @@ void mg_identity_register(apr_pool_t *p)
 {
     ap_register_provider(p, MG_IDENTITY_PROVIDER_GROUP, "key",
                          MG_IDENTITY_PROVIDER_VERSION, &key_provider);
+    mg_identity_register_fixups();
     /* Per configuration, not cached per user: the answer depends on the
      * request's identity, which mod_authz_core does not know. */
     ap_register_auth_provider(p, AUTHZ_PROVIDER_GROUP, "modelgate-scope",

@@ -13,6 +13,7 @@
 #include <apr_strings.h>
 #include <apr_lib.h>
 #include <strings.h>
+#include <http_request.h>
 #include "mod_modelgate_private.h"
 
 #define MG_HDR_PREFIX     "X-Modelgate-"
@@ -156,13 +157,24 @@ const char *mg_identity_take_credential(request_rec *r, apr_size_t *len,
     return NULL;
 }
 
-void mg_identity_announce(request_rec *r, const mg_key *key)
+/* The names the gate announces under: their pointers are how
+ * announced_intact() knows the gate's own entries. */
+static const char hdr_tenant[] = "X-Modelgate-Tenant";
+static const char hdr_tier[] = "X-Modelgate-Tier";
+static const char hdr_key_id[] = "X-Modelgate-Key-Id";
+
+static void announce_headers(request_rec *r, const mg_key *key)
 {
     /* mg_identity_scrub() removed every X-Modelgate- header, however
      * spelt: adding is setting, without a scan of the table per name. */
-    apr_table_addn(r->headers_in, "X-Modelgate-Tenant", key->tenant);
-    apr_table_addn(r->headers_in, "X-Modelgate-Tier", key->tier);
-    apr_table_addn(r->headers_in, "X-Modelgate-Key-Id", key->id);
+    apr_table_addn(r->headers_in, hdr_tenant, key->tenant);
+    apr_table_addn(r->headers_in, hdr_tier, key->tier);
+    apr_table_addn(r->headers_in, hdr_key_id, key->id);
+}
+
+void mg_identity_announce(request_rec *r, const mg_key *key)
+{
+    announce_headers(r, key);
     if (apr_is_empty_table(r->subprocess_env)) {
         apr_table_addn(r->subprocess_env, "MODELGATE_TENANT", key->tenant);
         apr_table_addn(r->subprocess_env, "MODELGATE_TIER", key->tier);
@@ -175,4 +187,63 @@ void mg_identity_announce(request_rec *r, const mg_key *key)
         apr_table_setn(r->subprocess_env, "MODELGATE_KEY_ID", key->id);
     }
     r->user = (char *)key->id;
+}
+
+
+/* Are the X-Modelgate-* request headers still exactly the three the gate
+ * added, and does no Connection header name one of them?  One pass; only
+ * names beginning with X or C are looked at. */
+static int announced_intact(request_rec *r, const mg_key *key)
+{
+    const apr_array_header_t *arr = apr_table_elts(r->headers_in);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    int i, found = 0;
+
+    for (i = 0; i < arr->nelts; i++) {
+        const char *name = e[i].key;
+        if (!name || ((name[0] | 0x20) != 'x' && (name[0] | 0x20) != 'c')) {
+            continue;
+        }
+        if ((name == hdr_tenant && e[i].val == key->tenant)
+            || (name == hdr_tier && e[i].val == key->tier)
+            || (name == hdr_key_id && e[i].val == key->id)) {
+            found++;
+        }
+        else if (ours(name)
+                 || (!strcasecmp(name, "Connection")
+                     && mg_header_connection_without(r->pool, e[i].val,
+                                                     MG_HDR_PREFIX)
+                        != e[i].val)) {
+            return 0;
+        }
+    }
+    return found == 3;
+}
+
+/* fixups, really last: the model server (or a CGI) gets the gate's
+ * identity under X-Modelgate-* and nothing else.  Modules running in fixups
+ * after the gate can change the request's headers -- mod_headers'
+ * RequestHeader (APR_HOOK_LAST) from an .htaccess allowed FileInfo could
+ * tell the model server a request came from another tenant, tier or key,
+ * or name the gate's headers in Connection so mod_proxy drops them. */
+static int identity_fixups(request_rec *r)
+{
+    const mg_request *req = ap_get_module_config(r->request_config,
+                                                 &modelgate_module);
+
+    if (!req || !req->identity || announced_intact(r, req->identity)) {
+        return DECLINED;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, MGLOGNO(00208)
+                  "X-Modelgate-* request headers were changed after the "
+                  "gate set them (a RequestHeader here?): the gate's "
+                  "identity replaces them");
+    mg_identity_scrub(r);
+    announce_headers(r, req->identity);
+    return DECLINED;
+}
+
+void mg_identity_register_fixups(void)
+{
+    ap_hook_fixups(identity_fixups, NULL, NULL, APR_HOOK_REALLY_LAST);
 }

@@ -250,6 +250,9 @@ const char *mg_identity_take_credential(request_rec *r, apr_size_t *len,
                                         int *bearer);
 /** Tell the upstream and the logs who the caller is. */
 void mg_identity_announce(request_rec *r, const mg_key *key);
+/** Registers the fixups hook (really last) that puts the gate's identity
+ *  headers back when a later module changed them. */
+void mg_identity_register_fixups(void);
 
 /* mod_modelgate_identify.c */
 /** Ask the identity providers who presented `credential` (NULL: none was
