@@ -498,3 +498,41 @@ def assert_config_errors(gateways, cases, name="conferr"):
         code, out = gw.check_syntax()
         assert code != 0, text
         assert message in out, (text, out)
+
+
+# A site whose /v1/ is a directory of htdocs, gated, routed by .htaccess
+# files (test_mg_021, _039, _040).
+HTACCESS_SITE = """
+LoadModule access_compat_module {mods}/mod_access_compat.so
+ModelGateTier free 10/min
+ModelGateTier pro  100/min
+ModelGateKeyFile "{keys}"
+ModelGateUpstream model http://127.0.0.1:{port}
+<Directory "{run}/htdocs">
+    AllowOverride AuthConfig
+    Require all granted
+</Directory>
+<Directory "{run}/htdocs/v1">
+    {dir_extra}
+</Directory>
+<Location "/v1/">
+    ModelGate On
+</Location>
+"""
+
+
+def htaccess_site(gateways, backend, files, dir_extra="", server_extra="",
+                  name="site"):
+    """/v1/ gated, routed by .htaccess; `files` maps paths under htdocs to
+    .htaccess texts; `dir_extra` goes into htdocs/v1's <Directory>."""
+    backend.reset()
+    gw = gateways(name, backend_port=backend.port)
+    gw.write_conf(server_extra + HTACCESS_SITE.format(
+        mods=HTTPD_MODDIR, keys=QUICKSTART_KEYS, port=backend.port, run=gw.rundir,
+        dir_extra=dir_extra))
+    for rel, text in files.items():
+        path = os.path.join(gw.rundir, "htdocs", rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    return gw.start()

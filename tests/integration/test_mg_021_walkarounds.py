@@ -101,43 +101,8 @@ def test_mg_021_05b_no_way_in_without_a_key_and_a_charge(gateways, backend):
     assert backend.count() - 1 <= charged
 
 
-HTACCESS_SITE = """
-LoadModule access_compat_module {mods}/mod_access_compat.so
-ModelGateTier free 10/min
-ModelGateTier pro  100/min
-ModelGateKeyFile "{keys}"
-ModelGateUpstream model http://127.0.0.1:{port}
-<Directory "{run}/htdocs">
-    AllowOverride AuthConfig
-    Require all granted
-</Directory>
-<Directory "{run}/htdocs/v1">
-    {dir_extra}
-</Directory>
-<Location "/v1/">
-    ModelGate On
-</Location>
-"""
-
-
-def htaccess_site(gateways, backend, files, dir_extra="", server_extra=""):
-    """/v1/ gated, routed by .htaccess; `files` maps paths under htdocs to
-    .htaccess texts."""
-    backend.reset()
-    gw = gateways("site", backend_port=backend.port)
-    gw.write_conf(server_extra + HTACCESS_SITE.format(
-        mods=MODS, keys=QUICKSTART_KEYS, port=backend.port, run=gw.rundir,
-        dir_extra=dir_extra))
-    for rel, text in files.items():
-        path = os.path.join(gw.rundir, "htdocs", rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-    return gw.start()
-
-
 def test_mg_021_02_satisfy_any_in_htaccess(gateways, backend):
-    gw = htaccess_site(gateways, backend, {
+    gw = harness.htaccess_site(gateways, backend, {
         "v1/.htaccess": "ModelGateRoute model\nSatisfy Any\nRequire all granted\n"})
     statuses = [gw.chat(DEMO_KEY).status for _ in range(15)]
     assert statuses == [200] * 10 + [429] * 5
@@ -285,7 +250,7 @@ def test_mg_021_08b_opaque_bodies_only_where_the_server_says(gateways, backend, 
 
 
 def test_mg_021_08c_htaccess_cannot_let_bodies_through(gateways, backend):
-    gw = htaccess_site(gateways, backend, {
+    gw = harness.htaccess_site(gateways, backend, {
         "v1/.htaccess": "ModelGateRoute model\nModelGateOpaqueBodies On\n"})
     gw.allow_errors(r"\.htaccess: ")
     assert gw.chat(DEMO_KEY).status == 500
@@ -374,11 +339,11 @@ def test_mg_021_12_an_underscore_key_is_not_a_credential(gateways, backend):
 @pytest.mark.parametrize("layout", ["directory", "parent-htaccess"])
 def test_mg_021_13_htaccess_cannot_lower_a_cost(gateways, backend, layout):
     if layout == "directory":
-        gw = htaccess_site(gateways, backend,
+        gw = harness.htaccess_site(gateways, backend,
                            {"v1/.htaccess": "ModelGateRoute model\nModelGateCost 1\n"},
                            dir_extra="ModelGateCost 5")
     else:
-        gw = htaccess_site(gateways, backend, {
+        gw = harness.htaccess_site(gateways, backend, {
             ".htaccess": "ModelGateCost 5\n",
             "v1/.htaccess": "ModelGateRoute model\nModelGateCost 1\n"})
     statuses = [gw.chat(DEMO_KEY).status for _ in range(6)]
@@ -387,7 +352,7 @@ def test_mg_021_13_htaccess_cannot_lower_a_cost(gateways, backend, layout):
 
 
 def test_mg_021_14_htaccess_may_raise_a_cost(gateways, backend):
-    gw = htaccess_site(gateways, backend,
+    gw = harness.htaccess_site(gateways, backend,
                        {"v1/.htaccess": "ModelGateRoute model\nModelGateCost 5\n"},
                        dir_extra="ModelGateCost 2")
     statuses = [gw.chat(DEMO_KEY).status for _ in range(3)]
@@ -396,7 +361,7 @@ def test_mg_021_14_htaccess_may_raise_a_cost(gateways, backend):
 
 def test_mg_021_15_htaccess_loads_no_time_zone(gateways, backend):
     daily = "ModelGateLimit daily key 5/day algorithm=fixed_window zone=%s\n"
-    gw = htaccess_site(gateways, backend, {
+    gw = harness.htaccess_site(gateways, backend, {
         "v1/.htaccess": "ModelGateRoute model\n" + daily % "Asia/Tokyo"},
         server_extra="ModelGateLimit berlin-day key 1000/day algorithm=fixed_window "
                      "zone=Europe/Berlin\n")

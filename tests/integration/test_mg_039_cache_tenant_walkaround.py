@@ -4,7 +4,6 @@ variables in fixups (mod_rewrite's [E=]), the phase in which the cache
 looks answers up: rewriting MODELGATE_TENANT (or MODELGATE_KEY_ID) must
 not let one tenant read another's answers."""
 import json
-import os
 
 import pytest
 
@@ -13,25 +12,14 @@ from harness import DEMO_KEY, OTHER_KEY
 
 MODS = harness.HTTPD_MODDIR
 
-CONF = """
+SERVER = """
 LoadModule rewrite_module {mods}/mod_rewrite.so
 LoadModule socache_shmcb_module {mods}/mod_socache_shmcb.so
 LoadModule modelgate_cache_module "{cache}"
 ModelGateCache shmcb
-ModelGateTier free 100/min
-ModelGateTier pro 100/min
-ModelGateKeyFile "{keys}"
-ModelGateUpstream model http://127.0.0.1:{port}
-<Directory "{run}/htdocs/v1">
-    AllowOverride AuthConfig FileInfo
-    Require all granted
-    ModelGateCacheable On
-    ModelGateCacheScope {scope}
-</Directory>
 """
 
-HTACCESS = """ModelGate On
-ModelGateRoute model
+HTACCESS = """ModelGateRoute model
 RewriteEngine On
 RewriteRule ^ - [E=MODELGATE_TENANT:acme,E=MODELGATE_KEY_ID:demo]
 """
@@ -49,15 +37,12 @@ def chat(gw, key, data):
 
 @pytest.mark.parametrize("scope", ["tenant", "key"])
 def test_mg_039_01_rewritten_env_does_not_cross_tenants(gateways, backend, scope):
-    backend.reset()
-    gw = gateways("cachewalk-" + scope, backend_port=backend.port)
-    gw.write_conf(CONF.format(mods=MODS, cache=harness.CACHE_MODULE,
-                              keys=harness.QUICKSTART_KEYS, port=backend.port,
-                              run=gw.rundir, scope=scope))
-    os.makedirs(os.path.join(gw.rundir, "htdocs", "v1", "chat"), exist_ok=True)
-    with open(os.path.join(gw.rundir, "htdocs", "v1", ".htaccess"), "w") as f:
-        f.write(HTACCESS)
-    gw.start()
+    gw = harness.htaccess_site(
+        gateways, backend, {"v1/.htaccess": HTACCESS},
+        dir_extra="AllowOverride AuthConfig FileInfo\n"
+                  "ModelGateCacheable On\nModelGateCacheScope " + scope,
+        server_extra=SERVER.format(mods=MODS, cache=harness.CACHE_MODULE),
+        name="cachewalk-" + scope)
     # demo (tenant acme) stores an answer ...
     first = chat(gw, DEMO_KEY, body("what did acme ask?"))
     assert first.status == 200

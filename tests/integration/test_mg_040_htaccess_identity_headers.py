@@ -5,7 +5,6 @@ runs in fixups (APR_HOOK_LAST), after the gate announced the identity: an
 request came from another tenant, tier or key, add X-Modelgate-* headers
 of their own, or name the gate's in Connection so mod_proxy drops them."""
 import json
-import os
 
 import pytest
 
@@ -13,18 +12,6 @@ import harness
 from harness import OTHER_KEY
 
 MODS = harness.HTTPD_MODDIR
-
-CONF = """
-LoadModule headers_module {mods}/mod_headers.so
-ModelGateTier free 100/min
-ModelGateTier pro 100/min
-ModelGateKeyFile "{keys}"
-ModelGateUpstream model http://127.0.0.1:{port}
-<Directory "{run}/htdocs/v1">
-    AllowOverride AuthConfig FileInfo
-    Require all granted
-</Directory>
-"""
 
 FORGERIES = {
     "set": "RequestHeader set X-Modelgate-Tenant acme\n"
@@ -40,14 +27,11 @@ FORGERIES = {
 
 
 def gateway(gateways, backend, name, forgery):
-    backend.reset()
-    gw = gateways("hdr-" + name, backend_port=backend.port)
-    gw.write_conf(CONF.format(mods=MODS, keys=harness.QUICKSTART_KEYS,
-                              port=backend.port, run=gw.rundir))
-    os.makedirs(os.path.join(gw.rundir, "htdocs", "v1", "chat"), exist_ok=True)
-    with open(os.path.join(gw.rundir, "htdocs", "v1", ".htaccess"), "w") as f:
-        f.write("ModelGate On\nModelGateRoute model\n" + forgery)
-    return gw.start()
+    return harness.htaccess_site(
+        gateways, backend, {"v1/.htaccess": "ModelGateRoute model\n" + forgery},
+        dir_extra="AllowOverride AuthConfig FileInfo",
+        server_extra="LoadModule headers_module %s/mod_headers.so\n" % MODS,
+        name="hdr-" + name)
 
 
 def chat(gw):
