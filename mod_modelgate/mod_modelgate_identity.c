@@ -31,6 +31,15 @@ static int ours(const char *name)
     return mg_header_name_is(name, MG_HDR_PREFIX, 1);
 }
 
+/* A Connection header that names one of ours: mod_proxy would drop it as
+ * hop-by-hop. */
+static int connection_names_ours(apr_pool_t *p, const char *name,
+                                 const char *value)
+{
+    return !strcasecmp(name, "Connection")
+           && mg_header_connection_without(p, value, MG_HDR_PREFIX) != value;
+}
+
 static void collect_ours(scrub_ctx *ctx, const char *name, const char *value)
 {
     /* X_API_Key is not a credential here, but an upstream that reads it
@@ -42,10 +51,7 @@ static void collect_ours(scrub_ctx *ctx, const char *name, const char *value)
         }
         APR_ARRAY_PUSH(ctx->names, const char *) = name;
     }
-    else if (!strcasecmp(name, "Connection")
-             && mg_header_connection_without(ctx->r->pool, value,
-                                            MG_HDR_PREFIX)
-                != value) {
+    else if (connection_names_ours(ctx->r->pool, name, value)) {
         ctx->connection = 1;
     }
 }
@@ -209,11 +215,7 @@ static int announced_intact(request_rec *r, const mg_key *key)
             || (name == hdr_key_id && e[i].val == key->id)) {
             found++;
         }
-        else if (ours(name)
-                 || (!strcasecmp(name, "Connection")
-                     && mg_header_connection_without(r->pool, e[i].val,
-                                                     MG_HDR_PREFIX)
-                        != e[i].val)) {
+        else if (ours(name) || connection_names_ours(r->pool, name, e[i].val)) {
             return 0;
         }
     }

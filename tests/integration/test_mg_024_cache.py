@@ -354,6 +354,23 @@ def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2,
     assert backend.count() == 4
 
 
+@pytest.mark.parametrize("lock", ["lock=httpd", "lock=shared"])
+def test_mg_024_14b_which_lock_serialises_shmcb(cached, backend, backend2, tmp_path, lock):
+    """lock=httpd takes httpd's Mutex for the modelgate-cache type (here flock,
+    file lock, whose file appears in the directory Mutex names); the
+    default futex in the plugin's shared memory makes no file, and the
+    Mutex line is accepted and has no effect."""
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    os.chmod(str(locks), 0o777)
+    gw = cached(conf(backend, backend2, server="Mutex flock:%s modelgate-cache\n"
+                     "ModelGateCache shmcb %s" % (locks, lock)))
+    assert chat(gw, body()).header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, body()).header("cache-status").startswith("modelgate; hit")
+    made = [f for f in os.listdir(str(locks)) if "modelgate-cache" in f]
+    assert bool(made) == (lock == "lock=httpd"), made
+
+
 def test_mg_024_15_a_full_cache_evicts_without_errors(cached, backend, backend2, tmp_path):
     """shmcb at its smallest (8192 bytes: a handful of entries): storing many
     answers scrolls the oldest out; every request is answered, the error
