@@ -356,8 +356,8 @@ def test_mg_024_14_prefork_children_share_the_cache(gateways, backend, backend2,
 
 @pytest.mark.parametrize("lock", ["lock=httpd", "lock=shared"])
 def test_mg_024_14b_which_lock_serialises_shmcb(cached, backend, backend2, tmp_path, lock):
-    """lock=httpd takes httpd's Mutex for the modelgate-cache type (here flock,
-    file lock, whose file appears in the directory Mutex names); the
+    """lock=httpd takes httpd's Mutex for the modelgate-cache type (here
+    flock, whose file appears in the directory Mutex names); the
     default futex in the plugin's shared memory makes no file, and the
     Mutex line is accepted and has no effect."""
     locks = tmp_path / "locks"
