@@ -62,7 +62,9 @@ final chunk with an empty delta and the finish_reason, then
 request says ``"stream_options": {"include_usage": true}``: then every chunk
 has ``"usage": null`` and one more chunk, with ``"choices": []`` and the
 ``usage`` object, comes before ``[DONE]``.  ``stream_chunk_delay_ms`` (see modes) is slept between
-consecutive events.  HTTP/1.0 clients get the same events without chunked
+consecutive generated events (the words and the finish chunk); the usage chunk
+and ``[DONE]`` follow the finish chunk at once, as OpenAI's and vLLM's do (a
+gateway that asks for usage must not look one decoding step slower).  HTTP/1.0 clients get the same events without chunked
 framing, and the connection is closed at the end.
 
 Modes (POST /_mock/mode, global to the server instance)
@@ -684,8 +686,12 @@ class Handler(BaseHTTPRequestHandler):
             return v
         return None
 
-    def _stream(self, events):
-        """Send SSE events (bytes), one HTTP chunk each, sleeping between them."""
+    def _stream(self, events, paced):
+        """Send SSE events (bytes), one HTTP chunk each, sleeping between the
+        first `paced` of them: what the model generates (its tokens and the
+        finish chunk) comes a decoding step apart; what the server adds after
+        generation (the usage chunk, [DONE]) follows at once, as OpenAI's and
+        vLLM's do."""
         http10 = self.request_version == "HTTP/1.0"
         headers = [("Cache-Control", "no-cache")]
         if http10:
@@ -701,7 +707,7 @@ class Handler(BaseHTTPRequestHandler):
             # JSON has no raw line ends: only the SSE framing's change
             events = [ev.replace(b"\n", self._mode["line_end"].encode()) for ev in events]
         for i, ev in enumerate(events):
-            if i and delay > 0:
+            if i and i < paced and delay > 0:
                 time.sleep(delay)
             if http10:
                 w.write(ev)
@@ -772,12 +778,13 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 events.append(chunk({"content": " " + w}, None))
         events.append(chunk({}, finish))
+        paced = len(events)
         if include_usage and usage is not None:
             events.append(self._sse({"id": cid, "object": "chat.completion.chunk",
                                      "created": created, "model": model, "choices": [],
                                      "usage": usage}))
         events.append(b"data: [DONE]\n\n")
-        self._stream(events)
+        self._stream(events, paced)
 
     def h_completions(self, path, query, body):
         state = self.server.state
@@ -827,11 +834,12 @@ class Handler(BaseHTTPRequestHandler):
 
         events = [chunk(w if i == 0 else " " + w, None) for i, w in enumerate(words)]
         events.append(chunk("", finish))
+        paced = len(events)
         if include_usage and usage is not None:
             events.append(self._sse({"id": cid, "object": "text_completion", "created": created,
                                      "model": model, "choices": [], "usage": usage}))
         events.append(b"data: [DONE]\n\n")
-        self._stream(events)
+        self._stream(events, paced)
 
     def h_embeddings(self, path, query, body):
         req = self.parse_json_object(body)

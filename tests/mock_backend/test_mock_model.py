@@ -166,7 +166,7 @@ def test_chat_max_tokens_and_content_parts(server):
 
 
 def test_chat_stream_incremental(server):
-    status, _, _ = call(server, "POST", "/_mock/mode", {"mode": "normal", "stream_chunk_delay_ms": 80})
+    status, _, _ = call(server, "POST", "/_mock/mode", {"mode": "normal", "stream_chunk_delay_ms": 200})
     assert status == 200
     req = json.dumps({"model": "m", "stream": True, "max_tokens": 3,
                       "messages": [{"role": "user", "content": "a b c"}]}).encode()
@@ -191,7 +191,10 @@ def test_chat_stream_incremental(server):
         # 3 words + final chunk + [DONE], each in its own HTTP chunk
         assert len(chunks) == 5
         gaps = [b[0] - a[0] for a, b in zip(chunks, chunks[1:])]
-        assert min(gaps) > 0.04, gaps
+        # a decoding step between the generated events (words, finish);
+        # [DONE] follows the finish chunk at once
+        assert min(gaps[:3]) > 0.1, gaps
+        assert gaps[3] < min(gaps[:3]) / 2, gaps
         events = [c.decode() for _, c in chunks]
         assert all(e.startswith("data: ") and e.endswith("\n\n") for e in events)
         assert events[-1] == "data: [DONE]\n\n"
