@@ -12,6 +12,13 @@
 #      the gateway adds stream_options.include_usage, holds each event to
 #      strip `"usage": null` and drops the usage-only one (the heavier
 #      path; BENCH_SSE_INCLUDE_USAGE=1 measures the read-only one).
+#   A'. SSE in pairs (BENCH_ONLY=sse-pairs): the same streams, bare and
+#      gateway alternating stream by stream, BENCH_SSE_PAIRS=1000 pairs
+#      over BENCH_ROUNDS rounds: the median per-pair difference of ttfb
+#      and ttlb with a 95 % interval, and the ratios it implies; the
+#      servers' CPU a stream the same way.  BENCH_SSE_WORDS=200 (events
+#      a stream), BENCH_SSE_DELAY_MS=0 (the mock's pause between events:
+#      a model server's decoding, which 0 leaves out) apply to A and A'.
 #   B. JSON: non-streaming POST /v1/chat/completions through wrk (a Lua
 #      script sends the body) to an nginx answering a fixed chat completion
 #      with usage; requests/s of (1) and (2).
@@ -127,21 +134,30 @@ declare -A PORT=()
 
 # ---- A. SSE ---------------------------------------------------------------------
 
-sse() {
-    local dir mock_port name r out c0 c1 events
+# sse_start: the mock (200-word replies), bare apache2 and the gateway,
+# each warmed with 20 streams
+sse_start() {
+    local dir mock_port name r
     dir=$(rundir mock)
     setsid "$PYTHON" "$SRCDIR/tests/mock_backend/mock_model.py" --port 0 --quiet \
         >"$dir/port" 2>"$dir/console.log" </dev/null &
     RUNNING[mock]=$!
     for r in $(seq 50); do grep -qs LISTENING "$dir/port" && break; sleep 0.1; done
     mock_port=$(awk '{ print $2 }' "$dir/port")
-    curl -s -o /dev/null -X POST --data '{"reply_words": 200}' "http://127.0.0.1:$mock_port/_mock/mode"
+    curl -s -o /dev/null -X POST \
+        --data "{\"reply_words\": ${BENCH_SSE_WORDS:-200}, \"stream_chunk_delay_ms\": ${BENCH_SSE_DELAY_MS:-0}}" \
+        "http://127.0.0.1:$mock_port/_mock/mode"
     start_apache sse-bare "$mock_port" 0
     start_apache sse-gateway "$mock_port" 1
     for name in sse-bare sse-gateway; do
         wait_http "${PORT[$name]}" /v1/models
         "$PYTHON" "$BENCH_DIR/sse_client.py" "${PORT[$name]}" 20 "$KEY" "$INCLUDE_USAGE" >/dev/null
     done
+}
+
+sse() {
+    local name r out c0 c1 events
+    sse_start
     for r in $(seq "$ROUNDS"); do
         wait_quiet "$r"
         for name in sse-bare sse-gateway; do
@@ -179,6 +195,24 @@ print("delivery rate ratio gateway/bare (ttlb bare/gateway) per round %s, median
 print("gateway CPU added per event (the request's own cost spread over its %d events) "
       "per round %s ns, median %.0f ns" % (ev + 2, ["%.0f" % x for x in added], med(added)))
 EOF
+}
+
+# sse_pairs: the same streams, bare and gateway alternating stream by
+# stream (sse_client.py --pairs), BENCH_SSE_PAIRS pairs (default 1000) in
+# ROUNDS rounds: a median difference with its interval, which rounds of
+# STREAMS streams each, seconds apart, cannot give on this machine
+sse_pairs() {
+    local r n out
+    n=$(( ${BENCH_SSE_PAIRS:-1000} / ROUNDS ))
+    sse_start
+    for r in $(seq "$ROUNDS"); do
+        wait_quiet "$r"
+        out=$(SSE_CPU_PGIDS="${RUNNING[sse-bare]} ${RUNNING[sse-gateway]}" \
+              "$PYTHON" "$BENCH_DIR/sse_client.py" --pairs "$n" "${PORT[sse-bare]}" \
+              "${PORT[sse-gateway]}" "$KEY" "$INCLUDE_USAGE")
+        printf '%s\t%s\n' "$r" "$out" | tee -a "$RESULTS/sse-pairs.tsv" >&2
+    done
+    stop_server sse-bare; stop_server sse-gateway; stop_server mock
 }
 
 # ---- B. JSON, non-streaming ------------------------------------------------------
@@ -384,6 +418,7 @@ log "results in $RESULTS"
 for what in $ONLY; do
     case $what in
         sse) sse ;;
+        sse-pairs) sse_pairs ;;
         json) json_bench ;;
         callgrind) callgrind_bench ;;
         *) die "unknown BENCH_ONLY item $what" ;;
