@@ -8,6 +8,7 @@
  */
 #include <stddef.h>
 #include <string.h>
+#include <apr_lib.h>
 #include <apr_strings.h>
 #include "mg_usage_json.h"
 
@@ -366,4 +367,41 @@ void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
     else {
         u->total = u->reported_total;
     }
+}
+
+/* Most events of a stream need not be read at all.  Every `"usage"` has its
+ * `g` four bytes in, and in a chunk `g` is rare (`logprobs`, `usage`, a
+ * word of the text now and then) where quotes are not (forty a chunk):
+ * finding each `g` with memchr costs a call per candidate, so this is
+ * about five times cheaper than trying every quote. */
+int mg_usage_may_carry(const char *b, apr_size_t n)
+{
+    const char *end = b + n, *p, *q;
+
+    for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
+                           != NULL; p += 2) {
+        if (p + 1 < end && p[1] == 'u') {
+            return 1;
+        }
+    }
+    if (n < 7) {
+        return 0;
+    }
+    for (p = b + 4; p < end && (p = memchr(p, 'g', (apr_size_t)(end - p)))
+                           != NULL; p++) {
+        if (end - p < 3 || memcmp(p - 4, "\"usage\"", 7)) {
+            continue;
+        }
+        for (q = p + 3; q < end && apr_isspace(*q); q++) {
+        }
+        if (q == end || *q != ':') {
+            continue;                   /* a value, not a member name */
+        }
+        for (q++; q < end && apr_isspace(*q); q++) {
+        }
+        if (end - q < 4 || memcmp(q, "null", 4)) {
+            return 1;
+        }
+    }
+    return 0;
 }

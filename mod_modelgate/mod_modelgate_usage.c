@@ -233,39 +233,6 @@ static void strip_usage_null(usage_ctx *ctx)
     ctx->held_len -= at - from;
 }
 
-/* Where events are held whole, most of them need not be read at all: a
- * chunk can carry a usage only where a member named usage has a value
- * other than null (every chunk carries the `"usage": null` include_usage
- * adds), or where a \u escape could spell that name.  Conservative: any
- * doubt reads the event. */
-static int may_carry_usage(const char *b, apr_size_t n)
-{
-    const char *end = b + n, *p, *q;
-
-    for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
-                           != NULL; p += 2) {
-        if (p + 1 < end && p[1] == 'u') {
-            return 1;
-        }
-    }
-    for (p = b; (p = memchr(p, '"', (apr_size_t)(end - p))) != NULL; p++) {
-        if (end - p < 7 || memcmp(p, "\"usage\"", 7)) {
-            continue;
-        }
-        for (q = p + 7; q < end && apr_isspace(*q); q++) {
-        }
-        if (q == end || *q != ':') {
-            continue;                   /* a value, not a member name */
-        }
-        for (q++; q < end && apr_isspace(*q); q++) {
-        }
-        if (end - q < 4 || memcmp(q, "null", 4)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Give `scan` bytes of the held event (in order, every byte once). */
 static void feed_scan(usage_ctx *ctx, const char *buf, apr_size_t len)
 {
@@ -288,7 +255,7 @@ static void feed_scan(usage_ctx *ctx, const char *buf, apr_size_t len)
  * ends it the same way. */
 static void event_ended(usage_ctx *ctx)
 {
-    if (!ctx->fed && may_carry_usage(ctx->held, ctx->held_len)) {
+    if (!ctx->fed && mg_usage_may_carry(ctx->held, ctx->held_len)) {
         ctx->fed = 1;
         feed_scan(ctx, ctx->held, ctx->held_len);
     }

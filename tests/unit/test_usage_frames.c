@@ -4,7 +4,8 @@
  * (mg_usage_init_frames): the MODELGATE_USAGE filter frames every event
  * with it and gives a full scanner only the events that may carry a usage,
  * so its event ends must be the full scanner's, byte for byte, however the
- * stream is cut.
+ * stream is cut; and which events may carry a usage (mg_usage_may_carry)
+ * must be what the plain rule says, however the bytes fall.
  */
 #include <string.h>
 #include "mg_test.h"
@@ -95,11 +96,123 @@ static void test_frames_keep_the_largest_event(void **state)
     assert_int_equal(u.largest_event, 7 + 65536 + 3);
 }
 
+/* The rule as first written, trying every quote: the oracle. */
+static int may_carry_oracle(const char *b, apr_size_t n)
+{
+    const char *end = b + n, *p, *q;
+
+    for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
+                           != NULL; p += 2) {
+        if (p + 1 < end && p[1] == 'u') {
+            return 1;
+        }
+    }
+    for (p = b; (p = memchr(p, '"', (apr_size_t)(end - p))) != NULL; p++) {
+        if (end - p < 7 || memcmp(p, "\"usage\"", 7)) {
+            continue;
+        }
+        for (q = p + 7; q < end && (*q == ' ' || *q == '\t' || *q == '\n'
+                                    || *q == '\r' || *q == '\v'
+                                    || *q == '\f'); q++) {
+        }
+        if (q == end || *q != ':') {
+            continue;
+        }
+        for (q++; q < end && (*q == ' ' || *q == '\t' || *q == '\n'
+                              || *q == '\r' || *q == '\v' || *q == '\f');
+             q++) {
+        }
+        if (end - q < 4 || memcmp(q, "null", 4)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_may_carry_cases(void **state)
+{
+    static const struct { const char *text; int want; } cases[] = {
+        { "{\"choices\":[],\"usage\":null}", 0 },
+        { "{\"choices\":[],\"usage\": \tnull }", 0 },
+        { "{\"choices\":[],\"usage\":{\"prompt_tokens\":1}}", 1 },
+        { "{\"usage\" : 0}", 1 },
+        { "{\"usage\":nul", 1 },              /* cut short: in doubt */
+        { "{\"usage\"", 0 },                  /* a name, no value yet */
+        { "{\"x\":\"usage\"}", 0 },             /* a value */
+        { "{\"x\":\"\\u0075sage\"}", 1 },       /* an escape: in doubt */
+        { "{\"logprobs\":null,\"x\":\"big\"}", 0 },
+        { "\"usage\":1", 1 },                 /* at the very start */
+        { "usage\":1", 0 },
+        { "g", 0 },
+        { "", 0 },
+    };
+    apr_size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *t = cases[i].text;
+
+        assert_int_equal(mg_usage_may_carry(t, strlen(t)), cases[i].want);
+        assert_int_equal(may_carry_oracle(t, strlen(t)), cases[i].want);
+    }
+}
+
+static unsigned int next(unsigned int *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 16;
+}
+
+/* Random events made of the pieces the rule turns on, every prefix and
+ * suffix of each: the memchr for `g` must find what trying every quote
+ * finds, wherever the bytes fall. */
+static void test_may_carry_agrees_with_the_rule(void **state)
+{
+    static const char *const pieces[] = {
+        "\"usage\"", "\"usage\"", ":", " ", "\n", "null", "nul", "0", "{",
+        "}", ",", "\"", "g", "u", "usage", "\\", "\\u", "x", "\"lo",
+        "gprobs\"", "\"usag", "e\"", "gg", "\"g\"",
+    };
+    char buf[512];
+    unsigned int seed = 12345;
+    apr_size_t len, i, k, checked = 0, carried = 0;
+    int t;
+
+    (void)state;
+    for (t = 0; t < 20000; t++) {
+        len = 0;
+        for (i = 0, k = next(&seed) % 16; i <= k; i++) {
+            const char *piece =
+                pieces[next(&seed) % (sizeof(pieces) / sizeof(pieces[0]))];
+            apr_size_t plen = strlen(piece);
+
+            if (len + plen >= sizeof(buf)) {
+                break;
+            }
+            memcpy(buf + len, piece, plen);
+            len += plen;
+        }
+        for (i = 0; i <= len; i++) {
+            assert_int_equal(mg_usage_may_carry(buf, i),
+                             may_carry_oracle(buf, i));
+            assert_int_equal(mg_usage_may_carry(buf + i, len - i),
+                             may_carry_oracle(buf + i, len - i));
+            carried += (apr_size_t)may_carry_oracle(buf, i);
+            checked += 2;
+        }
+    }
+    /* both answers were met often */
+    assert_true(carried > checked / 50);
+    assert_true(carried < checked / 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         MG_TEST(test_frames_end_where_the_scanner_ends),
         MG_TEST(test_frames_keep_the_largest_event),
+        MG_TEST(test_may_carry_cases),
+        MG_TEST(test_may_carry_agrees_with_the_rule),
     };
 
     return MG_RUN(tests);
