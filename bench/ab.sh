@@ -260,6 +260,28 @@ case $AB_MODE in
         ab_report "A the cache $row_a -> B the cache $row_b ($AB_REQUESTS sequential POSTs a run, a new question each)" \
             "miss-off CPU <= 2 us" | tee "$RESULTS/summary.txt"
         ;;
+    tokens)
+        # shellcheck source=bench/tokens.sh
+        BENCH_ONLY=" " . "$AB_DIR/tokens.sh"     # and run.sh; defines only
+        RESULTS="$BENCH_DIR/results/ab-tokens-$(date +%Y%m%d-%H%M%S)"
+        mkdir -p "$RESULTS"
+        start_json_backend
+        start_apache json-bare "$JSON_PORT" 0
+        start_apache json-gateway "$JSON_PORT" 1
+        lua="$RESULTS/post.lua"
+        printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["X-API-Key"] = "%s"\n' \
+            "'$TOKENS_BODY'" "$KEY" >"$lua"
+        for s in json-bare json-gateway; do
+            wait_http "${PORT[$s]}" "$TOKENS_PATH" POST "$TOKENS_BODY"
+            timeout 60 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$lua" \
+                "http://127.0.0.1:${PORT[$s]}$TOKENS_PATH" >/dev/null
+        done
+        ab_side_a() { ab_run json-bare A "http://127.0.0.1:${PORT[json-bare]}$TOKENS_PATH" -s "$lua"; }
+        ab_side_b() { ab_run json-gateway B "http://127.0.0.1:${PORT[json-gateway]}$TOKENS_PATH" -s "$lua"; }
+        ab_pairs
+        ab_report "A apache2 + mod_proxy -> B the gateway with token layers, POST $TOKENS_PATH (nginx answers)" \
+            ">= 0.95" | tee "$RESULTS/summary.txt"
+        ;;
     variant)
         # shellcheck source=bench/run.sh
         . "$AB_DIR/run.sh"
@@ -273,7 +295,7 @@ case $AB_MODE in
             "A (2) + '${BENCH_AB_A_EXTRA:-}' -> B (2) + '${BENCH_AB_B_EXTRA:-}'" "-"
         ;;
     *)
-        echo "usage: bash bench/ab.sh gate|jwt|cache|variant" >&2
+        echo "usage: bash bench/ab.sh gate|jwt|tokens|cache|variant" >&2
         exit 2
         ;;
 esac

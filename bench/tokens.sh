@@ -93,7 +93,8 @@ wait_quiet() {
             printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
         [ "$idle" -lt 80 ] || break
     done
-    log "machine ${idle}% idle before round $1"
+    PRE_IDLE=$idle                  # bench/ab.sh's report says it
+    log "machine ${idle}% idle before round ${1:-1}"
 }
 
 wait_http() {
