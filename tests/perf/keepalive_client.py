@@ -18,6 +18,13 @@ left at the reservation (a gateway that skipped the settle would be
 cheaper, and would fail here instead).  The header must tell a counter
 that does not refill between requests (bench/tokens_conf.sh's day
 window); once a run it may rise instead: the window turned.
+
+--sse-events N (the SSE mode: the body asks for a stream): every answer
+must be an event stream of exactly N events ending in [DONE], with no
+`usage` in it (the client did not ask for one: the gateway asked the model
+server for it, and must drop the usage chunk and strip `"usage": null`
+from every other).  With --settled, the usage the model server reported
+is not in the stream: --sse-usage T gives it (the mock's, for the body).
 """
 import argparse
 import http.client
@@ -36,6 +43,10 @@ def main():
                    help="a response header every answer must carry")
     p.add_argument("--settled", metavar="HEADER",
                    help="check HEADER falls by each answer's total_tokens")
+    p.add_argument("--sse-events", type=int,
+                   help="each answer is a stream of exactly this many events")
+    p.add_argument("--sse-usage", type=int,
+                   help="the total_tokens the model server used for a stream")
     a = p.parse_args()
 
     conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=120)
@@ -50,10 +61,13 @@ def main():
         sys.exit("keepalive_client: request %d: %s" % (i, why))
 
     def settled(i, resp, data):
-        try:
-            used = json.loads(data)["usage"]["total_tokens"]
-        except (ValueError, KeyError, TypeError):
-            fail(i, "no usage.total_tokens in the answer: %r" % data[:200])
+        if a.sse_events is not None:
+            used = a.sse_usage
+        else:
+            try:
+                used = json.loads(data)["usage"]["total_tokens"]
+            except (ValueError, KeyError, TypeError):
+                fail(i, "no usage.total_tokens in the answer: %r" % data[:200])
         try:
             remaining = int(resp.getheader(a.settled, ""))
         except ValueError:
@@ -79,6 +93,12 @@ def main():
             fail(i, "status %d, missing %s%s"
                  % (resp.status, missing,
                     ", connection closed" if resp.will_close else ""))
+        if a.sse_events is not None:
+            events = [e for e in data.split(b"\n\n") if e.strip()]
+            if (len(events) != a.sse_events or events[-1] != b"data: [DONE]"
+                    or b'"usage"' in data):
+                fail(i, "not the stream of %d events without usage asked for: "
+                     "%d events, ending %r" % (a.sse_events, len(events), data[-80:]))
         if a.settled:
             settled(i, resp, data)
 
