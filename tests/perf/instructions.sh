@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# tests/perf/instructions.sh [get|post|cache] -- the guards on what
+# tests/perf/instructions.sh [get|post|sse|cache] -- the guards on what
 # mod_modelgate adds to a request, counted in instructions, not timed: a
-# noisy machine cannot fool them.  bash scripts/test.sh runs all three
+# noisy machine cannot fool them.  bash scripts/test.sh runs all four
 # modes.
 #
 #   get (the default): GET /v1/models through bench/run.sh's (1) bare
