@@ -173,6 +173,17 @@ apr_size_t mg_usage_feed(mg_usage_scanner *s, const char *buf,
             event_end(s, ev, i);
             return i;
         }
+        if (s->line == L_START && s->bom == 3 && c == 'd' && len - i >= 5
+            && !memcmp(b + i, "data:", 5)) {
+            /* a data line's field name, nearly every line of a stream:
+             * what the byte loop below does with these five bytes */
+            s->skip_lf = 0;
+            s->event_bytes += 5;
+            i += 5;
+            data_line(s);
+            s->line = L_SPACE;
+            continue;
+        }
         if (s->line == L_DATA && c != '\r' && c != '\n') {
             /* the bulk of a stream: data bytes straight to the lexer, up
              * to the line's end (memchr: a byte loop cost as much as the

@@ -49,14 +49,25 @@ static void test_frames_end_where_the_scanner_ends(void **state)
         "\xef\xbb\xbf" "event: x\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"
         "data: {\"usage\":{\"total_tokens\":9}}\r\r"
         "id: 7\ndata: [DONE]\r\r",
+        /* what the "data:" fast path must tell apart: no space, a field
+         * named like it, "data" alone, an empty one, a data line after a
+         * CR line end (in one event), two spaces, an LF right after a
+         * data line's colon that follows a CR */
+        "data:{\"x\":1}\n\ndatax: 1\ndata\ndat: 2\n\n"
+        "data:\r\rdata: {\"usage\":\rdata: {\"total_tokens\":4}}\r\r"
+        "data:  {\"y\":2}\n\nid: 1\rdata:\n\ndata: [DONE]\n\n",
     };
     mg_usage_scanner *full = apr_palloc(*state, sizeof(*full));
     mg_usage_scanner *frames = apr_palloc(*state, sizeof(*frames));
-    apr_size_t want[16], got[16], nw, ng, step, i, len;
-    mg_usage u;
+    apr_size_t want[16], got[16], one[16], nw, ng, n1, step, i, len;
+    mg_usage u, u1;
 
     for (i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
         len = strlen(streams[i]);
+        /* a byte at a time: never the fast path for "data:" */
+        mg_usage_init(full, MG_USAGE_SSE);
+        n1 = ends(full, streams[i], len, 1, one, 16);
+        mg_usage_result(full, &u1);
         for (step = 1; step <= len; step++) {
             mg_usage_init(full, MG_USAGE_SSE);
             mg_usage_init_frames(frames);
@@ -64,12 +75,18 @@ static void test_frames_end_where_the_scanner_ends(void **state)
             ng = ends(frames, streams[i], len, step, got, 16);
             assert_int_equal(ng, nw);
             assert_memory_equal(got, want, nw * sizeof(want[0]));
+            assert_int_equal(nw, n1);
+            assert_memory_equal(want, one, n1 * sizeof(one[0]));
             /* nothing read: no usage, no event counted */
             mg_usage_result(frames, &u);
             assert_int_equal(u.status, MG_USAGE_ABSENT);
             assert_int_equal(u.events, 0);
             mg_usage_result(full, &u);
             assert_int_equal(u.status, MG_USAGE_FOUND);
+            assert_int_equal(u.total, u1.total);
+            assert_int_equal(u.events, u1.events);
+            assert_int_equal(u.malformed_events, u1.malformed_events);
+            assert_int_equal(u.largest_event, u1.largest_event);
         }
         assert_true(nw >= 3);
     }
