@@ -174,6 +174,44 @@ static void test_may_carry_cases(void **state)
     }
 }
 
+/* SSE joins an event's data lines with LF: a member name and its ':' may be
+ * on two lines, with the framing of the next (and comments) between them.
+ * The full scanner reads such a usage, so may_carry, which sees the raw
+ * event, must not say 0 for it. */
+static void test_may_carry_across_data_lines(void **state)
+{
+    static const char *const events[] = {
+        "data: {\"choices\":[],\"usage\"\ndata: :{\"prompt_tokens\":3}}\n\n",
+        "data: {\"choices\":[],\"usage\"\r\ndata: :{\"prompt_tokens\":3}}"
+        "\r\n\r\n",
+        "data: {\"choices\":[],\"usage\"\rdata: :{\"prompt_tokens\":3}}\r\r",
+        "data: {\"choices\":[],\"usage\"\n: a comment\ndata: :"
+        "{\"prompt_tokens\":3}}\n\n",
+        /* a comment that looks like the rest of a `"usage": null` */
+        "data: {\"choices\":[],\"usage\"\n: null\ndata: :"
+        "{\"prompt_tokens\":3}}\n\n",
+        "data: {\"choices\":[],\"usage\":\n:null\ndata: "
+        "{\"prompt_tokens\":3}}\n\n",
+    };
+    mg_usage_scanner *full = apr_palloc(*state, sizeof(*full));
+    mg_usage_event ev;
+    mg_usage u;
+    apr_size_t i, len, at, n;
+
+    for (i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
+        len = strlen(events[i]);
+        mg_usage_init(full, MG_USAGE_SSE);
+        for (at = 0; at < len; at += n) {
+            n = mg_usage_feed(full, events[i] + at, len - at, &ev);
+        }
+        mg_usage_finish(full, &ev);
+        mg_usage_result(full, &u);
+        assert_int_equal(u.status, MG_USAGE_FOUND);
+        assert_int_equal(u.prompt, 3);
+        assert_int_equal(mg_usage_may_carry(events[i], len), 1);
+    }
+}
+
 static unsigned int next(unsigned int *seed)
 {
     *seed = *seed * 1103515245u + 12345u;
@@ -229,6 +267,7 @@ int main(void)
         MG_TEST(test_frames_end_where_the_scanner_ends),
         MG_TEST(test_frames_keep_the_largest_event),
         MG_TEST(test_may_carry_cases),
+        MG_TEST(test_may_carry_across_data_lines),
         MG_TEST(test_may_carry_agrees_with_the_rule),
     };
 
