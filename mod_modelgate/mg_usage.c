@@ -388,6 +388,7 @@ void mg_usage_json_eval(const mg_usage_json_ *j, int nonempty, mg_usage *u)
 int mg_usage_may_carry(const char *b, apr_size_t n)
 {
     const char *end = b + n, *p, *q;
+    int brk;
 
     for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
                            != NULL; p += 2) {
@@ -403,14 +404,27 @@ int mg_usage_may_carry(const char *b, apr_size_t n)
         if (end - p < 3 || memcmp(p - 4, "\"usage\"", 7)) {
             continue;
         }
+        /* The bytes are the raw event: a line break between the name, its
+         * ':' and its value may hide the SSE framing of the next data line
+         * (joined with LF, the data still says "usage": {...}), or a
+         * comment line: in doubt. */
+        brk = 0;
         for (q = p + 3; q < end && apr_isspace(*q); q++) {
+            brk |= *q == '\n' || *q == '\r';
         }
-        if (q == end || *q != ':') {
+        if (q == end) {
+            continue;
+        }
+        if (brk) {
+            return 1;       /* the line ends: what follows may be framing */
+        }
+        if (*q != ':') {
             continue;                   /* a value, not a member name */
         }
         for (q++; q < end && apr_isspace(*q); q++) {
+            brk |= *q == '\n' || *q == '\r';
         }
-        if (end - q < 4 || memcmp(q, "null", 4)) {
+        if (brk || end - q < 4 || memcmp(q, "null", 4)) {
             return 1;
         }
     }

@@ -231,8 +231,10 @@ int mg_usage_may_be_usage_only(const mg_usage_scanner *s);
 /**
  * Can the event in `b` (`n` bytes, whole) carry a usage?  0 only when no
  * member named usage has a value other than null (every chunk of a stream
- * whose request asked for usage carries `"usage": null`) and no \u escape
- * could spell that name.  Conservative: any doubt says 1.  For a filter
+ * whose request asked for usage carries `"usage": null`), no \u escape
+ * could spell that name and no line break stands between such a name and
+ * its value (the SSE framing of a next data line may be there: the bytes
+ * are the raw event).  Conservative: any doubt says 1.  For a filter
  * that frames every event (mg_usage_init_frames) and gives a full scanner
  * only those that may carry one.
  */
