@@ -343,3 +343,38 @@ def test_mg_022_16_parallel_requests_never_overshoot_completion_tokens(gw, backe
     assert sorted(results) == [200] * 3 + [429] * 7
     assert backend.count() == 3
     assert sum(json.loads(r["body"])["max_tokens"] for r in backend.requests()) == 12
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n", "\r"])
+def test_mg_022_17_a_usage_only_event_of_the_largest_held_size(gw, backend, eol):
+    """A usage-only event exactly MG_USAGE_ONLY_MAX (16384) bytes long is
+    held whole and dropped, whatever the line ends: with CR ones its blank
+    line ends in CR and the filter must close it without counting a byte
+    that is not there."""
+    import re
+    b = body(max_tokens=4, stream=True)
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "pad": ""}
+
+    def usage_event(data):
+        evs = [e for e in re.split(rb"(?<=%s%s)" % (re.escape(eol.encode()),
+                                                    re.escape(eol.encode())), data) if e]
+        return [e for e in evs if b'"choices":[]' in e][0]
+
+    backend.mode(line_end=eol, usage=usage)
+    probe = harness.request(backend.port, "POST", "/v1/chat/completions",
+                            body=dict(b, stream_options={"include_usage": True}))
+    ev = usage_event(probe.body)
+    pid = int(re.search(rb'"chatcmpl-(\d+)"', ev).group(1))
+    usage["pad"] = "x" * (16384 - len(ev) - (len(str(pid + 1)) - len(str(pid))))
+    backend.mode(line_end=eol, usage=usage)
+    probe = harness.request(backend.port, "POST", "/v1/chat/completions",
+                            body=dict(b, stream_options={"include_usage": True}))
+    resp = gw.chat(DEMO_KEY, body=b)
+    backend.mode(mode="normal")
+    assert resp.status == 200
+    # the gateway's request got the next id: its usage event is as long
+    assert len(usage_event(probe.body)) == 16384 + len(str(pid + 2)) - len(str(pid + 1))
+    assert b'"choices":[]' not in resp.body
+    assert b'"usage"' not in resp.body
+    assert resp.body.endswith(("data: [DONE]" + eol + eol).encode())
+    assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
