@@ -251,16 +251,25 @@ static void feed_scan(usage_ctx *ctx, const char *buf, apr_size_t len)
 
 /* The held event ended (`frames` said so): `scan` reads it when it may
  * carry a usage.  An event whose blank line ended in CR is still open in
- * `scan` (an LF may follow): `frames` saw the next byte was none, and an LF
- * ends it the same way. */
+ * `scan` (an LF may follow): `frames` saw the next byte was not LF (or was
+ * none).  Shown such a byte, `scan` ends the event before it and reads none
+ * of it (mg_usage_feed returns 0), so the event keeps its length: an LF
+ * would be counted in it, and an event of MG_USAGE_ONLY_MAX bytes would
+ * then be one too long to be usage-only. */
 static void event_ended(usage_ctx *ctx)
 {
+    static const char not_lf = '\r';
+    mg_usage_event ev;
+
     if (!ctx->fed && mg_usage_may_carry(ctx->held, ctx->held_len)) {
         ctx->fed = 1;
         feed_scan(ctx, ctx->held, ctx->held_len);
     }
     if (ctx->fed && ctx->held_len && ctx->held[ctx->held_len - 1] == '\r') {
-        feed_scan(ctx, "\n", 1);
+        mg_usage_feed(&ctx->scan, &not_lf, 1, &ev);
+        if (ev.ended && ev.usage_only) {
+            ctx->usage_only = 1;
+        }
     }
 }
 
