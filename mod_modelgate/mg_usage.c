@@ -390,9 +390,12 @@ int mg_usage_may_carry(const char *b, apr_size_t n)
     const char *end = b + n, *p, *q;
     int brk;
 
-    for (p = b; p < end && (p = memchr(p, '\\', (apr_size_t)(end - p)))
-                           != NULL; p += 2) {
-        if (p + 1 < end && p[1] == 'u') {
+    /* A '\\' as the last byte escapes nothing here: looked for before
+     * it, so p += 2 stays within b[0 .. n] (a pointer past that is
+     * undefined behaviour, even unread). */
+    for (p = b; end - p > 1 && (p = memchr(p, '\\', (apr_size_t)(end - p - 1)))
+                               != NULL; p += 2) {
+        if (p[1] == 'u') {
             return 1;
         }
     }
