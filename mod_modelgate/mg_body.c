@@ -14,6 +14,35 @@
 /* The members read, in the order of mg_body_inspect's array. */
 enum { M_MODEL, M_STREAM, M_MAX_COMPLETION, M_MAX_TOKENS, M_COUNT };
 
+/* A token cap's member: 0 when it is neither absent, null nor a whole
+ * number >= 0.  Keeps the larger of two in max_tokens, the other in
+ * other_cap. */
+static int cap_of(const mg_json_member *v, const char *field,
+                  mg_body_info *info)
+{
+    if (v->kind == MG_JSON_ABSENT || v->kind == MG_JSON_NULL) {
+        return 1;
+    }
+    if (v->kind != MG_JSON_INTEGER || v->integer < 0) {
+        return 0;
+    }
+    if (!info->max_tokens_field) {
+        info->max_tokens = v->integer;
+        info->max_tokens_field = field;
+    }
+    else if (v->integer > info->max_tokens) {
+        info->other_cap = info->max_tokens;
+        info->other_cap_field = info->max_tokens_field;
+        info->max_tokens = v->integer;
+        info->max_tokens_field = field;
+    }
+    else {
+        info->other_cap = v->integer;
+        info->other_cap_field = field;
+    }
+    return 1;
+}
+
 mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
                                apr_size_t len, mg_body_info *info,
                                const char **why)
@@ -24,8 +53,8 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
 
     info->model = NULL;
     info->stream = 0;
-    info->max_tokens = -1;
-    info->max_tokens_field = NULL;
+    info->max_tokens = info->other_cap = -1;
+    info->max_tokens_field = info->other_cap_field = NULL;
     *why = NULL;
     m[M_MODEL].name = "model";
     m[M_STREAM].name = "stream";
@@ -73,23 +102,15 @@ mg_body_status mg_body_inspect(apr_pool_t *p, const char *buf,
         }
         info->stream = v->kind == MG_JSON_TRUE;
     }
-    /* The newer name wins when a client sends both. */
-    v = &m[M_MAX_COMPLETION];
-    info->max_tokens_field = "max_completion_tokens";
-    if (v->kind == MG_JSON_ABSENT || v->kind == MG_JSON_NULL) {
-        v = &m[M_MAX_TOKENS];
-        info->max_tokens_field = "max_tokens";
-    }
-    if (v->kind != MG_JSON_ABSENT && v->kind != MG_JSON_NULL) {
-        if (v->kind != MG_JSON_INTEGER || v->integer < 0) {
-            *why = "'max_tokens' and 'max_completion_tokens' must be "
-                   "whole numbers of at least 0.";
-            return MG_BODY_INVALID;
-        }
-        info->max_tokens = v->integer;
-    }
-    else {
-        info->max_tokens_field = NULL;
+    /* Both caps are read: OpenAI's newer name wins at OpenAI and vLLM,
+     * older servers read only max_tokens, and a body that sends both must
+     * not have its ceiling checked and reserved on the smaller while the
+     * model server honours the larger. */
+    if (!cap_of(&m[M_MAX_COMPLETION], "max_completion_tokens", info)
+        || !cap_of(&m[M_MAX_TOKENS], "max_tokens", info)) {
+        *why = "'max_tokens' and 'max_completion_tokens' must be "
+               "whole numbers of at least 0.";
+        return MG_BODY_INVALID;
     }
     return MG_BODY_OK;
 }

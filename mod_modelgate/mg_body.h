@@ -4,8 +4,9 @@
  * model it names.
  *
  * The gateway reads three fields of a JSON request body: `model` (routing,
- * per-model limits), `stream` and the token cap (`max_completion_tokens`,
- * else `max_tokens`).  Everything else passes through untouched: when the
+ * per-model limits), `stream` and the token cap (`max_completion_tokens`
+ * and `max_tokens`: the larger when a client sends both, for a model server
+ * may read either).  Everything else passes through untouched: when the
  * model must change (an alias, a fallback), only the bytes of that one
  * value are replaced, so numbers, key order and spacing reach the model
  * server as the client wrote them.
@@ -30,10 +31,14 @@
 typedef struct mg_body_info {
     const char *model;        /**< NULL when the body names none */
     int stream;               /**< "stream": true */
-    apr_int64_t max_tokens;   /**< the token cap; -1 when none is given */
+    apr_int64_t max_tokens;   /**< the token cap; -1 when none is given;
+                                   the larger when both are */
     const char *max_tokens_field; /**< the member it came from
                                    (max_completion_tokens or max_tokens);
                                    NULL when none is given */
+    apr_int64_t other_cap;    /**< when both are given, the other's value
+                                   (never larger); else -1 */
+    const char *other_cap_field; /**< ... and its member; else NULL */
 } mg_body_info;
 
 typedef enum {

@@ -460,6 +460,8 @@ static int generates(const request_rec *r)
            || (n >= 12 && !strcmp(r->uri + n - 12, "/completions"));
 }
 
+/* The body's cap `field` set to `value` (the caller keeps info.max_tokens:
+ * a body may have two caps). */
 static int set_cap(request_rec *r, mg_request *req, const char *field,
                    apr_uint64_t value)
 {
@@ -474,7 +476,6 @@ static int set_cap(request_rec *r, mg_request *req, const char *field,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     mg_body_replace(r, req, out, len);
-    req->info.max_tokens = (apr_int64_t)value;
     return OK;
 }
 
@@ -499,10 +500,16 @@ int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req)
                 MG_ERRT_REQUEST, req->info.max_tokens_field,
                 MG_ERR_MAX_TOKENS));
         }
+        /* Both caps where both are given: the model server may read
+         * either.  The smaller is rewritten only if it too is over. */
         if ((rv = set_cap(r, req, req->info.max_tokens_field, ceiling))
-            != OK) {
+            != OK
+            || (req->info.other_cap > (apr_int64_t)ceiling
+                && (rv = set_cap(r, req, req->info.other_cap_field, ceiling))
+                   != OK)) {
             return rv;
         }
+        req->info.max_tokens = (apr_int64_t)ceiling;
         apr_table_setn(r->notes, "modelgate-max-tokens", "clamped");
     }
     else if (ceiling && req->info.max_tokens < 0 && generates(r)) {
@@ -511,6 +518,7 @@ int mg_usage_prepare(request_rec *r, const mg_tier *tier, mg_request *req)
         if ((rv = set_cap(r, req, "max_tokens", ceiling)) != OK) {
             return rv;
         }
+        req->info.max_tokens = (apr_int64_t)ceiling;
         apr_table_setn(r->notes, "modelgate-max-tokens", "added");
     }
     /* About four bytes of JSON a token: more than the prompt's tokens,

@@ -378,3 +378,39 @@ def test_mg_022_17_a_usage_only_event_of_the_largest_held_size(gw, backend, eol)
     assert b'"usage"' not in resp.body
     assert resp.body.endswith(("data: [DONE]" + eol + eol).encode())
     assert token_lines(gw, 1)[0][:4] == ["usage", "3", "4", "7"]
+
+
+def test_mg_022_18_both_caps_are_held_to_the_ceiling(gw, backend):
+    """A body with max_tokens and max_completion_tokens: the model server
+    may read either (OpenAI and vLLM the newer, older servers only
+    max_tokens), so the ceiling is checked on the larger, a clamp rewrites
+    each that is over it, and the reservation is the larger."""
+    msgs = [{"role": "user", "content": "one two three"}]
+    # free (max_tokens=4, refuses): the larger is over, whichever name it has
+    for caps in ({"max_tokens": 200, "max_completion_tokens": 2},
+                 {"max_tokens": 2, "max_completion_tokens": 200}):
+        big = gw.chat(DEMO_KEY, body=dict(caps, model="mock-small", messages=msgs))
+        assert big.status == 400, big.body
+        name = [k for k, v in caps.items() if v == 200][0]
+        assert big.json["error"]["param"] == name
+        assert big.json["error"]["code"] == "max_tokens_exceeded"
+    assert backend.count() == 0
+    # pro (max_tokens=8,clamp): both over -> both 8; one over -> that one.
+    # One word an answer: pro's 12 completion tokens a day hold both.
+    backend.mode(reply_words=1)
+    sent = {"model": "mock-small", "max_tokens": 5000, "max_completion_tokens": 100,
+            "messages": msgs}
+    resp = gw.chat(PRO_KEY, body=sent)
+    assert resp.status == 200
+    forwarded = json.loads(backend.requests()[-1]["body"])
+    assert (forwarded["max_tokens"], forwarded["max_completion_tokens"]) == (8, 8)
+    sent = {"model": "mock-small", "max_tokens": 5000, "max_completion_tokens": 3,
+            "messages": msgs}
+    assert gw.chat(PRO_KEY, body=sent).status == 200
+    backend.mode(mode="normal")
+    forwarded = backend.requests()[-1]["body"]
+    assert forwarded == json.dumps(sent).replace(": 5000", ": 8")
+    # reserved: the prompt's estimate and the larger cap (8), not 3
+    lines = token_lines(gw, 4)
+    assert [l[5] for l in lines[2:]] == ["clamped", "clamped"]
+    assert int(lines[3][4]) == math.ceil(len(forwarded) / 4) + 8

@@ -39,15 +39,32 @@ static void test_reads_the_fields(void **state)
     assert_int_equal(info.stream, 0);
     assert_int_equal(info.max_tokens, -1);
 
-    /* nulls are absent; the newer token cap wins */
+    /* nulls are absent; of two token caps the larger counts (a model
+     * server may read either), the other is kept */
     assert_int_equal(inspect(p, "{\"model\":\"m\",\"stream\":null,"
                              "\"max_tokens\":10,\"max_completion_tokens\":20}",
                              &info, &why), MG_BODY_OK);
     assert_int_equal(info.stream, 0);
     assert_int_equal(info.max_tokens, 20);
+    assert_string_equal(info.max_tokens_field, "max_completion_tokens");
+    assert_int_equal(info.other_cap, 10);
+    assert_string_equal(info.other_cap_field, "max_tokens");
+    assert_int_equal(inspect(p, "{\"max_tokens\":200,"
+                             "\"max_completion_tokens\":10}", &info, &why),
+                     MG_BODY_OK);
+    assert_int_equal(info.max_tokens, 200);
+    assert_string_equal(info.max_tokens_field, "max_tokens");
+    assert_int_equal(info.other_cap, 10);
+    assert_string_equal(info.other_cap_field, "max_completion_tokens");
     assert_int_equal(inspect(p, "{\"max_completion_tokens\":null,"
                              "\"max_tokens\":7}", &info, &why), MG_BODY_OK);
     assert_int_equal(info.max_tokens, 7);
+    assert_int_equal(info.other_cap, -1);
+    assert_null(info.other_cap_field);
+    /* the cap not used is checked too */
+    assert_int_equal(inspect(p, "{\"max_completion_tokens\":5,"
+                             "\"max_tokens\":\"9\"}", &info, &why),
+                     MG_BODY_INVALID);
 
     /* a nested "model" is not the request's */
     assert_int_equal(inspect(p, "{\"metadata\":{\"model\":\"x\"}}", &info,
