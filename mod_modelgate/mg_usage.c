@@ -277,6 +277,17 @@ apr_size_t mg_usage_feed(mg_usage_scanner *s, const char *buf,
     return len;
 }
 
+int mg_usage_end_pending(mg_usage_scanner *s, mg_usage_event *ev)
+{
+    ev->ended = 0;
+    if (s->mode != MG_USAGE_SSE || !s->pending_end) {
+        return 0;
+    }
+    s->pending_end = 0;
+    event_end(s, ev, 0);
+    return 1;
+}
+
 void mg_usage_finish(mg_usage_scanner *s, mg_usage_event *ev)
 {
     int nonempty;

@@ -203,6 +203,17 @@ apr_size_t mg_usage_feed(mg_usage_scanner *s, const char *buf,
                          apr_size_t len, mg_usage_event *ev);
 
 /**
+ * SSE: when the last byte fed ended a blank line in CR, mg_usage_feed
+ * waits for the next byte (an LF would belong to that line) before it
+ * reports the event's end.  A filter that should not hold the event until
+ * more comes ends it here: returns 1 with ev filled as mg_usage_feed
+ * would (ev->end 0), or 0 when no event waits so.  The caller then takes
+ * an LF that comes next as the end of that blank line itself: it is not
+ * to be fed (it would be an empty line).
+ */
+int mg_usage_end_pending(mg_usage_scanner *s, mg_usage_event *ev);
+
+/**
  * The answer is complete.  JSON: the document must have ended (else it is
  * MALFORMED, truncated).  SSE: an event whose closing CR was the last byte
  * ends now (ev->ended, ev->end == 0); an event with no blank line after it

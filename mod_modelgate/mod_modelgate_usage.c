@@ -70,6 +70,9 @@ typedef struct usage_ctx {
                                      to `scan` as it comes (too long to
                                      hold whole) */
     int usage_only;               /* `scan` said the event is that one */
+    int lf_tail;                  /* an event was ended at its blank
+                                     line's CR: an LF next ends that line */
+    int tail_dropped;             /* ... and was dropped: so is the LF */
     mg_usage_scanner scan;        /* the answer's usage */
     mg_usage_scanner *frames;     /* where events are held: their ends
                                      (a stream only) */
@@ -279,6 +282,30 @@ static void event_ended(usage_ctx *ctx)
  * its last MG_USAGE_TAIL bytes), read if it may carry a usage, then sent
  * -- where the gateway added include_usage, dropped if it is the
  * usage-only chunk, else sent without "usage": null. */
+/* The held event ended: dropped when it is the usage-only chunk the client
+ * did not ask for (returns 1), else sent, without "usage": null where the
+ * gateway added include_usage. */
+static int event_done(usage_ctx *ctx, apr_bucket_brigade *out)
+{
+    int dropped;
+
+    event_ended(ctx);
+    dropped = ctx->usage_only && ctx->drop_usage_only;
+    if (dropped) {
+        ctx->held_len = 0;          /* the client did not ask */
+        ctx->res->dropped_usage_event = 1;
+    }
+    else {
+        if (ctx->drop_usage_only) {
+            strip_usage_null(ctx);
+        }
+        release(out, ctx, NULL, 0);
+    }
+    ctx->whole = 1;
+    ctx->fed = ctx->usage_only = 0;
+    return dropped;
+}
+
 static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
                  apr_size_t len, apr_bucket_brigade *out)
 {
@@ -288,6 +315,16 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
     if (!out) {
         feed_scan(ctx, buf, len);
         return;
+    }
+    if (ctx->lf_tail && len > 0) {
+        ctx->lf_tail = 0;
+        if (*buf == '\n') {
+            if (!ctx->tail_dropped) {
+                apr_brigade_write(out, NULL, NULL, buf, 1);
+            }
+            buf++;
+            len--;
+        }
     }
     while (len > 0) {
         n = mg_usage_feed(ctx->frames, buf, len, &ev);
@@ -305,22 +342,17 @@ static void scan(request_rec *r, usage_ctx *ctx, const char *buf,
             keep_tail(r, out, ctx, buf, n);
         }
         if (ev.ended) {
-            event_ended(ctx);
-            if (ctx->usage_only && ctx->drop_usage_only) {
-                ctx->held_len = 0;          /* the client did not ask */
-                ctx->res->dropped_usage_event = 1;
-            }
-            else {
-                if (ctx->drop_usage_only) {
-                    strip_usage_null(ctx);
-                }
-                release(out, ctx, NULL, 0);
-            }
-            ctx->whole = 1;
-            ctx->fed = ctx->usage_only = 0;
+            event_done(ctx, out);
         }
         buf += n;
         len -= n;
+    }
+    /* A blank line ended in CR at the end of what came: the event goes on
+     * now, not when the next byte arrives (a decoding step later, or the
+     * end of the answer). */
+    if (mg_usage_end_pending(ctx->frames, &ev)) {
+        ctx->tail_dropped = event_done(ctx, out);
+        ctx->lf_tail = 1;
     }
 }
 

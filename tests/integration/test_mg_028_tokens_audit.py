@@ -435,3 +435,38 @@ def test_mg_028_10_local_sync_settles_the_usage(gateways, backend, redis):
     assert backend.count() == expect
     assert token_lines(g, expect)[0][:4] == ["usage", "3", "4", "7"]
     g.stop()                            # before its Redis goes
+
+
+@pytest.mark.parametrize("include_usage", [True, None])
+def test_mg_028_14_a_cr_ended_event_goes_on_at_once(gw, backend, include_usage):
+    """With CR line ends an event's blank line is known to have ended only
+    when the next byte comes (an LF would belong to it); the filter must not
+    wait for that byte, which a model server sends a decoding step later.
+    The mock sends three words a second apart, then the finish chunk a
+    second later and [DONE] at once: the first word reaches the client 3 s
+    before [DONE].  A filter that waits for the next byte delivers it with
+    the second, 2 s before.  (One-sided: a loaded machine delays the first
+    and narrows the gap, it cannot widen a waiting filter's.)"""
+    backend.mode(line_end="\r", stream_chunk_delay_ms=1000)
+    sent = dict(body(stream=True, include_usage=include_usage), max_tokens=3)
+    raw = json.dumps(sent).encode()
+    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n"
+            "Connection: close\r\n\r\n" % (DEMO_KEY, len(raw))).encode()
+    got = b""
+    first_at = done_at = None
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=30) as s:
+        s.sendall(head + raw)
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            got += data
+            if first_at is None and b'"content":"This"' in got:
+                first_at = time.monotonic()
+            if done_at is None and b"data: [DONE]\r\r" in got:
+                done_at = time.monotonic()
+    backend.mode(mode="normal")
+    assert first_at is not None and done_at is not None, got
+    assert done_at - first_at >= 2.5, done_at - first_at
+    assert (b'"usage"' in got) == bool(include_usage)

@@ -113,6 +113,46 @@ static void test_frames_keep_the_largest_event(void **state)
     assert_int_equal(u.largest_event, 7 + 65536 + 3);
 }
 
+/* An event whose blank line ends in CR at the end of what was fed is
+ * reported by mg_usage_feed only when the next byte comes; a filter ends it
+ * at once with mg_usage_end_pending, then takes an LF that follows as that
+ * line's end itself. */
+static void test_end_pending(void **state)
+{
+    mg_usage_scanner *s = apr_palloc(*state, sizeof(*s));
+    mg_usage_event ev;
+    mg_usage u;
+    const char *a = "data: {\"choices\":[],\"usage\":{\"total_tokens\":5}}\r\r";
+    const char *b = "data: [DONE]\r\r";
+
+    mg_usage_init(s, MG_USAGE_SSE);
+    assert_int_equal(mg_usage_feed(s, a, strlen(a), &ev), strlen(a));
+    assert_false(ev.ended);
+    assert_int_equal(mg_usage_end_pending(s, &ev), 1);
+    assert_true(ev.ended);
+    assert_true(ev.usage_only);
+    assert_int_equal(ev.usage->total, 5);
+    assert_int_equal(mg_usage_end_pending(s, &ev), 0);
+    assert_false(ev.ended);
+    /* the next event as usual (the caller took no LF: none came) */
+    assert_int_equal(mg_usage_feed(s, b, strlen(b), &ev), strlen(b));
+    assert_false(ev.ended);
+    assert_int_equal(mg_usage_end_pending(s, &ev), 1);
+    assert_true(ev.done);
+    mg_usage_finish(s, &ev);
+    assert_false(ev.ended);
+    mg_usage_result(s, &u);
+    assert_int_equal(u.status, MG_USAGE_FOUND);
+    assert_int_equal(u.total, 5);
+    assert_int_equal(u.largest_event, strlen(a));
+    /* nothing pends after an LF line end, nor in JSON */
+    mg_usage_init(s, MG_USAGE_SSE);
+    mg_usage_feed(s, "data: 1\n", 8, &ev);
+    assert_int_equal(mg_usage_end_pending(s, &ev), 0);
+    mg_usage_init(s, MG_USAGE_JSON);
+    assert_int_equal(mg_usage_end_pending(s, &ev), 0);
+}
+
 /* The rule as first written, trying every quote: the oracle.  A line
  * break after the name or its ':' is a doubt (the SSE framing of a next
  * data line may be there). */
@@ -278,6 +318,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         MG_TEST(test_frames_end_where_the_scanner_ends),
         MG_TEST(test_frames_keep_the_largest_event),
+        MG_TEST(test_end_pending),
         MG_TEST(test_may_carry_cases),
         MG_TEST(test_may_carry_across_data_lines),
         MG_TEST(test_may_carry_agrees_with_the_rule),
