@@ -205,6 +205,13 @@ static int refuse_body(request_rec *r, int status, const char *decision,
     return mg_respond_error(r, status, message, MG_ERRT_REQUEST, code);
 }
 
+static int empty_body(request_rec *r)
+{
+    return refuse_body(r, HTTP_BAD_REQUEST, "invalid-json",
+        "The request body is empty: a JSON object is expected.",
+        MG_ERR_INVALID_JSON);
+}
+
 int mg_body_read(request_rec *r, const mg_server_conf *sc,
                  const mg_dir_conf *dc, mg_request *req)
 {
@@ -222,7 +229,17 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     int seen_eos = 0;
 
     if (!ap_request_has_body(r)) {
-        return DECLINED;      /* a Transfer-Encoding would make it one */
+        /* Content-Length: 0 (a Transfer-Encoding would make a body).  A
+         * JSON request without its JSON is as malformed as one cut short,
+         * and is answered so before anything is charged, as an empty
+         * chunked body is below; a GET pays one compare for it. */
+        if ((r->method_number == M_POST || r->method_number == M_PUT
+             || r->method_number == M_PATCH)
+            && kind_of(apr_table_get(r->headers_in, "Content-Type"))
+               == BODY_JSON) {
+            return empty_body(r);
+        }
+        return DECLINED;
     }
     te = apr_table_get(r->headers_in, "Transfer-Encoding");
     if (te && strcasecmp(te, "chunked")) {
@@ -307,6 +324,9 @@ int mg_body_read(request_rec *r, const mg_server_conf *sc,
     }
     apr_brigade_destroy(kept);
     replay(r, req, buf, len);
+    if (len == 0 && kind == BODY_JSON) {
+        return empty_body(r);
+    }
     if (kind == BODY_UNTYPED && !looks_like_json(buf, len)) {
         return DECLINED;      /* text, not JSON: no model in it */
     }

@@ -136,6 +136,25 @@ def test_mg_013_05_bad_bodies_are_400_json(gw, backend, body, code, message):
     assert backend.count() == 0
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["length-0", "chunked"])
+def test_mg_013_13_an_empty_json_body_is_400_and_charges_nothing(gw, backend, backend2,
+                                                                  chunked):
+    """Content-Length: 0 is no body to httpd, but a JSON request without its
+    JSON: refused like one cut short, before any limit is charged, as an
+    empty chunked body is."""
+    first = post_raw(gw, BODY % b"mock-small")
+    remaining = int(first.header("x-ratelimit-remaining"))
+    resp = post_raw(gw, b"", chunked=chunked)
+    assert resp.status == 400
+    assert resp.header("content-type") == "application/json"
+    assert resp.json["error"]["code"] == "invalid_json"
+    assert resp.json["error"]["message"] == ("The request body is empty: a "
+                                             "JSON object is expected.")
+    assert backend.count() + backend2.count() == 1
+    after = post_raw(gw, BODY % b"mock-small")
+    assert int(after.header("x-ratelimit-remaining")) == remaining - 1
+
+
 def test_mg_013_06_too_large_is_413(gw, backend):
     big = b'{"model":"mock-small","input":"' + b"x" * (64 * 1024) + b'"}'
     for chunked in (False, True):
