@@ -30,6 +30,7 @@
 #define MG_ERR_UNSUPPORTED_ENCODING   "unsupported_encoding"
 #define MG_ERR_BODY_TIMEOUT     "request_timeout"
 #define MG_ERR_NOT_SUPPORTED    "not_supported"
+#define MG_ERR_METHOD_NOT_ALLOWED "method_not_allowed"
 
 /* error.type values */
 #define MG_ERRT_REQUEST   "invalid_request_error"

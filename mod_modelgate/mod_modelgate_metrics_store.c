@@ -76,7 +76,8 @@ void mg_metrics_write_store(mg_metrics_out *o, request_rec *r,
     static const struct { const char *name, *type, *help; apr_size_t off; }
     fields[] = {
         { "modelgate_store_capacity", "gauge",
-          "Counters the store can hold (0: unbounded).",
+          "Entries the store can hold: counters and sliding-log counters "
+          "together, as its tables are sized (0: unbounded).",
           APR_OFFSETOF(mg_store_info, capacity) },
         { "modelgate_store_bytes", "gauge", "Memory the store reserved.",
           APR_OFFSETOF(mg_store_info, bytes) },

@@ -138,7 +138,12 @@ static int quota_handler(request_rec *r)
     }
     r->allowed |= (AP_METHOD_BIT << M_GET);
     if (r->method_number != M_GET) {
-        return HTTP_METHOD_NOT_ALLOWED;
+        /* JSON like every other answer here, not httpd's HTML page; the
+         * Allow header is httpd's, from the method list. */
+        ap_allow_standard_methods(r, MERGE_ALLOW, M_GET, -1);
+        return mg_respond_error(r, HTTP_METHOD_NOT_ALLOWED,
+            "The quota endpoint answers GET only.", MG_ERRT_REQUEST,
+            MG_ERR_METHOD_NOT_ALLOWED);
     }
     sc = ap_get_module_config(r->server->module_config, &modelgate_module);
     dc = ap_get_module_config(r->per_dir_config, &modelgate_module);

@@ -481,8 +481,13 @@ def test_mg_026_11_quota_needs_a_key(gateways, backend, backend2):
     bearer = gw.get("/v1/modelgate/quota", headers={"Authorization": "Bearer " + PRO_KEY})
     assert bearer.status == 200 and bearer.json["tier"] == "pro"
     assert quota(gw, model="no-such-model").status == 404
-    assert gw.post("/v1/modelgate/quota", body=b"{}",
-                   headers={"X-API-Key": DEMO_KEY}).status == 405
+    post = gw.post("/v1/modelgate/quota", body=b"{}",
+                   headers={"X-API-Key": DEMO_KEY, "Content-Type": "application/json"})
+    assert post.status == 405
+    assert post.header("content-type") == "application/json"
+    assert post.json["error"]["code"] == "method_not_allowed"
+    # httpd's own Allow (TRACE is TraceEnable's, server-wide)
+    assert {"GET", "HEAD"} <= set(post.header("allow").split(",")) <= {"GET", "HEAD", "TRACE"}
 
 
 def test_mg_026_12_quota_never_a_way_around_the_gate(gateways, backend, backend2):
