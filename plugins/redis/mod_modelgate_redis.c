@@ -183,18 +183,79 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
     return NULL;
 }
 
+/* Why Redis cannot be used now, or NULL: one connection, AUTH, SELECT and
+ * PING, within connect_timeout and timeout.  Allocated from p. */
+static const char *probe(mg_store_instance *inst, apr_pool_t *p)
+{
+    redisContext *c = redisConnectWithTimeout(inst->host, inst->port,
+                                              to_timeval(inst->connect_timeout));
+    redisReply *reply = NULL;
+    const char *why = NULL, *err;
+
+    if (!c || c->err) {
+        why = apr_pstrdup(p, c ? c->errstr : "cannot make a connection");
+        if (c) {
+            redisFree(c);
+        }
+        return why;
+    }
+    redisSetTimeout(c, to_timeval(inst->timeout));
+    if (inst->password) {
+        reply = inst->user
+                ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
+                : redisCommand(c, "AUTH %s", inst->password);
+        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
+            why = apr_pstrcat(p, "AUTH refused: ", err, NULL);
+        }
+    }
+    if (!why && inst->db) {
+        if (reply) {
+            freeReplyObject(reply);
+        }
+        reply = redisCommand(c, "SELECT %d", inst->db);
+        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
+            why = apr_psprintf(p, "SELECT %d refused: %s", inst->db, err);
+        }
+    }
+    if (!why) {
+        if (reply) {
+            freeReplyObject(reply);
+        }
+        reply = redisCommand(c, "PING");
+        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
+            why = apr_pstrcat(p, "PING refused: ", err, NULL);
+        }
+    }
+    if (reply) {
+        freeReplyObject(reply);
+    }
+    redisFree(c);
+    return why;
+}
+
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
                                apr_pool_t *pconf, apr_pool_t *ptemp)
 {
     apr_status_t rv;
+    const char *why;
 
     if ((rv = mg_redis_stats_init(s)) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, MGRLOGNO(00011)
                      "redis store: cannot create its shared statistics");
         return rv;
     }
-    /* No connection from the parent: each child connects when it first
-     * needs to.  In local-sync mode the counters are shared memory. */
+    /* Each child connects when it first needs to; the parent only looks
+     * once, at each start (the core's post_config calls this in the real
+     * pass only), so that a wrong address, password or database shows in
+     * the log at start and not only with the first request's 503.  Redis
+     * may come up later: a warning, never a failed start. */
+    if ((why = probe(inst, ptemp)) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, MGRLOGNO(00012)
+                     "redis store: %s:%d cannot be used now (%s); until it "
+                     "can, requests meet ModelGateStoreFailure's policy",
+                     inst->host, inst->port, why);
+    }
+    /* In local-sync mode the counters are shared memory. */
     if (inst->local_sync) {
         return inst->local->init(inst->local_inst, s, pconf, ptemp);
     }

@@ -530,3 +530,35 @@ def test_mg_011_20_unexpected_reply_types_are_a_store_failure(gateways, backend,
         assert "MGR00006" in log and "unexpected reply to the decide script: " + why in log, log
     finally:
         fake.stop()
+
+
+def test_mg_011_21_a_store_that_cannot_be_used_is_said_at_start(gateways, backend, redis,
+                                                                tmp_path):
+    """A wrong address, password or database shows in the error log when
+    the server starts (MGR00012, a warning: Redis may come up later), not
+    only with the first request's 503; a Redis that answers says nothing."""
+    gw = gateway(gateways, backend, redis, "answers", "5/min").start()
+    assert gw.chat(DEMO_KEY).status == 200
+    assert "MGR00012" not in gw.read_log()
+    gw.stop()
+    nowhere = harness.RedisServer(tmp_path / "nowhere")    # never started
+    gw = gateway(gateways, backend, nowhere, "nowhere", "5/min").start()
+    log = gw.wait_log(r"MGR00012")
+    line = [l for l in log.splitlines() if "MGR00012" in l][0]
+    assert ":warn]" in line
+    assert "127.0.0.1:%d cannot be used now" % nowhere.port in line
+    assert "refused" in line.lower()
+    gw.stop()
+    server = harness.RedisServer(tmp_path / "authredis", password="s3cret").start()
+    try:
+        gw = gateway(gateways, backend, server, "badauth", "5/min", "password=Xq7-not-it").start()
+        log = gw.wait_log(r"MGR00012")
+        assert "AUTH refused" in [l for l in log.splitlines() if "MGR00012" in l][0]
+        assert "Xq7-not-it" not in log
+        gw.stop()
+        gw = gateway(gateways, backend, server, "baddb", "5/min",
+                     "password=s3cret db=99").start()
+        log = gw.wait_log(r"MGR00012")
+        assert "SELECT 99 refused" in log
+    finally:
+        server.stop()
