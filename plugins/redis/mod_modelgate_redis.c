@@ -183,54 +183,71 @@ static const char *redis_create(mg_store_instance **instp, const char *args,
     return NULL;
 }
 
+/* A new connection's AUTH and SELECT: APR_EACCES (AUTH refused) or
+ * APR_EGENERAL with why in `why`, else APR_SUCCESS.  The password is never
+ * in `why`. */
+static apr_status_t session_start(mg_store_instance *inst, redisContext *c,
+                                  char *why, apr_size_t n)
+{
+    redisReply *reply;
+    const char *err;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (inst->password) {
+        reply = inst->user
+                ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
+                : redisCommand(c, "AUTH %s", inst->password);
+        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
+            apr_snprintf(why, n, "AUTH refused: %s", err);
+            rv = APR_EACCES;
+        }
+        if (reply) {
+            freeReplyObject(reply);
+        }
+    }
+    if (rv == APR_SUCCESS && inst->db) {
+        reply = redisCommand(c, "SELECT %d", inst->db);
+        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
+            apr_snprintf(why, n, "SELECT %d refused: %s", inst->db, err);
+            rv = APR_EGENERAL;
+        }
+        if (reply) {
+            freeReplyObject(reply);
+        }
+    }
+    return rv;
+}
+
 /* Why Redis cannot be used now, or NULL: one connection, AUTH, SELECT and
  * PING, within connect_timeout and timeout.  Allocated from p. */
 static const char *probe(mg_store_instance *inst, apr_pool_t *p)
 {
     redisContext *c = redisConnectWithTimeout(inst->host, inst->port,
                                               to_timeval(inst->connect_timeout));
-    redisReply *reply = NULL;
-    const char *why = NULL, *err;
+    redisReply *reply;
+    const char *err;
+    char why[256];
 
     if (!c || c->err) {
-        why = apr_pstrdup(p, c ? c->errstr : "cannot make a connection");
+        err = apr_pstrdup(p, c ? c->errstr : "cannot make a connection");
         if (c) {
             redisFree(c);
         }
-        return why;
+        return err;
     }
     redisSetTimeout(c, to_timeval(inst->timeout));
-    if (inst->password) {
-        reply = inst->user
-                ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
-                : redisCommand(c, "AUTH %s", inst->password);
-        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
-            why = apr_pstrcat(p, "AUTH refused: ", err, NULL);
-        }
+    if (session_start(inst, c, why, sizeof(why)) != APR_SUCCESS) {
+        redisFree(c);
+        return apr_pstrdup(p, why);
     }
-    if (!why && inst->db) {
-        if (reply) {
-            freeReplyObject(reply);
-        }
-        reply = redisCommand(c, "SELECT %d", inst->db);
-        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
-            why = apr_psprintf(p, "SELECT %d refused: %s", inst->db, err);
-        }
-    }
-    if (!why) {
-        if (reply) {
-            freeReplyObject(reply);
-        }
-        reply = redisCommand(c, "PING");
-        if ((err = mg_redis_reply_error(c, reply)) != NULL) {
-            why = apr_pstrcat(p, "PING refused: ", err, NULL);
-        }
-    }
+    reply = redisCommand(c, "PING");
+    err = mg_redis_reply_error(c, reply);
+    err = err ? apr_pstrcat(p, "PING refused: ", err, NULL) : NULL;
     if (reply) {
         freeReplyObject(reply);
     }
     redisFree(c);
-    return why;
+    return err;
 }
 
 static apr_status_t redis_init(mg_store_instance *inst, server_rec *s,
@@ -295,8 +312,9 @@ static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
     mg_store_instance *inst = params;
     mg_redis_conn *conn;
     redisContext *c;
-    redisReply *reply;
     apr_uint64_t generation;
+    apr_status_t rv;
+    char why[256];
 
     /* Stamped before connecting: a connection that was being made while
      * the breaker opened counts as one of the old Redis. */
@@ -312,32 +330,14 @@ static apr_status_t conn_open(void **resource, void *params, apr_pool_t *pool)
         return APR_ECONNREFUSED;
     }
     redisSetTimeout(c, to_timeval(inst->timeout));
-    if (inst->password) {
-        reply = inst->user
-                ? redisCommand(c, "AUTH %s %s", inst->user, inst->password)
-                : redisCommand(c, "AUTH %s", inst->password);
-        if (mg_redis_reply_error(c, reply)) {
+    if ((rv = session_start(inst, c, why, sizeof(why))) != APR_SUCCESS) {
+        if (rv == APR_EACCES) {
             ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL, MGRLOGNO(00001)
-                         "redis store: AUTH refused by %s:%d: %s",
-                         inst->host, inst->port, mg_redis_reply_error(c, reply));
-            if (reply) {
-                freeReplyObject(reply);
-            }
-            redisFree(c);
-            return APR_EACCES;
+                         "redis store: %s:%d: %s", inst->host, inst->port,
+                         why);
         }
-        freeReplyObject(reply);
-    }
-    if (inst->db) {
-        reply = redisCommand(c, "SELECT %d", inst->db);
-        if (mg_redis_reply_error(c, reply)) {
-            if (reply) {
-                freeReplyObject(reply);
-            }
-            redisFree(c);
-            return APR_EGENERAL;
-        }
-        freeReplyObject(reply);
+        redisFree(c);
+        return rv;
     }
     /* malloc, as hiredis's own context: the child's pool would keep every
      * wrapper of every reconnection until the child exits. */
