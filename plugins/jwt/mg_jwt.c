@@ -368,6 +368,39 @@ static int key_fits(const mg_jwt_key *k, int alg)
     }
 }
 
+unsigned mg_jwt_algs_served(const apr_array_header_t *keys, unsigned algs)
+{
+    unsigned served = 0;
+    int a, i;
+
+    for (a = 0; a < MG_JWT_HS256 && keys; a++) {
+        if (!(algs & (1u << a))) {
+            continue;
+        }
+        for (i = 0; i < keys->nelts; i++) {
+            if (key_fits(APR_ARRAY_IDX(keys, i, const mg_jwt_key *), a)) {
+                served |= 1u << a;
+                break;
+            }
+        }
+    }
+    return served;
+}
+
+const char *mg_jwt_alg_names(apr_pool_t *p, unsigned algs)
+{
+    const char *list = NULL;
+    int a;
+
+    for (a = 0; a < MG_JWT_ALG_COUNT; a++) {
+        if (algs & (1u << a)) {
+            list = list ? apr_pstrcat(p, list, ",", alg_names[a], NULL)
+                        : alg_names[a];
+        }
+    }
+    return list ? list : "";
+}
+
 /* JWS carries ECDSA as R || S, each the curve's size; EVP wants DER. */
 static unsigned char *ecdsa_der(const unsigned char *sig, apr_size_t len,
                                 int alg, int *der_len)

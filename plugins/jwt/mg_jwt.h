@@ -73,6 +73,14 @@ typedef struct mg_jwt_issuer {
     const char *default_tier; /**< when the tier claim is absent, or NULL */
 } mg_jwt_issuer;
 
+/** Of the signature algorithms in `algs` (bits of mg_jwt_alg), those at
+ *  least one of `keys` (mg_jwt_key *; may be NULL) can verify: its type,
+ *  curve and own `alg` fit. */
+unsigned mg_jwt_algs_served(const apr_array_header_t *keys, unsigned algs);
+
+/** "RS256,ES256": the names of the algorithms in `algs`. */
+const char *mg_jwt_alg_names(apr_pool_t *p, unsigned algs);
+
 /** Who a verified token names. */
 typedef struct mg_jwt_identity {
     const mg_jwt_issuer *issuer;

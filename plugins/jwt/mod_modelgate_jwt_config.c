@@ -103,6 +103,7 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
     const char *jwks = NULL, *secret = NULL, *algs = NULL, *url = NULL;
     const char *ca = NULL;
     int i, refresh = 300, min_interval = 30, timeout_ms = 2000;
+    unsigned sig, served;
 
 #define FAIL(...) return apr_pstrcat(cmd->pool, "ModelGateJWTIssuer ", \
                                      is->iss, ": ", \
@@ -240,6 +241,23 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
         }
         if (is->keys->nelts == 0) {
             FAIL("jwks=%s holds no signature key", jwks);
+        }
+        /* A key set that can verify none of the pinned algorithms refuses
+         * every token; one that serves some may be awaiting a rotation. */
+        sig = is->algs & ((1u << MG_JWT_HS256) - 1);
+        served = mg_jwt_algs_served(is->keys, sig);
+        if (sig && !served) {
+            FAIL("jwks=%s holds no key for algs=%s (a key fits by its kty, "
+                 "curve and alg): every token would be refused", jwks,
+                 mg_jwt_alg_names(cmd->temp_pool, sig));
+        }
+        if (served != sig) {
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                         "MGJ00014: %s line %d: jwks=%s holds no key "
+                         "for %s: tokens signed so are refused until it does",
+                         cmd->directive->filename, cmd->directive->line_num,
+                         jwks, mg_jwt_alg_names(cmd->temp_pool,
+                                                sig & ~served));
         }
     }
     if (secret) {

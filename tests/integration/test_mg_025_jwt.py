@@ -694,3 +694,32 @@ def test_mg_025_20_quota_endpoint_for_a_token(jwtgw, backend):
     assert bad.status == 401
     assert bad.header("www-authenticate").startswith('Bearer realm="modelgate", error="invalid_token"')
     assert backend.count() == 3
+
+
+def test_mg_025_30_a_jwks_that_cannot_verify_the_pinned_algorithms(gateways):
+    """algs= pins what an issuer signs with; a local JWKS with no key that
+    fits any of them (kty, curve, the JWK's own alg) would refuse every
+    token: a configuration error.  One that fits only some is a warning
+    (MGJ00014) naming the others: the rest may come with a rotation."""
+    gw = gateways("jwks-fit")
+    ec_only = {"keys": [k for k in KEYS.jwks()["keys"] if k["kty"] == "EC"]}
+    with open(os.path.join(gw.rundir, "ec.jwks"), "w") as f:
+        json.dump(ec_only, f)
+    base = """
+LoadModule modelgate_jwt_module "%s"
+ModelGateTier free 5/min
+ModelGateTier pro 5/min
+ModelGateKeyFile "%s"
+ModelGateIdentity jwt
+""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+    gw.write_conf(base + "ModelGateJWTIssuer x algs=RS256,PS256 jwks=ec.jwks\n")
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert "jwks=ec.jwks holds no key for algs=RS256,PS256" in out
+    gw.write_conf(base + "ModelGateJWTIssuer x algs=ES256,RS256 jwks=ec.jwks\n")
+    code, out = gw.check_syntax()
+    assert code == 0, out
+    assert "MGJ00014" in out and "holds no key for RS256:" in out
+    gw.write_conf(base + "ModelGateJWTIssuer x algs=ES256,ES384 jwks=ec.jwks\n")
+    code, out = gw.check_syntax()
+    assert code == 0 and "MGJ00014" not in out, out
