@@ -4,6 +4,7 @@
  */
 #include <apr_strings.h>
 #include <apr_lib.h>
+#include <stdlib.h>
 #include <strings.h>
 #include "mg_policy.h"
 #include "mg_zone.h"
@@ -649,6 +650,56 @@ int mg_policy_limit_applies_to_model(const mg_limit_def *def,
 const mg_tier *mg_policy_tier(const mg_policy *policy, const char *name)
 {
     return apr_hash_get(policy->tiers, name, APR_HASH_KEY_STRING);
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *mg_policy_unknown_name(apr_pool_t *p, const char *kind,
+                                   const char *declare, const char *name,
+                                   const char *const *names, int n)
+{
+    const char **sorted, *list = "", *alike = NULL;
+    int i;
+
+    if (n == 0) {
+        return apr_psprintf(p, "the unknown %s '%s' (no %s is declared: "
+                            "declare it with %s)", kind, name, kind, declare);
+    }
+    /* sorted, so that the message is the same from one start to the next
+     * (tiers come from a hash) */
+    sorted = apr_pmemdup(p, names, n * sizeof(*names));
+    qsort(sorted, n, sizeof(*sorted), compare_names);
+    for (i = 0; i < n; i++) {
+        list = apr_pstrcat(p, list, i ? ", " : "", sorted[i], NULL);
+        if (!alike && !strcasecmp(sorted[i], name)) {
+            alike = sorted[i];
+        }
+    }
+    return apr_psprintf(p, "the unknown %s '%s' (declared %ss: %s%s%s%s)",
+                        kind, name, kind, list,
+                        alike ? "; names are case-sensitive: did you mean '"
+                              : "", alike ? alike : "", alike ? "'?" : "");
+}
+
+const char *mg_policy_unknown_tier(apr_pool_t *p, const mg_policy *policy,
+                                   const char *name)
+{
+    apr_hash_index_t *hi;
+    const char **names;
+    int n = 0;
+
+    if (mg_policy_tier(policy, name)) {
+        return NULL;
+    }
+    names = apr_palloc(p, (apr_hash_count(policy->tiers) + 1)
+                          * sizeof(*names));
+    for (hi = apr_hash_first(p, policy->tiers); hi; hi = apr_hash_next(hi)) {
+        names[n++] = apr_hash_this_key(hi);
+    }
+    return mg_policy_unknown_name(p, "tier", "ModelGateTier", name, names, n);
 }
 
 /* ---- money ------------------------------------------------------------------ */

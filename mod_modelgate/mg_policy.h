@@ -294,4 +294,19 @@ int mg_policy_limit_applies_to_model(const mg_limit_def *def,
 /** The tier called `name`, or NULL. */
 const mg_tier *mg_policy_tier(const mg_policy *policy, const char *name);
 
+/**
+ * For a configuration error about a directive that names what is not
+ * declared: "the unknown KIND 'NAME' (declared KINDs: a, b)", the `n`
+ * declared `names` sorted, or "(no KIND is declared: declare it with
+ * DECLARE)".  Names compare exactly, so one that differs from a declared
+ * name only in case says so: a silent mismatch would leave a limit off.
+ */
+const char *mg_policy_unknown_name(apr_pool_t *p, const char *kind,
+                                   const char *declare, const char *name,
+                                   const char *const *names, int n);
+
+/** NULL if `name` is a declared tier, else mg_policy_unknown_name's text. */
+const char *mg_policy_unknown_tier(apr_pool_t *p, const mg_policy *policy,
+                                   const char *name);
+
 #endif /* MG_POLICY_H */

@@ -321,6 +321,18 @@ static void test_policy_tiers(void **state)
     assert_null(mg_policy_tier(policy, "Free"));    /* names are exact */
     assert_null(mg_policy_tier(policy, "enterprise"));
     assert_int_equal(apr_hash_count(policy->tiers), 2);
+
+    /* What a directive naming an undeclared tier is told. */
+    assert_null(mg_policy_unknown_tier(p, policy, "pro"));
+    assert_string_equal(mg_policy_unknown_tier(p, policy, "gold"),
+                        "the unknown tier 'gold' (declared tiers: free, pro)");
+    assert_string_equal(mg_policy_unknown_tier(p, policy, "Free"),
+                        "the unknown tier 'Free' (declared tiers: free, pro; "
+                        "names are case-sensitive: did you mean 'free'?)");
+    assert_string_equal(mg_policy_unknown_tier(p, mg_policy_create(p),
+                                               "free"),
+                        "the unknown tier 'free' (no tier is declared: "
+                        "declare it with ModelGateTier)");
 }
 
 static void test_failure_policy(void **state)
