@@ -48,6 +48,7 @@ void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
     sc->zones = mg_zone_cache_make(p);
     sc->upstreams = apr_hash_make(p);
     sc->route_refs = apr_array_make(p, 8, sizeof(mg_route_ref));
+    sc->name_refs = apr_array_make(p, 8, sizeof(mg_name_ref));
     sc->models = apr_hash_make(p);
     sc->queue_limit = MG_UNSET;
     sc->model_list = apr_array_make(p, 8, sizeof(mg_model *));
@@ -136,6 +137,62 @@ static int store_settles(const mg_server_conf *sc)
     return sc->store && sc->store->settle
            && sc->store->settle(sc->store_inst, NULL, NULL, NULL, 0, never,
                                 never) == APR_SUCCESS;
+}
+
+/* Why `ref` names nothing the server declares, or NULL if it does. */
+static const char *unknown_name(apr_pool_t *p, const mg_server_conf *sc,
+                                const mg_name_ref *ref)
+{
+    const char *why;
+
+    if (ref->kind == MG_NAMES_TIER) {
+        why = mg_policy_unknown_tier(p, sc->policy, ref->name);
+    }
+    else {
+        const mg_model *m = mg_model_get(sc, ref->name);
+        if (m && (ref->kind == MG_NAMES_MODEL_OR_ALIAS
+                  || !strcmp(m->name, ref->name))) {
+            return NULL;
+        }
+        if (m) {
+            why = apr_psprintf(p, "'%s', an alias of the model '%s': a "
+                               "request is counted under its model's name, "
+                               "so name '%s'", ref->name, m->name, m->name);
+        }
+        else {
+            const char **names = apr_palloc(p, (sc->model_list->nelts + 1)
+                                               * sizeof(*names));
+            int i;
+            for (i = 0; i < sc->model_list->nelts; i++) {
+                names[i] = APR_ARRAY_IDX(sc->model_list, i, mg_model *)->name;
+            }
+            why = mg_policy_unknown_name(p, "model", "ModelGateModel",
+                                         ref->name, names, i);
+        }
+    }
+    return why ? apr_psprintf(p, "%s%s%s names %s", ref->directive,
+                              ref->option ? ": " : "",
+                              ref->option ? ref->option : "", why)
+               : NULL;
+}
+
+const char *mg_config_names(cmd_parms *cmd, mg_names_kind kind,
+                            const char *directive, const char *option,
+                            const char *name)
+{
+    mg_server_conf *sc = mg_server_conf_of(cmd);
+    mg_name_ref ref;
+
+    ref.kind = kind;
+    ref.directive = apr_pstrdup(cmd->pool, directive);
+    ref.option = option;
+    ref.name = apr_pstrdup(cmd->pool, name);
+    ref.where = mg_where_of(cmd);
+    if (in_htaccess(cmd)) {
+        return unknown_name(cmd->pool, sc, &ref);
+    }
+    APR_ARRAY_PUSH(sc->name_refs, mg_name_ref) = ref;
+    return NULL;
 }
 
 /* ---- per location ---------------------------------------------------------- */
@@ -227,6 +284,7 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
     mg_server_conf *sc = mg_server_conf_of(cmd);
     const char *err;
     mg_tier *tier;
+    int i;
 
     if ((err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
         return err;
@@ -252,7 +310,21 @@ static const char *cmd_tier(cmd_parms *cmd, void *dummy, int argc,
         }
         err = mg_policy_add_tier(sc->policy, tier);
     }
-    return err ? apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL) : NULL;
+    if (err) {
+        return apr_pstrcat(cmd->pool, "ModelGateTier: ", err, NULL);
+    }
+    for (i = 0; tier->on_limit && i < tier->on_limit->nelts; i++) {
+        const mg_limit_action *a = &APR_ARRAY_IDX(tier->on_limit, i,
+                                                  mg_limit_action);
+        if (a->type == MG_ACTION_FALLBACK) {
+            /* decided again as a request for that model, alias or not */
+            mg_config_names(cmd, MG_NAMES_MODEL_OR_ALIAS,
+                            apr_pstrcat(cmd->temp_pool, "ModelGateTier ",
+                                        tier->name, NULL),
+                            "on_limit=fallback:", a->model);
+        }
+    }
+    return NULL;
 }
 
 /* ModelGateLimit NAME SCOPE RATE [options]: server-wide in the server
@@ -270,7 +342,8 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
     int budget = !strcmp(directive, "ModelGateBudget");
     mg_limit_def *def;
     mg_scope scope;
-    const char *err;
+    const char *err, *named;
+    int i;
 
     if (argc < 3) {
         return budget
@@ -293,6 +366,23 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
                            "on_limit=, share=, degraded_cost=, tokens= and "
                            "max_tokens= are a tier's options (ModelGateTier; "
                            "a limit counts tokens with unit=tokens)", NULL);
+    }
+    /* A limit for no declared tier or model never applies: the operator
+     * believes a limit holds that does not. */
+    named = apr_pstrcat(cmd->temp_pool, directive, " ", def->name, NULL);
+    for (i = 0; def->tiers && i < def->tiers->nelts; i++) {
+        if ((err = mg_config_names(cmd, MG_NAMES_TIER, named, "tiers=",
+                                   APR_ARRAY_IDX(def->tiers, i,
+                                                 const char *)))) {
+            return err;
+        }
+    }
+    for (i = 0; def->models && i < def->models->nelts; i++) {
+        if ((err = mg_config_names(cmd, MG_NAMES_MODEL, named, "models=",
+                                   APR_ARRAY_IDX(def->models, i,
+                                                 const char *)))) {
+            return err;
+        }
     }
     def->conf_file = mg_where_of(cmd).file;
     def->conf_line = mg_where_of(cmd).line;
@@ -596,11 +686,12 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (sc->keys) {
         for (i = 0; i < sc->keys->keys->nelts; i++) {
             const mg_key *key = APR_ARRAY_IDX(sc->keys->keys, i, mg_key *);
-            if (!mg_policy_tier(sc->policy, key->tier)) {
+            const char *why = mg_policy_unknown_tier(ptemp, sc->policy,
+                                                     key->tier);
+            if (why) {
                 config_error(s, &sc->keys_where, apr_psprintf(ptemp,
-                    "ModelGateKeyFile: %s line %d: key '%s' names the "
-                    "unknown tier '%s' (declare it with ModelGateTier)",
-                    sc->keys->source, key->line, key->id, key->tier));
+                    "ModelGateKeyFile: %s line %d: key '%s' names %s",
+                    sc->keys->source, key->line, key->id, why));
                 ok = 0;
             }
         }
@@ -618,6 +709,15 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             config_error(s, &ref->where, apr_psprintf(ptemp,
                 "%s: unknown upstream '%s' (declare it with "
                 "ModelGateUpstream NAME URL)", ref->directive, ref->upstream));
+            ok = 0;
+        }
+    }
+    for (i = 0; i < sc->name_refs->nelts; i++) {
+        const mg_name_ref *ref = &APR_ARRAY_IDX(sc->name_refs, i,
+                                                mg_name_ref);
+        const char *why = unknown_name(ptemp, sc, ref);
+        if (why) {
+            config_error(s, &ref->where, why);
             ok = 0;
         }
     }
@@ -650,15 +750,6 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                  "on_limit=cache needs the response cache: "
                                  "load mod_modelgate_cache.so (and "
                                  "mod_socache_shmcb)", tier->name);
-                    ok = 0;
-                }
-                if (a->type == MG_ACTION_FALLBACK
-                    && !mg_model_get(sc, a->model)) {
-                    ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0,
-                                 s, MGLOGNO(00006) "ModelGateTier %s: "
-                                 "on_limit= falls back to '%s', which no "
-                                 "ModelGateModel declares", tier->name,
-                                 a->model);
                     ok = 0;
                 }
             }

@@ -338,8 +338,23 @@ static const char *parse_words(cmd_parms *cmd, const char *line,
     return NULL;
 }
 
+/* A tier no ModelGateTier declares is never a caller's (the key file's and
+ * JWT's tiers are checked against the declared ones): the rule would
+ * quietly refuse everybody, so it is a configuration error instead. */
+static const char *parse_tiers(cmd_parms *cmd, const char *line,
+                               const void **parsed)
+{
+    const char *list = line, *w, *err = parse_words(cmd, line, parsed);
+
+    while (!err && *(w = ap_getword_conf(cmd->temp_pool, &list))) {
+        err = mg_config_names(cmd, MG_NAMES_TIER, "Require modelgate-tier",
+                              NULL, w);
+    }
+    return err;
+}
+
 static const authz_provider scope_provider = { scope_check, parse_words };
-static const authz_provider tier_provider = { tier_check, parse_words };
+static const authz_provider tier_provider = { tier_check, parse_tiers };
 
 void mg_identity_error_response(request_rec *r)
 {

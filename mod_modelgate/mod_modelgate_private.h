@@ -78,6 +78,26 @@ typedef struct mg_route_ref {
     mg_where where;
 } mg_route_ref;
 
+/** What a name a directive gives must be declared as. */
+typedef enum {
+    MG_NAMES_TIER,            /**< a ModelGateTier */
+    MG_NAMES_MODEL,           /**< a ModelGateModel's NAME, not an alias:
+                                   limits count a request under its model's
+                                   NAME, so an alias would never match */
+    MG_NAMES_MODEL_OR_ALIAS   /**< a ModelGateModel's NAME or alias */
+} mg_names_kind;
+
+/** A tier or model a directive of the server configuration names, checked
+ *  once all of it is read: a limit may come before its tier in the file. */
+typedef struct mg_name_ref {
+    mg_names_kind kind;
+    const char *directive;    /**< as the message names it, e.g.
+                                   "ModelGateLimit gold-daily" */
+    const char *option;       /**< "tiers=", ...; NULL: an argument */
+    const char *name;
+    mg_where where;
+} mg_name_ref;
+
 typedef struct mg_server_conf {
     mg_policy *policy;
     mg_zone_cache *zones;             /**< named zones the configuration
@@ -86,6 +106,7 @@ typedef struct mg_server_conf {
     mg_where keys_where;
     apr_hash_t *upstreams;            /**< name -> mg_upstream* */
     apr_array_header_t *route_refs;   /**< mg_route_ref */
+    apr_array_header_t *name_refs;    /**< mg_name_ref */
     apr_hash_t *models;               /**< name and alias -> mg_model* */
     apr_array_header_t *model_list;   /**< mg_model*, once each */
     const mg_store_provider *store;
@@ -209,6 +230,13 @@ extern const command_rec mg_cmds[];
 mg_where mg_where_of(cmd_parms *cmd);
 /** The main server's configuration, from a directive. */
 mg_server_conf *mg_server_conf_of(cmd_parms *cmd);
+/** A directive names a tier or a model (`option`: in which of its options,
+ *  NULL: as an argument).  In .htaccess the server configuration is
+ *  complete, so an undeclared name is refused at once (the error returned);
+ *  elsewhere the name is kept, with the file and line, for check_config. */
+const char *mg_config_names(cmd_parms *cmd, mg_names_kind kind,
+                            const char *directive, const char *option,
+                            const char *name);
 
 /* mod_modelgate_config_layers.c */
 /** Can any request meet more than MG_LIMIT_MAX_LAYERS layers?  Logs why

@@ -173,7 +173,7 @@ def test_mg_014_07_queue_off(gateways, backend, backend2):
 def test_mg_014_08_config_errors(gateways):
     harness.assert_config_errors(gateways, [
         ("ModelGateTier free 1/s on_limit=fallback:nowhere\n",
-         "on_limit= falls back to 'nowhere', which no ModelGateModel declares"),
+         "ModelGateTier free: on_limit=fallback: names the unknown model 'nowhere'"),
         ("ModelGateTier free 1/s on_limit=cache\n",
          "on_limit=cache needs the response cache: load mod_modelgate_cache.so"),
         ("ModelGateTier free 1/s on_limit=queue:99999\n", "queue:MS waits from 1 to 60000"),

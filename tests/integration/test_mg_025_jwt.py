@@ -33,6 +33,7 @@ LoadModule modelgate_jwt_module "%s"
 LogLevel warn modelgate:info modelgate_jwt:debug
 ModelGateTier free 5/min
 ModelGateTier pro  100/min
+ModelGateTier enterprise 1000/min
 ModelGateKeyFile "%s"
 ModelGateIdentity %s
 ModelGateJWTIssuer %s jwks=idp.jwks secret=hmac.secret audience=modelgate \\
