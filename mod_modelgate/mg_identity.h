@@ -72,7 +72,10 @@ typedef struct mg_identity_provider {
      * The whole configuration is read (check_config, before `apache2 -t`
      * says "Syntax OK"): check what needs the policy (declared tiers).
      * `s` is the main server.  NULL: nothing to check.
-     * @return NULL, or a message for the error log
+     * @return NULL, or a message for the error log: the core names the
+     *         ModelGateIdentity that asked for the provider, with its file
+     *         and line; a message about a directive of the provider's own
+     *         names that directive's file and line too
      */
     const char *(*check)(server_rec *s, const mg_policy *policy,
                          apr_pool_t *ptemp);

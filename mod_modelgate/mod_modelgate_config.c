@@ -749,7 +749,9 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                  s, MGLOGNO(00008) "ModelGateTier %s: "
                                  "on_limit=cache needs the response cache: "
                                  "load mod_modelgate_cache.so (and "
-                                 "mod_socache_shmcb)", tier->name);
+                                 "mod_socache_shmcb) (%s line %d)",
+                                 tier->name, tier->conf_file,
+                                 tier->conf_line);
                     ok = 0;
                 }
             }

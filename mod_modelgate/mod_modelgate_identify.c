@@ -189,7 +189,12 @@ int mg_identity_check_config(server_rec *s, mg_server_conf *sc,
         else if (list[i]->check
                  && (err = list[i]->check(s, sc->policy, ptemp)) != NULL) {
             ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
-                         MGLOGNO(00010) "%s", err);
+                         MGLOGNO(00010) "ModelGateIdentity %s (%s): %s",
+                         name, sc->identity_names
+                         ? apr_psprintf(ptemp, "%s line %d",
+                                        sc->identity_where.file,
+                                        sc->identity_where.line)
+                         : "the default", err);
             ok = 0;
         }
     }

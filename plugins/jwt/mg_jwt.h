@@ -71,6 +71,8 @@ typedef struct mg_jwt_issuer {
     const char *claim_tier;      /**< default "tier" */
     const char *claim_scopes;    /**< default "scope" */
     const char *default_tier; /**< when the tier claim is absent, or NULL */
+    const char *conf_file;    /**< where it was declared, for configuration */
+    int conf_line;            /**< errors (the glue sets them) */
 } mg_jwt_issuer;
 
 /** Of the signature algorithms in `algs` (bits of mg_jwt_alg), those at

@@ -370,10 +370,12 @@ static const char *jwt_check(server_rec *s, const mg_policy *policy,
     for (i = 0; i < c->issuers->nelts; i++) {
         const mg_jwt_issuer *is = APR_ARRAY_IDX(c->issuers, i,
                                                 mg_jwt_issuer *);
-        if (is->default_tier && !mg_policy_tier(policy, is->default_tier)) {
-            return apr_psprintf(ptemp, "ModelGateJWTIssuer %s: default_tier "
-                                "'%s' is not declared (ModelGateTier)",
-                                is->iss, is->default_tier);
+        const char *why = is->default_tier
+            ? mg_policy_unknown_tier(ptemp, policy, is->default_tier) : NULL;
+        if (why) {
+            return apr_psprintf(ptemp, "ModelGateJWTIssuer %s (%s line %d): "
+                                "default_tier= names %s", is->iss,
+                                is->conf_file, is->conf_line, why);
         }
     }
     return NULL;

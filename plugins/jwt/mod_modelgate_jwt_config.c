@@ -277,6 +277,8 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
         is->secret_len = len;
     }
 #undef FAIL
+    is->conf_file = cmd->directive ? cmd->directive->filename : "?";
+    is->conf_line = cmd->directive ? cmd->directive->line_num : 0;
     APR_ARRAY_PUSH(c->issuers, mg_jwt_issuer *) = is;
     return NULL;
 }

@@ -3,8 +3,12 @@ configuration check, wherever in the file the declarations are: a limit
 restricted to a tier or model that does not exist never applies, and a
 `Require modelgate-tier` for one refuses everybody, silently.  In
 .htaccess, read when the server configuration is complete, such a name is
-a parse error of that .htaccess (500, the reason in the error log)."""
+a parse error of that .htaccess (500, the reason in the error log).
+
+Also: the configuration errors found after parsing (MG00008, MG00010)
+give the file and line, as every configuration error does."""
 import json
+import os
 import re
 
 import pytest
@@ -237,3 +241,41 @@ def test_mg_041_06_htaccess_declared_names_apply(gateways, backend):
     assert resp.status == 200, resp
     assert resp.header("ratelimit").startswith('"h";r=4;'), resp.header("ratelimit")
     assert gw.chat(PRO_KEY).status == 403       # not in tier free
+
+
+# ---- file and line of errors found after parsing ---------------------------------
+
+def test_mg_041_07_on_limit_cache_gives_file_and_line(gateways):
+    """MG00008: the tier's file and line."""
+    out = refused(gateways, BASE.replace("ModelGateTier pro  100/min",
+                                         "ModelGateTier pro  100/min on_limit=cache"),
+                  "on_limit=cache")
+    assert "MG00008: ModelGateTier pro: on_limit=cache needs the response cache" in out, out
+
+
+JWT = 'LoadModule modelgate_jwt_module "%s"\n' % harness.JWT_MODULE
+
+
+def test_mg_041_08_identity_check_gives_file_and_line(gateways):
+    """MG00010: where ModelGateIdentity names the provider, and for an
+    issuer's default_tier the issuer's own file and line."""
+    gw = gateways("conf")
+    path = write(gw, JWT + BASE + "ModelGateIdentity key jwt\n")
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert ("MG00010: ModelGateIdentity jwt (%s line %d): ModelGateIdentity names jwt, "
+            "but no ModelGateJWTIssuer is configured"
+            % (path, line_of(path, "ModelGateIdentity"))) in out, out
+
+    with open(os.path.join(gw.rundir, "hmac.secret"), "w") as f:
+        f.write("0123456789abcdef0123456789abcdef\n")
+    path = write(gw, JWT + BASE + "ModelGateIdentity key jwt\n"
+                 "ModelGateJWTIssuer https://idp.test/ algs=HS256 secret=hmac.secret "
+                 "default_tier=Pro\n")
+    code, out = gw.check_syntax()
+    assert code != 0
+    assert ("ModelGateJWTIssuer https://idp.test/ (%s line %d): default_tier= names the "
+            "unknown tier 'Pro' (declared tiers: free, pro; names are case-sensitive: "
+            "did you mean 'pro'?)" % (path, line_of(path, "ModelGateJWTIssuer"))) in out, out
+    assert "ModelGateIdentity jwt (%s line %d)" % (
+        path, line_of(path, "ModelGateIdentity")) in out, out
