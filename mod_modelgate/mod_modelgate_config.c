@@ -19,7 +19,7 @@
 /* The store used when none is configured. */
 #define MG_DEFAULT_STORE "shm"
 
-static int in_htaccess(cmd_parms *cmd)
+int mg_in_htaccess(cmd_parms *cmd)
 {
     /* ap_parse_htaccess gives the directive the request pool for both. */
     return cmd->pool == cmd->temp_pool;
@@ -139,74 +139,18 @@ static int store_settles(const mg_server_conf *sc)
                                 never) == APR_SUCCESS;
 }
 
-/* Why `ref` names nothing the server declares, or NULL if it does. */
-static const char *unknown_name(apr_pool_t *p, const mg_server_conf *sc,
-                                const mg_name_ref *ref)
-{
-    const char *why;
-
-    if (ref->kind == MG_NAMES_TIER) {
-        why = mg_policy_unknown_tier(p, sc->policy, ref->name);
-    }
-    else {
-        const mg_model *m = mg_model_get(sc, ref->name);
-        if (m && (ref->kind == MG_NAMES_MODEL_OR_ALIAS
-                  || !strcmp(m->name, ref->name))) {
-            return NULL;
-        }
-        if (m) {
-            why = apr_psprintf(p, "'%s', an alias of the model '%s': a "
-                               "request is counted under its model's name, "
-                               "so name '%s'", ref->name, m->name, m->name);
-        }
-        else {
-            const char **names = apr_palloc(p, (sc->model_list->nelts + 1)
-                                               * sizeof(*names));
-            int i;
-            for (i = 0; i < sc->model_list->nelts; i++) {
-                names[i] = APR_ARRAY_IDX(sc->model_list, i, mg_model *)->name;
-            }
-            why = mg_policy_unknown_name(p, "model", "ModelGateModel",
-                                         ref->name, names, i);
-        }
-    }
-    return why ? apr_psprintf(p, "%s%s%s names %s", ref->directive,
-                              ref->option ? ": " : "",
-                              ref->option ? ref->option : "", why)
-               : NULL;
-}
-
-const char *mg_config_names(cmd_parms *cmd, mg_names_kind kind,
-                            const char *directive, const char *option,
-                            const char *name)
-{
-    mg_server_conf *sc = mg_server_conf_of(cmd);
-    mg_name_ref ref;
-
-    ref.kind = kind;
-    ref.directive = apr_pstrdup(cmd->pool, directive);
-    ref.option = option;
-    ref.name = apr_pstrdup(cmd->pool, name);
-    ref.where = mg_where_of(cmd);
-    if (in_htaccess(cmd)) {
-        return unknown_name(cmd->pool, sc, &ref);
-    }
-    APR_ARRAY_PUSH(sc->name_refs, mg_name_ref) = ref;
-    return NULL;
-}
-
 /* ---- per location ---------------------------------------------------------- */
 
 static const char *cmd_enable(cmd_parms *cmd, void *dcv, int flag)
 {
     mg_dir_conf *dc = dcv;
 
-    if (!flag && in_htaccess(cmd)) {
+    if (!flag && mg_in_htaccess(cmd)) {
         return "ModelGate Off cannot be used in .htaccess: limits may only "
                "be tightened there";
     }
     dc->enabled = flag;
-    if (flag && !in_htaccess(cmd)) {
+    if (flag && !mg_in_htaccess(cmd)) {
         mg_server_conf_of(cmd)->enabled_somewhere = 1;
     }
     return NULL;
@@ -226,7 +170,7 @@ static const char *check_route_name(cmd_parms *cmd, const char *directive,
                             "(declare upstreams with ModelGateUpstream NAME "
                             "URL)", directive, name);
     }
-    if (in_htaccess(cmd)) {
+    if (mg_in_htaccess(cmd)) {
         if (!mg_upstream_get(sc, name)) {
             return apr_psprintf(cmd->pool, "%s: unknown upstream '%s': "
                                 ".htaccess may only pick among the upstreams "
@@ -355,7 +299,7 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
     if ((err = mg_policy_parse_scope(cmd->temp_pool, argv[1], &scope))
         || (err = (budget ? mg_policy_parse_budget : mg_policy_parse_limit_ex)(
                 cmd->pool, argv[0], scope, argv[2], argc - 3,
-                (const char *const *)argv + 3, sc->zones, !in_htaccess(cmd),
+                (const char *const *)argv + 3, sc->zones, !mg_in_htaccess(cmd),
                 &def))) {
         return apr_pstrcat(cmd->pool, directive, ": ", err, NULL);
     }
@@ -388,7 +332,7 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
     def->conf_line = mg_where_of(cmd).line;
     mg_layers_prepare(cmd->pool, def);
     if (def->unit != MG_UNIT_REQUESTS) {
-        if (!in_htaccess(cmd)) {
+        if (!mg_in_htaccess(cmd)) {
             if (!sc->token_limit_at.file) {
                 sc->token_limit_at = mg_where_of(cmd);
             }
@@ -409,7 +353,7 @@ static const char *cmd_limit(cmd_parms *cmd, void *dcv, int argc,
         return err ? apr_pstrcat(cmd->pool, directive, ": ", err, NULL)
                    : NULL;
     }
-    if (in_htaccess(cmd) && sc->policy->limits->nelts + dc->limits->nelts
+    if (mg_in_htaccess(cmd) && sc->policy->limits->nelts + dc->limits->nelts
                             + 2 > MG_LIMIT_MAX_LAYERS) {
         /* The server's sections are checked at start-up, over every tier
          * and model (mod_modelgate_config_layers.c); a .htaccess is read
@@ -433,11 +377,11 @@ static const char *cmd_cost(cmd_parms *cmd, void *dcv, const char *arg)
         return apr_psprintf(cmd->pool, "ModelGateCost: '%s' must be a whole "
                             "number of units from 1 to 1000000", arg);
     }
-    if (in_htaccess(cmd) && dc->cost != MG_UNSET && n < dc->cost) {
+    if (mg_in_htaccess(cmd) && dc->cost != MG_UNSET && n < dc->cost) {
         return "ModelGateCost: .htaccess may raise a cost, not lower it";
     }
     dc->cost = n;
-    dc->cost_raises = in_htaccess(cmd);
+    dc->cost_raises = mg_in_htaccess(cmd);
     return NULL;
 }
 
@@ -465,7 +409,7 @@ static const char *cmd_body_limit(cmd_parms *cmd, void *dcv, const char *arg)
                             MG_BODY_LIMIT_MAX / (1024 * 1024));
     }
     dc->body_limit = n;
-    dc->body_limit_lowers = in_htaccess(cmd);
+    dc->body_limit_lowers = mg_in_htaccess(cmd);
     return NULL;
 }
 
@@ -715,7 +659,7 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     for (i = 0; i < sc->name_refs->nelts; i++) {
         const mg_name_ref *ref = &APR_ARRAY_IDX(sc->name_refs, i,
                                                 mg_name_ref);
-        const char *why = unknown_name(ptemp, sc, ref);
+        const char *why = mg_config_unknown_name(ptemp, sc, ref);
         if (why) {
             config_error(s, &ref->where, why);
             ok = 0;

@@ -265,3 +265,61 @@ int mg_check_layers(server_rec *main_server, const mg_server_conf *sc,
     }
     return 1;
 }
+
+/* ---- names a directive gives: tiers and models ------------------------- */
+
+/* Why `ref` names nothing the server declares, or NULL if it does. */
+const char *mg_config_unknown_name(apr_pool_t *p, const mg_server_conf *sc,
+                                   const mg_name_ref *ref)
+{
+    const char *why;
+
+    if (ref->kind == MG_NAMES_TIER) {
+        why = mg_policy_unknown_tier(p, sc->policy, ref->name);
+    }
+    else {
+        const mg_model *m = mg_model_get(sc, ref->name);
+        if (m && (ref->kind == MG_NAMES_MODEL_OR_ALIAS
+                  || !strcmp(m->name, ref->name))) {
+            return NULL;
+        }
+        if (m) {
+            why = apr_psprintf(p, "'%s', an alias of the model '%s': a "
+                               "request is counted under its model's name, "
+                               "so name '%s'", ref->name, m->name, m->name);
+        }
+        else {
+            const char **names = apr_palloc(p, (sc->model_list->nelts + 1)
+                                               * sizeof(*names));
+            int i;
+            for (i = 0; i < sc->model_list->nelts; i++) {
+                names[i] = APR_ARRAY_IDX(sc->model_list, i, mg_model *)->name;
+            }
+            why = mg_policy_unknown_name(p, "model", "ModelGateModel",
+                                         ref->name, names, i);
+        }
+    }
+    return why ? apr_psprintf(p, "%s%s%s names %s", ref->directive,
+                              ref->option ? ": " : "",
+                              ref->option ? ref->option : "", why)
+               : NULL;
+}
+
+const char *mg_config_names(cmd_parms *cmd, mg_names_kind kind,
+                            const char *directive, const char *option,
+                            const char *name)
+{
+    mg_server_conf *sc = mg_server_conf_of(cmd);
+    mg_name_ref ref;
+
+    ref.kind = kind;
+    ref.directive = apr_pstrdup(cmd->pool, directive);
+    ref.option = option;
+    ref.name = apr_pstrdup(cmd->pool, name);
+    ref.where = mg_where_of(cmd);
+    if (mg_in_htaccess(cmd)) {
+        return mg_config_unknown_name(cmd->pool, sc, &ref);
+    }
+    APR_ARRAY_PUSH(sc->name_refs, mg_name_ref) = ref;
+    return NULL;
+}

@@ -234,6 +234,13 @@ mg_server_conf *mg_server_conf_of(cmd_parms *cmd);
  *  NULL: as an argument).  In .htaccess the server configuration is
  *  complete, so an undeclared name is refused at once (the error returned);
  *  elsewhere the name is kept, with the file and line, for check_config. */
+/** A directive read from an .htaccess file (the request's pool for both). */
+int mg_in_htaccess(cmd_parms *cmd);
+
+/** Why `ref` names nothing the server declares, or NULL if it does. */
+const char *mg_config_unknown_name(apr_pool_t *p, const mg_server_conf *sc,
+                                   const mg_name_ref *ref);
+
 const char *mg_config_names(cmd_parms *cmd, mg_names_kind kind,
                             const char *directive, const char *option,
                             const char *name);
