@@ -57,8 +57,22 @@ void *mg_create_server_conf(apr_pool_t *p, server_rec *s)
 
 void *mg_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
 {
+    mg_server_conf *base = basev, *add = addv;
+
     /* Every server-level directive is main-server only (GLOBAL_ONLY), so a
-     * virtual host sees the main server's policy, keys and store. */
+     * virtual host sees the main server's policy, keys and store.  What its
+     * <Location>s noted for the checks over the whole configuration (routes
+     * and names to look up, a gate on, a token limit) joins the main
+     * server's: httpd merges before check_config, and a virtual host's
+     * typo must stop the start as the main server's does. */
+    if (add != base) {
+        apr_array_cat(base->route_refs, add->route_refs);
+        apr_array_cat(base->name_refs, add->name_refs);
+        base->enabled_somewhere |= add->enabled_somewhere;
+        if (!base->token_limit_at.file) {
+            base->token_limit_at = add->token_limit_at;
+        }
+    }
     return basev;
 }
 

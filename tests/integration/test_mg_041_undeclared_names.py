@@ -279,3 +279,52 @@ def test_mg_041_08_identity_check_gives_file_and_line(gateways):
             "did you mean 'pro'?)" % (path, line_of(path, "ModelGateJWTIssuer"))) in out, out
     assert "ModelGateIdentity jwt (%s line %d)" % (
         path, line_of(path, "ModelGateIdentity")) in out, out
+
+
+# ---- virtual hosts ------------------------------------------------------------------
+
+VHOST = """
+<VirtualHost 127.0.0.1:{port}>
+    ServerName api.test
+    <Location "/v1/">
+        Require all granted
+        ModelGate On
+        ModelGateRoute {route}
+        {limit}
+    </Location>
+</VirtualHost>
+"""
+
+
+@pytest.mark.parametrize("route,limit,culprit,message", [
+    ("nosuch", "", "ModelGateRoute nosuch", "unknown upstream 'nosuch'"),
+    ("small", "ModelGateLimit vh key 1/min tiers=gold", "tiers=gold", "the unknown tier 'gold'"),
+    ("small", "ModelGateLimit vh key 1/min models=gpt", "models=gpt", "the unknown model 'gpt'"),
+], ids=["route", "tier", "model"])
+def test_mg_041_30_a_virtual_hosts_locations_are_checked(gateways, route, limit, culprit,
+                                                         message):
+    """httpd merges a virtual host's server configuration into the main
+    server's before check_config; what its <Location>s name must be checked
+    there as the main server's are, not dropped with the merge."""
+    gw = gateways("conf")
+    text = BASE + VHOST.format(port=gw.port, route=route, limit=limit)
+    path = write(gw, text)
+    code, out = gw.check_syntax()
+    assert code != 0 and message in out, out
+    assert "(%s line %d)" % (path, line_of(path, culprit)) in out, out
+
+
+def test_mg_041_31_a_virtual_host_gates_and_limits(gateways, backend):
+    """The positive control: a gate and a limit in a virtual host's
+    <Location> start and apply to requests for that host."""
+    backend.reset()
+    gw = gateways("vhost", backend_port=backend.port)
+    text = (BASE.replace("http://127.0.0.1:9", "http://127.0.0.1:%d" % backend.port)
+            + VHOST.format(port=gw.port, route="small",
+                           limit="ModelGateLimit vh key 2/min tiers=free"))
+    write(gw, text)
+    gw.start()
+    statuses = [gw.get("/v1/models", headers={"Host": "api.test", "X-API-Key": DEMO_KEY}).status
+                for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert backend.count() == 2
