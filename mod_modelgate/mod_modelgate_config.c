@@ -654,7 +654,17 @@ int mg_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             }
         }
     }
-    else if (sc->enabled_somewhere && mg_identity_uses_keys(sc)) {
+    if (sc->keys && !sc->keys->keys->nelts && sc->enabled_somewhere
+        && mg_identity_uses_keys(sc)) {
+        /* An empty file is valid (keys may be added, then a graceful
+         * restart), but a typo'd path to the wrong file looks the same. */
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
+                     MGLOGNO(00013) "ModelGateKeyFile %s holds no key "
+                     "(%s line %d): every API key will be refused with 401",
+                     sc->keys->source, sc->keys_where.file,
+                     sc->keys_where.line);
+    }
+    else if (!sc->keys && sc->enabled_somewhere && mg_identity_uses_keys(sc)) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
                      MGLOGNO(00002) "ModelGate is On but no ModelGateKeyFile "
                      "is configured: every request there will be refused "

@@ -328,3 +328,21 @@ def test_mg_041_31_a_virtual_host_gates_and_limits(gateways, backend):
                 for _ in range(3)]
     assert statuses == [200, 200, 429]
     assert backend.count() == 2
+
+
+def test_mg_041_32_an_empty_key_file_is_said_at_start(gateways):
+    """A key file with no key is valid (keys are added, then a graceful
+    restart), but a wrong path to an empty file looks the same: a warning
+    at start (MG00013), and every API key is 401 as it says."""
+    gw = gateways("emptykeys")
+    empty = os.path.join(gw.rundir, "empty.keys")
+    with open(empty, "w") as f:
+        f.write("# no keys yet\n")
+    write(gw, BASE.replace(harness.QUICKSTART_KEYS, empty)
+          .replace('"{keys}"', '"%s"' % empty)
+          .replace("ModelGateModel mock-small small alias=small\n", "")
+          .replace("ModelGateModel mock-large small\n", ""))
+    gw.start()
+    log = gw.wait_log(r"MG00013")
+    assert "ModelGateKeyFile %s holds no key" % empty in log
+    assert gw.get("/v1/models", headers={"X-API-Key": DEMO_KEY}).status == 401
