@@ -267,7 +267,8 @@ const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec)
 }
 
 /* Does layer i bind before layer j of the same kind? */
-static int binds_before(const mg_decision *d, int i, int j)
+static int binds_before(const mg_layer *layers, const mg_decision *d, int i,
+                        int j)
 {
     const mg_limit_decision *a = &d->layer[i], *b = &d->layer[j];
 
@@ -277,9 +278,10 @@ static int binds_before(const mg_decision *d, int i, int j)
     if (!a->allowed) {
         return a->retry_after > b->retry_after;
     }
-    /* The smaller share left: a.rem / a.lim < b.rem / b.lim. */
-    return (unsigned __int128)a->remaining * b->limit
-           < (unsigned __int128)b->remaining * a->limit;
+    /* The smaller share left of what each can hold, as mg_limit_combine
+     * compares: a.rem / a.holds < b.rem / b.holds. */
+    return (unsigned __int128)a->remaining * mg_limit_holds(layers[j].spec)
+           < (unsigned __int128)b->remaining * mg_limit_holds(layers[i].spec);
 }
 
 /* The layer of this kind (tokens or requests) whose numbers the trio
@@ -295,7 +297,7 @@ static int trio_layer(const mg_layer *layers, const mg_decision *d,
             || (layers[i].shadow && !d->layer[i].allowed)) {
             continue;
         }
-        if (best < 0 || binds_before(d, i, best)) {
+        if (best < 0 || binds_before(layers, d, i, best)) {
             best = i;
         }
     }

@@ -60,8 +60,8 @@ typedef struct mg_headers_openai {
  * the request-counting layers, the -tokens trio from the token layers
  * (budgets are neither), each from the layer of its kind that binds as
  * mg_limit_combine picks: a refusing enforced one with the longest wait,
- * else the one with the smallest share left.  A kind with no layer leaves
- * its trio NULL.
+ * else the one with the smallest share left of what it can hold
+ * (mg_limit_holds).  A kind with no layer leaves its trio NULL.
  */
 void mg_headers_build_openai(apr_pool_t *p, const mg_layer *layers,
                              const mg_decision *d, mg_headers_openai *h);

@@ -163,14 +163,16 @@ void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
     }
 }
 
-/* Is layer a nearer to its limit than layer b, as a share of its quota?
- * Only picks which numbers the client is shown, so floating point is
- * precise enough (the integer products could exceed 64 bits). */
-static int nearer_to_limit(const mg_limit_decision *a,
-                           const mg_limit_decision *b)
+/* Is layer a nearer to running out than layer b: the smaller share left
+ * of what each can hold?  Not of its quota: a bucket of 120/min with a
+ * burst of 20 holding 19 is nearer than the quota says (19/120), and a
+ * burst above the quota would make a share above one.  Exact: the
+ * products fit in 128 bits. */
+static int nearer_to_limit(const mg_limit_decision *a, const mg_layer *la,
+                           const mg_limit_decision *b, const mg_layer *lb)
 {
-    return (double)a->remaining / (double)a->limit
-           < (double)b->remaining / (double)b->limit;
+    return (unsigned __int128)a->remaining * mg_limit_holds(lb->spec)
+           < (unsigned __int128)b->remaining * mg_limit_holds(la->spec);
 }
 
 void mg_limit_combine(const mg_layer *layers, mg_decision *d)
@@ -195,7 +197,9 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
             d->allowed = 0;
         }
         else if (d->allowed && (d->binding < 0
-                                || nearer_to_limit(l, &d->layer[d->binding]))) {
+                                || nearer_to_limit(l, &layers[i],
+                                                   &d->layer[d->binding],
+                                                   &layers[d->binding]))) {
             d->binding = i;
         }
         if (l->delay > d->delay && !layers[i].shadow) {
@@ -232,7 +236,8 @@ void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
         if (!(mask & (1u << i)) || !l->allowed) {
             continue;           /* a shadow layer's refusal charged nothing */
         }
-        room = l->limit > l->remaining ? l->limit - l->remaining : 0;
+        room = mg_limit_holds(layers[i].spec) > l->remaining
+               ? mg_limit_holds(layers[i].spec) - l->remaining : 0;
         l->remaining += layers[i].cost < room ? layers[i].cost : room;
     }
     mg_limit_combine(layers, d);

@@ -127,6 +127,18 @@ typedef struct mg_limit_decision {
                                    store may forget it */
 } mg_limit_decision;
 
+/**
+ * The most units `spec` can ever hold, and so the largest cost it can ever
+ * admit: a bucket's (and GCRA's) burst, a window's or a log's quota (which
+ * mg_limit_spec_init copies into `burst`).  A decision's `remaining` is at
+ * most this, and may exceed the quota (a burst above it) or stay far below
+ * it (a burst below it).
+ */
+static APR_INLINE apr_uint64_t mg_limit_holds(const mg_limit_spec *spec)
+{
+    return spec->burst;
+}
+
 /** The two clocks a decision may need (see mg_clock.h). */
 typedef struct mg_now {
     apr_time_t mono;          /**< buckets and GCRA */
@@ -259,7 +271,10 @@ typedef struct mg_decision {
                                    told in RateLimit and Retry-After: the
                                    rejecting enforced layer with the longest
                                    wait, or, when all allow, the layer
-                                   nearest to its limit; -1 with no layers */
+                                   with the smallest share left of what it
+                                   can hold (mg_limit_holds: a burst below
+                                   the quota is what runs out first); -1
+                                   with no layers */
     unsigned shadow_rejected; /**< bit i: shadow layer i would have
                                    rejected (it consumed nothing) */
     apr_interval_time_t delay; /**< hold the request this long (the longest
@@ -288,8 +303,8 @@ int mg_limit_refundable(const mg_limit_spec *spec);
  * What the allowed decision `d` says had the layers in `mask` (bit i:
  * layer i) not charged this request -- a cached answer they are given back
  * for: each such committed layer's `remaining` grows by its cost (at most
- * to its limit), and `binding` is picked again.  Only the numbers: the
- * store's counters are given back with its settle.
+ * to what it can hold, mg_limit_holds), and `binding` is picked again.
+ * Only the numbers: the store's counters are given back with its settle.
  */
 void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
                        unsigned mask);

@@ -2335,6 +2335,21 @@ static void test_leaky_bucket_random(void **state)
 
 /* ---- mg_limit_combine with shadow layers ------------------------------------------------------ */
 
+/* Give each layer a limit that holds what its decision's limit says, as
+ * the store's layers have: the combination compares shares of it. */
+static void combine(mg_layer *layers, mg_decision *d)
+{
+    static mg_limit_spec specs[MG_LIMIT_MAX_LAYERS];
+    int i;
+
+    for (i = 0; i < d->nlayers; i++) {
+        specs[i] = mg_test_spec(d->layer[i].limit, MG_MIN(1),
+                                d->layer[i].limit);
+        layers[i].spec = &specs[i];
+    }
+    mg_limit_combine(layers, d);
+}
+
 static void test_combine_shadow(void **state)
 {
     mg_layer layers[MG_LIMIT_MAX_LAYERS];
@@ -2352,7 +2367,7 @@ static void test_combine_shadow(void **state)
     d.layer[0] = mg_test_ld(1, 10, 5, 0, 0);
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(30), 0);
     d.layer[2] = mg_test_ld(1, 10, 2, 0, 0);
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.shadow_rejected, 0x2);
     assert_int_equal(d.binding, 2);
@@ -2360,7 +2375,7 @@ static void test_combine_shadow(void **state)
 
     /* The same numbers enforced: it blocks and binds. */
     layers[1].shadow = 0;
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.shadow_rejected, 0);
     assert_int_equal(d.binding, 1);
@@ -2374,7 +2389,7 @@ static void test_combine_shadow(void **state)
     d.layer[0] = mg_test_ld(1, 10, 5, 0, MG_SEC(5));
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(2), 0);
     d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(60), 0);
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 1);
     assert_int_equal(d.shadow_rejected, 0x4);
@@ -2390,7 +2405,7 @@ static void test_combine_shadow(void **state)
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(9), 0);
     d.layer[3] = mg_test_ld(0, 10, 0, MG_MIN(9), 0);
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 2);
     assert_int_equal(d.shadow_rejected, 0x9);
@@ -2402,14 +2417,14 @@ static void test_combine_shadow(void **state)
     d.layer[0] = mg_test_ld(1, 10, 5, 0, MG_SEC(3));
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(1), 0);
     d.layer[2] = mg_test_ld(1, 10, 8, 0, MG_SEC(7));
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.delay, MG_SEC(7));
     assert_int_equal(d.binding, 0);
     assert_int_equal(d.shadow_rejected, 0x2);
     /* A shadow layer never acts on the request: its delay is not taken. */
     layers[2].shadow = 1;
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.delay, MG_SEC(3));
 
     /* Only shadow layers, all rejecting: allowed, the first is shown. */
@@ -2418,7 +2433,7 @@ static void test_combine_shadow(void **state)
     d.nlayers = 2;
     d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(60), 0);
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 0);
     assert_int_equal(d.shadow_rejected, 0x3);
@@ -2429,7 +2444,7 @@ static void test_combine_shadow(void **state)
     layers[0].shadow = 1;
     d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     d.layer[1] = mg_test_ld(1, 1000, 999, 0, 0);
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 1);
     assert_int_equal(d.shadow_rejected, 0x1);
@@ -2440,7 +2455,7 @@ static void test_combine_shadow(void **state)
         layers[i].shadow = 1;
         d.layer[i] = mg_test_ld(0, 10, 0, MG_SEC(1), 0);
     }
-    mg_limit_combine(layers, &d);
+    combine(layers, &d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.shadow_rejected, (1u << MG_LIMIT_MAX_LAYERS) - 1);
 }

@@ -307,6 +307,58 @@ static void test_multi_layer(void **state)
     }
 }
 
+/* The binding layer of an admitted request is the one with the smallest
+ * share left of what it can hold, not of its quota: a bucket of 120/min
+ * with a burst of 20 that holds 19 has 95% left, not 16%. */
+static void test_binding_share_of_burst(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec pro = mg_test_spec(120, MG_MIN(1), 20);
+    mg_limit_spec daily = mg_test_spec(2, MG_DAY(1), 2);
+    mg_limit_spec roomy = mg_test_spec(10, MG_MIN(1), 100);
+    mg_limit_spec tight = mg_test_spec(10, MG_MIN(1), 10);
+    mg_headers h;
+    req r;
+    int i;
+
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "pro", &pro);
+    add_layer(&r, "large-daily", &daily);
+    /* pro 19 of 20, large-daily 1 of 2: only one more is admitted, and
+     * large-daily is the layer that says so. */
+    assert_true(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.binding, 1);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"large-daily\";r=1;t=43200");
+    assert_true(request(&r, MG_T0 + MG_SEC(1))->allowed);
+    assert_false(request(&r, MG_T0 + MG_SEC(2))->allowed);
+    assert_int_equal(r.d.binding, 1);
+
+    /* A burst above the quota: 50 of 100 left is half, though it is five
+     * windows' quota; 6 of 10 is more. */
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "roomy", &roomy);
+    add_layer(&r, "tight", &tight);
+    r.layers[0].cost = 50;
+    r.layers[1].cost = 4;
+    assert_true(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.layer[0].remaining, 50);
+    assert_int_equal(r.d.layer[1].remaining, 6);
+    assert_int_equal(r.d.binding, 0);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"roomy\";r=50;t=300");
+
+    /* The OpenAI trio of a kind picks the same way. */
+    {
+        mg_headers_openai o;
+        for (i = 0; i < 2; i++) {
+            r.layers[i].tokens = MG_COUNT_TOTAL + 1;
+        }
+        mg_headers_build_openai(p, r.layers, &r.d, &o);
+        assert_string_equal(o.remaining_tokens, "50");
+    }
+}
+
 /* A window that is not whole seconds (possible through mg_limit_spec_init,
  * never through the rate syntax) is announced rounded up. */
 static void test_policy_window_rounding(void **state)
@@ -511,6 +563,16 @@ static void test_openai_trios(void **state)
     d.layer[2] = mg_test_ld(1, 1000, 100, 0, 0);  /* 10% left: binds */
     d.layer[2].reset = MG_MIN(6);
     d.layer[3] = mg_test_ld(1, 5, 0, 0, 0);       /* a budget: neither */
+    {
+        /* Limits holding what the decisions' limits say: shares compare. */
+        static mg_limit_spec specs[4];
+        int i;
+        for (i = 0; i < 4; i++) {
+            specs[i] = mg_test_spec(d.layer[i].limit, MG_MIN(1),
+                                    d.layer[i].limit);
+            layers[i].spec = &specs[i];
+        }
+    }
     mg_headers_build_openai(p, layers, &d, &h);
     assert_string_equal(h.limit_requests, "100");
     assert_string_equal(h.remaining_requests, "40");
@@ -543,6 +605,7 @@ int main(void)
         MG_TEST(test_rejected_long_wait),
         MG_TEST(test_should_retry_horizon),
         MG_TEST(test_multi_layer),
+        MG_TEST(test_binding_share_of_burst),
         MG_TEST(test_policy_window_rounding),
         MG_TEST(test_no_layers),
         MG_TEST(test_precomputed_texts),

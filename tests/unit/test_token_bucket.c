@@ -964,9 +964,24 @@ static void test_random_trace_vs_reference(void **state)
 
 /* ---- mg_limit_combine -------------------------------------------------------- */
 
-/* Enforced layers only (shadow = 0); the combination reads nothing else of
- * them.  Shadow layers are covered in test_algorithms.c. */
-static const mg_layer no_shadow[MG_LIMIT_MAX_LAYERS];
+/* Enforced layers only (shadow = 0), costing 1, each able to hold what
+ * its decision's limit says (a burst equal to the quota): the combination
+ * reads no more of them.  Shadow layers are covered in test_algorithms.c. */
+static void combine(mg_decision *d)
+{
+    static mg_limit_spec specs[MG_LIMIT_MAX_LAYERS];
+    mg_layer layers[MG_LIMIT_MAX_LAYERS];
+    int i;
+
+    memset(layers, 0, sizeof(layers));
+    for (i = 0; i < d->nlayers; i++) {
+        specs[i] = mg_test_spec(d->layer[i].limit, MG_MIN(1),
+                                d->layer[i].limit);
+        layers[i].spec = &specs[i];
+        layers[i].cost = 1;
+    }
+    mg_limit_combine(layers, d);
+}
 
 static void test_combine_zero_layers(void **state)
 {
@@ -975,7 +990,7 @@ static void test_combine_zero_layers(void **state)
     (void)state;
     memset(&d, 0xab, sizeof(d));
     d.nlayers = 0;
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, -1);
     assert_int_equal(d.shadow_rejected, 0);
@@ -990,7 +1005,7 @@ static void test_combine_all_allow(void **state)
     memset(&d, 0, sizeof(d));
     d.nlayers = 1;
     d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 0);
 
@@ -999,7 +1014,7 @@ static void test_combine_all_allow(void **state)
     d.layer[0] = mg_test_ld(1, 100, 50, 0, 0);
     d.layer[1] = mg_test_ld(1, 100, 2, 0, 0);
     d.layer[2] = mg_test_ld(1, 10, 5, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 1);
     assert_int_equal(d.binding, 1);
 
@@ -1007,13 +1022,13 @@ static void test_combine_all_allow(void **state)
     d.nlayers = 2;
     d.layer[0] = mg_test_ld(1, 10, 1, 0, 0);
     d.layer[1] = mg_test_ld(1, 1000, 9, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.binding, 1);
 
     /* Equal shares: the first keeps it. */
     d.layer[0] = mg_test_ld(1, 10, 5, 0, 0);
     d.layer[1] = mg_test_ld(1, 100, 50, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.binding, 0);
 
     /* The last layer can be binding. */
@@ -1024,7 +1039,7 @@ static void test_combine_all_allow(void **state)
             d.layer[i] = mg_test_ld(1, 10, (apr_uint64_t)(MG_LIMIT_MAX_LAYERS - i), 0, 0);
         }
     }
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.binding, MG_LIMIT_MAX_LAYERS - 1);
 }
 
@@ -1039,7 +1054,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
     d.layer[1] = mg_test_ld(0, 100, 0, MG_SEC(1), 0);
     d.layer[2] = mg_test_ld(1, 10, 0, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 1);
 
@@ -1049,7 +1064,7 @@ static void test_combine_rejections(void **state)
     d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
     d.layer[2] = mg_test_ld(0, 3, 0, MG_SEC(20), 0);
     d.layer[3] = mg_test_ld(0, 1000, 0, MG_SEC(7), 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 2);
 
@@ -1058,7 +1073,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
     d.layer[2] = mg_test_ld(1, 10, 1, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.allowed, 0);
     assert_int_equal(d.binding, 0);
 
@@ -1067,7 +1082,7 @@ static void test_combine_rejections(void **state)
     d.layer[0] = mg_test_ld(1, 10, 0, 0, 0);
     d.layer[1] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
     d.layer[2] = mg_test_ld(0, 10, 0, MG_SEC(6), 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.binding, 1);
 
     /* An allowing layer nearer its limit after a rejection does not steal
@@ -1075,7 +1090,7 @@ static void test_combine_rejections(void **state)
     d.nlayers = 2;
     d.layer[0] = mg_test_ld(0, 10, 5, MG_SEC(6), 0);
     d.layer[1] = mg_test_ld(1, 10, 0, 0, 0);
-    mg_limit_combine(no_shadow, &d);
+    combine(&d);
     assert_int_equal(d.binding, 0);
 }
 
