@@ -59,7 +59,7 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
     apr_size_t mslen = 0, limlen = 0, need;
     char rembuf[U64_DIGITS], tbuf[U64_DIGITS], msbuf[U64_DIGITS];
     char limbuf[U64_DIGITS], *buf, *at;
-    int i;
+    int i, never = !d->allowed && d->never >= 0;
 
     memset(h, 0, sizeof(*h));
     if (d->nlayers <= 0 || d->binding < 0) {
@@ -78,12 +78,15 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
     b = &d->layer[d->binding];
     blen = strlen(bl->policy);
     remlen = u64_digits(rembuf, b->remaining, &rem);
+    /* A request no wait admits is told when the allowance is whole, not
+     * a wait that would end in the same refusal. */
     tlen = u64_digits(tbuf, (apr_uint64_t)mg_headers_seconds(
-                          d->allowed ? b->reset : b->retry_after), &t);
+                          d->allowed || never ? b->reset : b->retry_after),
+                      &t);
     if (!bl->limit_text) {
         limlen = u64_digits(limbuf, b->limit, &lim);
     }
-    if (!d->allowed) {
+    if (!d->allowed && !never) {
         mslen = u64_digits(msbuf, (apr_uint64_t)((b->retry_after + 999)
                                                  / 1000), &ms);
     }
@@ -129,7 +132,10 @@ void mg_headers_build(apr_pool_t *p, const mg_layer *layers,
     else {
         h->x_limit = bl->limit_text;
     }
-    if (!d->allowed) {
+    if (never) {
+        h->should_retry = "false";
+    }
+    else if (!d->allowed) {
         h->retry_after = h->x_reset;
         h->retry_after_ms = at;
         put(&at, ms, mslen);
@@ -291,6 +297,11 @@ static int trio_layer(const mg_layer *layers, const mg_decision *d,
 {
     int i, best = -1;
 
+    if (d->never >= 0 && !d->allowed
+        && layers[d->never].tokens != MG_LAYER_MONEY
+        && (layers[d->never].tokens != 0) == tokens) {
+        return d->never;      /* what no wait will admit binds its kind */
+    }
     for (i = 0; i < d->nlayers; i++) {
         int kind = layers[i].tokens != 0 && layers[i].tokens != MG_LAYER_MONEY;
         if (layers[i].tokens == MG_LAYER_MONEY || kind != tokens
@@ -305,10 +316,11 @@ static int trio_layer(const mg_layer *layers, const mg_decision *d,
 }
 
 /* Write layer i's trio at *at (room: TRIO_MAX): limit, remaining and
- * reset, each with its NUL. */
+ * reset (`never`: the layer can never admit the request, and reset tells
+ * when it is whole rather than a wait), each with its NUL. */
 #define TRIO_MAX (2 * (U64_DIGITS + 1) + DURATION_MAX)
 static void trio_put(char **at, const mg_layer *l, const mg_limit_decision *b,
-                     const char **limit, const char **remaining,
+                     int never, const char **limit, const char **remaining,
                      const char **reset)
 {
     char digits[U64_DIGITS];
@@ -331,7 +343,8 @@ static void trio_put(char **at, const mg_layer *l, const mg_limit_decision *b,
     put(at, d, n);
     *(*at)++ = '\0';
     *reset = *at;
-    *at += duration_put(*at, b->allowed ? b->reset : b->retry_after) + 1;
+    *at += duration_put(*at, b->allowed || never ? b->reset
+                                                 : b->retry_after) + 1;
 }
 
 /* Both trios' texts in one allocation: this runs for every admitted
@@ -348,11 +361,13 @@ void mg_headers_build_openai(apr_pool_t *p, const mg_layer *layers,
     }
     at = apr_palloc(p, (req >= 0 ? TRIO_MAX : 0) + (tok >= 0 ? TRIO_MAX : 0));
     if (req >= 0) {
-        trio_put(&at, &layers[req], &d->layer[req], &h->limit_requests,
+        trio_put(&at, &layers[req], &d->layer[req],
+                 !d->allowed && req == d->never, &h->limit_requests,
                  &h->remaining_requests, &h->reset_requests);
     }
     if (tok >= 0) {
-        trio_put(&at, &layers[tok], &d->layer[tok], &h->limit_tokens,
+        trio_put(&at, &layers[tok], &d->layer[tok],
+                 !d->allowed && tok == d->never, &h->limit_tokens,
                  &h->remaining_tokens, &h->reset_tokens);
     }
 }

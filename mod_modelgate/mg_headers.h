@@ -10,6 +10,11 @@
  * delta seconds, like RateLimit's t).  A rejection adds Retry-After, the
  * retry-after-ms that OpenAI's SDKs honour, and x-should-retry, which tells
  * those SDKs to stop retrying when the wait is longer than they would wait.
+ *
+ * A request whose cost is above what a limit can ever hold (mg_decision
+ * `never`) gets no Retry-After at all: no time would admit it.  That limit
+ * binds, RateLimit's t says when its allowance is whole again, and
+ * x-should-retry is false.
  */
 #ifndef MG_HEADERS_H
 #define MG_HEADERS_H
@@ -26,9 +31,11 @@ typedef struct mg_headers {
     const char *x_limit;         /**< X-RateLimit-Limit */
     const char *x_remaining;     /**< X-RateLimit-Remaining */
     const char *x_reset;         /**< X-RateLimit-Reset */
-    const char *retry_after;     /**< Retry-After; NULL when allowed */
-    const char *retry_after_ms;  /**< retry-after-ms; NULL when allowed */
-    const char *should_retry;    /**< x-should-retry; NULL when allowed */
+    const char *retry_after;     /**< Retry-After; NULL when allowed or
+                                      when no wait admits the request */
+    const char *retry_after_ms;  /**< retry-after-ms; NULL likewise */
+    const char *should_retry;    /**< x-should-retry; NULL when allowed,
+                                      "false" when no wait admits it */
 } mg_headers;
 
 /** The RateLimit-Policy item of a limit: "name";q=Q;w=W. */
@@ -59,7 +66,8 @@ typedef struct mg_headers_openai {
  * Fill `h` from the decision `d` over `layers`: the -requests trio from
  * the request-counting layers, the -tokens trio from the token layers
  * (budgets are neither), each from the layer of its kind that binds as
- * mg_limit_combine picks: a refusing enforced one with the longest wait,
+ * mg_limit_combine picks: the one no wait admits the request under
+ * (mg_decision `never`), else a refusing enforced one with the longest wait,
  * else the one with the smallest share left of what it can hold
  * (mg_limit_holds).  A kind with no layer leaves its trio NULL.
  */

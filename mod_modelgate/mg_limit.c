@@ -181,6 +181,7 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
 
     d->allowed = 1;
     d->binding = -1;
+    d->never = -1;
     d->shadow_rejected = 0;
     d->delay = 0;
     for (i = 0; i < d->nlayers; i++) {
@@ -191,6 +192,14 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
             continue;
         }
         if (!l->allowed) {
+            apr_uint64_t holds = mg_limit_holds(layers[i].spec);
+            if (layers[i].cost > holds
+                && (d->never < 0
+                    || holds < mg_limit_holds(layers[d->never].spec))) {
+                /* No wait helps: the smallest such limit is what the
+                 * request must shrink below. */
+                d->never = i;
+            }
             if (d->allowed || l->retry_after > d->layer[d->binding].retry_after) {
                 d->binding = i;
             }
@@ -206,6 +215,10 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
             /* A shadow layer reports; it never holds the request. */
             d->delay = l->delay;
         }
+    }
+    if (d->never >= 0) {
+        /* It outranks any wait: the client is told what can never be. */
+        d->binding = d->never;
     }
     if (d->binding < 0 && d->nlayers > 0) {
         /* Only shadow layers, all rejecting: show the first. */

@@ -275,6 +275,11 @@ typedef struct mg_decision {
                                    can hold (mg_limit_holds: a burst below
                                    the quota is what runs out first); -1
                                    with no layers */
+    int never;                /**< an enforced layer that refused a cost
+                                   above what it can ever hold
+                                   (mg_limit_holds): no wait admits this
+                                   request.  Of several, the one holding
+                                   least, and it is `binding`; -1 if none */
     unsigned shadow_rejected; /**< bit i: shadow layer i would have
                                    rejected (it consumed nothing) */
     apr_interval_time_t delay; /**< hold the request this long (the longest
@@ -287,10 +292,11 @@ typedef struct mg_decision {
 } mg_decision;
 
 /**
- * Fill `allowed`, `binding`, `shadow_rejected` and `delay` from the
- * per-layer decisions in d->layer.  A layer is committed when the request
- * is allowed and the layer itself allowed: a shadow layer that would have
- * rejected consumes nothing, and the request goes on.
+ * Fill `allowed`, `binding`, `never`, `shadow_rejected` and `delay` from
+ * the per-layer decisions in d->layer and the layers' costs.  A layer is
+ * committed when the request is allowed and the layer itself allowed: a
+ * shadow layer that would have rejected consumes nothing, and the request
+ * goes on.
  */
 void mg_limit_combine(const mg_layer *layers, mg_decision *d);
 

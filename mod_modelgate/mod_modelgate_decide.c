@@ -96,6 +96,8 @@ static int set_limit_headers(request_rec *r, const mg_headers *h)
     if (h->retry_after) {
         put(t, "Retry-After", h->retry_after);
         put(t, "retry-after-ms", h->retry_after_ms);
+    }
+    if (h->should_retry) {
         put(t, "x-should-retry", h->should_retry);
     }
     return fresh;

@@ -359,6 +359,89 @@ static void test_binding_share_of_burst(void **state)
     }
 }
 
+/* A cost above what a limit can ever hold: no Retry-After (no wait admits
+ * it), x-should-retry false, and that limit binds -- the smallest such, and
+ * before any limit that only asks for a wait. */
+static void test_never_fits(void **state)
+{
+    apr_pool_t *p = *state;
+    mg_limit_spec free5 = mg_test_spec(5, MG_MIN(1), 5);
+    mg_limit_spec pro = mg_test_spec(100, MG_MIN(1), 100);
+    mg_limit_spec pro_tokens = mg_test_spec(600, MG_MIN(1), 600);
+    mg_limit_spec large_tpm = mg_test_spec(300, MG_MIN(1), 300);
+    mg_limit_spec daily, strict = mg_test_spec(1, MG_HOUR(1), 1);
+    mg_headers_openai o;
+    mg_headers h;
+    req r;
+
+    /* `free 5/min` and a route costing 10: refused on a full bucket. */
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "free", &free5);
+    r.layers[0].cost = 10;
+    assert_false(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.never, 0);
+    assert_int_equal(r.d.binding, 0);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"free\";r=5;t=0");
+    assert_null(h.retry_after);
+    assert_null(h.retry_after_ms);
+    assert_string_equal(h.should_retry, "false");
+    /* Cost 5 fits, and a wait is a wait again. */
+    r.layers[0].cost = 5;
+    assert_true(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.never, -1);
+    assert_false(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.never, -1);
+    h = build(p, &r);
+    assert_string_equal(h.retry_after, "60");
+    assert_string_equal(h.should_retry, "true");
+
+    /* A reservation of 618 tokens: above pro-tokens' 600 and large-tpm's
+     * 300; large-tpm, the smaller, is the one to shrink below. */
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "pro", &pro);
+    add_layer(&r, "pro-tokens", &pro_tokens);
+    add_layer(&r, "large-tpm", &large_tpm);
+    r.layers[1].cost = r.layers[2].cost = 618;
+    r.layers[1].tokens = r.layers[2].tokens = MG_COUNT_TOTAL + 1;
+    assert_false(request(&r, MG_T0)->allowed);
+    assert_int_equal(r.d.never, 2);
+    assert_int_equal(r.d.binding, 2);
+    h = build(p, &r);
+    assert_string_equal(h.ratelimit, "\"large-tpm\";r=300;t=0");
+    assert_null(h.retry_after);
+    assert_string_equal(h.should_retry, "false");
+    mg_headers_build_openai(p, r.layers, &r.d, &o);
+    assert_string_equal(o.limit_tokens, "300");
+    assert_string_equal(o.reset_tokens, "0ms");
+    assert_string_equal(o.limit_requests, "100");
+
+    /* A layer that only asks for a wait, however long, does not hide one
+     * that can never admit: a fixed window of 2 a day and a cost of 3. */
+    assert_null(mg_limit_spec_init(&daily, MG_ALGO_FIXED_WINDOW, 2,
+                                   MG_DAY(1), 0));
+    memset(&r, 0, sizeof(r));
+    add_layer(&r, "strict", &strict);
+    add_layer(&r, "daily", &daily);
+    assert_true(request(&r, MG_T0)->allowed);       /* strict now empty */
+    r.layers[0].cost = 1;
+    r.layers[1].cost = 3;
+    assert_false(request(&r, MG_T0 + MG_SEC(1))->allowed);
+    assert_false(r.d.layer[0].allowed);
+    assert_int_equal(r.d.never, 1);
+    assert_int_equal(r.d.binding, 1);
+    h = build(p, &r);
+    assert_null(h.retry_after);
+    assert_string_equal(h.should_retry, "false");
+
+    /* A shadow layer that could never admit it only reports. */
+    r.layers[1].shadow = 1;
+    r.layers[0].cost = 0;
+    assert_true(request(&r, MG_T0 + MG_SEC(2))->allowed);
+    assert_int_equal(r.d.never, -1);
+    assert_int_equal(r.d.shadow_rejected, 0x2);
+}
+
 /* A window that is not whole seconds (possible through mg_limit_spec_init,
  * never through the rate syntax) is announced rounded up. */
 static void test_policy_window_rounding(void **state)
@@ -606,6 +689,7 @@ int main(void)
         MG_TEST(test_should_retry_horizon),
         MG_TEST(test_multi_layer),
         MG_TEST(test_binding_share_of_burst),
+        MG_TEST(test_never_fits),
         MG_TEST(test_policy_window_rounding),
         MG_TEST(test_no_layers),
         MG_TEST(test_precomputed_texts),
