@@ -16,12 +16,16 @@
  *                   served by MODEL's upstream with the body's model
  *                   renamed.  Only the served model's layers are charged:
  *                   the refused decision charged nothing.
- *   queue:MS        the request waits, in steps of the refusing layer's
- *                   retry-after, up to MS, trying the requested model and
- *                   the fallbacks listed before it again after each step.
- *                   At most ModelGateQueueLimit requests of a child wait
- *                   at once; past that the action is skipped, so waiting
- *                   never takes every worker thread.
+ *   queue:MS        the request waits, in steps of the soonest wait of
+ *                   the candidates refused (the requested model and the
+ *                   fallbacks listed before it), up to MS, trying them
+ *                   again after each step.  When that wait is longer than
+ *                   what is left of MS -- or no wait admits it, a cost
+ *                   above what a limit can ever hold -- the action is
+ *                   skipped at once: holding a worker would only delay
+ *                   the refusal.  At most ModelGateQueueLimit requests of
+ *                   a child wait at once; past that the action is skipped
+ *                   too, so waiting never takes every worker thread.
  *   cache           the response cache's answer for this same request
  *                   (plugins/cache, through the mg_cached_answer hook),
  *                   marked X-Modelgate-Degraded: cache; a miss goes on.
@@ -463,6 +467,20 @@ static int unavailable(request_rec *r, const attempt *a)
                                   : MG_ERR_UPSTREAM_DOWN);
 }
 
+/* How long until refused candidate `a` could be admitted: its upstream's
+ * wait, or its binding limit's; NEVER when a limit can never hold it. */
+#define NEVER APR_INT64_MAX
+static apr_interval_time_t wait_of(const attempt *a)
+{
+    if (a->n == 0) {
+        return a->health_retry;
+    }
+    if (a->d.never >= 0) {
+        return NEVER;
+    }
+    return a->d.layer[a->d.binding].retry_after;
+}
+
 /* Decide candidate `a`; on admission answer for it.  Returns -1 when it
  * was refused (by a limit or by its upstream's health), else the status
  * to return from the access checker. */
@@ -493,6 +511,7 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
     const mg_tier *tier = mg_policy_tier(sc->policy, key->tier);
     const apr_array_header_t *acts;
     attempt first, alt;
+    apr_interval_time_t soonest;  /* of the refused candidates' waits */
     int rv, i, j, first_unhealthy;
 
     if (!tier) {
@@ -512,6 +531,7 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
         return rv;
     }
     first_unhealthy = first.n == 0;
+    soonest = wait_of(&first);
     acts = tier->on_limit;
     for (i = 0; acts && i < acts->nelts; i++) {
         const mg_limit_action *act = &APR_ARRAY_IDX(acts, i, mg_limit_action);
@@ -544,23 +564,27 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                                     "fallback")) >= 0) {
                 return rv;
             }
+            if (wait_of(&alt) < soonest) {
+                soonest = wait_of(&alt);
+            }
             continue;
         }
         if (act->type == MG_ACTION_QUEUE) {
             apr_interval_time_t waited = 0;
-            const attempt *last = &first;
 
+            if (soonest > act->wait) {
+                /* No candidate can be admitted within the wait (or ever):
+                 * holding a worker would only delay the refusal. */
+                apr_table_setn(r->notes, "modelgate-queue", "too-long");
+                continue;
+            }
             if (apr_atomic_inc32(&queue_waiting) >= queue_cap) {
                 apr_atomic_dec32(&queue_waiting);
                 apr_table_setn(r->notes, "modelgate-queue", "full");
                 continue;
             }
-            while (waited < act->wait) {
-                apr_interval_time_t step = last->n == 0 ? last->health_retry
-                    : last->d.layer[last->d.binding].retry_after;
-                if (step < 1000) {
-                    step = 1000;
-                }
+            while (waited < act->wait && soonest <= act->wait - waited) {
+                apr_interval_time_t step = soonest < 1000 ? 1000 : soonest;
                 if (step > act->wait - waited) {
                     step = act->wait - waited;
                 }
@@ -570,9 +594,12 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                                apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
                                             (apr_int64_t)(waited / 1000)));
                 /* Again: the requested model, then the fallbacks before
-                 * this action. */
+                 * this action; the soonest of their new waits is the next
+                 * step, if the queue can hold the request that long. */
+                soonest = NEVER;
                 for (j = -1; j < i; j++) {
                     attempt *a = j < 0 ? &first : &alt;
+                    apr_interval_time_t w;
                     if (j >= 0) {
                         const mg_limit_action *prev =
                             &APR_ARRAY_IDX(acts, j, mg_limit_action);
@@ -591,8 +618,13 @@ int mg_decide_request(request_rec *r, mg_server_conf *sc,
                     if (j < 0) {
                         first_unhealthy = first.n == 0;
                     }
-                    last = a;
+                    if ((w = wait_of(a)) < soonest) {
+                        soonest = w;
+                    }
                 }
+            }
+            if (waited < act->wait) {
+                apr_table_setn(r->notes, "modelgate-queue", "too-long");
             }
             apr_atomic_dec32(&queue_waiting);
             apr_table_unset(r->err_headers_out, "X-Modelgate-Queued-Ms");
