@@ -27,6 +27,9 @@
  * the message says so.  What a .htaccess adds is checked when it is read
  * (mod_modelgate_config.c); <Files>, <If> and <Proxy> sections are not
  * counted, and the run-time refusal remains for them.
+ *
+ * It also warns of a section's ModelGateCost above what a tier's request
+ * limit can ever hold: those requests are refused as never admissible.
  */
 #include <apr_strings.h>
 #include <http_core.h>
@@ -244,9 +247,65 @@ static int refuse(server_rec *s, apr_pool_t *ptemp, const worst *w)
     return 0;
 }
 
+/* A section's ModelGateCost above what a request limit can ever hold
+ * (its burst; a window's quota): every request there of the limit's
+ * callers is refused, with no wait that helps.  Only a warning: the cost
+ * may be meant for other tiers, and those refusals say so themselves. */
+static void warn_cost(server_rec *s, apr_pool_t *ptemp, const char *kind,
+                      const apr_array_header_t *secs, const mg_policy *policy,
+                      apr_hash_t *seen)
+{
+    int i, j;
+
+    for (i = 0; secs && i < secs->nelts; i++) {
+        ap_conf_vector_t *v = APR_ARRAY_IDX(secs, i, ap_conf_vector_t *);
+        const mg_dir_conf *dc = ap_get_module_config(v, &modelgate_module);
+        const core_dir_config *cd = ap_get_core_module_config(v);
+        apr_hash_index_t *hi;
+
+        if (!dc || dc->cost == MG_UNSET || dc->cost <= 1
+            || apr_hash_get(seen, &dc, sizeof(dc))) {
+            continue;       /* a virtual host repeats the main server's */
+        }
+        apr_hash_set(seen, apr_pmemdup(ptemp, &dc, sizeof(dc)), sizeof(dc),
+                     dc);
+        for (hi = apr_hash_first(ptemp, policy->tiers); hi;
+             hi = apr_hash_next(hi)) {
+            const mg_tier *tier = apr_hash_this_val(hi);
+            const mg_limit_def *over = NULL;
+            if (tier->unit == MG_UNIT_REQUESTS && !tier->shadow
+                && (apr_uint64_t)dc->cost > mg_limit_holds(&tier->spec)) {
+                over = tier;
+            }
+            for (j = 0; !over && policy->limits
+                        && j < policy->limits->nelts; j++) {
+                const mg_limit_def *def = APR_ARRAY_IDX(policy->limits, j,
+                                                        mg_limit_def *);
+                if (def->unit == MG_UNIT_REQUESTS && !def->shadow
+                    && mg_policy_limit_applies(def, tier->name)
+                    && (apr_uint64_t)dc->cost > mg_limit_holds(&def->spec)) {
+                    over = def;
+                }
+            }
+            if (!over) {
+                continue;
+            }
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_WARNING, 0, s,
+                         MGLOGNO(00508) "ModelGateCost %" APR_INT64_T_FMT
+                         " at %s is above the %" APR_UINT64_T_FMT " that "
+                         "limit '%s' can ever hold: requests there of tier "
+                         "'%s' can never be admitted (raise its burst= or "
+                         "lower the cost)", (apr_int64_t)dc->cost,
+                         section_name(ptemp, kind, cd),
+                         mg_limit_holds(&over->spec), over->name, tier->name);
+        }
+    }
+}
+
 int mg_check_layers(server_rec *main_server, const mg_server_conf *sc,
                     apr_pool_t *ptemp)
 {
+    apr_hash_t *seen = apr_hash_make(ptemp);
     server_rec *s;
 
     /* A virtual host's sections include the main server's (httpd appends
@@ -256,6 +315,8 @@ int mg_check_layers(server_rec *main_server, const mg_server_conf *sc,
             s->module_config);
         sections locs, dirs;
         worst w = { 0 };
+        warn_cost(s, ptemp, "Location", core->sec_url, sc->policy, seen);
+        warn_cost(s, ptemp, "Directory", core->sec_dir, sc->policy, seen);
         sections_of(ptemp, core->sec_url, &locs);
         sections_of(ptemp, core->sec_dir, &dirs);
         worst_of(sc, &locs, &dirs, &w);

@@ -30,6 +30,8 @@
  *                   (plugins/cache, through the mg_cached_answer hook),
  *                   marked X-Modelgate-Degraded: cache; a miss goes on.
  *   reject          429 (also what happens after the last action).
+ *                   A request a limit can never admit (mg_decision
+ *                   `never`) is told so, final, without Retry-After.
  *
  * When nothing was admitted because the requested upstream's breaker is
  * open, the cache is asked once more (`why` "stale"): it may answer with
@@ -392,6 +394,40 @@ void mg_decide_cached(request_rec *r, mg_request *req)
     set_openai_headers(r, k->layers, &k->d, set_limit_headers(r, &h));
 }
 
+/* The refusal of a request no wait admits: the binding layer (a->d.never)
+ * can never hold its cost.  Still 429 rate_limit_exceeded, as OpenAI
+ * answers a request above the TPM limit ("Request too large ... on tokens
+ * per min"), so clients that map codes keep working; x-should-retry: false
+ * and no Retry-After (mg_headers_build) make it final for the SDKs. */
+static int never_fits(request_rec *r, const mg_key *key, const attempt *a)
+{
+    const mg_layer *b = &a->layers[a->d.binding];
+    apr_uint64_t holds = mg_limit_holds(b->spec);
+
+    apr_table_setn(r->notes, "modelgate-never-fits", b->policy);
+    if (b->tokens == MG_LAYER_MONEY) {
+        return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+            apr_psprintf(r->pool, "Request too large for key '%s': its "
+                         "reservation is more than the budget '%s' holds "
+                         "in a whole period: it can never be admitted; "
+                         "lower max_tokens or split the request.",
+                         key->id, b->policy),
+            MG_ERR_INSUFFICIENT_QUOTA, MG_ERR_INSUFFICIENT_QUOTA);
+    }
+    return mg_respond_error(r, HTTP_TOO_MANY_REQUESTS,
+        apr_psprintf(r->pool, "Request too large for key '%s' on policy "
+                     "'%s': this request needs %" APR_UINT64_T_FMT " %s "
+                     "but limit '%s' holds at most %" APR_UINT64_T_FMT
+                     ": it can never be admitted; %s", key->id, b->policy,
+                     b->cost, b->tokens ? "tokens" : "request units",
+                     b->policy, holds,
+                     b->tokens ? "lower max_tokens or split the request."
+                               : "this route costs more than the limit's "
+                                 "burst; split the work or use a tier that "
+                                 "allows it."),
+        b->tokens ? MG_ERRT_TOKENS : MG_ERRT_REQUESTS, MG_ERR_RATE_LIMITED);
+}
+
 static int reject(request_rec *r, const mg_key *key, const attempt *a)
 {
     const mg_layer *b = &a->layers[a->d.binding];
@@ -405,6 +441,9 @@ static int reject(request_rec *r, const mg_key *key, const attempt *a)
     apr_table_setn(r->notes, "modelgate-decision", "rejected");
     mg_request_get(r)->outcome = MG_OUT_REJECTED;
     apr_table_setn(r->notes, "modelgate-limit", b->policy);
+    if (a->d.never >= 0) {
+        return never_fits(r, key, a);
+    }
     if (b->tokens == MG_LAYER_MONEY) {
         /* What OpenAI's SDKs treat as final: no retry until the period
          * (a month, say) has passed. */
@@ -467,6 +506,28 @@ static int unavailable(request_rec *r, const attempt *a)
                                   : MG_ERR_UPSTREAM_DOWN);
 }
 
+/* degraded_cost's factor passes: a cost that is above a limit only K-fold
+ * fits once the upstream recovers, and the client is told to wait, not
+ * that it never will.  Only a layer that refuses the cost itself stays
+ * `never`. */
+static void unfactor_never(attempt *a)
+{
+    int i, never = -1;
+
+    for (i = 0; i < a->n; i++) {
+        apr_uint64_t holds = mg_limit_holds(a->layers[i].spec);
+        if (!a->d.layer[i].allowed && !a->layers[i].shadow
+            && a->layers[i].cost / a->factor > holds
+            && (never < 0 || holds < mg_limit_holds(a->layers[never].spec))) {
+            never = i;
+        }
+    }
+    a->d.never = never;
+    if (never >= 0) {
+        a->d.binding = never;
+    }
+}
+
 /* How long until refused candidate `a` could be admitted: its upstream's
  * wait, or its binding limit's; NEVER when a limit can never hold it. */
 #define NEVER APR_INT64_MAX
@@ -500,6 +561,9 @@ static int try_candidate(request_rec *r, mg_server_conf *sc,
         return -1;
     case DECIDED:
         break;
+    }
+    if (a->d.never >= 0 && a->factor > 1) {
+        unfactor_never(a);
     }
     return a->d.allowed ? admit(r, sc, req, key, a, 1, how) : -1;
 }

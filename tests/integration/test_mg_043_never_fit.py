@@ -14,6 +14,110 @@ import time
 import harness
 from harness import DEMO_KEY, PRO_KEY, QUICKSTART_KEYS
 
+IMAGES = """
+<Location "/v1/images/">
+    ModelGateCost 10
+</Location>
+"""
+IMG = {"model": "mock-small", "prompt": "a cat"}
+
+
+def images(gw, key=DEMO_KEY):
+    return gw.post("/v1/images/generations", body=IMG, headers={"X-API-Key": key})
+
+
+def assert_final(resp, policy):
+    assert resp.status == 429
+    assert resp.header("x-should-retry") == "false"
+    assert resp.header("retry-after") is None
+    assert resp.header("retry-after-ms") is None
+    assert resp.header("ratelimit").startswith('"%s";' % policy)
+    err = resp.json["error"]
+    # what OpenAI answers a request above the TPM limit: 429
+    # rate_limit_exceeded, "Request too large"; final by x-should-retry
+    assert err["code"] == "rate_limit_exceeded"
+    assert err["message"].startswith("Request too large")
+    assert "can never be admitted" in err["message"]
+    return err
+
+
+def test_mg_043_01_cost_above_the_burst_is_final(gateways, backend):
+    backend.reset()
+    gw = gateways("cost", backend_port=backend.port)
+    gw.write_conf("ModelGateTier free 5/min\nModelGateTier pro 100/min\n"
+                  + harness.routed_v1(QUICKSTART_KEYS, backend.port) + IMAGES)
+    code, out = gw.check_syntax()
+    assert code == 0, out
+    # warned, naming the section and the tier; pro's 100 holds 10
+    assert "ModelGateCost 10 at <Location /v1/images/>" in out
+    assert "limit 'free' can ever hold: requests there of tier 'free'" in out
+    assert "tier 'pro'" not in out
+    gw.start()
+    resp = images(gw)
+    err = assert_final(resp, "free")
+    assert resp.header("ratelimit") == '"free";r=5;t=0'    # a full bucket
+    assert err["type"] == "requests"
+    assert "needs 10 request units but limit 'free' holds at most 5" in err["message"]
+    # nothing was charged: the bucket is full for the next chat
+    assert [gw.chat(DEMO_KEY).status for _ in range(5)] == [200] * 5
+    # pro's 100 holds the cost (the mock answers 404 for images)
+    assert images(gw, PRO_KEY).status == 404
+
+
+def test_mg_043_02_not_queued(gateways, backend):
+    """on_limit=queue: no wait admits it, so it is refused at once."""
+    backend.reset()
+    gw = gateways("costq", backend_port=backend.port)
+    gw.write_conf("ModelGateTier free 5/min on_limit=queue:3000\n"
+                  "ModelGateTier pro 100/min\n"
+                  + harness.routed_v1(QUICKSTART_KEYS, backend.port) + IMAGES)
+    gw.start()
+    t0 = time.monotonic()
+    resp = images(gw)
+    assert time.monotonic() - t0 < 1.0
+    assert_final(resp, "free")
+    assert resp.header("x-modelgate-queued-ms") is None
+
+
+def reservation(b):
+    """What the gateway reserves (test_mg_022): about a token per four
+    bytes of the body, plus the completion cap."""
+    return math.ceil(len(json.dumps(b).encode()) / 4) + b.get("max_tokens", 0)
+
+
+def large(max_tokens, model="mock-large"):
+    return {"model": model, "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens}
+
+
+def test_mg_043_03_reservation_names_the_smallest_limit(gateways, backend, backend2):
+    backend.reset()
+    backend2.reset()
+    gw = gateways("tpm", backend_port=backend.port)
+    gw.write_conf(harness.two_models(backend, backend2, """
+        ModelGateTier free 5/min
+        ModelGateTier pro  100/min tokens=600/min
+        """, extra="ModelGateLimit large-tpm key 300/min unit=tokens models=mock-large"))
+    gw.start()
+    b = large(595)
+    assert 600 < reservation(b) < 700
+    resp = gw.chat(PRO_KEY, body=b)
+    err = assert_final(resp, "large-tpm")
+    assert resp.header("ratelimit") == '"large-tpm";r=300;t=0'
+    assert resp.header("x-ratelimit-limit-tokens") == "300"
+    assert err["type"] == "tokens"
+    assert ("needs %d tokens but limit 'large-tpm' holds at most 300"
+            % reservation(b)) in err["message"]
+    assert "lower max_tokens" in err["message"]
+    # above large-tpm only: still final, still large-tpm
+    b = large(400)
+    assert 300 < reservation(b) < 600
+    assert_final(gw.chat(PRO_KEY, body=b), "large-tpm")
+    # the same for the small model, where large-tpm does not apply: admitted
+    assert gw.chat(PRO_KEY, body=large(400, "mock-small")).status == 200
+    assert backend2.count() == 0
+
+
 def test_mg_043_04_queue_refuses_a_wait_it_cannot_hold(gateways, backend):
     """2/min: the next unit is 30 s away, longer than queue:3000 may hold a
     request; every such request is refused at once, holding no worker."""
