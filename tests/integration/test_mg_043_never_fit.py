@@ -149,3 +149,25 @@ def test_mg_043_04_queue_refuses_a_wait_it_cannot_hold(gateways, backend):
         assert r.header("x-modelgate-queued-ms") is None
         assert 20 <= int(r.header("retry-after")) <= 30
         assert r.header("x-should-retry") == "true"
+
+
+def test_mg_043_05_ratelimit_names_the_layer_nearest_its_burst(gateways, backend, backend2):
+    backend.reset()
+    backend2.reset()
+    gw = gateways("burst", backend_port=backend.port)
+    gw.write_conf(harness.two_models(backend, backend2, """
+        ModelGateTier free 10/min
+        ModelGateTier pro  120/min burst=20
+        """, extra="ModelGateLimit large-daily key 2/day models=mock-large"))
+    gw.start()
+    body = {"model": "mock-large", "messages": [{"role": "user", "content": "hi"}]}
+    first = gw.chat(PRO_KEY, body=body)
+    assert first.status == 200
+    # pro holds 19 of 20, large-daily 1 of 2: one more request only
+    assert first.header("ratelimit").startswith('"large-daily";r=1;')
+    second = gw.chat(PRO_KEY, body=body)
+    assert second.status == 200
+    assert second.header("ratelimit").startswith('"large-daily";r=0;')
+    third = gw.chat(PRO_KEY, body=body)
+    assert third.status == 429
+    assert third.header("ratelimit").startswith('"large-daily";r=0;')
