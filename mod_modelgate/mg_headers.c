@@ -168,6 +168,65 @@ int mg_header_name_is(const char *name, const char *want, int prefix)
     return prefix || !*name;
 }
 
+/* After "X-RateLimit-": Limit, Remaining or Reset, alone (the legacy
+ * three) or with OpenAI's -Requests or -Tokens. */
+static unsigned ratelimit_field(const char *rest)
+{
+    static const char *const what[] = { "Limit", "Remaining", "Reset" };
+    static const apr_size_t len[] = { 5, 9, 5 };
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        if (mg_header_name_is(rest, what[i], 1)) {
+            rest += len[i];
+            return !*rest ? MG_HF_RATELIMIT
+                   : mg_header_name_is(rest, "-Requests", 0) ? MG_HF_REQUESTS
+                   : mg_header_name_is(rest, "-Tokens", 0) ? MG_HF_TOKENS
+                   : 0;
+        }
+    }
+    return 0;
+}
+
+/* Runs for an upstream's answer's fields that begin with R or X: the
+ * first letters decide which few names are compared at all. */
+unsigned mg_header_family(const char *name)
+{
+    switch (lower(*name)) {
+    case 'r':
+        if (mg_header_name_is(name, "RateLimit", 1)) {
+            name += 9;
+            return !*name || mg_header_name_is(name, "-Policy", 0)
+                   ? MG_HF_RATELIMIT : 0;
+        }
+        if (mg_header_name_is(name, "Retry-After", 1)) {
+            name += 11;
+            return !*name || mg_header_name_is(name, "-ms", 0)
+                   ? MG_HF_RETRY : 0;
+        }
+        return 0;
+    case 'x':
+        if (name[1] != '-' && name[1] != '_') {
+            return 0;
+        }
+        switch (lower(name[2])) {
+        case 'm':
+            return mg_header_name_is(name, MG_HEADER_NAMESPACE, 1)
+                   ? MG_HF_OURS : 0;
+        case 'r':
+            return mg_header_name_is(name + 2, "RateLimit-", 1)
+                   ? ratelimit_field(name + 12) : 0;
+        case 's':
+            return mg_header_name_is(name + 2, "Should-Retry", 0)
+                   ? MG_HF_RETRY : 0;
+        default:
+            return 0;
+        }
+    default:
+        return 0;
+    }
+}
+
 /* Does a token of `list` begin with `prefix`?  No allocation: this runs
  * for the Connection header of every request. */
 static int list_names(const char *list, const char *prefix)

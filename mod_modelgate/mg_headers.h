@@ -86,6 +86,35 @@ const char *mg_headers_duration(apr_pool_t *p, apr_interval_time_t usec);
  */
 int mg_header_name_is(const char *name, const char *want, int prefix);
 
+/** The gateway's namespace: request headers a client sends and response
+ *  headers an upstream sends under it never pass (however spelt, as
+ *  mg_header_name_is() compares). */
+#define MG_HEADER_NAMESPACE "X-Modelgate-"
+
+/**
+ * The families of the response fields the gateway writes, as
+ * mg_header_family() tells them.  The gateway writes a family whole or
+ * not at all on a response, so an upstream's field of a family is either
+ * the gateway's to say (dropped) or the only one there is (passed).
+ */
+#define MG_HF_OURS      0x01u  /**< X-Modelgate-*: always the gateway's */
+#define MG_HF_RATELIMIT 0x02u  /**< RateLimit-Policy, RateLimit,
+                                    X-RateLimit-Limit/-Remaining/-Reset */
+#define MG_HF_RETRY     0x04u  /**< Retry-After, retry-after-ms,
+                                    x-should-retry */
+#define MG_HF_REQUESTS  0x08u  /**< x-ratelimit-{limit,remaining,reset}-
+                                    requests */
+#define MG_HF_TOKENS    0x10u  /**< x-ratelimit-{limit,remaining,reset}-
+                                    tokens */
+
+/**
+ * The family (one MG_HF_* bit) of the response field `name`, or 0 for a
+ * field the gateway never writes.  Compared as mg_header_name_is() does:
+ * X_RateLimit_Remaining is X-RateLimit-Remaining.  Only a name beginning
+ * with R or X can have one: a caller on a hot path may test that first.
+ */
+unsigned mg_header_family(const char *name);
+
 /**
  * The value of a Connection header without the tokens that begin with
  * `prefix` as mg_header_name_is() compares (names a client could use to

@@ -16,7 +16,6 @@
 #include <http_request.h>
 #include "mod_modelgate_private.h"
 
-#define MG_HDR_PREFIX     "X-Modelgate-"
 #define MG_KEY_HEADER     "X-API-Key"
 
 typedef struct scrub_ctx {
@@ -28,7 +27,7 @@ typedef struct scrub_ctx {
 /* A name in the gateway's namespace, however a client spells it. */
 static int ours(const char *name)
 {
-    return mg_header_name_is(name, MG_HDR_PREFIX, 1);
+    return mg_header_name_is(name, MG_HEADER_NAMESPACE, 1);
 }
 
 /* A Connection header that names one of ours: mod_proxy would drop it as
@@ -37,7 +36,8 @@ static int connection_names_ours(apr_pool_t *p, const char *name,
                                  const char *value)
 {
     return !strcasecmp(name, "Connection")
-           && mg_header_connection_without(p, value, MG_HDR_PREFIX) != value;
+           && mg_header_connection_without(p, value, MG_HEADER_NAMESPACE)
+              != value;
 }
 
 static void collect_ours(scrub_ctx *ctx, const char *name, const char *value)
@@ -70,7 +70,8 @@ static void scrub_connection(request_rec *r)
         if (!e[i].key || strcasecmp(e[i].key, "Connection")) {
             continue;
         }
-        v = mg_header_connection_without(r->pool, e[i].val, MG_HDR_PREFIX);
+        v = mg_header_connection_without(r->pool, e[i].val,
+                                         MG_HEADER_NAMESPACE);
         if (v) {
             kept = kept ? apr_pstrcat(r->pool, kept, ", ", v, NULL) : v;
         }

@@ -573,6 +573,54 @@ static void test_header_names(void **state)
     assert_false(mg_header_name_is("X-Model-gate-Tenant", "X-Modelgate-", 1));
 }
 
+/* Which of an upstream's response fields are the gateway's to write. */
+static void test_header_families(void **state)
+{
+    (void)state;
+    assert_int_equal(mg_header_family("X-Modelgate-Model"), MG_HF_OURS);
+    assert_int_equal(mg_header_family("x_modelgate_degraded"), MG_HF_OURS);
+    assert_int_equal(mg_header_family("X-Modelgate-"), MG_HF_OURS);
+    assert_int_equal(mg_header_family("X-Modelgate"), 0);
+    assert_int_equal(mg_header_family("RateLimit"), MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("ratelimit-policy"), MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("RateLimit_Policy"), MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("RateLimits"), 0);
+    assert_int_equal(mg_header_family("RateLimit-Policy-X"), 0);
+    assert_int_equal(mg_header_family("X-RateLimit-Limit"), MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("x_ratelimit_remaining"),
+                     MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("X-RateLimit-Reset"), MG_HF_RATELIMIT);
+    assert_int_equal(mg_header_family("X-RateLimit-Resets"), 0);
+    assert_int_equal(mg_header_family("X-RateLimit-"), 0);
+    assert_int_equal(mg_header_family("Retry-After"), MG_HF_RETRY);
+    assert_int_equal(mg_header_family("retry-after-ms"), MG_HF_RETRY);
+    assert_int_equal(mg_header_family("Retry-After-Seconds"), 0);
+    assert_int_equal(mg_header_family("x-should-retry"), MG_HF_RETRY);
+    assert_int_equal(mg_header_family("X_Should_Retry"), MG_HF_RETRY);
+    assert_int_equal(mg_header_family("x-ratelimit-limit-requests"),
+                     MG_HF_REQUESTS);
+    assert_int_equal(mg_header_family("x-ratelimit-remaining-requests"),
+                     MG_HF_REQUESTS);
+    assert_int_equal(mg_header_family("X-RateLimit-Reset-Requests"),
+                     MG_HF_REQUESTS);
+    assert_int_equal(mg_header_family("x-ratelimit-limit-tokens"),
+                     MG_HF_TOKENS);
+    assert_int_equal(mg_header_family("x-ratelimit-remaining-tokens"),
+                     MG_HF_TOKENS);
+    assert_int_equal(mg_header_family("x_ratelimit_reset_tokens"),
+                     MG_HF_TOKENS);
+    /* OpenAI's other fields and anyone else's are not the gateway's. */
+    assert_int_equal(mg_header_family("x-ratelimit-limit-project-tokens"), 0);
+    assert_int_equal(mg_header_family("x-ratelimit-remaining-images"), 0);
+    assert_int_equal(mg_header_family("X-Request-Id"), 0);
+    assert_int_equal(mg_header_family("X-Mock-Server"), 0);
+    assert_int_equal(mg_header_family("Xmodelgate-Model"), 0);
+    assert_int_equal(mg_header_family("Content-Type"), 0);
+    assert_int_equal(mg_header_family("R"), 0);
+    assert_int_equal(mg_header_family("X"), 0);
+    assert_int_equal(mg_header_family(""), 0);
+}
+
 static void test_connection_tokens(void **state)
 {
     apr_pool_t *p = *state;
@@ -681,6 +729,7 @@ int main(void)
         MG_TEST(test_openai_durations),
         MG_TEST(test_openai_trios),
         MG_TEST(test_header_names),
+        MG_TEST(test_header_families),
         MG_TEST(test_connection_tokens),
         MG_TEST(test_seconds_rounding),
         MG_TEST(test_allowed),
