@@ -152,16 +152,26 @@ static char lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c + ('a' - 'A')) : c;
 }
 
+/* Bytes that are equal cost one comparison: the names compared are mostly
+ * spelt as `want` is, or differ in their first bytes.  Case is folded only
+ * where the bytes differ, and then only for letters (an ASCII letter's two
+ * cases differ in bit 0x20 alone; '@' and '`' do too, and are no letters):
+ * the end of `name` (0) is no letter either. */
 int mg_header_name_is(const char *name, const char *want, int prefix)
 {
     for (; *want; name++, want++) {
-        char a = *name, b = *want;
-        if (!a) {
-            return 0;
+        unsigned char a = (unsigned char)*name, b = (unsigned char)*want;
+        if (a == b) {
+            continue;
         }
-        a = a == '_' ? '-' : lower(a);
-        b = b == '_' ? '-' : lower(b);
-        if (a != b) {
+        if (a == '_') {
+            a = '-';
+        }
+        else if (b == '_') {
+            b = '-';
+        }
+        if (a != b && ((a | 0x20) != (b | 0x20)
+                       || (unsigned)((a | 0x20) - 'a') > 'z' - 'a')) {
             return 0;
         }
     }

@@ -571,6 +571,25 @@ static void test_header_names(void **state)
     assert_true(mg_header_name_is("x-modelgate-", "X-Modelgate-", 1));
     assert_false(mg_header_name_is("X-Modelgate", "X-Modelgate-", 1));
     assert_false(mg_header_name_is("X-Model-gate-Tenant", "X-Modelgate-", 1));
+    /* Only letters fold: bytes that differ in bit 0x20 alone but are no
+     * letters are different names. */
+    assert_false(mg_header_name_is("X-@", "X-`", 0));
+    assert_false(mg_header_name_is("X-`", "X-@", 0));
+    assert_false(mg_header_name_is("X-^", "X-~", 0));
+    assert_false(mg_header_name_is("X-[", "X-{", 0));
+    assert_false(mg_header_name_is("X\\", "X|", 0));
+    assert_false(mg_header_name_is("X\x01", "X!", 0));
+    assert_true(mg_header_name_is("X-ZZ", "x-zz", 0));
+    assert_true(mg_header_name_is("x-aa", "X-AA", 0));
+    assert_true(mg_header_name_is("X-A", "X_a", 0));
+    assert_true(mg_header_name_is("X_A", "X_a", 0));
+    assert_false(mg_header_name_is("X_A", "X.a", 0));
+    /* The end of the name is no letter. */
+    assert_false(mg_header_name_is("X-", "X-A", 1));
+    assert_false(mg_header_name_is("", "X", 1));
+    assert_true(mg_header_name_is("", "", 0));
+    assert_true(mg_header_name_is("abc", "", 1));
+    assert_false(mg_header_name_is("abc", "", 0));
 }
 
 /* Which of an upstream's response fields are the gateway's to write. */
