@@ -289,6 +289,12 @@ void mg_identity_announce(request_rec *r, const mg_key *key);
  *  headers back when a later module changed them. */
 void mg_identity_register_fixups(void);
 
+/* mod_modelgate_headers_out.c */
+/** The answer to a gated request is about to be sent: drop from
+ *  r->headers_out (the upstream's) every X-Modelgate-* field, and every
+ *  field of a rate limit family the gateway sends in r->err_headers_out. */
+void mg_headers_out_scrub(request_rec *r);
+
 /* mod_modelgate_identify.c */
 /** Ask the identity providers who presented `credential` (NULL: none was
  *  sent): OK with *who set, or the refusal's status, answered. */
@@ -379,7 +385,9 @@ mg_upstream_verdict mg_upstream_admit(request_rec *r, const mg_upstream *up,
 void mg_upstream_cancel_probe(request_rec *r, const mg_upstream *up);
 /** Is `up` degraded (breaker not closed, slow or failing)? */
 int mg_upstream_degraded(request_rec *r, const mg_upstream *up);
-/** The request goes to req->upstream: count it in flight. */
+/** The gate let the request through and nothing answered it yet: its
+ *  answer's headers will be scrubbed (mg_headers_out_scrub), and if it
+ *  goes to req->upstream it is counted in flight there. */
 void mg_upstream_enter(request_rec *r, mg_request *req);
 /** httpd answers with an error: if it is mod_proxy's, record it now. */
 void mg_upstream_error(request_rec *r);

@@ -23,7 +23,9 @@
  * request is routed (in flight until its pool is cleaned up).  The outcome
  * is recorded as soon as it is known and before the client sees it, so a
  * client's next request already meets the updated breaker: the upstream's
- * answer when its first bytes pass the MODELGATE_OBSERVE output filter,
+ * answer when its first bytes pass the MODELGATE_OBSERVE output filter
+ * (which every gated answer passes: it also drops what only the gateway
+ * may say from the answer's headers, mod_modelgate_headers_out.c),
  * mod_proxy's own failure (502/503/504) when httpd prepares its error
  * response (insert_error_filter), anything else in log_transaction.
  *
@@ -269,13 +271,23 @@ static apr_status_t leave(void *data)
 
 static void record(request_rec *r, mg_request *req);
 
+/* The first bytes of the answer to a gated request, before httpd's header
+ * filter: the upstream's health learns of it, and the answer's headers
+ * lose what only the gateway may say (mod_modelgate_headers_out.c).
+ * httpd's own error responses never pass here: ap_send_error_response
+ * drops the request's filters, this one among them. */
 static apr_status_t observe_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
     mg_request *req = f->ctx;
 
-    /* The upstream's first bytes: its latency, for the histogram. */
-    req->first_byte_at = mg_clock_monotonic();
-    record(f->r, req);
+    if (req->entered) {
+        /* The upstream's first bytes: its latency, for the histogram.
+         * Recorded before the scrub: the breaker reads the upstream's
+         * Retry-After. */
+        req->first_byte_at = mg_clock_monotonic();
+        record(f->r, req);
+    }
+    mg_headers_out_scrub(f->r);
     ap_remove_output_filter(f);
     return ap_pass_brigade(f->next, bb);
 }
@@ -284,8 +296,14 @@ void mg_upstream_enter(request_rec *r, mg_request *req)
 {
     upstream_shared *us;
 
-    if (req->entered || !req->upstream
-        || !(us = shared_of(req->upstream))) {
+    if (req->entered) {
+        return;
+    }
+    /* By handle: by name, httpd copies and lowers the name and searches
+     * its filter registry on every call.  Every gated answer, whoever
+     * makes it (a ProxyPass of the admin's too): the scrub needs it. */
+    ap_add_output_filter_handle(observe_handle, req, r, r->connection);
+    if (!req->upstream || !(us = shared_of(req->upstream))) {
         return;
     }
     req->entered = 1;
@@ -297,9 +315,6 @@ void mg_upstream_enter(request_rec *r, mg_request *req)
         apr_pool_cleanup_register(r->pool, us, leave,
                                   apr_pool_cleanup_null);
     }
-    /* By handle: by name, httpd copies and lowers the name and searches
-     * its filter registry on every call. */
-    ap_add_output_filter_handle(observe_handle, req, r, r->connection);
 }
 
 /* Seconds or an HTTP date, from now; 0 if absent or unreadable. */
