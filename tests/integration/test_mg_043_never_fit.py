@@ -74,7 +74,9 @@ def test_mg_043_02_not_queued(gateways, backend):
     gw.start()
     t0 = time.monotonic()
     resp = images(gw)
-    assert time.monotonic() - t0 < 1.0
+    # the queue held such a request its whole 3 s before; a loaded machine
+    # does not take 2 s over a refusal
+    assert time.monotonic() - t0 < 2.0
     assert_final(resp, "free")
     assert resp.header("x-modelgate-queued-ms") is None
 
@@ -171,3 +173,25 @@ def test_mg_043_05_ratelimit_names_the_layer_nearest_its_burst(gateways, backend
     third = gw.chat(PRO_KEY, body=body)
     assert third.status == 429
     assert third.header("ratelimit").startswith('"large-daily";r=0;')
+
+
+def test_mg_043_06_final_on_the_redis_store(gateways, backend, tmp_path):
+    """The same final refusal when Redis decides (exact mode): the combine
+    step that sees a cost no layer can hold is the store's too."""
+    backend.reset()
+    redis = harness.RedisServer(tmp_path / "redis").start()
+    try:
+        gw = gateways("costredis", backend_port=backend.port)
+        gw.write_conf('LoadModule modelgate_redis_module "%s"\n'
+                      "ModelGateStore redis 127.0.0.1:%d timeout=500\n"
+                      "ModelGateTier free 5/min\nModelGateTier pro 100/min\n"
+                      % (harness.REDIS_MODULE, redis.port)
+                      + harness.routed_v1(QUICKSTART_KEYS, backend.port) + IMAGES)
+        gw.start()
+        resp = images(gw)
+        err = assert_final(resp, "free")
+        assert "needs 10 request units but limit 'free' holds at most 5" in err["message"]
+        assert [gw.chat(DEMO_KEY).status for _ in range(6)] == [200] * 5 + [429]
+        gw.stop()
+    finally:
+        redis.stop()
