@@ -79,9 +79,10 @@ def test_mg_014_03_refused_only_when_every_candidate_is(degrading, backend, back
     assert resp.status == 429
     assert resp.json["error"]["code"] == "rate_limit_exceeded"
     # neither model has room before the day ends: far past the queue's
-    # 1.5 s, so it is refused at once rather than held for nothing
-    assert waited < 1.0
+    # 1.5 s, so it is refused at once rather than held for nothing (the
+    # header says it; held, it would have taken the whole 1.5 s)
     assert resp.header("x-modelgate-queued-ms") is None
+    assert waited < 1.5
     # the refusal names the requested model's limit
     assert "free-large" in resp.header("ratelimit-policy")
     assert resp.header("x-modelgate-degraded") is None
@@ -156,7 +157,7 @@ def test_mg_014_06_queue_cap_keeps_workers_free(gateways, backend, backend2):
     # the first to finish was refused without waiting (the queue was full);
     # the other waited for its unit and was admitted
     assert [status for _, status in results] == [429, 200]
-    assert results[0][0] < 1.0
+    assert results[0][0] < results[1][0]
     assert results[1][0] >= 1.0
 
 
