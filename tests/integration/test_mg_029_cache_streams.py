@@ -329,3 +329,124 @@ def test_mg_029_13_a_stream_is_never_held_back(cached, backend, backend2):
     assert again.body.endswith(b"data: [DONE]\n\n")
     assert got.replace(b"\r\n", b"").count(b"data: ") == again.body.count(b"data: ")
     assert backend.count() == 1
+
+
+class BrokenUpstream:
+    """A model server that answers 200 and closes its connection before
+    the answer's end: mid-body (a JSON answer shorter than its
+    Content-Length) or mid-stream (chunked events without the last
+    chunk).  What mod_proxy makes of it is an error bucket and EOS."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.hits = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = c.recv(65536)
+            if not more:
+                c.close()
+                return
+            data += more
+        head, rest = data.split(b"\r\n\r\n", 1)
+        n = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        while len(rest) < n:
+            rest += c.recv(65536)
+        self.hits += 1
+        if self.stream:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n")
+            ev = b'data: {"id":"x","choices":[{"delta":{"content":"half"}}]}\n\n'
+            c.sendall(b"%x\r\n%s\r\n" % (len(ev), ev))
+            time.sleep(0.2)
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 400\r\n\r\n" + b'{"id":"x","choices":[')
+            time.sleep(0.2)
+        c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def read_broken(gw, data):
+    """POST; the status and what arrived (an answer cut short raises in
+    http.client: what came before is kept)."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=data, headers={
+            "X-API-Key": DEMO_KEY, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        try:
+            got = resp.read()
+        except http.client.IncompleteRead as e:
+            got = e.partial
+        return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), got
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_mg_029_14_an_answer_cut_short_is_never_stored(cached, backend, backend2, stream):
+    """The model server closes its connection mid-answer: mod_proxy ends
+    the client's answer with an error (the client sees it cut short).
+    That half answer must not be stored: the next identical request goes
+    to the model server again, never gets the half as a complete hit."""
+    up = BrokenUpstream(stream)
+    try:
+        gw = cached(conf(up, backend2))
+        gw.allow_errors(r"AH01110", r"AH01102", r"AH00130", r"AH02609")
+        data = body("cut short", stream=True) if stream else body("cut short")
+        for _ in range(2):
+            status, headers, got = read_broken(gw, data)
+            assert not (headers.get("cache-status") or "").startswith("modelgate; hit"), \
+                (status, headers, got)
+        assert up.hits == 2
+        assert base.notes(gw, 2) == ["miss", "miss"]
+    finally:
+        up.stop()
+
+
+def test_mg_029_15_include_usage_the_gateway_added_is_not_the_clients(
+        cached, backend, backend2):
+    """With token limits the gateway adds stream_options.include_usage to a
+    stream's body and takes the usage-only event out of what the client
+    gets.  A client that asked for include_usage itself sends the very
+    body the gateway made of the other's: it must get its usage event,
+    never the other's answer without it -- nor the other way round."""
+    gw = cached(conf(backend, backend2, tiers="""
+        ModelGateTier free 100/min tokens=100000/min
+        ModelGateTier pro  100/min tokens=100000/min
+        """))
+    plain = body("usage please", stream=True)
+    asks = body("usage please", stream=True, stream_options={"include_usage": True})
+    a = chat(gw, plain)
+    assert a.status == 200 and b'"usage"' not in a.body
+    b = chat(gw, asks)
+    assert b.status == 200
+    assert b'"usage": {' in b.body or b'"usage":{' in b.body, b.body
+    # each is a hit for its own kind, byte for byte
+    assert chat(gw, plain).body == a.body
+    assert chat(gw, asks).body == b.body
+    # and the other order
+    plain2 = body("usage again", stream=True)
+    asks2 = body("usage again", stream=True, stream_options={"include_usage": True})
+    b2 = chat(gw, asks2)
+    assert b'"usage"' in b2.body
+    a2 = chat(gw, plain2)
+    assert b'"usage"' not in a2.body, a2.body
+    assert backend.count() == 4
