@@ -295,13 +295,19 @@ static apr_status_t pass_stream(ap_filter_t *f, cache_request *cr,
         apr_size_t len;
 
         if (APR_BUCKET_IS_EOS(e)) {
-            if (!r->connection->aborted) {
+            if (!r->connection->aborted && !r->no_cache) {
                 store(r, sc, cr);
             }
             done(f, cr);
             break;
         }
         if (APR_BUCKET_IS_METADATA(e)) {
+            if (AP_BUCKET_IS_ERROR(e)) {
+                /* The model server broke off (mod_proxy's error bucket,
+                 * then EOS): the copy is a part of an answer. */
+                done(f, cr);
+                break;
+            }
             continue;
         }
         if (apr_bucket_read(e, &data, &len, APR_BLOCK_READ) != APR_SUCCESS) {
@@ -366,7 +372,8 @@ apr_status_t mg_cache_store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
         apr_size_t len;
 
         if (APR_BUCKET_IS_EOS(e)) {
-            if (!r->connection->aborted && store(r, sc, cr)) {
+            if (!r->connection->aborted && !r->no_cache
+                && store(r, sc, cr)) {
                 const char *cs = apr_table_get(r->err_headers_out,
                                                "Cache-Status");
                 if (cs) {
@@ -375,6 +382,10 @@ apr_status_t mg_cache_store_filter(ap_filter_t *f, apr_bucket_brigade *bb)
                                                NULL));
                 }
             }
+            return release(f, cr, bb);
+        }
+        if (AP_BUCKET_IS_ERROR(e)) {
+            /* mod_proxy's: the model server broke off mid-answer. */
             return release(f, cr, bb);
         }
         if (!APR_BUCKET_IS_METADATA(e)) {
