@@ -604,6 +604,10 @@ int mg_usage_reserve(request_rec *r, mg_request *req, const mg_layer *layers,
         else if (changed) {
             mg_body_replace(r, req, out, len);
             res->added_include_usage = 1;
+            /* For the response cache: this body is now the one a client
+             * asking for include_usage sends, but this client gets its
+             * stream without the usage event. */
+            apr_table_setn(r->notes, "modelgate-include-usage", "added");
         }
     }
     return OK;

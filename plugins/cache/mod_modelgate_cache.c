@@ -372,8 +372,16 @@ static int cached_answer(request_rec *r, const char *why)
     model_gen = generation(r->server, sc, "model", model ? model : "",
                            r->pool);
     /* `stream` stays in the canonical body: a streaming request and a
-     * JSON one never share an entry (a miss, not a conversion). */
-    if (mg_cache_key(mg_cache_scope_names[scope], subject, gen, model_gen,
+     * JSON one never share an entry (a miss, not a conversion).  Where the
+     * gateway added include_usage to a stream's body (token limits), the
+     * body is the one a client asking for the usage event sends, but this
+     * client's stream goes out without that event: another entry. */
+    if (mg_cache_key(cb.stream && apr_table_get(r->notes,
+                                                "modelgate-include-usage")
+                     ? apr_pstrcat(r->pool, mg_cache_scope_names[scope],
+                                   "+usage-dropped", NULL)
+                     : mg_cache_scope_names[scope],
+                     subject, gen, model_gen,
                      route, apr_pstrcat(r->pool, r->uri, r->args ? "?" : "",
                                         r->args, NULL),
                      cb.canonical, cb.len, cr->key) != 0) {
