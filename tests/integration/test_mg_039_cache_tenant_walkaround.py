@@ -55,3 +55,34 @@ def test_mg_039_01_rewritten_env_does_not_cross_tenants(gateways, backend, scope
     assert other.status == 200
     assert other.header("cache-status") == "modelgate; fwd=miss; stored"
     assert backend.count() == 2
+
+
+def test_mg_039_02_key_scope_is_the_key_of_its_tenant(gateways, backend):
+    """ModelGateCacheScope key: a JWT's subject is its key id, and nothing
+    makes it differ from an API key's id or another tenant's subject: a
+    token of tenant globex whose subject is "demo" (acme's API key id)
+    must not read acme's answers."""
+    import jwt_mint as jm
+    import test_mg_025_jwt as jt
+    backend.reset()
+    gw = gateways("jwtcache", backend_port=backend.port)
+    gw.write_conf(jt.conf(gw, backend, extra=SERVER.format(
+        mods=MODS, cache=harness.CACHE_MODULE), loc="""
+<Location "/v1/">
+    ModelGateCacheable On
+    ModelGateCacheScope key
+</Location>
+"""))
+    gw.start()
+    secret = body("acme's secret question")
+    first = chat(gw, DEMO_KEY, secret)
+    assert first.status == 200
+    assert first.header("cache-status") == "modelgate; fwd=miss; stored"
+    assert chat(gw, DEMO_KEY, secret).header("cache-status").startswith("modelgate; hit")
+    token = jt.token(sub="demo", tenant="globex", plan="pro")
+    r = harness.request(gw.port, "POST", "/v1/chat/completions", body=secret,
+                        headers={"Authorization": "Bearer " + token,
+                                 "Content-Type": "application/json"})
+    assert r.status == 200
+    assert not r.header("cache-status").startswith("modelgate; hit"), r.header("cache-status")
+    assert backend.count() == 2
