@@ -258,7 +258,15 @@ static const char *subject_of(request_rec *r, int scope, const char **tenant)
     }
     switch (scope) {
     case MG_CACHE_SCOPE_KEY:
-        return key_id;
+        /* A key id is unique in the key file only: a JWT's is its subject,
+         * which any issuer may give any tenant (a token of one tenant whose
+         * subject is another's API key id).  The key of its tenant: the
+         * tenant's length first, so no two pairs make the same text. */
+        if (!*tenant || !key_id) {
+            return NULL;
+        }
+        return apr_psprintf(r->pool, "%" APR_SIZE_T_FMT ":%s%s",
+                            strlen(*tenant), *tenant, key_id);
     case MG_CACHE_SCOPE_GLOBAL:
         return "";
     default:
