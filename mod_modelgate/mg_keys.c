@@ -134,10 +134,7 @@ static const char *parse_line(apr_pool_t *p, mg_keyring *ring, char *line,
     key->id = fields[1];
     key->tenant = fields[2];
     key->tier = fields[3];
-    key->id_hash = mg_table_subject_hash(key->id, strlen(key->id));
-    key->tenant_hash = mg_table_subject_hash(key->tenant,
-                                             strlen(key->tenant));
-    key->tier_hash = mg_table_subject_hash(key->tier, strlen(key->tier));
+    mg_key_hash(key);
     key->scopes = apr_array_make(p, 4, sizeof(const char *));
     if (n == 5) {
         char *sstate = NULL;
@@ -271,4 +268,15 @@ void mg_keys_memo_clear(mg_keys_memo *memo)
     memo->key = NULL;
     memo->ring = NULL;
     memo->len = 0;
+}
+
+void mg_key_hash(mg_key *key)
+{
+    mg_fingerprint id = mg_table_subject_hash(key->id, strlen(key->id));
+
+    key->tenant_hash = mg_table_subject_hash(key->tenant,
+                                             strlen(key->tenant));
+    key->tier_hash = mg_table_subject_hash(key->tier, strlen(key->tier));
+    /* Mixed as a layer's fingerprint mixes its subject: no allocation. */
+    key->id_hash = mg_table_fingerprint_hashed(&key->tenant_hash, &id);
 }

@@ -32,10 +32,18 @@ typedef struct mg_key {
     const char *tier;         /**< checked against the tiers after parsing */
     apr_array_header_t *scopes; /**< const char *, may be empty */
     int line;                 /**< line in the key file, for messages */
-    /** mg_table_subject_hash() of id, tenant and tier: the counters of
-     *  key, tenant and tier scopes are found without hashing per request */
+    /** The subjects of the key, tenant and tier scopes' counters, found
+     *  without hashing per request (mg_key_hash): tenant_hash and
+     *  tier_hash are mg_table_subject_hash() of those names, id_hash of the
+     *  id within its tenant -- ids are unique in a key file but not across
+     *  identity providers (a JWT's id is its subject), and two callers
+     *  must not share a per-key counter because their ids are alike */
     mg_fingerprint id_hash, tenant_hash, tier_hash;
 } mg_key;
+
+/** Fill key->id_hash, tenant_hash and tier_hash from its id, tenant and
+ *  tier (every identity provider calls it for the keys it makes). */
+void mg_key_hash(mg_key *key);
 
 typedef struct mg_keyring {
     const char *source;       /**< file name, for messages */

@@ -349,10 +349,7 @@ static mg_identity_result jwt_identify(request_rec *r,
     key->tenant = id.tenant;
     key->tier = id.tier;
     key->scopes = id.scopes;
-    key->id_hash = mg_table_subject_hash(key->id, strlen(key->id));
-    key->tenant_hash = mg_table_subject_hash(key->tenant,
-                                             strlen(key->tenant));
-    key->tier_hash = mg_table_subject_hash(key->tier, strlen(key->tier));
+    mg_key_hash(key);
     *who = key;
     return MG_IDENTITY_OK;
 }

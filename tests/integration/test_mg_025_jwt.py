@@ -724,3 +724,19 @@ ModelGateIdentity jwt
     gw.write_conf(base + "ModelGateJWTIssuer x algs=ES256,ES384 jwks=ec.jwks\n")
     code, out = gw.check_syntax()
     assert code == 0 and "MGJ00014" not in out, out
+
+
+def test_mg_025_31_a_subject_alike_an_api_keys_id_has_its_own_counter(jwtgw, backend):
+    """A JWT caller's key id is its subject: tenant globex's token with
+    sub=demo and tenant acme's API key `demo` are two callers and must not
+    share the per-key counter of tier free (5/min here): exhausting one
+    leaves the other whole.  (Found by the cache review, where the same
+    collision let one read the other's answers.)"""
+    gw = jwtgw()
+    assert [gw.chat(harness.DEMO_KEY).status for _ in range(6)] == [200] * 5 + [429]
+    tok = token(sub="demo", tenant="globex", plan="free")
+    first = bearer(gw, tok)
+    assert first.status == 200, first
+    assert first.header("ratelimit").startswith('"free";r=4;')
+    seen = backend.requests()[-1]["headers"]
+    assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"]) == ("demo", "globex")

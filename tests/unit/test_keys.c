@@ -279,11 +279,20 @@ static void test_lookup(void **state)
     assert_non_null(k);
     assert_string_equal(k->id, "demo");
     {
-        /* Its counters' subjects, hashed once with the file. */
+        /* Its counters' subjects, hashed once with the file; the id
+         * within its tenant (the same id in another tenant, or a JWT
+         * subject alike, is another caller). */
         mg_fingerprint id = mg_table_subject_hash("demo", 4);
         mg_fingerprint tenant = mg_table_subject_hash("acme", 4);
         mg_fingerprint tier = mg_table_subject_hash("free", 4);
-        assert_true(k->id_hash.hi == id.hi && k->id_hash.lo == id.lo);
+        mg_fingerprint in_tenant = mg_table_fingerprint_hashed(&tenant, &id);
+        mg_key other = *k;
+        assert_true(k->id_hash.hi == in_tenant.hi
+                    && k->id_hash.lo == in_tenant.lo);
+        other.tenant = "globex";
+        mg_key_hash(&other);
+        assert_false(other.id_hash.hi == k->id_hash.hi
+                     && other.id_hash.lo == k->id_hash.lo);
         assert_true(k->tenant_hash.hi == tenant.hi
                     && k->tenant_hash.lo == tenant.lo);
         assert_true(k->tier_hash.hi == tier.hi && k->tier_hash.lo == tier.lo);
