@@ -134,7 +134,7 @@ static const char *parse_line(apr_pool_t *p, mg_keyring *ring, char *line,
     key->id = fields[1];
     key->tenant = fields[2];
     key->tier = fields[3];
-    mg_key_hash(key);
+    mg_key_hash(key, "key");
     key->scopes = apr_array_make(p, 4, sizeof(const char *));
     if (n == 5) {
         char *sstate = NULL;
@@ -270,13 +270,15 @@ void mg_keys_memo_clear(mg_keys_memo *memo)
     memo->len = 0;
 }
 
-void mg_key_hash(mg_key *key)
+void mg_key_hash(mg_key *key, const char *provider)
 {
     mg_fingerprint id = mg_table_subject_hash(key->id, strlen(key->id));
+    mg_fingerprint by = mg_table_subject_hash(provider, strlen(provider));
 
     key->tenant_hash = mg_table_subject_hash(key->tenant,
                                              strlen(key->tenant));
     key->tier_hash = mg_table_subject_hash(key->tier, strlen(key->tier));
     /* Mixed as a layer's fingerprint mixes its subject: no allocation. */
-    key->id_hash = mg_table_fingerprint_hashed(&key->tenant_hash, &id);
+    by = mg_table_fingerprint_hashed(&by, &key->tenant_hash);
+    key->id_hash = mg_table_fingerprint_hashed(&by, &id);
 }

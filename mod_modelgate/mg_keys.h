@@ -42,8 +42,11 @@ typedef struct mg_key {
 } mg_key;
 
 /** Fill key->id_hash, tenant_hash and tier_hash from its id, tenant and
- *  tier (every identity provider calls it for the keys it makes). */
-void mg_key_hash(mg_key *key);
+ *  tier; the id counts within its tenant and its identity provider
+ *  (`provider`: "key", "jwt"), so that an API key and a token subject of
+ *  one name are two callers.  Every identity provider calls it for the keys
+ *  it makes. */
+void mg_key_hash(mg_key *key, const char *provider);
 
 typedef struct mg_keyring {
     const char *source;       /**< file name, for messages */

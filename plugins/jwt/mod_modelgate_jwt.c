@@ -349,7 +349,7 @@ static mg_identity_result jwt_identify(request_rec *r,
     key->tenant = id.tenant;
     key->tier = id.tier;
     key->scopes = id.scopes;
-    mg_key_hash(key);
+    mg_key_hash(key, "jwt");
     *who = key;
     return MG_IDENTITY_OK;
 }

@@ -740,3 +740,7 @@ def test_mg_025_31_a_subject_alike_an_api_keys_id_has_its_own_counter(jwtgw, bac
     assert first.header("ratelimit").startswith('"free";r=4;')
     seen = backend.requests()[-1]["headers"]
     assert (seen["x-modelgate-key-id"], seen["x-modelgate-tenant"]) == ("demo", "globex")
+    # nor within one tenant: acme's user demo is not acme's API key demo
+    same = bearer(gw, token(sub="demo", tenant="acme", plan="free"))
+    assert same.status == 200, same
+    assert same.header("ratelimit").startswith('"free";r=4;')

@@ -285,12 +285,18 @@ static void test_lookup(void **state)
         mg_fingerprint id = mg_table_subject_hash("demo", 4);
         mg_fingerprint tenant = mg_table_subject_hash("acme", 4);
         mg_fingerprint tier = mg_table_subject_hash("free", 4);
-        mg_fingerprint in_tenant = mg_table_fingerprint_hashed(&tenant, &id);
+        mg_fingerprint by = mg_table_subject_hash("key", 3), in_tenant;
         mg_key other = *k;
+        by = mg_table_fingerprint_hashed(&by, &tenant);
+        in_tenant = mg_table_fingerprint_hashed(&by, &id);
         assert_true(k->id_hash.hi == in_tenant.hi
                     && k->id_hash.lo == in_tenant.lo);
         other.tenant = "globex";
-        mg_key_hash(&other);
+        mg_key_hash(&other, "key");
+        assert_false(other.id_hash.hi == k->id_hash.hi
+                     && other.id_hash.lo == k->id_hash.lo);
+        other.tenant = "acme";
+        mg_key_hash(&other, "jwt");
         assert_false(other.id_hash.hi == k->id_hash.hi
                      && other.id_hash.lo == k->id_hash.lo);
         assert_true(k->tenant_hash.hi == tenant.hi
