@@ -744,3 +744,29 @@ def test_mg_025_31_a_subject_alike_an_api_keys_id_has_its_own_counter(jwtgw, bac
     same = bearer(gw, token(sub="demo", tenant="acme", plan="free"))
     assert same.status == 200, same
     assert same.header("ratelimit").startswith('"free";r=4;')
+
+
+def test_mg_025_40_cached_token_expires_on_every_connection(jwtgw, backend):
+    """A token is good until exp + leeway, whether this request verified
+    it, found it in the process's cache or in its connection's memo.  A
+    connection that found it in the cache must not remember it for longer
+    (the cache's deadline taken for exp, the leeway added twice)."""
+    import http.client
+    gw = jwtgw(issuer_opts="leeway=2")
+    t0 = int(time.time())
+    tok = token(sub="erin", plan="pro", now=t0, lifetime=1)    # good until t0 + 3
+    conns = [http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30) for _ in range(8)]
+    try:
+        for c in conns:
+            assert bearer(gw, tok, conn=c).status == 200
+        assert time.time() < t0 + 2.5, "too slow to test the deadline"
+        log = gw.wait_log(r"MGJ00002")
+        # two children, eight connections: some found it in the cache
+        assert len(re.findall(r"MGJ00002: bearer token of 'erin'", log)) < len(conns)
+        time.sleep(max(0, t0 + 3.3 - time.time()))
+        after = [bearer(gw, tok, conn=c) for c in conns]
+        assert [r.status for r in after] == [401] * len(conns), after
+        assert all(r.header("www-authenticate") == INVALID % "token expired" for r in after)
+    finally:
+        for c in conns:
+            c.close()
