@@ -99,7 +99,8 @@ static int cache_get(request_rec *r, mgj_server_conf *c,
         memcpy(text, s->text, s->len);
         len = s->len;
         id->issuer = s->issuer;
-        id->exp = s->until;
+        /* the token's exp: memo_put adds the leeway to it again */
+        id->exp = s->until - s->issuer->leeway;
         hit = 1;
     }
     apr_thread_mutex_unlock(c->lock);
@@ -184,7 +185,7 @@ static int memo_get(request_rec *r, const mgj_memo *m,
         return 0;
     }
     id->issuer = m->issuer;
-    id->exp = m->until;
+    id->exp = m->until - m->issuer->leeway;
     identity_read(r->pool, m->text, m->text_len, id);
     return 1;
 }
