@@ -770,3 +770,32 @@ def test_mg_025_40_cached_token_expires_on_every_connection(jwtgw, backend):
     finally:
         for c in conns:
             c.close()
+
+
+def test_mg_025_41_jwks_url_plain_http_only_to_the_loopback(gateways):
+    """http:// is allowed to the loopback only: a host name that merely
+    begins with "localhost" or "127.0.0.1", or a loopback name given as
+    user info before another host, is a remote server and its keys over
+    plain HTTP could be anybody's."""
+    base = """
+LoadModule modelgate_jwt_module "%s"
+ModelGateTier free 5/min
+ModelGateTier pro 5/min
+ModelGateKeyFile "%s"
+ModelGateIdentity jwt
+""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+    refused = "an https:// URL (http:// only to the loopback)"
+    harness.assert_config_errors(gateways, [
+        (base + "ModelGateJWTIssuer x algs=ES256 jwks_url=%s\n" % url, refused)
+        for url in ("http://localhost.evil.example/jwks",
+                    "http://127.0.0.1.evil.example/jwks",
+                    "http://127.0.0.1@evil.example/jwks",
+                    "http://localhost:80@evil.example/jwks",
+                    "http://[::1].evil.example/jwks",
+                    "HTTP://evil.example/jwks")])
+    for url in ("http://127.0.0.1:8080/jwks", "http://localhost/jwks",
+                "http://[::1]:9/k", "http://127.0.0.1", "https://idp.example/k"):
+        gw = gateways("loopback-ok")
+        gw.write_conf(base + "ModelGateJWTIssuer x algs=ES256 jwks_url=%s\n" % url)
+        code, out = gw.check_syntax()
+        assert code == 0, (url, out)
