@@ -3,6 +3,7 @@
  * mod_modelgate_jwt_config.c -- the jwt plugin's directives: issuers, the
  * verified-token cache, the revoked list (see mod_modelgate_jwt.c).
  */
+#include <apr_lib.h>
 #include "mod_modelgate_jwt.h"
 
 /* ---- configuration ------------------------------------------------------ */
@@ -92,6 +93,38 @@ static int has_word_chars(const char *s)
         }
     }
     return 1;
+}
+
+/* Is `url` plain http:// to this host?  The whole host must be a loopback
+ * name, followed by an optional numeric port and then the path or the
+ * end: "http://localhost.example/" and "http://127.0.0.1@example/" (user
+ * info before another host) are remote servers. */
+static int loopback_http(const char *url)
+{
+    static const char *const hosts[] = { "127.0.0.1", "localhost", "[::1]" };
+    const char *c;
+    size_t i, n;
+
+    if (strncmp(url, "http://", 7)) {
+        return 0;
+    }
+    url += 7;
+    for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        n = strlen(hosts[i]);
+        if (strncmp(url, hosts[i], n)) {
+            continue;
+        }
+        c = url + n;
+        if (*c == ':') {
+            if (!apr_isdigit(c[1])) {
+                return 0;
+            }
+            for (c++; apr_isdigit(*c); c++) {
+            }
+        }
+        return *c == '\0' || *c == '/' || *c == '?' || *c == '#';
+    }
+    return 0;
 }
 
 static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
@@ -186,9 +219,7 @@ static const char *cmd_issuer(cmd_parms *cmd, void *dummy, int argc,
         FAIL("jwks_url=: this build has no libcurl");
 #endif
         /* plain http only to this host: keys over a network need TLS */
-        if (strncmp(url, "https://", 8) && strncmp(url, "http://127.0.0.1", 16)
-            && strncmp(url, "http://localhost", 16)
-            && strncmp(url, "http://[::1]", 12)) {
+        if (strncmp(url, "https://", 8) && !loopback_http(url)) {
             FAIL("jwks_url=%s: an https:// URL (http:// only to the "
                  "loopback)", url);
         }
