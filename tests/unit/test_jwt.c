@@ -225,6 +225,32 @@ static void test_jwks(void **state)
     assert_true(mg_jwt_looks_like("..", 2));
 }
 
+/* RSA keys are judged by the modulus's bits, not by how many bytes its
+ * encoding took: a 1024-bit modulus behind 128 zero bytes is 1024 bits.
+ * An exponent of 1 (the signature is the padded hash itself) or an even
+ * one is no RSA key either. */
+#define N1024_PADDED "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAADu1JpI9wNWzZ2v8Es6CEJo-8zCSaQNEfg1PVyFFU-ml3uOPyt7x0oWImlsudWtXmg7uKC-1KpAYJVL_7fTXHsh76vB3EtzSKfVNprhUkNiRu1NMxl45OPYXGXv40HY4-4t2fs-3BM6COhk-_uDTVjGEDRvQBJYAVvcz_HcerABSw"
+#define N2048 "toqznCaeYpus32azZxYe7DbpydmCkV2EUtPBI9IrfFkn6iZkEw2ThgBXT4ncpH8m5y-t4Sg9wi9LK7GUO45Jk0fMv_1phXPfQFgBsS9HH6wa2GfCWy29eDR-Bq0DtyNQWW7gy5cR_DEAFUpYshDPYFASW65a_ZMwZfSD1nCMyseDX5npqOhg-IbFa674qX7TsJh6Rr1htUapLgKl_uT8wcXxcDBTiA2FNSq1c4Ih6qHBpMmA_S8Q5HMbnirOTgFjqiiVUcU0easj5OnkB5p5Wf-Aw74mRIj9ZdH2cicauGw4Tg_KHPnYQRTQQa4Gks4u0asrQ9bYwW7MLZ9MEmR6hw"
+static void test_jwks_rsa_strength(void **state)
+{
+    fixture *f = *state;
+    apr_array_header_t *keys;
+    const char *padded = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\""
+                         N1024_PADDED "\",\"e\":\"AQAB\"}]}";
+    const char *e1 = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"" N2048
+                     "\",\"e\":\"AQ\"}]}";
+    const char *e2 = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"" N2048
+                     "\",\"e\":\"Ag\"}]}";
+    const char *ok = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"" N2048
+                     "\",\"e\":\"AQAB\"}]}";
+
+    assert_non_null(mg_jwt_jwks_parse(f->p, padded, strlen(padded), &keys));
+    assert_non_null(mg_jwt_jwks_parse(f->p, e1, strlen(e1), &keys));
+    assert_non_null(mg_jwt_jwks_parse(f->p, e2, strlen(e2), &keys));
+    assert_null(mg_jwt_jwks_parse(f->p, ok, strlen(ok), &keys));
+    assert_int_equal(keys->nelts, 1);
+}
+
 /* The revoked-token list: one jti a line, blanks and comments skipped. */
 static void test_denylist(void **state)
 {
@@ -270,6 +296,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_several_issuers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_jwks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jwks_rsa_strength, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_denylist, setup, teardown),
     };
 
