@@ -176,14 +176,22 @@ static EVP_PKEY *rsa_key(apr_pool_t *p, json_t *jwk)
     OSSL_PARAM_BLD *bld;
     EVP_PKEY *pkey = NULL;
 
-    /* below 2048 bits RSA is not a signature worth checking */
-    if (!n || !e || nlen < 256 || elen == 0 || elen > 8) {
+    if (!n || !e || nlen < 256 || nlen > 2048 || elen == 0 || elen > 8) {
         return NULL;
     }
     bn = BN_bin2bn(n, (int)nlen, NULL);
     be = BN_bin2bn(e, (int)elen, NULL);
+    /* below 2048 bits RSA is not a signature worth checking: counted in
+     * the modulus, not in its encoding (leading zero bytes); an exponent
+     * of 1 makes a padded hash its own signature, an even one is no RSA */
+    if (!bn || !be || BN_num_bits(bn) < 2048 || !BN_is_odd(be)
+        || BN_is_one(be)) {
+        BN_free(bn);
+        BN_free(be);
+        return NULL;
+    }
     bld = OSSL_PARAM_BLD_new();
-    if (bn && be && bld
+    if (bld
         && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn)
         && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be)) {
         pkey = from_params("RSA", bld);
