@@ -138,11 +138,13 @@ typedef struct generation_memo {
 static __thread generation_memo memo[2];
 
 /* The purge generation of `kind` ("tenant", "global", "model") and `owner`,
- * mixed into every answer's key: 0 while never purged, or when the socache
- * cannot say (then it cannot answer either). */
-static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
+ * mixed into every answer's key, in *out: 0 while never purged.  Not
+ * APR_SUCCESS when the socache cannot say: then the request must neither
+ * look up nor store -- 0 is the generation of the answers stored before the
+ * first purge, and a lookup that worked a moment later would serve them. */
+static apr_status_t generation(server_rec *s, const cache_server_conf *sc,
                                const char *kind, const char *owner,
-                               apr_pool_t *p)
+                               apr_pool_t *p, apr_uint64_t *out)
 {
     generation_memo *m = &memo[*kind == 'm'];
     apr_size_t n = strlen(owner);
@@ -158,14 +160,15 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
             epoch = apr_atomic_read64(&mg_cache_stats_shared->purges);
             now = apr_time_now();
             if (m->at && m->epoch == epoch && now - m->at < MEMO_FRESH) {
-                return m->gen;
+                *out = m->gen;
+                return APR_SUCCESS;
             }
         }
         memcpy(key, m->key, MG_CACHE_KEY_LEN);
     }
     else {
         if (mg_cache_generation_key(kind, owner, key) != 0) {
-            return 0;
+            return APR_EGENERAL;
         }
         if (kept) {
             m->kind = *kind;
@@ -178,8 +181,8 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
             now = apr_time_now();
         }
     }
-    if (mg_cache_lock(s) != APR_SUCCESS) {
-        return 0;
+    if ((rv = mg_cache_lock(s)) != APR_SUCCESS) {
+        return rv;
     }
     rv = mg_cache_retrieve(s, sc, key, buf, &len, p);
     mg_cache_unlock();
@@ -188,14 +191,15 @@ static apr_uint64_t generation(server_rec *s, const cache_server_conf *sc,
     }
     else if (!APR_STATUS_IS_NOTFOUND(rv)) {
         /* The socache failed (memcache or redis down): not kept. */
-        return 0;
+        return rv == APR_SUCCESS ? APR_EGENERAL : rv;
     }
     if (kept && now) {
         m->gen = gen;
         m->epoch = epoch;
         m->at = now;
     }
-    return gen;
+    *out = gen;
+    return APR_SUCCESS;
 }
 
 /* ---- reading the request ------------------------------------------------ */
@@ -342,7 +346,8 @@ static int cached_answer(request_rec *r, const char *why)
     int no_cache, no_store, scope, routed, stale_ok;
     const char *tenant = NULL;
     const char *model;
-    apr_uint64_t gen, model_gen;
+    apr_uint64_t gen = 0, model_gen = 0;
+    apr_status_t rv;
 
     if (dc->cacheable != 1 || !sc->inst) {
         return DECLINED;
@@ -372,13 +377,21 @@ static int cached_answer(request_rec *r, const char *why)
      * answers shared by everybody have a generation of their own; a
      * model's purge reaches its answers in every scope.  The model is the
      * declared one the route names, else the body's. */
-    gen = scope == MG_CACHE_SCOPE_GLOBAL
-          ? generation(r->server, sc, "global", "", r->pool)
-          : generation(r->server, sc, "tenant", tenant ? tenant : "",
-                       r->pool);
     model = routed ? apr_table_get(r->notes, "modelgate-model") : cb.model;
-    model_gen = generation(r->server, sc, "model", model ? model : "",
-                           r->pool);
+    if ((rv = generation(r->server, sc,
+                         scope == MG_CACHE_SCOPE_GLOBAL ? "global" : "tenant",
+                         scope == MG_CACHE_SCOPE_GLOBAL || !tenant ? ""
+                                                                   : tenant,
+                         r->pool, &gen)) != APR_SUCCESS
+        || (rv = generation(r->server, sc, "model", model ? model : "",
+                            r->pool, &model_gen)) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, MGCLOGNO(00022)
+                      "the purge generations could not be read from "
+                      "socache '%s': neither looked up nor stored",
+                      sc->spec);
+        mg_cache_outcome(r, "miss", why ? NULL : "modelgate; fwd=miss");
+        return DECLINED;
+    }
     /* `stream` stays in the canonical body: a streaming request and a
      * JSON one never share an entry (a miss, not a conversion).  Where the
      * gateway added include_usage to a stream's body (token limits), the

@@ -413,6 +413,8 @@ def test_mg_024_16_redis_socache_shared_by_two_gateways(gateways, backend, backe
     assert other.body == first.body
     assert backend.count() == 1
     redis.stop()
+    # past each thread's memo of the purge generations (a second)
+    time.sleep(1.2)
     for gw in gws:
         # mod_socache_redis logs its own connection failures
         gw.allow_errors(r"socache_redis:error", r"AH034\d\d")
@@ -422,8 +424,17 @@ def test_mg_024_16_redis_socache_shared_by_two_gateways(gateways, backend, backe
             # held until stored: the header says it was not
             assert r.header("cache-status") == "modelgate; fwd=miss"
     assert backend.count() == 5
-    assert len(re.findall(r"\[modelgate_cache:debug\].*not stored by socache 'redis:",
-                          gws[0].read_log())) == 2
+    # A request whose purge generations could not be read is neither looked
+    # up nor stored (MGC00022): a purged answer must not come back through
+    # a lookup that works a moment later, under generation 0.  The first
+    # request of each child after the outage meets the error; apr_redis then
+    # marks the server dead and answers "not found" for a while, which is
+    # a miss like any other (looked up, store failed).
+    log = gws[0].read_log()
+    skipped = len(re.findall(r"\[modelgate_cache:debug\].*MGC00022", log))
+    failed = len(re.findall(r"\[modelgate_cache:debug\].*not stored by socache 'redis:",
+                            log))
+    assert skipped >= 1 and skipped + failed == 2, (skipped, failed)
 
 
 def test_mg_024_17_answers_at_and_over_the_object_limit(gateways, backend, backend2):
