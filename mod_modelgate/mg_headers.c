@@ -353,10 +353,7 @@ static int binds_before(const mg_layer *layers, const mg_decision *d, int i,
     if (!a->allowed) {
         return a->retry_after > b->retry_after;
     }
-    /* The smaller share left of what each can hold, as mg_limit_combine
-     * compares: a.rem / a.holds < b.rem / b.holds. */
-    return (unsigned __int128)a->remaining * mg_limit_holds(layers[j].spec)
-           < (unsigned __int128)b->remaining * mg_limit_holds(layers[i].spec);
+    return mg_limit_nearer(a, &layers[i], b, &layers[j]);
 }
 
 /* The layer of this kind (tokens or requests) whose numbers the trio

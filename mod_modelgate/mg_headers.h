@@ -93,9 +93,11 @@ int mg_header_name_is(const char *name, const char *want, int prefix);
 
 /**
  * The families of the response fields the gateway writes, as
- * mg_header_family() tells them.  The gateway writes a family whole or
- * not at all on a response, so an upstream's field of a family is either
- * the gateway's to say (dropped) or the only one there is (passed).
+ * mg_header_family() tells them.  Where the gateway writes any field of a
+ * family on a response (a final refusal writes x-should-retry without
+ * Retry-After), the upstream's fields of it are the gateway's to say
+ * (dropped); where it writes none, they are the only ones there are
+ * (passed).
  */
 #define MG_HF_OURS      0x01u  /**< X-Modelgate-*: always the gateway's */
 #define MG_HF_RATELIMIT 0x02u  /**< RateLimit-Policy, RateLimit,

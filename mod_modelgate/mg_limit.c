@@ -163,16 +163,38 @@ void mg_limit_decide(const mg_limit_spec *spec, const mg_limit_state *state,
     }
 }
 
-/* Is layer a nearer to running out than layer b: the smaller share left
- * of what each can hold?  Not of its quota: a bucket of 120/min with a
- * burst of 20 holding 19 is nearer than the quota says (19/120), and a
- * burst above the quota would make a share above one.  Exact: the
- * products fit in 128 bits. */
-static int nearer_to_limit(const mg_limit_decision *a, const mg_layer *la,
-                           const mg_limit_decision *b, const mg_layer *lb)
+/* Not a share of the quota: a bucket of 120/min with a burst of 20
+ * holding 19 is nearer than the quota says (19/120), and a burst above the
+ * quota would make a share above one.  Exact: the products fit in 128
+ * bits. */
+int mg_limit_nearer(const mg_limit_decision *a, const mg_layer *la,
+                    const mg_limit_decision *b, const mg_layer *lb)
 {
     return (unsigned __int128)a->remaining * mg_limit_holds(lb->spec)
            < (unsigned __int128)b->remaining * mg_limit_holds(la->spec);
+}
+
+void mg_limit_never(const mg_layer *layers, mg_decision *d,
+                    apr_uint64_t divisor)
+{
+    int i;
+
+    d->never = -1;
+    for (i = 0; i < d->nlayers; i++) {
+        apr_uint64_t holds = mg_limit_holds(layers[i].spec);
+        if (!d->layer[i].allowed && !layers[i].shadow
+            && layers[i].cost / divisor > holds
+            && (d->never < 0
+                || holds < mg_limit_holds(layers[d->never].spec))) {
+            /* No wait helps: the smallest such limit is what the
+             * request must shrink below. */
+            d->never = i;
+        }
+    }
+    if (d->never >= 0) {
+        /* It outranks any wait: the client is told what can never be. */
+        d->binding = d->never;
+    }
 }
 
 void mg_limit_combine(const mg_layer *layers, mg_decision *d)
@@ -192,21 +214,13 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
             continue;
         }
         if (!l->allowed) {
-            apr_uint64_t holds = mg_limit_holds(layers[i].spec);
-            if (layers[i].cost > holds
-                && (d->never < 0
-                    || holds < mg_limit_holds(layers[d->never].spec))) {
-                /* No wait helps: the smallest such limit is what the
-                 * request must shrink below. */
-                d->never = i;
-            }
             if (d->allowed || l->retry_after > d->layer[d->binding].retry_after) {
                 d->binding = i;
             }
             d->allowed = 0;
         }
         else if (d->allowed && (d->binding < 0
-                                || nearer_to_limit(l, &layers[i],
+                                || mg_limit_nearer(l, &layers[i],
                                                    &d->layer[d->binding],
                                                    &layers[d->binding]))) {
             d->binding = i;
@@ -216,9 +230,8 @@ void mg_limit_combine(const mg_layer *layers, mg_decision *d)
             d->delay = l->delay;
         }
     }
-    if (d->never >= 0) {
-        /* It outranks any wait: the client is told what can never be. */
-        d->binding = d->never;
+    if (!d->allowed) {
+        mg_limit_never(layers, d, 1);
     }
     if (d->binding < 0 && d->nlayers > 0) {
         /* Only shadow layers, all rejecting: show the first. */
@@ -244,13 +257,13 @@ void mg_limit_uncharge(const mg_layer *layers, mg_decision *d,
     }
     for (i = 0; i < d->nlayers; i++) {
         mg_limit_decision *l = &d->layer[i];
-        apr_uint64_t room;
+        apr_uint64_t room, holds;
 
         if (!(mask & (1u << i)) || !l->allowed) {
             continue;           /* a shadow layer's refusal charged nothing */
         }
-        room = mg_limit_holds(layers[i].spec) > l->remaining
-               ? mg_limit_holds(layers[i].spec) - l->remaining : 0;
+        holds = mg_limit_holds(layers[i].spec);
+        room = holds > l->remaining ? holds - l->remaining : 0;
         l->remaining += layers[i].cost < room ? layers[i].cost : room;
     }
     mg_limit_combine(layers, d);

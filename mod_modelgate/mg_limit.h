@@ -291,6 +291,21 @@ typedef struct mg_decision {
     mg_limit_decision layer[MG_LIMIT_MAX_LAYERS];
 } mg_decision;
 
+/** Of the enforced layers that refused, the one whose cost divided by
+ *  `divisor` is above what it can ever hold (mg_limit_holds; the smallest
+ *  such) becomes d->never and binds; -1 when none.  mg_limit_combine calls
+ *  it with 1; a caller whose costs carry a passing factor (degraded_cost)
+ *  asks again with it, so a cost too large only K-fold is a wait. */
+void mg_limit_never(const mg_layer *layers, mg_decision *d,
+                    apr_uint64_t divisor);
+
+/** Is layer `a` (its decision `a` over `la`) nearer to running out than
+ *  `b`: the smaller share left of what each can hold (mg_limit_holds)?
+ *  How mg_limit_combine picks the binding layer among admitting ones, and
+ *  the headers the binding one of a kind. */
+int mg_limit_nearer(const mg_limit_decision *a, const mg_layer *la,
+                    const mg_limit_decision *b, const mg_layer *lb);
+
 /**
  * Fill `allowed`, `binding`, `never`, `shadow_rejected` and `delay` from
  * the per-layer decisions in d->layer and the layers' costs.  A layer is

@@ -506,28 +506,6 @@ static int unavailable(request_rec *r, const attempt *a)
                                   : MG_ERR_UPSTREAM_DOWN);
 }
 
-/* degraded_cost's factor passes: a cost that is above a limit only K-fold
- * fits once the upstream recovers, and the client is told to wait, not
- * that it never will.  Only a layer that refuses the cost itself stays
- * `never`. */
-static void unfactor_never(attempt *a)
-{
-    int i, never = -1;
-
-    for (i = 0; i < a->n; i++) {
-        apr_uint64_t holds = mg_limit_holds(a->layers[i].spec);
-        if (!a->d.layer[i].allowed && !a->layers[i].shadow
-            && a->layers[i].cost / a->factor > holds
-            && (never < 0 || holds < mg_limit_holds(a->layers[never].spec))) {
-            never = i;
-        }
-    }
-    a->d.never = never;
-    if (never >= 0) {
-        a->d.binding = never;
-    }
-}
-
 /* How long until refused candidate `a` could be admitted: its upstream's
  * wait, or its binding limit's; NEVER when a limit can never hold it. */
 #define NEVER APR_INT64_MAX
@@ -563,7 +541,10 @@ static int try_candidate(request_rec *r, mg_server_conf *sc,
         break;
     }
     if (a->d.never >= 0 && a->factor > 1) {
-        unfactor_never(a);
+        /* degraded_cost's factor passes: a cost above a limit only
+         * K-fold fits once the upstream recovers, and the client is told
+         * to wait, not that it never will. */
+        mg_limit_never(a->layers, &a->d, a->factor);
     }
     return a->d.allowed ? admit(r, sc, req, key, a, 1, how) : -1;
 }

@@ -254,25 +254,19 @@ static void feed_scan(usage_ctx *ctx, const char *buf, apr_size_t len)
 
 /* The held event ended (`frames` said so): `scan` reads it when it may
  * carry a usage.  An event whose blank line ended in CR is still open in
- * `scan` (an LF may follow): `frames` saw the next byte was not LF (or was
- * none).  Shown such a byte, `scan` ends the event before it and reads none
- * of it (mg_usage_feed returns 0), so the event keeps its length: an LF
- * would be counted in it, and an event of MG_USAGE_ONLY_MAX bytes would
- * then be one too long to be usage-only. */
+ * `scan` (an LF may follow), while `frames` has ended it: `scan` ends it
+ * too, as it is (mg_usage_end_pending), with no byte fed that would count
+ * in its length. */
 static void event_ended(usage_ctx *ctx)
 {
-    static const char not_lf = '\r';
     mg_usage_event ev;
 
     if (!ctx->fed && mg_usage_may_carry(ctx->held, ctx->held_len)) {
         ctx->fed = 1;
         feed_scan(ctx, ctx->held, ctx->held_len);
     }
-    if (ctx->fed && ctx->held_len && ctx->held[ctx->held_len - 1] == '\r') {
-        mg_usage_feed(&ctx->scan, &not_lf, 1, &ev);
-        if (ev.ended && ev.usage_only) {
-            ctx->usage_only = 1;
-        }
+    if (ctx->fed && mg_usage_end_pending(&ctx->scan, &ev) && ev.usage_only) {
+        ctx->usage_only = 1;
     }
 }
 
@@ -364,13 +358,10 @@ static void finish(request_rec *r, usage_ctx *ctx, apr_bucket_brigade *out)
     if (out) {
         mg_usage_finish(ctx->frames, &ev);
         if (ev.ended) {
-            event_ended(ctx);
+            event_done(ctx, out);
         }
-        if (ctx->held_len
-            && !(ev.ended && ctx->usage_only && ctx->drop_usage_only)) {
-            if (ev.ended && ctx->drop_usage_only) {
-                strip_usage_null(ctx);
-            }
+        else if (ctx->held_len) {
+            /* an event the stream did not close goes on as it came */
             release(out, ctx, NULL, 0);
         }
     }
