@@ -489,6 +489,16 @@ class Gateway:
         return self.post("/v1/chat/completions", body=body or CHAT, headers=headers, **kw)
 
 
+def line_of(path, text):
+    """The number of the first line of the file at `path` that holds
+    `text`: where a configuration error must say the directive is."""
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if text in line:
+                return n
+    raise AssertionError("%r not in %s" % (text, path))
+
+
 def assert_config_errors(gateways, cases, name="conferr"):
     """Each (configuration text, message): `apache2 -t` must refuse the
     text and say the message."""

@@ -28,14 +28,6 @@ def syntax(gateways, conf, proxy=True):
     return code, out, path
 
 
-def line_of(path, text):
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if text in line:
-                return n
-    raise AssertionError("%r not in %s" % (text, path))
-
-
 def test_mg_005_01_good_configuration_passes(gateways):
     code, out, _ = syntax(gateways, GOOD)
     assert code == 0, out
@@ -57,7 +49,7 @@ def test_mg_005_02_bad_tier_syntax(gateways, directive, message):
     code, out, path = syntax(gateways, GOOD + directive + "\n")
     assert code != 0
     assert message in out, out
-    assert "line %d of %s" % (line_of(path, directive), path) in out, out
+    assert "line %d of %s" % (harness.line_of(path, directive), path) in out, out
 
 
 def test_mg_005_03_tier_outside_server_config(gateways):
@@ -76,7 +68,7 @@ def test_mg_005_04_unknown_tier_in_key_file(gateways, tmp_path):
     code, out, path = syntax(gateways, GOOD.replace("{keys}", str(keys)))
     assert code != 0
     assert ("ModelGateKeyFile: %s line 3: key 'k2' names the unknown tier 'gold'" % keys) in out, out
-    assert "(%s line %d)" % (path, line_of(path, "ModelGateKeyFile")) in out, out
+    assert "(%s line %d)" % (path, harness.line_of(path, "ModelGateKeyFile")) in out, out
 
 
 @pytest.mark.parametrize("content,message", [
@@ -103,14 +95,14 @@ def test_mg_005_06_unreadable_key_file(gateways, tmp_path, where):
     code, out, path = syntax(gateways, GOOD.replace("{keys}", str(target)))
     assert code != 0
     assert "ModelGateKeyFile: cannot read '%s'" % target in out, out
-    assert "line %d of %s" % (line_of(path, "ModelGateKeyFile"), path) in out
+    assert "line %d of %s" % (harness.line_of(path, "ModelGateKeyFile"), path) in out
 
 
 def test_mg_005_07_route_to_undeclared_upstream(gateways):
     code, out, path = syntax(gateways, GOOD.replace("ModelGateRoute model", "ModelGateRoute chat"))
     assert code != 0
     assert "ModelGateRoute: unknown upstream 'chat'" in out, out
-    assert "(%s line %d)" % (path, line_of(path, "ModelGateRoute chat")) in out, out
+    assert "(%s line %d)" % (path, harness.line_of(path, "ModelGateRoute chat")) in out, out
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:8080", "http://127.0.0.1/?a=b",

@@ -697,6 +697,17 @@ def test_mg_025_20_quota_endpoint_for_a_token(jwtgw, backend):
     assert backend.count() == 3
 
 
+# The head of a configuration checked with apache2 -t: the issuer line is
+# each test's.
+JWT_ONLY = """
+LoadModule modelgate_jwt_module "%s"
+ModelGateTier free 5/min
+ModelGateTier pro 5/min
+ModelGateKeyFile "%s"
+ModelGateIdentity jwt
+""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+
+
 def test_mg_025_30_a_jwks_that_cannot_verify_the_pinned_algorithms(gateways):
     """algs= pins what an issuer signs with; a local JWKS with no key that
     fits any of them (kty, curve, the JWK's own alg) would refuse every
@@ -706,13 +717,7 @@ def test_mg_025_30_a_jwks_that_cannot_verify_the_pinned_algorithms(gateways):
     ec_only = {"keys": [k for k in KEYS.jwks()["keys"] if k["kty"] == "EC"]}
     with open(os.path.join(gw.rundir, "ec.jwks"), "w") as f:
         json.dump(ec_only, f)
-    base = """
-LoadModule modelgate_jwt_module "%s"
-ModelGateTier free 5/min
-ModelGateTier pro 5/min
-ModelGateKeyFile "%s"
-ModelGateIdentity jwt
-""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+    base = JWT_ONLY
     gw.write_conf(base + "ModelGateJWTIssuer x algs=RS256,PS256 jwks=ec.jwks\n")
     code, out = gw.check_syntax()
     assert code != 0
@@ -777,13 +782,7 @@ def test_mg_025_41_jwks_url_plain_http_only_to_the_loopback(gateways):
     begins with "localhost" or "127.0.0.1", or a loopback name given as
     user info before another host, is a remote server and its keys over
     plain HTTP could be anybody's."""
-    base = """
-LoadModule modelgate_jwt_module "%s"
-ModelGateTier free 5/min
-ModelGateTier pro 5/min
-ModelGateKeyFile "%s"
-ModelGateIdentity jwt
-""" % (harness.JWT_MODULE, harness.QUICKSTART_KEYS)
+    base = JWT_ONLY
     refused = "an https:// URL (http:// only to the loopback)"
     harness.assert_config_errors(gateways, [
         (base + "ModelGateJWTIssuer x algs=ES256 jwks_url=%s\n" % url, refused)

@@ -40,14 +40,6 @@ def write(gw, text):
     return gw.write_conf(text.replace("{keys}", harness.QUICKSTART_KEYS))
 
 
-def line_of(path, text):
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if text in line:
-                return n
-    raise AssertionError("%r not in %s" % (text, path))
-
-
 def refused(gateways, text, culprit):
     """apache2 -t fails; returns its output, checked to name the file and
     the line of the directive that holds `culprit`."""
@@ -56,7 +48,7 @@ def refused(gateways, text, culprit):
     code, out = gw.check_syntax()
     assert code != 0, out
     assert "Syntax OK" not in out, out
-    assert "(%s line %d)" % (path, line_of(path, culprit)) in out, out
+    assert "(%s line %d)" % (path, harness.line_of(path, culprit)) in out, out
     return out
 
 
@@ -134,8 +126,8 @@ def test_mg_041_02_every_undeclared_name_is_reported(gateways):
     assert code != 0
     for what in ("tier 'gold'", "model 'gpt'", "tier 'silver'"):
         assert what in out, out
-    assert out.count("(%s line %d)" % (path, line_of(path, "tiers=gold"))) == 2, out
-    assert "(%s line %d)" % (path, line_of(path, "tiers=silver")) in out, out
+    assert out.count("(%s line %d)" % (path, harness.line_of(path, "tiers=gold"))) == 2, out
+    assert "(%s line %d)" % (path, harness.line_of(path, "tiers=silver")) in out, out
 
 
 def test_mg_041_03_start_up_fails_too(gateways):
@@ -265,7 +257,7 @@ def test_mg_041_08_identity_check_gives_file_and_line(gateways):
     assert code != 0
     assert ("MG00010: ModelGateIdentity jwt (%s line %d): ModelGateIdentity names jwt, "
             "but no ModelGateJWTIssuer is configured"
-            % (path, line_of(path, "ModelGateIdentity"))) in out, out
+            % (path, harness.line_of(path, "ModelGateIdentity"))) in out, out
 
     with open(os.path.join(gw.rundir, "hmac.secret"), "w") as f:
         f.write("0123456789abcdef0123456789abcdef\n")
@@ -276,9 +268,9 @@ def test_mg_041_08_identity_check_gives_file_and_line(gateways):
     assert code != 0
     assert ("ModelGateJWTIssuer https://idp.test/ (%s line %d): default_tier= names the "
             "unknown tier 'Pro' (declared tiers: free, pro; names are case-sensitive: "
-            "did you mean 'pro'?)" % (path, line_of(path, "ModelGateJWTIssuer"))) in out, out
+            "did you mean 'pro'?)" % (path, harness.line_of(path, "ModelGateJWTIssuer"))) in out, out
     assert "ModelGateIdentity jwt (%s line %d)" % (
-        path, line_of(path, "ModelGateIdentity")) in out, out
+        path, harness.line_of(path, "ModelGateIdentity")) in out, out
 
 
 # ---- virtual hosts ------------------------------------------------------------------
@@ -311,7 +303,7 @@ def test_mg_041_30_a_virtual_hosts_locations_are_checked(gateways, route, limit,
     path = write(gw, text)
     code, out = gw.check_syntax()
     assert code != 0 and message in out, out
-    assert "(%s line %d)" % (path, line_of(path, culprit)) in out, out
+    assert "(%s line %d)" % (path, harness.line_of(path, culprit)) in out, out
 
 
 def test_mg_041_31_a_virtual_host_gates_and_limits(gateways, backend):

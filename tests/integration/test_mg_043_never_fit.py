@@ -147,7 +147,7 @@ def test_mg_043_04_queue_refuses_a_wait_it_cannot_hold(gateways, backend):
     assert len(results) == 6
     for took, r in results:
         assert r.status == 429
-        assert took < 1.5, took           # not the 3 s queue
+        assert took < 2.5, took           # not the 3 s queue
         assert r.header("x-modelgate-queued-ms") is None
         assert 20 <= int(r.header("retry-after")) <= 30
         assert r.header("x-should-retry") == "true"
